@@ -1,0 +1,46 @@
+// A Hugging Face config.json of Qwen3ForCausalLM or Qwen3MoeForCausalLM, parsed into a typed,
+// validated struct: every field the forward uses is checked at load, and a bad one is an Error
+// naming the field and its value.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace qwen3moe {
+
+struct ModelConfig {
+  std::string architecture;  // "Qwen3ForCausalLM" | "Qwen3MoeForCausalLM"
+  std::string model_type;
+  int64_t vocab_size = 0;
+  int64_t hidden_size = 0;
+  int64_t intermediate_size = 0;      // dense MLP
+  int64_t moe_intermediate_size = 0;  // each expert
+  int64_t num_hidden_layers = 0;
+  int64_t num_attention_heads = 0;
+  int64_t num_key_value_heads = 0;
+  int64_t head_dim = 0;
+  int64_t num_experts = 0;  // 0: dense
+  int64_t num_experts_per_tok = 0;
+  bool norm_topk_prob = false;
+  int64_t decoder_sparse_step = 1;
+  std::vector<int64_t> mlp_only_layers;
+  double rope_theta = 10000.0;
+  double rms_norm_eps = 1e-6;
+  int64_t max_position_embeddings = 0;
+  bool tie_word_embeddings = false;
+  bool attention_bias = false;
+  std::vector<int32_t> eos_token_ids;
+  std::string torch_dtype;
+
+  bool is_moe() const { return num_experts > 0; }
+  // DESIGN.md: MoE iff not in mlp_only_layers, experts > 0 and (layer+1) % sparse_step == 0.
+  bool is_moe_layer(int64_t layer) const;
+  int64_t q_dim() const { return num_attention_heads * head_dim; }
+  int64_t kv_dim() const { return num_key_value_heads * head_dim; }
+
+  static ModelConfig from_json_text(const std::string& text, const std::string& source);
+  static ModelConfig load(const std::string& path);  // a config.json file or a model folder
+};
+
+}  // namespace qwen3moe

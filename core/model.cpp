@@ -1,0 +1,378 @@
+#include "core/model.h"
+
+#include <algorithm>
+#include <cmath>
+#include <string>
+
+#include "kernels/check.h"
+
+namespace qwen3moe {
+
+struct Model::Layer {
+  float *input_norm = nullptr, *post_norm = nullptr, *q_norm = nullptr, *k_norm = nullptr;
+  Weight q, k, v, o;
+  float *q_bias = nullptr, *k_bias = nullptr, *v_bias = nullptr, *o_bias = nullptr;
+  bool moe = false;
+  Weight gate, up, down;  // dense MLP, this rank's slice of the intermediate dimension
+  Weight router;          // [E, H], replicated
+  std::vector<Weight> expert_gate, expert_up, expert_down;  // this rank's experts
+};
+
+namespace {
+std::string layer_name(int64_t l, const char* rest) {
+  return "model.layers." + std::to_string(l) + "." + rest;
+}
+std::string expert_name(int64_t l, int64_t e, const char* proj) {
+  return "model.layers." + std::to_string(l) + ".mlp.experts." + std::to_string(e) + "." + proj +
+         ".weight";
+}
+// Even split of n over parts; the last parts may be shorter (or empty).
+int64_t split_begin(int64_t n, int parts, int i) {
+  const int64_t per = (n + parts - 1) / parts;
+  return std::min(n, per * i);
+}
+int64_t split_size(int64_t n, int parts, int i) {
+  return std::min(n, split_begin(n, parts, i) + (n + parts - 1) / parts) - split_begin(n, parts, i);
+}
+}  // namespace
+
+Weight Model::slice(const TensorView& t, int64_t row_begin, int64_t rows, int64_t col_begin,
+                    int64_t cols) {
+  QWEN3MOE_CHECK(t.shape.size() == 2, "tensor '", t.name, "' must be 2-D, has shape ",
+                 t.shape_str());
+  QWEN3MOE_CHECK(t.dtype == DType::BF16 || t.dtype == DType::F16 || t.dtype == DType::F32,
+                 "tensor '", t.name, "' has dtype ", dtype_name(t.dtype),
+                 "; weights must be BF16, F16 or F32");
+  Weight w;
+  w.dtype = t.dtype;
+  w.rows = rows;
+  w.cols = cols;
+  w.ld = t.shape[1];
+  w.data = t.data + (size_t(row_begin) * size_t(w.ld) + size_t(col_begin)) * dtype_size(t.dtype);
+  resident_bytes_ += w.bytes();
+  return backend_.map_weight(w);
+}
+
+float* Model::upload_vector(const TensorView& t, int64_t begin, int64_t count) {
+  std::vector<float> host(static_cast<size_t>(count));
+  Weight w{t.data, t.dtype, 1, t.numel(), t.numel()};
+  QWEN3MOE_CHECK(t.dtype == DType::BF16 || t.dtype == DType::F16 || t.dtype == DType::F32,
+                 "tensor '", t.name, "' has dtype ", dtype_name(t.dtype),
+                 "; weights must be BF16, F16 or F32");
+  for (int64_t i = 0; i < count; ++i) {
+    const int64_t j = begin + i;
+    switch (w.dtype) {
+      case DType::BF16: host[size_t(i)] = bf16_to_f32(reinterpret_cast<const uint16_t*>(t.data)[j]); break;
+      case DType::F16: host[size_t(i)] = f16_to_f32(reinterpret_cast<const uint16_t*>(t.data)[j]); break;
+      default: host[size_t(i)] = reinterpret_cast<const float*>(t.data)[j]; break;
+    }
+  }
+  float* dev = static_cast<float*>(backend_.alloc(host.size() * sizeof(float)));
+  backend_.upload(dev, host.data(), host.size() * sizeof(float));
+  owned_.push_back(dev);
+  resident_bytes_ += host.size() * sizeof(float);
+  return dev;
+}
+
+Model::Model(const ModelConfig& config, const WeightStore& ws, Backend& backend,
+             Communicator& comm, const Topology& topo)
+    : config_(config), backend_(backend), comm_(comm), topo_(topo) {
+  const ModelConfig& c = config_;
+  const int64_t H = c.hidden_size, D = c.head_dim, V = c.vocab_size;
+  const int64_t hq = topo_.heads_per_rank(), kvl = topo_.kv_heads_per_rank();
+  const int tp = topo_.tp(), tpr = topo_.tp_rank();
+
+  const TensorView& embed = ws.expect("model.embed_tokens.weight", {V, H});
+  const int64_t vb = topo_.vocab_begin(), vn = topo_.vocab_end() - topo_.vocab_begin();
+  embed_ = slice(embed, vb, vn, 0, H);
+  if (c.tie_word_embeddings) {
+    lm_head_ = embed_;
+  } else {
+    lm_head_ = slice(ws.expect("lm_head.weight", {V, H}), vb, vn, 0, H);
+  }
+  final_norm_ = upload_vector(ws.expect("model.norm.weight", {H}), 0, H);
+
+  layers_.resize(size_t(c.num_hidden_layers));
+  for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
+    Layer& L = layers_[size_t(l)];
+    L.input_norm = upload_vector(ws.expect(layer_name(l, "input_layernorm.weight"), {H}), 0, H);
+    L.post_norm =
+        upload_vector(ws.expect(layer_name(l, "post_attention_layernorm.weight"), {H}), 0, H);
+    L.q_norm = upload_vector(ws.expect(layer_name(l, "self_attn.q_norm.weight"), {D}), 0, D);
+    L.k_norm = upload_vector(ws.expect(layer_name(l, "self_attn.k_norm.weight"), {D}), 0, D);
+    const int64_t q0 = topo_.head_begin() * D, kv0 = topo_.kv_head_begin() * D;
+    L.q = slice(ws.expect(layer_name(l, "self_attn.q_proj.weight"), {c.q_dim(), H}), q0, hq * D,
+                0, H);
+    L.k = slice(ws.expect(layer_name(l, "self_attn.k_proj.weight"), {c.kv_dim(), H}), kv0,
+                kvl * D, 0, H);
+    L.v = slice(ws.expect(layer_name(l, "self_attn.v_proj.weight"), {c.kv_dim(), H}), kv0,
+                kvl * D, 0, H);
+    L.o = slice(ws.expect(layer_name(l, "self_attn.o_proj.weight"), {H, c.q_dim()}), 0, H, q0,
+                hq * D);
+    if (c.attention_bias) {
+      L.q_bias = upload_vector(ws.expect(layer_name(l, "self_attn.q_proj.bias"), {c.q_dim()}),
+                               q0, hq * D);
+      L.k_bias = upload_vector(ws.expect(layer_name(l, "self_attn.k_proj.bias"), {c.kv_dim()}),
+                               kv0, kvl * D);
+      L.v_bias = upload_vector(ws.expect(layer_name(l, "self_attn.v_proj.bias"), {c.kv_dim()}),
+                               kv0, kvl * D);
+      // o_proj's bias is added once, by the first rank of the TP group.
+      if (tpr == 0)
+        L.o_bias = upload_vector(ws.expect(layer_name(l, "self_attn.o_proj.bias"), {H}), 0, H);
+    }
+    L.moe = c.is_moe_layer(l);
+    if (L.moe) {
+      const int64_t E = c.num_experts, I = c.moe_intermediate_size;
+      L.router = slice(ws.expect(layer_name(l, "mlp.gate.weight"), {E, H}), 0, E, 0, H);
+      for (int64_t e = topo_.expert_begin(); e < topo_.expert_begin() + topo_.experts_per_rank();
+           ++e) {
+        L.expert_gate.push_back(slice(ws.expect(expert_name(l, e, "gate_proj"), {I, H}), 0, I, 0, H));
+        L.expert_up.push_back(slice(ws.expect(expert_name(l, e, "up_proj"), {I, H}), 0, I, 0, H));
+        L.expert_down.push_back(slice(ws.expect(expert_name(l, e, "down_proj"), {H, I}), 0, H, 0, I));
+      }
+    } else {
+      const int64_t I = c.intermediate_size;
+      const int64_t i0 = split_begin(I, tp, tpr), in = split_size(I, tp, tpr);
+      L.gate = slice(ws.expect(layer_name(l, "mlp.gate_proj.weight"), {I, H}), i0, in, 0, H);
+      L.up = slice(ws.expect(layer_name(l, "mlp.up_proj.weight"), {I, H}), i0, in, 0, H);
+      L.down = slice(ws.expect(layer_name(l, "mlp.down_proj.weight"), {H, I}), 0, H, i0, in);
+    }
+  }
+}
+
+Model::~Model() {
+  for (void* p : owned_) backend_.free(p);
+  for (void* p : workspace_) backend_.free(p);
+}
+
+size_t Model::active_weight_bytes_per_token() const {
+  size_t bytes = lm_head_.bytes();
+  for (const Layer& L : layers_) {
+    bytes += L.q.bytes() + L.k.bytes() + L.v.bytes() + L.o.bytes();
+    if (L.moe) {
+      bytes += L.router.bytes();
+      // Each token uses k of E experts; on average k/E of this rank's experts.
+      size_t experts = 0;
+      for (size_t e = 0; e < L.expert_gate.size(); ++e)
+        experts += L.expert_gate[e].bytes() + L.expert_up[e].bytes() + L.expert_down[e].bytes();
+      bytes += size_t(double(experts) * double(config_.num_experts_per_tok) /
+                      double(config_.num_experts));
+    } else {
+      bytes += L.gate.bytes() + L.up.bytes() + L.down.bytes();
+    }
+  }
+  return bytes;
+}
+
+void Model::reserve(int64_t T, int64_t table_elems) {
+  if (T > capacity_) {
+    for (void* p : workspace_) backend_.free(p);
+    workspace_.clear();
+    capacity_ = std::max<int64_t>(T, 2 * capacity_);
+    const ModelConfig& c = config_;
+    const int64_t N = capacity_, H = c.hidden_size, D = c.head_dim;
+    const int64_t hq = topo_.heads_per_rank(), kvl = topo_.kv_heads_per_rank();
+    const int64_t k = std::max<int64_t>(1, c.num_experts_per_tok);
+    const int64_t ffn = std::max(c.intermediate_size, k * c.moe_intermediate_size);
+    const int64_t vocab_local = topo_.vocab_end() - topo_.vocab_begin();
+    auto f = [&](int64_t n) {
+      void* p = backend_.alloc(size_t(std::max<int64_t>(n, 1)) * sizeof(float));
+      workspace_.push_back(p);
+      return static_cast<float*>(p);
+    };
+    auto i = [&](int64_t n) { return reinterpret_cast<int32_t*>(f(n)); };
+    x_ = f(N * H);
+    h_ = f(N * H);
+    o_ = f(N * H);
+    q_ = f(N * hq * D);
+    attn_ = f(N * hq * D);
+    k_ = f(N * kvl * D);
+    v_ = f(N * kvl * D);
+    gate_ = f(N * ffn);
+    up_ = f(N * ffn);
+    act_ = f(N * ffn);
+    down_ = f(N * k * H);
+    rows_ = f(N * k * H);
+    router_logits_ = f(N * std::max<int64_t>(1, c.num_experts));
+    topk_w_ = f(N * k);
+    moe_scale_ = f(N * k);
+    logits_ = f(N * vocab_local);
+    tokens_ = i(N);
+    positions_ = i(N);
+    token_seq_ = i(N);
+    slots_ = i(N);
+    topk_ids_ = i(N * k);
+    moe_idx_ = i(N * k);
+    logit_rows_ = i(N);
+    tables_ = nullptr;
+    table_capacity_ = 0;
+  }
+  if (table_elems > table_capacity_) {
+    if (tables_) {
+      backend_.free(tables_);
+      workspace_.erase(std::find(workspace_.begin(), workspace_.end(), static_cast<void*>(tables_)));
+    }
+    table_capacity_ = std::max<int64_t>(table_elems, 2 * table_capacity_);
+    tables_ = static_cast<int32_t*>(backend_.alloc(size_t(table_capacity_) * sizeof(int32_t)));
+    workspace_.push_back(tables_);
+  }
+}
+
+void Model::forward(const StepBatch& b, KvCache& cache, std::vector<float>& logits) {
+  const ModelConfig& c = config_;
+  const int64_t T = int64_t(b.tokens.size()), H = c.hidden_size;
+  QWEN3MOE_CHECK(T > 0, "forward: empty batch");
+  QWEN3MOE_CHECK(b.positions.size() == size_t(T) && b.token_seq.size() == size_t(T) &&
+                     b.slots.size() == size_t(T),
+                 "forward: tokens, positions, token_seq and slots differ in length");
+  for (int64_t t = 0; t < T; ++t) {
+    QWEN3MOE_CHECK(b.tokens[t] >= 0 && b.tokens[t] < c.vocab_size, "token id ", b.tokens[t],
+                   " is outside the vocabulary [0, ", c.vocab_size, ")");
+    QWEN3MOE_CHECK(b.positions[t] >= 0 && b.positions[t] < c.max_position_embeddings,
+                   "position ", b.positions[t], " is beyond max_position_embeddings=",
+                   c.max_position_embeddings);
+  }
+  reserve(T, int64_t(b.block_tables.size()));
+  batch_ = &b;
+  backend_.upload(tokens_, b.tokens.data(), size_t(T) * 4);
+  backend_.upload(positions_, b.positions.data(), size_t(T) * 4);
+  backend_.upload(token_seq_, b.token_seq.data(), size_t(T) * 4);
+  backend_.upload(slots_, b.slots.data(), size_t(T) * 4);
+  backend_.upload(tables_, b.block_tables.data(), b.block_tables.size() * 4);
+
+  // Vocabulary-parallel embedding: each rank fills the rows of its slice, the sum completes it.
+  backend_.embedding(x_, embed_, tokens_, T, topo_.vocab_begin());
+  if (comm_.size() > 1) comm_.all_reduce_sum(x_, size_t(T * H));
+
+  for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
+    attention_block(l, T, cache);
+    if (layers_[size_t(l)].moe)
+      moe_block(l, T);
+    else
+      mlp_block(l, T);
+  }
+
+  const int64_t L = int64_t(b.logit_rows.size());
+  const int64_t vl = topo_.vocab_end() - topo_.vocab_begin();
+  logits.assign(size_t(L * c.vocab_size), 0.0f);
+  if (L == 0) return;
+  for (int32_t r : b.logit_rows)
+    QWEN3MOE_CHECK(r >= 0 && r < T, "forward: logit row ", r, " outside the batch of ", T);
+  backend_.upload(logit_rows_, b.logit_rows.data(), size_t(L) * 4);
+  backend_.gather_rows(h_, x_, logit_rows_, L, H);
+  backend_.rmsnorm(h_, h_, final_norm_, L, H, float(c.rms_norm_eps));
+  backend_.matmul(logits_, h_, lm_head_, L);
+  if (comm_.size() == 1) {
+    backend_.download(logits.data(), logits_, logits.size() * sizeof(float));
+  } else {
+    // Every rank's slice is padded to the largest slice for the gather.
+    const int64_t per = (c.vocab_size + topo_.tp() - 1) / topo_.tp();
+    std::vector<float> mine(size_t(L * per), 0.0f), all(size_t(L * per * comm_.size()));
+    std::vector<float> local(size_t(L * vl));
+    backend_.download(local.data(), logits_, local.size() * sizeof(float));
+    for (int64_t r = 0; r < L; ++r)
+      std::copy_n(local.data() + r * vl, vl, mine.data() + r * per);
+    comm_.all_gather(mine.data(), all.data(), mine.size() * sizeof(float));
+    for (int p = 0; p < topo_.tp(); ++p) {
+      const int64_t v0 = std::min<int64_t>(c.vocab_size, p * per);
+      const int64_t vn = std::min<int64_t>(c.vocab_size, v0 + per) - v0;
+      for (int64_t r = 0; r < L; ++r)
+        std::copy_n(all.data() + (size_t(p) * size_t(L) + size_t(r)) * size_t(per), vn,
+                    logits.data() + r * c.vocab_size + v0);
+    }
+  }
+  batch_ = nullptr;
+}
+
+void Model::attention_block(int64_t l, int64_t T, KvCache& cache) {
+  const ModelConfig& c = config_;
+  const Layer& L = layers_[size_t(l)];
+  const int64_t H = c.hidden_size, D = c.head_dim;
+  const int64_t hq = topo_.heads_per_rank(), kvl = topo_.kv_heads_per_rank();
+  const float eps = float(c.rms_norm_eps);
+  backend_.rmsnorm(h_, x_, L.input_norm, T, H, eps);
+  backend_.matmul(q_, h_, L.q, T, L.q_bias);  // [T, hq*D]
+  backend_.matmul(k_, h_, L.k, T, L.k_bias);  // [T, kvl*D]
+  backend_.matmul(v_, h_, L.v, T, L.v_bias);  // [T, kvl*D]
+  backend_.rmsnorm(q_, q_, L.q_norm, T * hq, D, eps);
+  backend_.rmsnorm(k_, k_, L.k_norm, T * kvl, D, eps);
+  backend_.rope(q_, positions_, T, hq, D, float(c.rope_theta));
+  backend_.rope(k_, positions_, T, kvl, D, float(c.rope_theta));
+  backend_.kv_cache_write(cache.k(l), cache.v(l), k_, v_, slots_, T, kvl * D);
+  AttentionBatch ab;
+  ab.num_tokens = int(T);
+  ab.positions = positions_;
+  ab.token_seq = token_seq_;
+  ab.block_tables = tables_;
+  ab.max_blocks_per_seq = batch_->max_blocks_per_seq;
+  ab.block_size = int(cache.block_size());
+  backend_.attention(attn_, q_, cache.k(l), cache.v(l), ab, hq, kvl, D,
+                     float(1.0 / std::sqrt(double(D))));
+  backend_.matmul(o_, attn_, L.o, T, L.o_bias);  // [T, H], partial over this rank's heads
+  if (comm_.size() > 1) comm_.all_reduce_sum(o_, size_t(T * H));
+  backend_.add(x_, o_, T * H);
+}
+
+void Model::mlp_block(int64_t l, int64_t T) {
+  const ModelConfig& c = config_;
+  const Layer& L = layers_[size_t(l)];
+  const int64_t H = c.hidden_size, I = L.gate.rows;
+  backend_.rmsnorm(h_, x_, L.post_norm, T, H, float(c.rms_norm_eps));
+  backend_.matmul(gate_, h_, L.gate, T);  // [T, I]
+  backend_.matmul(up_, h_, L.up, T);      // [T, I]
+  backend_.silu_mul(act_, gate_, up_, T, I);
+  backend_.matmul(o_, act_, L.down, T);  // [T, H]
+  if (comm_.size() > 1) comm_.all_reduce_sum(o_, size_t(T * H));
+  backend_.add(x_, o_, T * H);
+}
+
+void Model::moe_block(int64_t l, int64_t T) {
+  const ModelConfig& c = config_;
+  const Layer& L = layers_[size_t(l)];
+  const int64_t H = c.hidden_size, E = c.num_experts, k = c.num_experts_per_tok;
+  const int64_t I = c.moe_intermediate_size;
+  backend_.rmsnorm(h_, x_, L.post_norm, T, H, float(c.rms_norm_eps));
+  backend_.matmul(router_logits_, h_, L.router, T);  // [T, E]
+  backend_.router_topk(topk_ids_, topk_w_, router_logits_, T, E, k, c.norm_topk_prob);
+  host_ids_.resize(size_t(T * k));
+  host_w_.resize(size_t(T * k));
+  backend_.download(host_ids_.data(), topk_ids_, host_ids_.size() * 4);
+  backend_.download(host_w_.data(), topk_w_, host_w_.size() * 4);
+
+  // Tokens grouped by local expert, in token order within an expert (a counting sort), so
+  // each token's outputs are summed in ascending expert order, as Hugging Face does.
+  const int64_t e0 = topo_.expert_begin(), ne = topo_.experts_per_rank();
+  offsets_.assign(size_t(ne + 1), 0);
+  for (int32_t e : host_ids_)
+    if (e >= e0 && e < e0 + ne) ++offsets_[size_t(e - e0 + 1)];
+  for (int64_t e = 0; e < ne; ++e) offsets_[size_t(e + 1)] += offsets_[size_t(e)];
+  const int64_t n = offsets_[size_t(ne)];
+  host_idx_.resize(size_t(std::max<int64_t>(n, 1)));
+  host_scale_.resize(size_t(std::max<int64_t>(n, 1)));
+  std::vector<int64_t> fill(offsets_.begin(), offsets_.end() - 1);
+  for (int64_t e = 0; e < ne; ++e) {
+    for (int64_t t = 0; t < T; ++t) {
+      for (int64_t j = 0; j < k; ++j) {
+        if (host_ids_[size_t(t * k + j)] != e0 + e) continue;
+        const int64_t at = fill[size_t(e)]++;
+        host_idx_[size_t(at)] = int32_t(t);
+        host_scale_[size_t(at)] = host_w_[size_t(t * k + j)];
+      }
+    }
+  }
+  backend_.zero(o_, size_t(T * H) * sizeof(float));
+  if (n > 0) {
+    backend_.upload(moe_idx_, host_idx_.data(), size_t(n) * 4);
+    backend_.upload(moe_scale_, host_scale_.data(), size_t(n) * 4);
+    backend_.gather_rows(rows_, h_, moe_idx_, n, H);  // [n, H]
+    backend_.grouped_matmul(gate_, rows_, L.expert_gate.data(), offsets_.data(), int(ne));
+    backend_.grouped_matmul(up_, rows_, L.expert_up.data(), offsets_.data(), int(ne));
+    backend_.silu_mul(act_, gate_, up_, n, I);  // [n, I]
+    backend_.grouped_matmul(down_, act_, L.expert_down.data(), offsets_.data(), int(ne));
+    backend_.scatter_add_rows(o_, down_, moe_idx_, moe_scale_, n, H);
+  }
+  if (comm_.size() > 1) comm_.all_reduce_sum(o_, size_t(T * H));
+  backend_.add(x_, o_, T * H);
+}
+
+}  // namespace qwen3moe

@@ -1,0 +1,87 @@
+// The Qwen3 / Qwen3-MoE forward (DESIGN.md "The model"), written against Backend for the math
+// and Communicator + Topology for the split across ranks, so the same code runs on one CPU
+// process or many GPUs. It holds this rank's slice of the weights and a workspace that grows
+// only when a batch is larger than any before it.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "core/config.h"
+#include "core/kv_cache.h"
+#include "core/safetensors.h"
+#include "kernels/backend.h"
+#include "parallel/communicator.h"
+#include "parallel/topology.h"
+
+namespace qwen3moe {
+
+// One step's tokens, from one or more sequences, prefill and decode mixed.
+struct StepBatch {
+  std::vector<int32_t> tokens;        // [T]
+  std::vector<int32_t> positions;     // [T] position of each token in its sequence
+  std::vector<int32_t> token_seq;     // [T] which sequence (row of block_tables)
+  std::vector<int32_t> slots;         // [T] KV-cache slot each token's K/V goes to
+  std::vector<int32_t> block_tables;  // [S, max_blocks_per_seq]
+  int max_blocks_per_seq = 0;
+  std::vector<int32_t> logit_rows;    // tokens whose logits are returned, in this order
+};
+
+class Model {
+ public:
+  Model(const ModelConfig& config, const WeightStore& weights, Backend& backend,
+        Communicator& comm, const Topology& topo);
+  ~Model();
+  Model(const Model&) = delete;
+  Model& operator=(const Model&) = delete;
+
+  const ModelConfig& config() const { return config_; }
+  const Topology& topology() const { return topo_; }
+  Backend& backend() { return backend_; }
+  // Bytes of the weights this rank reads through the backend (its slices only).
+  size_t resident_weight_bytes() const { return resident_bytes_; }
+  // Bytes of weights one decode token reads on this rank: attention, dense MLPs, top-k of the
+  // local experts on average, the lm_head slice. For bandwidth figures.
+  size_t active_weight_bytes_per_token() const;
+
+  // Runs the batch, writing its K/V into cache; logits [logit_rows, vocab] in host memory.
+  void forward(const StepBatch& batch, KvCache& cache, std::vector<float>& logits);
+
+ private:
+  struct Layer;
+  void attention_block(int64_t layer, int64_t T, KvCache& cache);
+  void mlp_block(int64_t layer, int64_t T);
+  void moe_block(int64_t layer, int64_t T);
+  void reserve(int64_t tokens, int64_t seqs_x_blocks);
+  float* upload_vector(const TensorView& t, int64_t begin, int64_t count);
+  Weight slice(const TensorView& t, int64_t row_begin, int64_t rows, int64_t col_begin,
+               int64_t cols);
+
+  ModelConfig config_;
+  Backend& backend_;
+  Communicator& comm_;
+  Topology topo_;
+  std::vector<Layer> layers_;
+  Weight embed_, lm_head_;
+  float* final_norm_ = nullptr;
+  std::vector<void*> owned_;  // backend buffers to free
+  size_t resident_bytes_ = 0;
+
+  // Workspace (backend memory), sized for capacity_ tokens.
+  int64_t capacity_ = 0, table_capacity_ = 0;
+  std::vector<void*> workspace_;
+  float *x_ = nullptr, *h_ = nullptr, *q_ = nullptr, *k_ = nullptr, *v_ = nullptr,
+        *attn_ = nullptr, *o_ = nullptr, *gate_ = nullptr, *up_ = nullptr, *act_ = nullptr,
+        *down_ = nullptr, *router_logits_ = nullptr, *topk_w_ = nullptr, *rows_ = nullptr,
+        *logits_ = nullptr, *moe_scale_ = nullptr;
+  int32_t *tokens_ = nullptr, *positions_ = nullptr, *token_seq_ = nullptr, *slots_ = nullptr,
+          *tables_ = nullptr, *topk_ids_ = nullptr, *moe_idx_ = nullptr, *logit_rows_ = nullptr;
+  const StepBatch* batch_ = nullptr;  // during forward
+  // Host copies for MoE grouping.
+  std::vector<int32_t> host_ids_, host_idx_;
+  std::vector<float> host_w_, host_scale_;
+  std::vector<int64_t> offsets_;
+};
+
+}  // namespace qwen3moe

@@ -1,0 +1,99 @@
+// The Backend: the math ops of one forward pass, on the backend's own memory. The model calls
+// only these; kernels/cpu implements them on host memory (threaded, AVX2), kernels/cuda on
+// device memory with one stream. Activations are f32; weights stay in their stored dtype.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "kernels/dtype.h"
+
+namespace qwen3moe {
+
+// A 2-D weight matrix [rows, cols] with row stride `ld` (elements), in backend memory. A
+// column slice of a larger matrix (a TP shard of o_proj) is the same data with a larger ld.
+struct Weight {
+  const void* data = nullptr;
+  DType dtype = DType::BF16;
+  int64_t rows = 0;
+  int64_t cols = 0;
+  int64_t ld = 0;
+  size_t bytes() const { return size_t(rows) * size_t(cols) * dtype_size(dtype); }
+};
+
+// Which cache slots each query token may see: token t of sequence s = token_seq[t] attends to
+// positions 0..positions[t] of s, read through s's block table.
+struct AttentionBatch {
+  int num_tokens = 0;
+  const int32_t* positions = nullptr;     // [T]
+  const int32_t* token_seq = nullptr;     // [T]
+  const int32_t* block_tables = nullptr;  // [S, max_blocks_per_seq]
+  int max_blocks_per_seq = 0;
+  int block_size = 0;
+};
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+  virtual std::string name() const = 0;
+
+  // Memory. Host pointers in and out of upload/download; everything else is backend memory.
+  virtual void* alloc(size_t bytes) = 0;
+  virtual void free(void* ptr) = 0;
+  virtual void upload(void* dst, const void* src, size_t bytes) = 0;
+  virtual void download(void* dst, const void* src, size_t bytes) = 0;
+  // A weight that lives in host memory (an mmapped file) made visible to the backend. The CPU
+  // backend returns it as it is (zero copy); the CUDA one copies it to the device (compacting
+  // a column slice to ld = cols).
+  virtual Weight map_weight(const Weight& host) = 0;
+  virtual void zero(void* ptr, size_t bytes) = 0;
+  virtual void synchronize() = 0;
+
+  // y[M,N] = x[M,K] · w[N,K]^T (+ bias[N] when given, f32). f32 accumulation.
+  virtual void matmul(float* y, const float* x, const Weight& w, int64_t m,
+                      const float* bias = nullptr) = 0;
+  // For each group g: y[off[g]:off[g+1]] = x[off[g]:off[g+1]] · w[g]^T. offsets is a host
+  // array of num_groups+1 row offsets. The MoE experts: tokens sorted by expert, one call.
+  virtual void grouped_matmul(float* y, const float* x, const Weight* w, const int64_t* offsets,
+                              int num_groups) = 0;
+  // y[r] = w * x[r] / sqrt(mean(x[r]^2) + eps) for each of `rows` rows of `dim`; w is f32.
+  virtual void rmsnorm(float* y, const float* x, const float* w, int64_t rows, int64_t dim,
+                       float eps) = 0;
+  // Rotate-half RoPE in place on x[T, heads, head_dim] at positions[T].
+  virtual void rope(float* x, const int32_t* positions, int64_t tokens, int64_t heads,
+                    int64_t head_dim, float theta) = 0;
+  // k, v: [T, kv_heads*head_dim] written to the caches at slots[T] (slot = block*bs + offset).
+  // Caches: [num_blocks*block_size, kv_heads*head_dim] f32.
+  virtual void kv_cache_write(float* k_cache, float* v_cache, const float* k, const float* v,
+                              const int32_t* slots, int64_t tokens, int64_t kv_dim) = 0;
+  // out[T, q_heads, head_dim] = causal softmax(q k^T * scale) v over the paged caches; GQA maps
+  // q head h to kv head h / (q_heads / kv_heads).
+  virtual void attention(float* out, const float* q, const float* k_cache, const float* v_cache,
+                         const AttentionBatch& batch, int64_t q_heads, int64_t kv_heads,
+                         int64_t head_dim, float scale) = 0;
+  // out[rows, dim] = silu(gate) * up, all three [rows, dim].
+  virtual void silu_mul(float* out, const float* gate, const float* up, int64_t rows,
+                        int64_t dim) = 0;
+  // Router: softmax over logits[T, E] in f32, top-k (ties to the lower expert id), weights
+  // renormalised to sum 1 iff normalize. ids[T, k], weights[T, k].
+  virtual void router_topk(int32_t* ids, float* weights, const float* logits, int64_t tokens,
+                           int64_t experts, int64_t k, bool normalize) = 0;
+  // out[t] = table[ids[t] - row_offset] for ids inside [row_offset, row_offset + table.rows),
+  // zeros otherwise (a vocabulary-parallel slice).
+  virtual void embedding(float* out, const Weight& table, const int32_t* ids, int64_t tokens,
+                         int64_t row_offset) = 0;
+  // out[i] = in[idx[i]] for rows of `dim` (dispatch permute).
+  virtual void gather_rows(float* out, const float* in, const int32_t* idx, int64_t n,
+                           int64_t dim) = 0;
+  // out[idx[i]] += scale[i] * in[i] for rows of `dim` (combine unpermute + weighted sum).
+  virtual void scatter_add_rows(float* out, const float* in, const int32_t* idx,
+                                const float* scale, int64_t n, int64_t dim) = 0;
+  // y[n] += x[n]
+  virtual void add(float* y, const float* x, int64_t n) = 0;
+};
+
+std::unique_ptr<Backend> make_cpu_backend(int threads = 0);
+
+}  // namespace qwen3moe

@@ -1,0 +1,55 @@
+// Causal attention over the paged KV cache. One (token, q head) pair per work item: the
+// scores against every visible cache position, a max-subtracted softmax, then the weighted
+// sum of values. GQA: q head h reads kv head h / (q_heads / kv_heads).
+#include <omp.h>
+
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
+#include "kernels/cpu/ops.h"
+#include "kernels/cpu/simd.h"
+
+namespace qwen3moe::cpu {
+
+void attention(float* out, const float* q, const float* k_cache, const float* v_cache,
+               const AttentionBatch& batch, int64_t q_heads, int64_t kv_heads, int64_t head_dim,
+               float scale) {
+  const int64_t T = batch.num_tokens;
+  const int64_t group = q_heads / kv_heads;
+  const int64_t kv_dim = kv_heads * head_dim;
+  const int64_t bs = batch.block_size;
+  const int64_t work = T * q_heads;
+#pragma omp parallel
+  {
+    std::vector<float> scores;
+#pragma omp for schedule(dynamic, 4)
+    for (int64_t item = 0; item < work; ++item) {
+      const int64_t t = item / q_heads, h = item % q_heads, kvh = h / group;
+      const int32_t* table = batch.block_tables + int64_t(batch.token_seq[t]) * batch.max_blocks_per_seq;
+      const int64_t len = int64_t(batch.positions[t]) + 1;
+      const float* qv = q + (t * q_heads + h) * head_dim;
+      scores.resize(size_t(len));
+      float mx = -INFINITY;
+      for (int64_t p = 0; p < len; ++p) {
+        const int64_t slot = int64_t(table[p / bs]) * bs + p % bs;
+        scores[p] = dot(qv, k_cache + slot * kv_dim + kvh * head_dim, head_dim) * scale;
+        mx = std::max(mx, scores[p]);
+      }
+      double sum = 0;
+      for (int64_t p = 0; p < len; ++p) {
+        scores[p] = std::exp(scores[p] - mx);
+        sum += scores[p];
+      }
+      float* o = out + (t * q_heads + h) * head_dim;
+      std::fill(o, o + head_dim, 0.0f);
+      const float inv = float(1.0 / sum);
+      for (int64_t p = 0; p < len; ++p) {
+        const int64_t slot = int64_t(table[p / bs]) * bs + p % bs;
+        axpy(o, scores[p] * inv, v_cache + slot * kv_dim + kvh * head_dim, head_dim);
+      }
+    }
+  }
+}
+
+}  // namespace qwen3moe::cpu

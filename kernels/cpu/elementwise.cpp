@@ -1,0 +1,64 @@
+// Elementwise and row-movement ops: SiLU-mul, add, embedding lookup, KV-cache writes, and the
+// gather / weighted scatter-add that permute tokens to experts and back.
+#include <cmath>
+#include <cstring>
+
+#include "kernels/check.h"
+#include "kernels/cpu/ops.h"
+
+namespace qwen3moe::cpu {
+
+void silu_mul(float* out, const float* gate, const float* up, int64_t rows, int64_t dim) {
+  const int64_t n = rows * dim;
+#pragma omp parallel for schedule(static) if (n > 65536)
+  for (int64_t i = 0; i < n; ++i) {
+    const float g = gate[i];
+    out[i] = g / (1.0f + std::exp(-g)) * up[i];
+  }
+}
+
+void add(float* y, const float* x, int64_t n) {
+#pragma omp parallel for schedule(static) if (n > 65536)
+  for (int64_t i = 0; i < n; ++i) y[i] += x[i];
+}
+
+void embedding(float* out, const Weight& table, const int32_t* ids, int64_t tokens,
+               int64_t row_offset) {
+  for (int64_t t = 0; t < tokens; ++t) {
+    const int64_t row = int64_t(ids[t]) - row_offset;
+    float* o = out + t * table.cols;
+    if (row < 0 || row >= table.rows) {
+      std::memset(o, 0, sizeof(float) * size_t(table.cols));
+    } else {
+      weight_row_to_f32(o, table, row);
+    }
+  }
+}
+
+void kv_cache_write(float* k_cache, float* v_cache, const float* k, const float* v,
+                    const int32_t* slots, int64_t tokens, int64_t kv_dim) {
+  for (int64_t t = 0; t < tokens; ++t) {
+    QWEN3MOE_CHECK(slots[t] >= 0, "kv_cache_write: negative slot ", slots[t], " for token ", t);
+    std::memcpy(k_cache + int64_t(slots[t]) * kv_dim, k + t * kv_dim, sizeof(float) * kv_dim);
+    std::memcpy(v_cache + int64_t(slots[t]) * kv_dim, v + t * kv_dim, sizeof(float) * kv_dim);
+  }
+}
+
+void gather_rows(float* out, const float* in, const int32_t* idx, int64_t n, int64_t dim) {
+  for (int64_t i = 0; i < n; ++i)
+    std::memcpy(out + i * dim, in + int64_t(idx[i]) * dim, sizeof(float) * size_t(dim));
+}
+
+void scatter_add_rows(float* out, const float* in, const int32_t* idx, const float* scale,
+                      int64_t n, int64_t dim) {
+  // Sequential over i: two entries may target the same row (one token, several experts), and
+  // the order of the sum is then the order of the entries, which keeps results reproducible.
+  for (int64_t i = 0; i < n; ++i) {
+    float* o = out + int64_t(idx[i]) * dim;
+    const float* r = in + i * dim;
+    const float s = scale ? scale[i] : 1.0f;
+    for (int64_t j = 0; j < dim; ++j) o[j] += s * r[j];
+  }
+}
+
+}  // namespace qwen3moe::cpu

@@ -1,0 +1,197 @@
+// y[M,N] = x[M,K] · w[N,K]^T with weights in their stored dtype (bf16, f16, f32).
+//
+// Two algorithms, chosen by M (gemm_path):
+// - own: register-tiled AVX2 kernel that widens the weights to f32 in registers, so every
+//   weight byte is read from memory exactly once per call. Decode (M = batch) is bound by the
+//   weight stream, so this is the one that matters there.
+// - blas: OpenBLAS sgemm (single-threaded per OpenMP thread) over panels of 64 weight rows
+//   widened to f32 in a thread-local buffer. Prefill (M in the hundreds) is compute bound and
+//   sgemm's packed micro-kernel beats ours there. `qwen3moe bench --gemm` measures both.
+#include <cblas.h>
+#include <immintrin.h>
+#include <omp.h>
+
+#include <algorithm>
+#include <vector>
+
+#include "kernels/check.h"
+#include "kernels/cpu/ops.h"
+#include "kernels/cpu/simd.h"
+
+namespace qwen3moe::cpu {
+namespace {
+
+// 8 consecutive weights widened to f32.
+template <DType T>
+inline __m256 load8(const void* base, int64_t i) {
+  if constexpr (T == DType::BF16) {
+    __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(static_cast<const uint16_t*>(base) + i));
+    return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
+  } else if constexpr (T == DType::F16) {
+    __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(static_cast<const uint16_t*>(base) + i));
+    return _mm256_cvtph_ps(h);
+  } else {
+    return _mm256_loadu_ps(static_cast<const float*>(base) + i);
+  }
+}
+
+template <DType T>
+inline float load1(const void* base, int64_t i) {
+  if constexpr (T == DType::BF16) {
+    return bf16_to_f32(static_cast<const uint16_t*>(base)[i]);
+  } else if constexpr (T == DType::F16) {
+    return f16_to_f32(static_cast<const uint16_t*>(base)[i]);
+  } else {
+    return static_cast<const float*>(base)[i];
+  }
+}
+
+// One MR x NR tile of y: rows m0.., weight rows n0.., over the whole K.
+template <DType T, int MR, int NR>
+inline void tile(float* y, int64_t ldy, const float* x, int64_t ldx, const Weight& w, int64_t n0,
+                 int64_t K, const float* bias) {
+  const size_t esz = dtype_size(T);
+  const char* wbase = static_cast<const char*>(w.data);
+  const void* wr[NR];
+  for (int j = 0; j < NR; ++j) wr[j] = wbase + size_t(n0 + j) * size_t(w.ld) * esz;
+  __m256 acc[MR][NR];
+  for (int i = 0; i < MR; ++i)
+    for (int j = 0; j < NR; ++j) acc[i][j] = _mm256_setzero_ps();
+  int64_t k = 0;
+  for (; k + 8 <= K; k += 8) {
+    __m256 wv[NR];
+    for (int j = 0; j < NR; ++j) wv[j] = load8<T>(wr[j], k);
+    for (int i = 0; i < MR; ++i) {
+      __m256 xv = _mm256_loadu_ps(x + i * ldx + k);
+      for (int j = 0; j < NR; ++j) acc[i][j] = _mm256_fmadd_ps(xv, wv[j], acc[i][j]);
+    }
+  }
+  for (int i = 0; i < MR; ++i) {
+    for (int j = 0; j < NR; ++j) {
+      float s = hsum8(acc[i][j]);
+      for (int64_t kk = k; kk < K; ++kk) s += x[i * ldx + kk] * load1<T>(wr[j], kk);
+      if (bias) s += bias[n0 + j];
+      y[i * ldy + n0 + j] = s;
+    }
+  }
+}
+
+// Rows [m0, m0+MR) against weight rows [n_begin, n_end).
+template <DType T, int MR>
+void row_block(float* y, const float* x, const Weight& w, int64_t n_begin, int64_t n_end,
+               const float* bias) {
+  constexpr int NR = MR <= 2 ? 4 : 2;
+  const int64_t K = w.cols, N = w.rows;
+  int64_t n = n_begin;
+  for (; n + NR <= n_end; n += NR) tile<T, MR, NR>(y, N, x, K, w, n, K, bias);
+  for (; n < n_end; ++n) tile<T, MR, 1>(y, N, x, K, w, n, K, bias);
+}
+
+template <DType T>
+void matmul_own_typed(float* y, const float* x, const Weight& w, int64_t m, const float* bias) {
+  const int64_t N = w.rows, K = w.cols;
+  // Rows of x in blocks that stay in L2 while the weights stream past them.
+  const int64_t m_block = std::max<int64_t>(4, (256 * 1024) / (K * 4) / 4 * 4);
+  const int threads = omp_get_max_threads();
+  // Split N so every thread streams a distinct part of the weights; a multiple of 4 rows.
+  const int64_t n_chunk = ((N + threads - 1) / threads + 3) / 4 * 4;
+#pragma omp parallel for schedule(static)
+  for (int t = 0; t < threads; ++t) {
+    const int64_t n_begin = std::min(N, t * n_chunk), n_end = std::min(N, n_begin + n_chunk);
+    if (n_begin >= n_end) continue;
+    for (int64_t mb = 0; mb < m; mb += m_block) {
+      const int64_t mb_end = std::min(m, mb + m_block);
+      int64_t i = mb;
+      for (; i + 4 <= mb_end; i += 4) row_block<T, 4>(y + i * N, x + i * K, w, n_begin, n_end, bias);
+      switch (mb_end - i) {
+        case 3: row_block<T, 3>(y + i * N, x + i * K, w, n_begin, n_end, bias); break;
+        case 2: row_block<T, 2>(y + i * N, x + i * K, w, n_begin, n_end, bias); break;
+        case 1: row_block<T, 1>(y + i * N, x + i * K, w, n_begin, n_end, bias); break;
+        default: break;
+      }
+    }
+  }
+}
+
+constexpr int64_t kPanelRows = 64;
+
+}  // namespace
+
+void weight_row_to_f32(float* out, const Weight& w, int64_t row) {
+  const size_t esz = dtype_size(w.dtype);
+  const void* src = static_cast<const char*>(w.data) + size_t(row) * size_t(w.ld) * esz;
+  const int64_t K = w.cols;
+  int64_t k = 0;
+  switch (w.dtype) {
+    case DType::BF16:
+      for (; k + 8 <= K; k += 8) _mm256_storeu_ps(out + k, load8<DType::BF16>(src, k));
+      for (; k < K; ++k) out[k] = load1<DType::BF16>(src, k);
+      break;
+    case DType::F16:
+      for (; k + 8 <= K; k += 8) _mm256_storeu_ps(out + k, load8<DType::F16>(src, k));
+      for (; k < K; ++k) out[k] = load1<DType::F16>(src, k);
+      break;
+    case DType::F32:
+      std::copy_n(static_cast<const float*>(src), K, out);
+      break;
+    default:
+      QWEN3MOE_FAIL("matmul: unsupported weight dtype ", dtype_name(w.dtype));
+  }
+}
+
+GemmPath gemm_path(int64_t m) { return m >= 16 ? GemmPath::kBlas : GemmPath::kOwn; }
+
+void matmul_own(float* y, const float* x, const Weight& w, int64_t m, const float* bias) {
+  switch (w.dtype) {
+    case DType::BF16: return matmul_own_typed<DType::BF16>(y, x, w, m, bias);
+    case DType::F16: return matmul_own_typed<DType::F16>(y, x, w, m, bias);
+    case DType::F32: return matmul_own_typed<DType::F32>(y, x, w, m, bias);
+    default: QWEN3MOE_FAIL("matmul: unsupported weight dtype ", dtype_name(w.dtype));
+  }
+}
+
+void matmul_blas(float* y, const float* x, const Weight& w, int64_t m, const float* bias) {
+  const int64_t N = w.rows, K = w.cols;
+  const int64_t panels = (N + kPanelRows - 1) / kPanelRows;
+  // OpenBLAS threads would fight the OpenMP ones for the same cores.
+  static const bool single = [] {
+    openblas_set_num_threads(1);
+    return true;
+  }();
+  (void)single;
+#pragma omp parallel
+  {
+    std::vector<float> panel(size_t(kPanelRows) * size_t(K));
+#pragma omp for schedule(dynamic, 1)
+    for (int64_t p = 0; p < panels; ++p) {
+      const int64_t n0 = p * kPanelRows, rows = std::min(kPanelRows, N - n0);
+      for (int64_t r = 0; r < rows; ++r) weight_row_to_f32(panel.data() + r * K, w, n0 + r);
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(m), int(rows), int(K), 1.0f, x,
+                  int(K), panel.data(), int(K), 0.0f, y + n0, int(N));
+      if (bias)
+        for (int64_t i = 0; i < m; ++i)
+          for (int64_t r = 0; r < rows; ++r) y[i * N + n0 + r] += bias[n0 + r];
+    }
+  }
+}
+
+void matmul(float* y, const float* x, const Weight& w, int64_t m, const float* bias) {
+  if (m <= 0 || w.rows == 0) return;
+  if (gemm_path(m) == GemmPath::kBlas)
+    matmul_blas(y, x, w, m, bias);
+  else
+    matmul_own(y, x, w, m, bias);
+}
+
+void grouped_matmul(float* y, const float* x, const Weight* w, const int64_t* offsets,
+                    int num_groups) {
+  // One group at a time, each threaded inside: a group in decode holds one or two tokens, so
+  // the parallelism is over the weight rows, as in matmul.
+  for (int g = 0; g < num_groups; ++g) {
+    const int64_t rows = offsets[g + 1] - offsets[g];
+    if (rows == 0) continue;
+    matmul(y + offsets[g] * w[g].rows, x + offsets[g] * w[g].cols, w[g], rows, nullptr);
+  }
+}
+
+}  // namespace qwen3moe::cpu

@@ -1,0 +1,184 @@
+// qwen3moe bench: prefill and decode throughput of the whole engine, in hardware units and as a
+// share of what this machine measurably does (memory bandwidth, FMA peak). --gemm compares
+// the two CPU GEMM algorithms on this model's shapes.
+#include <omp.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+
+#include "core/generate.h"
+#include "core/random_checkpoint.h"
+#include "core/sampling.h"
+#include "kernels/check.h"
+#include "kernels/cpu/machine_peaks.h"
+#include "kernels/cpu/ops.h"
+#include "launcher/commands.h"
+#include "launcher/runtime.h"
+
+namespace qwen3moe::launcher {
+namespace {
+
+struct BenchFlags {
+  RuntimeOptions runtime;
+  std::string config;
+  bool random_weights = false;
+  int prompt_len = 512;
+  int decode_tokens = 64;
+  uint64_t seed = 0;
+  bool gemm = false;
+};
+
+double now() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+// FLOPs of one prefill of T tokens: 2 per active weight per token, plus attention's QK^T and
+// PV over the causal triangle.
+double prefill_flops(const ModelConfig& c, double active_params, int64_t T) {
+  const double attn = 2.0 * 2.0 * double(c.num_hidden_layers) * double(c.q_dim()) *
+                      double(T) * double(T + 1) / 2.0;
+  return 2.0 * active_params * double(T) + attn;
+}
+
+void bench_gemm(const ModelConfig& c) {
+  std::printf("\nGEMM algorithms on this model's shapes (bf16 weights, f32 activations)\n");
+  std::printf("%-22s %6s %12s %12s %10s %10s\n", "shape [N x K]", "M", "own GFLOP/s",
+              "blas GFLOP/s", "own GB/s", "blas GB/s");
+  const int64_t shapes[][2] = {{c.q_dim(), c.hidden_size},
+                               {c.hidden_size, c.q_dim()},
+                               {c.is_moe() ? c.moe_intermediate_size : c.intermediate_size,
+                                c.hidden_size}};
+  for (const auto& s : shapes) {
+    const int64_t N = s[0], K = s[1];
+    std::vector<uint16_t> w(size_t(N * K));
+    Rng rng(1);
+    for (auto& v : w) v = f32_to_bf16(float(rng.uniform() - 0.5));
+    const Weight weight{w.data(), DType::BF16, N, K, K};
+    for (int64_t M : {1, 4, 16, 64, 512}) {
+      std::vector<float> x(size_t(M * K), 0.5f), y(size_t(M * N));
+      double best[2] = {1e30, 1e30};
+      for (int path = 0; path < 2; ++path) {
+        for (int rep = 0; rep < 5; ++rep) {
+          const double t0 = now();
+          int iters = 0;
+          do {
+            if (path == 0)
+              cpu::matmul_own(y.data(), x.data(), weight, M, nullptr);
+            else
+              cpu::matmul_blas(y.data(), x.data(), weight, M, nullptr);
+            ++iters;
+          } while (now() - t0 < 0.05);
+          best[path] = std::min(best[path], (now() - t0) / iters);
+        }
+      }
+      const double flops = 2.0 * double(M * N * K), bytes = double(N * K * 2);
+      char shape[32];
+      std::snprintf(shape, sizeof(shape), "%lld x %lld", (long long)N, (long long)K);
+      std::printf("%-22s %6lld %12.1f %12.1f %10.1f %10.1f\n", shape, (long long)M,
+                  flops / best[0] / 1e9, flops / best[1] / 1e9, bytes / best[0] / 1e9,
+                  bytes / best[1] / 1e9);
+    }
+  }
+}
+
+void run_bench(BenchFlags f) {
+  namespace fs = std::filesystem;
+  QWEN3MOE_CHECK(f.random_weights != !f.runtime.model_dir.empty(),
+                 "give exactly one of --model DIR or --random-weights --config FILE");
+  QWEN3MOE_CHECK(f.prompt_len > 0, "--prompt-len must be positive, got ", f.prompt_len);
+  QWEN3MOE_CHECK(f.decode_tokens > 0, "--decode-tokens must be positive, got ", f.decode_tokens);
+  fs::path temp;
+  if (f.random_weights) {
+    QWEN3MOE_CHECK(!f.config.empty(), "--random-weights needs --config FILE");
+    temp = fs::temp_directory_path() / ("qwen3moe-bench-" + std::to_string(getpid()));
+    RandomCheckpointOptions ro;
+    ro.seed = f.seed;
+    ro.progress = isatty(STDERR_FILENO);
+    write_random_checkpoint(f.config, temp.string(), ro);
+    f.runtime.model_dir = temp.string();
+  }
+  struct Cleanup {
+    fs::path p;
+    ~Cleanup() {
+      if (!p.empty()) fs::remove_all(p);
+    }
+  } cleanup{temp};
+
+  auto rt = load_runtime(f.runtime);
+  const ModelConfig& c = rt->config;
+  QWEN3MOE_CHECK(f.prompt_len + f.decode_tokens <= c.max_position_embeddings, "--prompt-len ",
+                 f.prompt_len, " + --decode-tokens ", f.decode_tokens,
+                 " exceeds max_position_embeddings=", c.max_position_embeddings);
+  const int threads = omp_get_max_threads();
+  std::printf("model          %s, %lld layers, hidden %lld, %s\n", c.architecture.c_str(),
+              (long long)c.num_hidden_layers, (long long)c.hidden_size,
+              c.is_moe() ? (std::to_string(c.num_experts) + " experts top-" +
+                            std::to_string(c.num_experts_per_tok)).c_str()
+                         : "dense");
+  std::printf("weights        %.3f GB resident, %.3f GB read per decode token\n",
+              double(rt->model->resident_weight_bytes()) / 1e9,
+              double(rt->model->active_weight_bytes_per_token()) / 1e9);
+  const double bw = cpu::measure_read_bandwidth();
+  const double peak = cpu::measure_fma_peak();
+  std::printf("machine        %d threads, memory read %.1f GB/s (measured, 1 GiB stream), "
+              "f32 FMA peak %.1f GFLOP/s (measured, AVX2)\n",
+              threads, bw, peak);
+
+  Rng rng(f.seed + 1);
+  std::vector<int32_t> prompt(size_t(f.prompt_len));
+  for (auto& t : prompt) t = int32_t(rng.next() % uint64_t(c.vocab_size));
+  auto cache = cache_for(*rt, f.prompt_len + f.decode_tokens);
+
+  // Warm-up: page in the weights and grow the workspace.
+  {
+    GenerateOptions warm;
+    warm.max_new_tokens = 2;
+    warm.sampling.temperature = 0;
+    warm.ignore_eos = true;
+    generate(*rt->model, *rt->comm, *cache, prompt, warm);
+  }
+  GenerateOptions go;
+  go.max_new_tokens = f.decode_tokens + 1;  // the first token comes from the prefill
+  go.sampling.temperature = 0;
+  go.ignore_eos = true;
+  const GenerateResult r = generate(*rt->model, *rt->comm, *cache, prompt, go);
+
+  double active_params = 0;
+  {
+    const double bytes = double(rt->model->active_weight_bytes_per_token());
+    active_params = bytes / 2.0;  // bf16
+  }
+  const double pf = prefill_flops(c, active_params, f.prompt_len);
+  const double prefill_tps = f.prompt_len / r.prefill_seconds;
+  const double decode_steps = double(r.output_ids.size() - 1);
+  const double decode_tps = decode_steps / r.decode_seconds;
+  const double gbs = decode_tps * double(rt->model->active_weight_bytes_per_token()) / 1e9;
+  std::printf("prefill        %d tokens in %.3f s: %.1f tok/s, %.1f GFLOP/s = %.1f%% of FMA peak\n",
+              f.prompt_len, r.prefill_seconds, prefill_tps, pf / r.prefill_seconds / 1e9,
+              100.0 * pf / r.prefill_seconds / 1e9 / peak);
+  std::printf("decode b=1     %.0f tokens in %.3f s: %.1f tok/s, %.1f ms/token, weights %.1f GB/s = "
+              "%.1f%% of measured bandwidth\n",
+              decode_steps, r.decode_seconds, decode_tps, 1e3 / decode_tps, gbs, 100.0 * gbs / bw);
+  if (f.gemm) bench_gemm(c);
+}
+
+}  // namespace
+
+void register_bench(CLI::App& app) {
+  auto* cmd = app.add_subcommand("bench", "Prefill and decode throughput (tok/s, GB/s, GFLOP/s)");
+  auto f = std::make_shared<BenchFlags>();
+  cmd->add_option("--model", f->runtime.model_dir, "Hugging Face model folder");
+  cmd->add_flag("--random-weights", f->random_weights, "Random bf16 weights for --config");
+  cmd->add_option("--config", f->config, "config.json for --random-weights");
+  cmd->add_option("--prompt-len", f->prompt_len, "Prefill length")->capture_default_str();
+  cmd->add_option("--decode-tokens", f->decode_tokens, "Decode steps timed")->capture_default_str();
+  cmd->add_option("--seed", f->seed, "Seed of weights and prompt")->capture_default_str();
+  cmd->add_flag("--gemm", f->gemm, "Also compare the CPU GEMM algorithms on the model's shapes");
+  add_runtime_flags(*cmd, f->runtime);
+  cmd->callback([f] { run_bench(*f); });
+}
+
+}  // namespace qwen3moe::launcher

@@ -1,0 +1,147 @@
+// qwen3moe inspect: what a checkpoint (or a bare config) holds and how it splits over ranks.
+#include <cstdio>
+#include <filesystem>
+#include <map>
+
+#include "core/checkpoint_layout.h"
+#include "core/config.h"
+#include "core/safetensors.h"
+#include "kernels/check.h"
+#include "launcher/commands.h"
+#include "parallel/topology.h"
+
+namespace qwen3moe::launcher {
+namespace {
+
+struct InspectFlags {
+  std::string model_dir, config;
+  int tp = 1, ep = 0;
+};
+
+std::string human_bytes(double b) {
+  const char* units[] = {"B", "KB", "MB", "GB", "TB"};
+  int u = 0;
+  while (b >= 1000 && u < 4) {
+    b /= 1000;
+    ++u;
+  }
+  char buf[32];
+  std::snprintf(buf, sizeof(buf), "%.2f %s", b, units[u]);
+  return buf;
+}
+
+std::string layer_kinds(const ModelConfig& c) {
+  std::string out;
+  int64_t start = 0;
+  for (int64_t l = 1; l <= c.num_hidden_layers; ++l) {
+    if (l < c.num_hidden_layers && c.is_moe_layer(l) == c.is_moe_layer(start)) continue;
+    if (!out.empty()) out += ", ";
+    out += std::to_string(start);
+    if (l - 1 > start) out += "-" + std::to_string(l - 1);
+    out += c.is_moe_layer(start) ? " moe" : " dense";
+    start = l;
+  }
+  return out;
+}
+
+void run_inspect(const InspectFlags& f) {
+  QWEN3MOE_CHECK(!f.model_dir.empty() || !f.config.empty(), "give --model DIR or --config FILE");
+  const ModelConfig c = ModelConfig::load(f.model_dir.empty() ? f.config : f.model_dir);
+  const int ep = f.ep > 0 ? f.ep : f.tp;
+  QWEN3MOE_CHECK(f.tp > 0, "--tp must be positive, got ", f.tp);
+  QWEN3MOE_CHECK(ep % f.tp == 0, "--tp=", f.tp, " does not divide --ep=", ep,
+                 " (EP spans the world; tp groups divide it)");
+  const int world = ep;
+  const Topology topo(0, world, f.tp,
+                      {c.num_attention_heads, c.num_key_value_heads, c.num_experts, c.vocab_size});
+
+  std::unique_ptr<WeightStore> store;
+  if (!f.model_dir.empty() &&
+      (std::filesystem::exists(std::filesystem::path(f.model_dir) / "model.safetensors") ||
+       std::filesystem::exists(std::filesystem::path(f.model_dir) / "model.safetensors.index.json")))
+    store = std::make_unique<WeightStore>(WeightStore::open(f.model_dir));
+
+  const std::vector<TensorSpec> layout = checkpoint_layout(c);
+  std::map<std::string, double> bytes_by_dtype;
+  double total = 0, active = 0;
+  // Per-rank bytes by part, for the plan.
+  double attn = 0, experts = 0, dense = 0, vocab = 0, replicated = 0;
+  for (const TensorSpec& s : layout) {
+    DType dt = DType::BF16;
+    if (store) dt = store->expect(s.name, s.shape).dtype;
+    const double n = double(s.numel()), b = n * double(dtype_size(dt));
+    bytes_by_dtype[dtype_name(dt)] += b;
+    total += n;
+    const bool is_attn = s.name.find("self_attn.") != std::string::npos &&
+                         s.name.find("_norm") == std::string::npos;
+    if (s.expert >= 0) {
+      active += n * double(c.num_experts_per_tok) / double(c.num_experts);
+      experts += b / double(ep);
+    } else {
+      active += n;
+      if (s.kind == TensorKind::kEmbedding || s.name == "lm_head.weight") {
+        vocab += b / double(f.tp);
+      } else if (is_attn) {
+        const bool kv = s.name.find("k_proj") != std::string::npos ||
+                        s.name.find("v_proj") != std::string::npos;
+        attn += kv ? b * double(topo.kv_heads_per_rank()) / double(c.num_key_value_heads)
+                   : b / double(f.tp);
+      } else if (s.kind == TensorKind::kMatrix) {
+        dense += b / double(f.tp);
+      } else {
+        replicated += b;
+      }
+    }
+  }
+  // Tied embeddings: the lm_head reads the embedding, once more per token.
+  if (c.tie_word_embeddings) active += double(c.vocab_size) * double(c.hidden_size);
+
+  int64_t moe_layers = 0;
+  for (int64_t l = 0; l < c.num_hidden_layers; ++l) moe_layers += c.is_moe_layer(l);
+  std::printf("architecture   %s (%s)\n", c.architecture.c_str(), c.model_type.c_str());
+  std::printf("layers         %lld (%lld moe, %lld dense): %s\n", (long long)c.num_hidden_layers,
+              (long long)moe_layers, (long long)(c.num_hidden_layers - moe_layers),
+              layer_kinds(c).c_str());
+  std::printf("hidden         %lld, heads %lld q / %lld kv, head_dim %lld, vocab %lld, context %lld\n",
+              (long long)c.hidden_size, (long long)c.num_attention_heads,
+              (long long)c.num_key_value_heads, (long long)c.head_dim, (long long)c.vocab_size,
+              (long long)c.max_position_embeddings);
+  if (c.is_moe())
+    std::printf("experts        %lld, top-%lld, moe_intermediate %lld, norm_topk_prob %s\n",
+                (long long)c.num_experts, (long long)c.num_experts_per_tok,
+                (long long)c.moe_intermediate_size, c.norm_topk_prob ? "true" : "false");
+  std::printf("parameters     total %.3f B, active per token %.3f B\n", total / 1e9, active / 1e9);
+  std::printf("weights        %s", store ? "" : "(no checkpoint: assuming BF16) ");
+  for (const auto& [dt, b] : bytes_by_dtype) std::printf("%s %s  ", dt.c_str(), human_bytes(b).c_str());
+  std::printf("\n");
+  const double kv_per_token = 2.0 * double(c.num_hidden_layers) *
+                              double(topo.kv_heads_per_rank() * c.head_dim) * sizeof(float);
+  std::printf("\nplan: world %d, tp %d, ep %d  (per rank)\n", world, f.tp, ep);
+  std::printf("  attention   %s  (%lld q heads, %lld kv heads%s)\n", human_bytes(attn).c_str(),
+              (long long)topo.heads_per_rank(), (long long)topo.kv_heads_per_rank(),
+              f.tp > c.num_key_value_heads ? ", replicated" : "");
+  if (c.is_moe())
+    std::printf("  experts     %s  (%lld of %lld per MoE layer)\n", human_bytes(experts).c_str(),
+                (long long)topo.experts_per_rank(), (long long)c.num_experts);
+  std::printf("  dense mlp   %s\n", human_bytes(dense).c_str());
+  std::printf("  vocab       %s  (embedding%s, rows [%lld, %lld))\n", human_bytes(vocab).c_str(),
+              c.tie_word_embeddings ? ", tied lm_head" : " + lm_head",
+              (long long)topo.vocab_begin(), (long long)topo.vocab_end());
+  std::printf("  replicated  %s  (norms, routers)\n", human_bytes(replicated).c_str());
+  std::printf("  total       %s\n", human_bytes(attn + experts + dense + vocab + replicated).c_str());
+  std::printf("  kv cache    %s per token (f32)\n", human_bytes(kv_per_token).c_str());
+}
+
+}  // namespace
+
+void register_inspect(CLI::App& app) {
+  auto* cmd = app.add_subcommand("inspect", "Describe a model and plan its memory per rank");
+  auto f = std::make_shared<InspectFlags>();
+  cmd->add_option("--model", f->model_dir, "Hugging Face model folder");
+  cmd->add_option("--config", f->config, "A config.json (when there are no weights)");
+  cmd->add_option("--tp", f->tp, "Tensor-parallel size for the plan")->capture_default_str();
+  cmd->add_option("--ep", f->ep, "Expert-parallel size = world size for the plan (default: tp)");
+  cmd->callback([f] { run_inspect(*f); });
+}
+
+}  // namespace qwen3moe::launcher

@@ -1,0 +1,57 @@
+#include "launcher/runtime.h"
+
+#include <charconv>
+
+#include "kernels/check.h"
+
+namespace qwen3moe::launcher {
+
+std::unique_ptr<Runtime> load_runtime(const RuntimeOptions& o) {
+  QWEN3MOE_CHECK(o.backend == "cpu" || o.backend == "cuda", "unknown backend '", o.backend,
+                 "' (expected cpu or cuda)");
+  QWEN3MOE_CHECK(o.backend == "cpu", "backend 'cuda' is not available in this build");
+  auto rt = std::make_unique<Runtime>();
+  rt->config = ModelConfig::load(o.model_dir);
+  rt->weights = WeightStore::open(o.model_dir);
+  rt->backend = make_cpu_backend(o.threads);
+  rt->comm = make_local_communicator();
+  TopologyShape shape{rt->config.num_attention_heads, rt->config.num_key_value_heads,
+                      rt->config.num_experts, rt->config.vocab_size};
+  rt->topo = std::make_unique<Topology>(rt->comm->rank(), rt->comm->size(), o.tp, shape);
+  rt->model = std::make_unique<Model>(rt->config, rt->weights, *rt->backend, *rt->comm, *rt->topo);
+  return rt;
+}
+
+std::unique_ptr<KvCache> cache_for(Runtime& rt, int64_t tokens) {
+  constexpr int64_t kBlock = 16;
+  return std::make_unique<KvCache>(rt.config, *rt.topo, *rt.backend, (tokens + kBlock - 1) / kBlock + 1,
+                                   kBlock);
+}
+
+std::vector<int32_t> parse_ids(const std::string& text) {
+  std::vector<int32_t> ids;
+  size_t start = 0;
+  while (start <= text.size()) {
+    size_t end = text.find(',', start);
+    if (end == std::string::npos) end = text.size();
+    std::string item = text.substr(start, end - start);
+    const size_t a = item.find_first_not_of(' '), b = item.find_last_not_of(' ');
+    item = a == std::string::npos ? "" : item.substr(a, b - a + 1);
+    int64_t v = 0;
+    auto [ptr, ec] = std::from_chars(item.data(), item.data() + item.size(), v);
+    QWEN3MOE_CHECK(!item.empty() && ec == std::errc() && ptr == item.data() + item.size() &&
+                       v >= INT32_MIN && v <= INT32_MAX,
+                   "--ids: '", item, "' at position ", ids.size(), " is not an integer token id");
+    ids.push_back(int32_t(v));
+    start = end + 1;
+  }
+  return ids;
+}
+
+void add_runtime_flags(CLI::App& cmd, RuntimeOptions& o) {
+  cmd.add_option("--backend", o.backend, "cpu or cuda")->capture_default_str();
+  cmd.add_option("--tp", o.tp, "Tensor-parallel size (default: the world size)");
+  cmd.add_option("--threads", o.threads, "CPU threads (default: all cores)");
+}
+
+}  // namespace qwen3moe::launcher

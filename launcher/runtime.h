@@ -1,0 +1,49 @@
+// What every model-running subcommand sets up: config, weights, backend, communicator,
+// topology and the model, plus the small parsers the commands share.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <CLI/CLI.hpp>
+
+#include "core/config.h"
+#include "core/kv_cache.h"
+#include "core/model.h"
+#include "core/safetensors.h"
+#include "kernels/backend.h"
+#include "parallel/communicator.h"
+#include "parallel/topology.h"
+
+namespace qwen3moe::launcher {
+
+struct RuntimeOptions {
+  std::string model_dir;
+  std::string backend = "cpu";
+  int tp = 0;       // 0: the world size
+  int threads = 0;  // 0: all cores
+};
+
+struct Runtime {
+  ModelConfig config;
+  WeightStore weights;
+  std::unique_ptr<Backend> backend;
+  std::unique_ptr<Communicator> comm;
+  std::unique_ptr<Topology> topo;
+  std::unique_ptr<Model> model;
+};
+
+std::unique_ptr<Runtime> load_runtime(const RuntimeOptions& options);
+
+// A KV cache large enough for one sequence of `tokens` tokens.
+std::unique_ptr<KvCache> cache_for(Runtime& rt, int64_t tokens);
+
+// "1,2,3" -> ids; the Error names the bad element.
+std::vector<int32_t> parse_ids(const std::string& text);
+
+// Registers --backend and --threads and --tp on a subcommand.
+void add_runtime_flags(CLI::App& cmd, RuntimeOptions& options);
+
+}  // namespace qwen3moe::launcher

@@ -1,0 +1,39 @@
+// Collectives between the ranks of one job. The model calls these at the marked points of a
+// step (DESIGN.md "One decode step across ranks"); with one rank they are local copies.
+// Counts are in elements of the stated type; buffers are backend memory of the caller's
+// backend (host for the CPU backend).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+namespace qwen3moe {
+
+class Communicator {
+ public:
+  virtual ~Communicator() = default;
+  virtual std::string name() const = 0;
+  virtual int rank() const = 0;
+  virtual int size() const = 0;
+
+  // In-place sum over all ranks of buf[n].
+  virtual void all_reduce_sum(float* buf, size_t n) = 0;
+  // send[size() * n] summed over ranks; rank r receives the r-th block of n into recv[n].
+  virtual void reduce_scatter_sum(const float* send, float* recv, size_t n) = 0;
+  // Each rank contributes send[bytes]; recv[size() * bytes] holds them in rank order.
+  virtual void all_gather(const void* send, void* recv, size_t bytes) = 0;
+  // Per-peer byte counts and offsets (arrays of size()); what rank r sends to rank p arrives at
+  // rank p at recv + recv_offsets[r].
+  virtual void all_to_all_v(const void* send, const size_t* send_bytes,
+                            const size_t* send_offsets, void* recv, const size_t* recv_bytes,
+                            const size_t* recv_offsets) = 0;
+  virtual void broadcast(void* buf, size_t bytes, int root) = 0;
+  virtual void barrier() = 0;
+};
+
+// The one-process communicator (world size 1).
+std::unique_ptr<Communicator> make_local_communicator();
+
+}  // namespace qwen3moe

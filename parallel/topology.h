@@ -1,0 +1,52 @@
+// Who does what, built once: world size and rank, the tensor-parallel split of attention
+// heads (KV heads split, or replicated when tp > kv heads), the contiguous block of experts
+// this rank owns, and its slice of the vocabulary. Immutable after construction; every
+// invalid split is an Error naming the numbers.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+namespace qwen3moe {
+
+struct TopologyShape {
+  int64_t num_heads = 0;     // query heads
+  int64_t num_kv_heads = 0;
+  int64_t num_experts = 0;   // 0 for a dense model
+  int64_t vocab_size = 0;
+};
+
+class Topology {
+ public:
+  // tp <= 0 means tp = world. EP spans the whole world.
+  Topology(int rank, int world, int tp, const TopologyShape& shape);
+
+  int rank() const { return rank_; }
+  int world() const { return world_; }
+  int tp() const { return tp_; }
+  int ep() const { return ep_; }
+  int tp_rank() const { return rank_ % tp_; }
+
+  int64_t heads_per_rank() const { return heads_per_rank_; }
+  int64_t head_begin() const { return tp_rank() * heads_per_rank_; }
+  int64_t kv_heads_per_rank() const { return kv_heads_per_rank_; }
+  // First KV head this rank holds (when replicated: the one its q heads map to).
+  int64_t kv_head_begin() const { return kv_head_begin_; }
+
+  int64_t experts_per_rank() const { return experts_per_rank_; }
+  int64_t expert_begin() const { return (rank_ % ep_) * experts_per_rank_; }
+  int expert_owner(int64_t expert) const { return int(expert / experts_per_rank_); }
+
+  // Vocabulary rows [vocab_begin, vocab_end) live on this rank; the last rank takes the rest.
+  int64_t vocab_begin() const { return vocab_begin_; }
+  int64_t vocab_end() const { return vocab_end_; }
+
+  std::string describe() const;
+
+ private:
+  int rank_, world_, tp_, ep_;
+  int64_t heads_per_rank_, kv_heads_per_rank_, kv_head_begin_, experts_per_rank_;
+  int64_t vocab_begin_, vocab_end_;
+};
+
+}  // namespace qwen3moe

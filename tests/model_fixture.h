@@ -1,0 +1,49 @@
+// Loads a tiny Hugging Face checkpoint from tests/fixtures with the CPU backend and one rank,
+// and reads its float64-made reference outputs.
+#pragma once
+
+#include <cstring>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/config.h"
+#include "core/kv_cache.h"
+#include "core/model.h"
+#include "core/safetensors.h"
+#include "kernels/backend.h"
+#include "parallel/communicator.h"
+#include "parallel/topology.h"
+
+namespace qwen3moe::testing {
+
+inline std::string fixture(const std::string& rel) { return std::string(QWEN3MOE_FIXTURES) + "/" + rel; }
+
+struct LoadedModel {
+  explicit LoadedModel(const std::string& dir, int threads = 2)
+      : config(ModelConfig::load(dir)),
+        weights(WeightStore::open(dir)),
+        backend(make_cpu_backend(threads)),
+        comm(make_local_communicator()),
+        topo(0, 1, 1,
+             {config.num_attention_heads, config.num_key_value_heads, config.num_experts,
+              config.vocab_size}),
+        model(config, weights, *backend, *comm, topo),
+        cache(config, topo, *backend, 64, 16) {}
+  ModelConfig config;
+  WeightStore weights;
+  std::unique_ptr<Backend> backend;
+  std::unique_ptr<Communicator> comm;
+  Topology topo;
+  Model model;
+  KvCache cache;
+};
+
+template <typename T>
+std::vector<T> tensor_values(const TensorView& t) {
+  std::vector<T> out(static_cast<size_t>(t.numel()));
+  std::memcpy(out.data(), t.data, t.bytes);
+  return out;
+}
+
+}  // namespace qwen3moe::testing
