@@ -1,0 +1,236 @@
+// Encoding and decoding against Hugging Face `tokenizers` (golden JSONL made with the real Qwen3
+// tokenizer.json), plus behaviour that needs no real files: errors and a tiny tokenizer.
+#include <gtest/gtest.h>
+
+#include "core/bpe.h"
+#include "core/tokenizer.h"
+#include "core/utf8.h"
+#include "kernels/check.h"
+#include "tokenizer_test_util.h"
+
+namespace qwen3moe {
+namespace {
+
+using testing::fixture;
+using testing::read_jsonl;
+
+std::string ids_to_string(const std::vector<int32_t>& ids) {
+  std::string s;
+  for (int32_t id : ids) s += (s.empty() ? "" : ",") + std::to_string(id);
+  return s;
+}
+
+// Every line of a golden file: ids exact and decode(ids) exact.
+void check_golden(const Tokenizer& tok, const std::string& path) {
+  const auto lines = read_jsonl(path);
+  ASSERT_FALSE(lines.empty());
+  int failures = 0;
+  for (size_t i = 0; i < lines.size(); ++i) {
+    const std::string text = lines[i]["text"];
+    const auto want = lines[i]["ids"].get<std::vector<int32_t>>();
+    const auto got = tok.encode(text);
+    if (got != want && ++failures <= 20) {
+      ADD_FAILURE() << path << " line " << i + 1 << ": text " << nlohmann::json(text).dump()
+                    << "\n  want " << ids_to_string(want) << "\n  got  " << ids_to_string(got);
+    }
+    if (lines[i].contains("decoded")) {
+      EXPECT_EQ(tok.decode(want), lines[i]["decoded"].get<std::string>())
+          << path << " line " << i + 1;
+    }
+  }
+  EXPECT_EQ(failures, 0) << "of " << lines.size() << " lines";
+}
+
+TEST(TokenizerReal, VisibleFixtureIsExact) {
+  QWEN3MOE_REAL_TOKENIZER_DIR(dir);
+  check_golden(Tokenizer::load(dir), fixture("tokenizer_visible.jsonl"));
+}
+
+TEST(TokenizerReal, ExtraCorpusIsExact) {
+  QWEN3MOE_REAL_TOKENIZER_DIR(dir);
+  check_golden(Tokenizer::load(dir), fixture("tokenizer_extra.jsonl"));
+}
+
+TEST(TokenizerReal, VocabAndSpecialTokens) {
+  QWEN3MOE_REAL_TOKENIZER_DIR(dir);
+  const Tokenizer tok = Tokenizer::load(dir);
+  EXPECT_EQ(tok.vocab_size(), 151669);
+  EXPECT_EQ(tok.token_id("<|im_end|>"), 151645);
+  EXPECT_EQ(tok.token_id("<think>"), 151667);
+  EXPECT_EQ(tok.token_id("Ġ"), 220);
+  EXPECT_EQ(tok.token_id("no such token"), std::nullopt);
+  EXPECT_TRUE(tok.is_special(151645));
+  EXPECT_FALSE(tok.is_special(151667));
+  const std::vector<int32_t> ids = {151644, 872, 198};
+  EXPECT_EQ(tok.decode(ids), "<|im_start|>user\n");
+  // Ids without a token (the model's padded rows) decode to nothing, as in Hugging Face.
+  const std::vector<int32_t> padded = {9707, 151900, -1};
+  EXPECT_EQ(tok.decode(padded), "Hello");
+}
+
+TEST(TokenizerReal, DecodeReplacesIncompleteCharacters) {
+  QWEN3MOE_REAL_TOKENIZER_DIR(dir);
+  const Tokenizer tok = Tokenizer::load(dir);
+  // The byte token of 0xF0 (written "ð" in the vocabulary) starts a 4-byte character; alone,
+  // or followed by an ASCII token, it is one maximal invalid subpart: one U+FFFD.
+  const auto lead = tok.token_id("ð");
+  ASSERT_TRUE(lead.has_value());
+  const std::vector<int32_t> alone = {*lead};
+  EXPECT_EQ(tok.decode(alone), "\xEF\xBF\xBD");
+  const std::vector<int32_t> then_text = {*lead, 9707};
+  EXPECT_EQ(tok.decode(then_text), "\xEF\xBF\xBDHello");
+}
+
+TEST(TokenizerReal, InvalidUtf8NamesTheOffset) {
+  QWEN3MOE_REAL_TOKENIZER_DIR(dir);
+  const Tokenizer tok = Tokenizer::load(dir);
+  try {
+    tok.encode(std::string("hello \xC3\x28 world", 14));
+    FAIL() << "no error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("invalid UTF-8 at byte offset 6"), std::string::npos)
+        << e.what();
+  }
+}
+
+// ---- no real files needed ------------------------------------------------------------------
+
+// A tokenizer.json in the Qwen2 layout with the 256 byte tokens, a few merges and added tokens.
+nlohmann::ordered_json tiny_tokenizer_json() {
+  nlohmann::ordered_json vocab = nlohmann::ordered_json::object();
+  auto name = [](int byte) {
+    std::string s;
+    utf8::append(s, byte_to_char()[byte]);
+    return s;
+  };
+  for (int b = 0; b < 256; ++b) vocab[name(b)] = b;
+  vocab["ab"] = 256;
+  vocab["abc"] = 257;
+  vocab["Ġab"] = 258;
+  const std::string pattern =
+      R"((?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+)";
+  nlohmann::ordered_json j = {
+      {"version", "1.0"},
+      {"added_tokens",
+       {{{"id", 259}, {"content", "<|end|>"}, {"special", true}, {"normalized", false}},
+        {{"id", 260}, {"content", "<x>"}, {"special", false}, {"normalized", false}}}},
+      {"normalizer", {{"type", "NFC"}}},
+      {"pre_tokenizer",
+       {{"type", "Sequence"},
+        {"pretokenizers",
+         {{{"type", "Split"},
+           {"pattern", {{"Regex", pattern}}},
+           {"behavior", "Isolated"},
+           {"invert", false}},
+          {{"type", "ByteLevel"}, {"add_prefix_space", false}, {"use_regex", false}}}}}},
+      {"decoder", {{"type", "ByteLevel"}}},
+      {"model",
+       {{"type", "BPE"},
+        {"vocab", vocab},
+        {"merges", nlohmann::ordered_json::array({nlohmann::ordered_json::array({"a", "b"}),
+                                                  nlohmann::ordered_json::array({"ab", "c"}),
+                                                  nlohmann::ordered_json::array({"Ġ", "ab"})})}}}};
+  return j;
+}
+
+TEST(TokenizerTiny, EncodesWithMergesAndAddedTokens) {
+  const Tokenizer tok = Tokenizer::from_json(tiny_tokenizer_json().dump(), "tiny");
+  EXPECT_EQ(tok.vocab_size(), 261);
+  EXPECT_EQ(tok.encode("abc ab<|end|>x<x>"), (std::vector<int32_t>{257, 258, 259, 'x', 260}));
+  EXPECT_EQ(tok.encode(""), std::vector<int32_t>{});
+  const std::vector<int32_t> ids = {257, 258, 259};
+  EXPECT_EQ(tok.decode(ids), "abc ab<|end|>");
+  // NFC: e + combining acute becomes U+00E9 (bytes C3 A9) before BPE.
+  EXPECT_EQ(tok.encode("e\xCC\x81"), (std::vector<int32_t>{0xC3, 0xA9}));
+}
+
+TEST(TokenizerTiny, MergesInOldStringFormat) {
+  auto j = tiny_tokenizer_json();
+  j["model"]["merges"] = {"a b", "ab c", "Ġ ab"};
+  const Tokenizer tok = Tokenizer::from_json(j.dump(), "tiny");
+  EXPECT_EQ(tok.encode("abc ab"), (std::vector<int32_t>{257, 258}));
+}
+
+void expect_error(const std::string& json, const std::string& needle) {
+  try {
+    Tokenizer::from_json(json, "tiny.json");
+    ADD_FAILURE() << "no error, wanted one containing: " << needle;
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
+  }
+}
+
+TEST(TokenizerTiny, MissingFieldsAreClearErrors) {
+  auto j = tiny_tokenizer_json();
+  j["model"].erase("merges");
+  expect_error(j.dump(), "tiny.json: missing field model.merges");
+  j = tiny_tokenizer_json();
+  j["model"].erase("vocab");
+  expect_error(j.dump(), "tiny.json: missing field model.vocab");
+  j = tiny_tokenizer_json();
+  j.erase("model");
+  expect_error(j.dump(), "tiny.json: missing field model");
+  j = tiny_tokenizer_json();
+  j.erase("pre_tokenizer");
+  expect_error(j.dump(), "tiny.json: missing field pre_tokenizer");
+}
+
+TEST(TokenizerTiny, UnsupportedSettingsAreNamed) {
+  auto j = tiny_tokenizer_json();
+  j["pre_tokenizer"]["pretokenizers"][0]["pattern"]["Regex"] = "\\w+";
+  expect_error(j.dump(), "unsupported pre-tokenizer regex");
+  j = tiny_tokenizer_json();
+  j["normalizer"] = {{"type", "Lowercase"}};
+  expect_error(j.dump(), "unsupported normalizer");
+  j = tiny_tokenizer_json();
+  j["model"]["merges"].push_back(nlohmann::ordered_json::array({"q", "zz"}));
+  expect_error(j.dump(), "uses \"zz\", which is not in model.vocab");
+}
+
+TEST(TokenizerTiny, MalformedJsonNamesTheOffset) {
+  expect_error("{\"model\": {\"vocab\": {\"a\": 1,}}}", "tiny.json: invalid JSON at byte offset");
+  expect_error("", "tiny.json: invalid JSON at byte offset 0");
+}
+
+TEST(TokenizerTiny, InvalidUtf8IsAnErrorNotACrash) {
+  const Tokenizer tok = Tokenizer::from_json(tiny_tokenizer_json().dump(), "tiny");
+  const std::vector<std::pair<std::string, size_t>> cases = {
+      {std::string("\x80"), 0},                         // lone continuation byte
+      {std::string("ab\xE2\x82"), 2},                   // truncated 3-byte character
+      {std::string("abc\xED\xA0\x80"), 3},              // UTF-16 surrogate
+      {std::string("x\xC0\xAF"), 1},                    // overlong
+      {std::string("0123456789\xF5\x80\x80\x80"), 10},  // beyond U+10FFFF
+      {std::string("a\0b\xFF", 4), 3}};
+  for (const auto& [text, offset] : cases) {
+    try {
+      tok.encode(text);
+      ADD_FAILURE() << "no error for offset " << offset;
+    } catch (const Error& e) {
+      EXPECT_NE(
+          std::string(e.what()).find("invalid UTF-8 at byte offset " + std::to_string(offset)),
+          std::string::npos)
+          << e.what();
+    }
+  }
+}
+
+TEST(Utf8, LossyDecodingReplacesMaximalSubparts) {
+  auto lossy = [](std::string_view s) {
+    std::string out;
+    utf8::append_lossy(out, s);
+    return out;
+  };
+  const std::string r = "\xEF\xBF\xBD";
+  EXPECT_EQ(lossy("a\xF0\x9F\x98"
+                  "b"),
+            "a" + r + "b");                          // truncated emoji: one U+FFFD
+  EXPECT_EQ(lossy("\xF0\x80\x80"), r + r + r);       // F0 80 is not a valid prefix
+  EXPECT_EQ(lossy("\xED\xA0\x80"), r + r + r);       // surrogates: each byte
+  EXPECT_EQ(lossy("\xE2\x82\xAC"), "\xE2\x82\xAC");  // valid euro sign
+  EXPECT_EQ(utf8::stable_prefix_length("ab\xF0\x9F\x98"), 2u);
+  EXPECT_EQ(utf8::stable_prefix_length("ab\x80"), 3u);
+  EXPECT_EQ(utf8::stable_prefix_length("ab\xE2\x82\xAC"), 5u);
+}
+
+}  // namespace
+}  // namespace qwen3moe
