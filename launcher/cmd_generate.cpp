@@ -50,6 +50,7 @@ void run_generate(const GenerateFlags& f) {
     std::printf("%s\n", j.dump().c_str());
   } else {
     std::printf("\n");
+    std::fflush(stdout);
     std::fprintf(stderr, "finish_reason=%s prompt=%zu tokens (%.1f tok/s prefill), generated=%zu "
                  "tokens (%.1f tok/s decode)\n",
                  r.finish_reason.c_str(), prompt.size(), prefill_tps, r.output_ids.size(),

@@ -93,8 +93,6 @@ void run_inspect(const InspectFlags& f) {
       }
     }
   }
-  // Tied embeddings: the lm_head reads the embedding, once more per token.
-  if (c.tie_word_embeddings) active += double(c.vocab_size) * double(c.hidden_size);
 
   int64_t moe_layers = 0;
   for (int64_t l = 0; l < c.num_hidden_layers; ++l) moe_layers += c.is_moe_layer(l);

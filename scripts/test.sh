@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Sets up everything (Debian packages, the Qwen3 tokenizer files), builds with warnings as
+# errors, and runs every test (CTest labels unit, mpi, e2e; gpu tests skip without a GPU).
+set -euo pipefail
+repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$repo"
+bash scripts/setup.sh
+QWEN3MOE_TOKENIZER_DIR="$(bash scripts/fetch-tokenizer.sh | tail -n 1)"
+export QWEN3MOE_TOKENIZER_DIR
+bash scripts/build.sh -DQWEN3MOE_WERROR=ON
+ctest --test-dir "${QWEN3MOE_BUILD_DIR:-$repo/build}" --output-on-failure -j 2 "$@"
