@@ -152,6 +152,8 @@ ModelConfig ModelConfig::from_json_text(const std::string& text, const std::stri
     QWEN3MOE_CHECK(type == "default", source, ": rope_scaling ", rs.dump(),
                    " is not supported (only absent, null or rope_type \"default\")");
   }
+  QWEN3MOE_CHECK(!r.boolean("use_sliding_window", false), source,
+                 ": use_sliding_window=true is not supported (Qwen3 checkpoints ship false)");
   c.rms_norm_eps = r.number("rms_norm_eps", false, 1e-6);
   QWEN3MOE_CHECK(c.rms_norm_eps > 0, source, ": field 'rms_norm_eps' must be positive, got ",
                  c.rms_norm_eps);
