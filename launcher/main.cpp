@@ -5,8 +5,16 @@
 
 #include "kernels/check.h"
 #include "launcher/commands.h"
+#include "launcher/process.h"
 
 int main(int argc, char** argv) {
+  using qwen3moe::launcher::rank_prefix;
+  try {
+    qwen3moe::launcher::init_process(&argc, &argv);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "qwen3moe: error: %s\n", e.what());
+    return 1;
+  }
   CLI::App app{"qwen3moe: exact, observable Qwen3 / Qwen3-MoE inference"};
   app.require_subcommand(1);
   app.set_help_all_flag("--help-all", "Print help for every subcommand");
@@ -16,16 +24,24 @@ int main(int argc, char** argv) {
   register_init_random(app);
   register_inspect(app);
   register_bench(app);
+  register_tokenize(app);
+  register_chat_template(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
-    return app.exit(e);
-  } catch (const qwen3moe::Error& e) {
-    std::fprintf(stderr, "qwen3moe: error: %s\n", e.what());
-    return 1;
+    // Every rank parses the same arguments, so every rank agrees on a bad flag.
+    if (e.get_exit_code() == 0) {
+      if (qwen3moe::launcher::process().root()) app.exit(e);
+      return 0;
+    }
+    std::fprintf(stderr, "%sqwen3moe: error: %s\n", rank_prefix().c_str(), e.what());
+    qwen3moe::launcher::fail_job(true);
+  } catch (const qwen3moe::launcher::AgreedError& e) {
+    std::fprintf(stderr, "%sqwen3moe: error: %s\n", rank_prefix().c_str(), e.what());
+    qwen3moe::launcher::fail_job(true);
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "qwen3moe: error: %s\n", e.what());
-    return 1;
+    std::fprintf(stderr, "%sqwen3moe: error: %s\n", rank_prefix().c_str(), e.what());
+    qwen3moe::launcher::fail_job(false);
   }
   return 0;
 }
