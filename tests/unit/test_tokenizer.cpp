@@ -2,7 +2,6 @@
 // tokenizer.json), plus behaviour that needs no real files: errors and a tiny tokenizer.
 #include <gtest/gtest.h>
 
-#include "core/bpe.h"
 #include "core/tokenizer.h"
 #include "core/utf8.h"
 #include "kernels/check.h"
@@ -13,6 +12,7 @@ namespace {
 
 using testing::fixture;
 using testing::read_jsonl;
+using testing::tiny_tokenizer_json;
 
 std::string ids_to_string(const std::vector<int32_t>& ids) {
   std::string s;
@@ -94,44 +94,6 @@ TEST(TokenizerReal, InvalidUtf8NamesTheOffset) {
 }
 
 // ---- no real files needed ------------------------------------------------------------------
-
-// A tokenizer.json in the Qwen2 layout with the 256 byte tokens, a few merges and added tokens.
-nlohmann::ordered_json tiny_tokenizer_json() {
-  nlohmann::ordered_json vocab = nlohmann::ordered_json::object();
-  auto name = [](int byte) {
-    std::string s;
-    utf8::append(s, byte_to_char()[byte]);
-    return s;
-  };
-  for (int b = 0; b < 256; ++b) vocab[name(b)] = b;
-  vocab["ab"] = 256;
-  vocab["abc"] = 257;
-  vocab["Ġab"] = 258;
-  const std::string pattern =
-      R"((?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+)";
-  nlohmann::ordered_json j = {
-      {"version", "1.0"},
-      {"added_tokens",
-       {{{"id", 259}, {"content", "<|end|>"}, {"special", true}, {"normalized", false}},
-        {{"id", 260}, {"content", "<x>"}, {"special", false}, {"normalized", false}}}},
-      {"normalizer", {{"type", "NFC"}}},
-      {"pre_tokenizer",
-       {{"type", "Sequence"},
-        {"pretokenizers",
-         {{{"type", "Split"},
-           {"pattern", {{"Regex", pattern}}},
-           {"behavior", "Isolated"},
-           {"invert", false}},
-          {{"type", "ByteLevel"}, {"add_prefix_space", false}, {"use_regex", false}}}}}},
-      {"decoder", {{"type", "ByteLevel"}}},
-      {"model",
-       {{"type", "BPE"},
-        {"vocab", vocab},
-        {"merges", nlohmann::ordered_json::array({nlohmann::ordered_json::array({"a", "b"}),
-                                                  nlohmann::ordered_json::array({"ab", "c"}),
-                                                  nlohmann::ordered_json::array({"Ġ", "ab"})})}}}};
-  return j;
-}
 
 TEST(TokenizerTiny, EncodesWithMergesAndAddedTokens) {
   const Tokenizer tok = Tokenizer::from_json(tiny_tokenizer_json().dump(), "tiny");

@@ -12,6 +12,9 @@
 #include <string>
 #include <vector>
 
+#include "core/bpe.h"
+#include "core/utf8.h"
+
 namespace qwen3moe::testing {
 
 // The folder holding the real tokenizer.json and tokenizer_config.json, or "" with the reason
@@ -52,6 +55,44 @@ inline std::vector<nlohmann::ordered_json> read_jsonl(const std::string& path) {
 
 inline std::string fixture(const std::string& name) {
   return std::string(QWEN3MOE_FIXTURES) + "/tokenizer/" + name;
+}
+
+// A tokenizer.json in the Qwen2 layout with the 256 byte tokens, a few merges and added tokens.
+inline nlohmann::ordered_json tiny_tokenizer_json() {
+  nlohmann::ordered_json vocab = nlohmann::ordered_json::object();
+  auto name = [](int byte) {
+    std::string s;
+    utf8::append(s, byte_to_char()[byte]);
+    return s;
+  };
+  for (int b = 0; b < 256; ++b) vocab[name(b)] = b;
+  vocab["ab"] = 256;
+  vocab["abc"] = 257;
+  vocab["Ġab"] = 258;
+  const std::string pattern =
+      R"((?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+)";
+  nlohmann::ordered_json j = {
+      {"version", "1.0"},
+      {"added_tokens",
+       {{{"id", 259}, {"content", "<|end|>"}, {"special", true}, {"normalized", false}},
+        {{"id", 260}, {"content", "<x>"}, {"special", false}, {"normalized", false}}}},
+      {"normalizer", {{"type", "NFC"}}},
+      {"pre_tokenizer",
+       {{"type", "Sequence"},
+        {"pretokenizers",
+         {{{"type", "Split"},
+           {"pattern", {{"Regex", pattern}}},
+           {"behavior", "Isolated"},
+           {"invert", false}},
+          {{"type", "ByteLevel"}, {"add_prefix_space", false}, {"use_regex", false}}}}}},
+      {"decoder", {{"type", "ByteLevel"}}},
+      {"model",
+       {{"type", "BPE"},
+        {"vocab", vocab},
+        {"merges", nlohmann::ordered_json::array({nlohmann::ordered_json::array({"a", "b"}),
+                                                  nlohmann::ordered_json::array({"ab", "c"}),
+                                                  nlohmann::ordered_json::array({"Ġ", "ab"})})}}}};
+  return j;
 }
 
 }  // namespace qwen3moe::testing
