@@ -77,6 +77,8 @@ float* Model::upload_vector(const TensorView& t, int64_t begin, int64_t count) {
 Model::Model(const ModelConfig& config, const WeightStore& ws, Backend& backend,
              Communicator& comm, const Topology& topo)
     : config_(config), backend_(backend), comm_(comm), topo_(topo) {
+  QWEN3MOE_CHECK(topo_.tp() == comm_.size(), "tp=", topo_.tp(), " is smaller than the world of ",
+                 comm_.size(), " ranks; attention data parallelism is not supported yet");
   const ModelConfig& c = config_;
   const int64_t H = c.hidden_size, D = c.head_dim, V = c.vocab_size;
   const int64_t hq = topo_.heads_per_rank(), kvl = topo_.kv_heads_per_rank();

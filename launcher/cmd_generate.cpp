@@ -5,6 +5,7 @@
 #include "core/generate.h"
 #include "kernels/check.h"
 #include "launcher/commands.h"
+#include "launcher/process.h"
 #include "launcher/runtime.h"
 
 namespace qwen3moe::launcher {
@@ -18,13 +19,19 @@ struct GenerateFlags {
 };
 
 void run_generate(const GenerateFlags& f) {
-  validate(f.gen.sampling);
-  QWEN3MOE_CHECK(f.gen.max_new_tokens > 0, "--max-new-tokens must be positive, got ",
-                 f.gen.max_new_tokens);
-  const std::vector<int32_t> prompt = parse_ids(f.ids);
+  std::vector<int32_t> prompt;
+  run_collectively([&] {
+    validate(f.gen.sampling);
+    QWEN3MOE_CHECK(f.gen.max_new_tokens > 0, "--max-new-tokens must be positive, got ",
+                   f.gen.max_new_tokens);
+    prompt = parse_ids(f.ids);
+  });
   auto rt = load_runtime(f.runtime);
-  validate_prompt(rt->config, prompt);
-  auto cache = cache_for(*rt, int64_t(prompt.size()) + f.gen.max_new_tokens);
+  std::unique_ptr<KvCache> cache;
+  run_collectively([&] {
+    validate_prompt(rt->config, prompt);
+    cache = cache_for(*rt, int64_t(prompt.size()) + f.gen.max_new_tokens);
+  });
   const bool root = rt->comm->rank() == 0;
   const bool stream = root && !f.json;
   GenerateResult r = generate(*rt->model, *rt->comm, *cache, prompt, f.gen, [&](int32_t id) {

@@ -2,6 +2,7 @@
 #include "core/generate.h"
 #include "core/npy.h"
 #include "launcher/commands.h"
+#include "launcher/process.h"
 #include "launcher/runtime.h"
 
 namespace qwen3moe::launcher {
@@ -16,10 +17,14 @@ void register_logits(CLI::App& app) {
   cmd->add_option("--out", *out, "Output .npy file (float32 [T, vocab])")->required();
   add_runtime_flags(*cmd, *o);
   cmd->callback([o, ids, out] {
-    const std::vector<int32_t> tokens = parse_ids(*ids);
+    std::vector<int32_t> tokens;
+    run_collectively([&] { tokens = parse_ids(*ids); });
     auto rt = load_runtime(*o);
-    validate_prompt(rt->config, tokens);
-    auto cache = cache_for(*rt, int64_t(tokens.size()));
+    std::unique_ptr<KvCache> cache;
+    run_collectively([&] {
+      validate_prompt(rt->config, tokens);
+      cache = cache_for(*rt, int64_t(tokens.size()));
+    });
     const std::vector<float> logits = prefill_logits(*rt->model, *cache, tokens);
     if (rt->comm->rank() == 0)
       write_npy_f32(*out, logits.data(), {int64_t(tokens.size()), rt->config.vocab_size});

@@ -3,22 +3,26 @@
 #include <charconv>
 
 #include "kernels/check.h"
+#include "launcher/process.h"
 
 namespace qwen3moe::launcher {
 
 std::unique_ptr<Runtime> load_runtime(const RuntimeOptions& o) {
-  QWEN3MOE_CHECK(o.backend == "cpu" || o.backend == "cuda", "unknown backend '", o.backend,
-                 "' (expected cpu or cuda)");
-  QWEN3MOE_CHECK(o.backend == "cpu", "backend 'cuda' is not available in this build");
   auto rt = std::make_unique<Runtime>();
-  rt->config = ModelConfig::load(o.model_dir);
-  rt->weights = WeightStore::open(o.model_dir);
-  rt->backend = make_cpu_backend(o.threads);
-  rt->comm = make_local_communicator();
-  TopologyShape shape{rt->config.num_attention_heads, rt->config.num_key_value_heads,
-                      rt->config.num_experts, rt->config.vocab_size};
-  rt->topo = std::make_unique<Topology>(rt->comm->rank(), rt->comm->size(), o.tp, shape);
-  rt->model = std::make_unique<Model>(rt->config, rt->weights, *rt->backend, *rt->comm, *rt->topo);
+  run_collectively([&] {
+    QWEN3MOE_CHECK(o.backend == "cpu" || o.backend == "cuda", "unknown backend '", o.backend,
+                   "' (expected cpu or cuda)");
+    QWEN3MOE_CHECK(o.backend == "cpu", "backend 'cuda' is not available in this build");
+    rt->config = ModelConfig::load(o.model_dir);
+    rt->weights = WeightStore::open(o.model_dir);
+    rt->backend = make_cpu_backend(o.threads);
+    rt->comm = process().comm.get();
+    TopologyShape shape{rt->config.num_attention_heads, rt->config.num_key_value_heads,
+                        rt->config.num_experts, rt->config.vocab_size};
+    rt->topo = std::make_unique<Topology>(rt->comm->rank(), rt->comm->size(), o.tp, shape);
+    rt->model =
+        std::make_unique<Model>(rt->config, rt->weights, *rt->backend, *rt->comm, *rt->topo);
+  });
   return rt;
 }
 

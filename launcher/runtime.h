@@ -30,11 +30,12 @@ struct Runtime {
   ModelConfig config;
   WeightStore weights;
   std::unique_ptr<Backend> backend;
-  std::unique_ptr<Communicator> comm;
+  Communicator* comm = nullptr;  // the process's (launcher/process.h)
   std::unique_ptr<Topology> topo;
   std::unique_ptr<Model> model;
 };
 
+// Loads on every rank; a failure on any rank is an AgreedError on all (launcher/process.h).
 std::unique_ptr<Runtime> load_runtime(const RuntimeOptions& options);
 
 // A KV cache large enough for one sequence of `tokens` tokens.
