@@ -19,13 +19,16 @@ namespace qwen3moe::testing {
 
 inline std::string fixture(const std::string& rel) { return std::string(QWEN3MOE_FIXTURES) + "/" + rel; }
 
+// The model on this process's rank of `comm` (a one-rank communicator when none is given).
 struct LoadedModel {
-  explicit LoadedModel(const std::string& dir, int threads = 2)
+  explicit LoadedModel(const std::string& dir, Communicator* shared_comm = nullptr,
+                       int threads = 2)
       : config(ModelConfig::load(dir)),
         weights(WeightStore::open(dir)),
         backend(make_cpu_backend(threads)),
-        comm(make_local_communicator()),
-        topo(0, 1, 1,
+        owned_comm(shared_comm ? nullptr : make_local_communicator()),
+        comm(shared_comm ? shared_comm : owned_comm.get()),
+        topo(comm->rank(), comm->size(), 0,
              {config.num_attention_heads, config.num_key_value_heads, config.num_experts,
               config.vocab_size}),
         model(config, weights, *backend, *comm, topo),
@@ -33,7 +36,8 @@ struct LoadedModel {
   ModelConfig config;
   WeightStore weights;
   std::unique_ptr<Backend> backend;
-  std::unique_ptr<Communicator> comm;
+  std::unique_ptr<Communicator> owned_comm;
+  Communicator* comm;
   Topology topo;
   Model model;
   KvCache cache;

@@ -5,32 +5,33 @@
 #include <numeric>
 #include <vector>
 
-#include "parallel/mpi/mpi_communicator.h"
+#include "mpi_world.h"
 
 namespace qwen3moe {
 namespace {
 
-Communicator* comm = nullptr;
+Communicator& world() { return testing::world(); }
+
 
 // The value rank `src` puts at index i of what it sends to rank `dst`.
 float payload(int src, int dst, size_t i) { return float(src * 1000000 + dst * 10000 + int(i)); }
 
 TEST(MpiCollectives, AllReduceSumsEveryRank) {
-  const int W = comm->size(), R = comm->rank();
+  const int W = world().size(), R = world().rank();
   std::vector<float> buf(1001);
   for (size_t i = 0; i < buf.size(); ++i) buf[i] = float(R + 1) * float(i);
-  comm->all_reduce_sum(buf.data(), buf.size());
+  world().all_reduce_sum(buf.data(), buf.size());
   const float ranks_sum = float(W * (W + 1) / 2);
   for (size_t i = 0; i < buf.size(); ++i) ASSERT_EQ(buf[i], ranks_sum * float(i)) << "index " << i;
 }
 
 TEST(MpiCollectives, ReduceScatterGivesEachRankItsBlock) {
-  const int W = comm->size(), R = comm->rank();
+  const int W = world().size(), R = world().rank();
   const size_t n = 37;
   std::vector<float> send(size_t(W) * n), recv(n, -1.0f);
   for (int p = 0; p < W; ++p)
     for (size_t i = 0; i < n; ++i) send[size_t(p) * n + i] = payload(R, p, i);
-  comm->reduce_scatter_sum(send.data(), recv.data(), n);
+  world().reduce_scatter_sum(send.data(), recv.data(), n);
   for (size_t i = 0; i < n; ++i) {
     float expect = 0;
     for (int s = 0; s < W; ++s) expect += payload(s, R, i);
@@ -39,11 +40,11 @@ TEST(MpiCollectives, ReduceScatterGivesEachRankItsBlock) {
 }
 
 TEST(MpiCollectives, AllGatherKeepsRankOrder) {
-  const int W = comm->size(), R = comm->rank();
+  const int W = world().size(), R = world().rank();
   const size_t n = 13;
   std::vector<float> send(n), recv(size_t(W) * n, -1.0f);
   for (size_t i = 0; i < n; ++i) send[i] = payload(R, 0, i);
-  comm->all_gather(send.data(), recv.data(), n * sizeof(float));
+  world().all_gather(send.data(), recv.data(), n * sizeof(float));
   for (int s = 0; s < W; ++s)
     for (size_t i = 0; i < n; ++i)
       ASSERT_EQ(recv[size_t(s) * n + i], payload(s, 0, i)) << "from rank " << s << " index " << i;
@@ -51,7 +52,7 @@ TEST(MpiCollectives, AllGatherKeepsRankOrder) {
 
 // Uneven counts, zero counts to some peers, and a self-send.
 TEST(MpiCollectives, AllToAllVRoutesUnevenAndZeroCounts) {
-  const int W = comm->size(), R = comm->rank();
+  const int W = world().size(), R = world().rank();
   auto count = [](int src, int dst) { return size_t((src * 7 + dst * 3) % 5); };  // includes 0
   const size_t w = static_cast<size_t>(W);
   std::vector<size_t> sb(w), so(w), rb(w), ro(w);
@@ -67,7 +68,7 @@ TEST(MpiCollectives, AllToAllVRoutesUnevenAndZeroCounts) {
   std::vector<float> send(s_total / sizeof(float) + 1), recv(r_total / sizeof(float) + 1, -1.0f);
   for (int p = 0; p < W; ++p)
     for (size_t i = 0; i < count(R, p); ++i) send[so[size_t(p)] / sizeof(float) + i] = payload(R, p, i);
-  comm->all_to_all_v(send.data(), sb.data(), so.data(), recv.data(), rb.data(), ro.data());
+  world().all_to_all_v(send.data(), sb.data(), so.data(), recv.data(), rb.data(), ro.data());
   for (int s = 0; s < W; ++s)
     for (size_t i = 0; i < count(s, R); ++i)
       ASSERT_EQ(recv[ro[size_t(s)] / sizeof(float) + i], payload(s, R, i))
@@ -75,33 +76,16 @@ TEST(MpiCollectives, AllToAllVRoutesUnevenAndZeroCounts) {
 }
 
 TEST(MpiCollectives, BroadcastFromEveryRoot) {
-  const int W = comm->size(), R = comm->rank();
+  const int W = world().size(), R = world().rank();
   for (int root = 0; root < W; ++root) {
     std::vector<float> buf(17, -1.0f);
     if (R == root)
       for (size_t i = 0; i < buf.size(); ++i) buf[i] = payload(root, 0, i);
-    comm->broadcast(buf.data(), buf.size() * sizeof(float), root);
+    world().broadcast(buf.data(), buf.size() * sizeof(float), root);
     for (size_t i = 0; i < buf.size(); ++i) ASSERT_EQ(buf[i], payload(root, 0, i)) << "root " << root;
   }
-  comm->barrier();
+  world().barrier();
 }
 
 }  // namespace
 }  // namespace qwen3moe
-
-int main(int argc, char** argv) {
-  qwen3moe::MpiSession mpi(&argc, &argv);
-  auto c = qwen3moe::make_mpi_communicator();
-  qwen3moe::comm = c.get();
-  ::testing::InitGoogleTest(&argc, argv);
-  // Only rank 0 prints the gtest report; failures on other ranks still fail the exit code.
-  if (c->rank() != 0) {
-    auto& listeners = ::testing::UnitTest::GetInstance()->listeners();
-    delete listeners.Release(listeners.default_result_printer());
-  }
-  const int rc = RUN_ALL_TESTS();
-  // Every rank exits non-zero when any rank failed.
-  float failed = rc != 0 ? 1.0f : 0.0f;
-  c->all_reduce_sum(&failed, 1);
-  return failed > 0 ? 1 : 0;
-}
