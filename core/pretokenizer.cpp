@@ -86,6 +86,7 @@ void PreTokenizer::split(std::string_view text, std::vector<size_t>& ends) const
   // Decode once; the scanner then works on classes. A sentinel at the end simplifies lookahead.
   static thread_local std::vector<Char> chars;
   chars.clear();
+  chars.reserve(text.size() + 1);
   for (size_t i = 0; i < text.size();) {
     const auto b = static_cast<unsigned char>(text[i]);
     if (b < 0x80) {

@@ -1,5 +1,7 @@
 #include "core/tokenizer.h"
 
+#include <utf8proc.h>
+
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
@@ -38,14 +40,10 @@ std::string Tokenizer::Impl::normalize(std::string_view text) const {
   return out;
 }
 
-void Tokenizer::Impl::encode_word(std::string_view word, std::vector<int32_t>& out) const {
-  {
-    std::lock_guard<std::mutex> lock(cache_mutex);
-    if (auto it = cache.find(word); it != cache.end()) {
-      out.insert(out.end(), it->second.begin(), it->second.end());
-      return;
-    }
-  }
+void Tokenizer::Impl::encode_word(std::string_view word, std::vector<int32_t>& out,
+                                  WordCache* word_cache) const {
+  const uint64_t hash = StringIdMap::hash(word);
+  if (word_cache != nullptr && word_cache->find(word, hash, out)) return;
   const size_t first = out.size();
   const int32_t whole = ignore_merges ? vocab_bytes_to_id.find(word) : -1;
   if (whole >= 0) {
@@ -56,20 +54,83 @@ void Tokenizer::Impl::encode_word(std::string_view word, std::vector<int32_t>& o
     for (char c : word) byte_id_buffer.push_back(byte_ids[static_cast<unsigned char>(c)]);
     bpe_merge(merges, byte_id_buffer, out);
   }
-  std::lock_guard<std::mutex> lock(cache_mutex);
-  if (cache.size() >= kCacheLimit) cache.clear();
-  cache.emplace(std::string(word), std::vector<int32_t>(out.begin() + first, out.end()));
+  if (word_cache != nullptr) {
+    word_cache->insert(word, hash, std::span<const int32_t>(out).subspan(first));
+  }
 }
 
-void Tokenizer::Impl::encode_text(std::string_view text, std::vector<int32_t>& out) const {
+void Tokenizer::Impl::encode_text(std::string_view text, std::vector<int32_t>& out,
+                                  WordCache* word_cache) const {
   static thread_local std::vector<size_t> ends;
   ends.clear();
   pre_tokenizer.split(text, ends);
   size_t begin = 0;
   for (size_t end : ends) {
-    encode_word(text.substr(begin, end - begin), out);
+    encode_word(text.substr(begin, end - begin), out, word_cache);
     begin = end;
   }
+}
+
+namespace {
+
+// A character NFC leaves alone whatever surrounds it: no canonical decomposition, combining
+// class 0, and never the second half of a canonical composition (utf8proc marks those with
+// comb_index >= 0x8000; Hangul vowel and trailing jamo compose algorithmically). A text made of
+// such characters is already NFC.
+bool nfc_inert(char32_t cp) {
+  if (cp < 0x80) return true;
+  if ((cp >= 0x1160 && cp <= 0x11FF) || (cp >= 0xD7B0 && cp <= 0xD7FF)) return false;
+  const utf8proc_property_t* p = utf8proc_get_property(static_cast<utf8proc_int32_t>(cp));
+  if (p->combining_class != 0) return false;
+  if (p->comb_index != UINT16_MAX && p->comb_index >= 0x8000) return false;
+  const bool canonical_decomposition = p->decomp_seqindex != UINT16_MAX && p->decomp_type == 0;
+  return !canonical_decomposition;
+}
+
+}  // namespace
+
+bool Tokenizer::Impl::normalize_into(std::string_view text, std::string& out) const {
+  if (normalize_options == 0) return false;
+  size_t i = 0;
+  while (i < text.size() && static_cast<unsigned char>(text[i]) < 0x80) ++i;
+  if (i == text.size()) return false;  // ASCII is invariant under every normal form
+  if (!nfc) {
+    out = normalize(text);
+    return true;
+  }
+  // NFC never looks across an inert character, so only the runs of other characters, each with
+  // the inert character before it (a starter they may compose with), need normalizing.
+  size_t copied = 0;  // text[0, copied) is in out
+  // Start of the last inert character: the ASCII one just before i, if any.
+  size_t last_inert = i > 0 ? i - 1 : std::string_view::npos;
+  bool changed = false;
+  while (i < text.size()) {
+    size_t len = utf8::valid_char_length(text, i);
+    if (nfc_inert(utf8::decode(text, i, len))) {
+      last_inert = i;
+      i += len;
+      continue;
+    }
+    const size_t begin = last_inert != std::string_view::npos ? last_inert : i;
+    size_t end = i + len;
+    while (end < text.size()) {
+      len = utf8::valid_char_length(text, end);
+      if (nfc_inert(utf8::decode(text, end, len))) break;
+      end += len;
+    }
+    if (!changed) {
+      out.clear();
+      changed = true;
+    }
+    out.append(text.substr(copied, begin - copied));
+    out += normalize(text.substr(begin, end - begin));
+    copied = end;
+    last_inert = std::string_view::npos;
+    i = end;
+  }
+  if (!changed) return false;
+  out.append(text.substr(copied));
+  return true;
 }
 
 std::vector<int32_t> Tokenizer::encode(std::string_view text) const {
@@ -83,6 +144,9 @@ std::vector<int32_t> Tokenizer::encode(std::string_view text) const {
   } else {
     im.raw_added.split(text, 0, pieces);
   }
+  // Hold the word cache for the whole call; if another thread holds it, go without.
+  std::unique_lock<std::mutex> lock(im.cache_mutex, std::try_to_lock);
+  WordCache* cache = lock.owns_lock() ? &im.cache : nullptr;
   for (const Piece& piece : pieces) {
     if (piece.id >= 0) {
       out.push_back(piece.id);
@@ -90,14 +154,9 @@ std::vector<int32_t> Tokenizer::encode(std::string_view text) const {
     }
     std::string_view segment = text.substr(piece.begin, piece.end - piece.begin);
     std::string normalized;
-    const bool ascii = std::all_of(segment.begin(), segment.end(),
-                                   [](char c) { return static_cast<unsigned char>(c) < 0x80; });
-    if (im.normalize_options != 0 && !ascii) {
-      normalized = im.normalize(segment);
-      segment = normalized;
-    }
+    if (im.normalize_into(segment, normalized)) segment = normalized;
     if (im.normalized_added.empty()) {
-      im.encode_text(segment, out);
+      im.encode_text(segment, out, cache);
       continue;
     }
     std::vector<Piece> inner;
@@ -106,7 +165,7 @@ std::vector<int32_t> Tokenizer::encode(std::string_view text) const {
       if (p.id >= 0) {
         out.push_back(p.id);
       } else {
-        im.encode_text(segment.substr(p.begin, p.end - p.begin), out);
+        im.encode_text(segment.substr(p.begin, p.end - p.begin), out, cache);
       }
     }
   }
@@ -120,9 +179,14 @@ std::string_view Tokenizer::token_bytes(int32_t id) const {
 }
 
 std::string Tokenizer::decode(std::span<const int32_t> ids) const {
+  const Impl& im = *impl_;
   std::string raw;
   raw.reserve(ids.size() * 4);
-  for (int32_t id : ids) raw.append(token_bytes(id));
+  for (int32_t id : ids) {
+    if (id >= 0 && static_cast<size_t>(id) < im.has_token.size()) {
+      raw.append(im.bytes, im.offsets[id], im.offsets[id + 1] - im.offsets[id]);
+    }
+  }
   std::string out;
   out.reserve(raw.size());
   utf8::append_lossy(out, raw);

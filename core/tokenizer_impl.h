@@ -16,6 +16,7 @@
 #include "core/pretokenizer.h"
 #include "core/tokenizer.h"
 #include "core/tokenizer_string_map.h"
+#include "core/tokenizer_word_cache.h"
 #include "core/utf8.h"
 
 namespace qwen3moe {
@@ -167,13 +168,17 @@ struct Tokenizer::Impl {
   StringIdMap vocab_bytes_to_id;  // only filled when ignore_merges is set
 
   // Results of BPE per word: repeated words are the common case in any text.
+  // A thread that finds the cache busy encodes without it rather than wait.
   mutable std::mutex cache_mutex;
-  mutable std::unordered_map<std::string, std::vector<int32_t>, StringHash, std::equal_to<>> cache;
-  static constexpr size_t kCacheLimit = 1 << 18;
+  mutable WordCache cache;
+  // The normalizer is NFC, so text of NFC-inert characters can skip it.
+  bool nfc = false;
 
   std::string normalize(std::string_view text) const;
-  void encode_word(std::string_view word, std::vector<int32_t>& out) const;
-  void encode_text(std::string_view text, std::vector<int32_t>& out) const;
+  void encode_word(std::string_view word, std::vector<int32_t>& out, WordCache* cache) const;
+  void encode_text(std::string_view text, std::vector<int32_t>& out, WordCache* cache) const;
+  // Applies the normalizer; false (out untouched) when text is already normal.
+  bool normalize_into(std::string_view text, std::string& out) const;
 };
 
 }  // namespace qwen3moe

@@ -219,6 +219,7 @@ Tokenizer Tokenizer::from_json(std::string_view text, const std::string& source)
   check_model_settings(model.settings, source);
   im.ignore_merges = model.settings.value("ignore_merges", false);
   im.normalize_options = normalizer_options(normalizer, source);
+  im.nfc = im.normalize_options == (UTF8PROC_STABLE | UTF8PROC_COMPOSE);
   im.pre_tokenizer = pre_tokenizer_from(pre_tokenizer, source);
   check_decoder(decoder, source);
 

@@ -1,6 +1,7 @@
 // qwen3moe tokenize / chat-template: batch front ends of the tokenizer and the chat template
 // over JSONL, one output line per input line, in order (the parity tests and the tokenizer
 // benchmark drive them). Blank lines are skipped; any bad line stops with its line number.
+#include <charconv>
 #include <cstdio>
 #include <memory>
 #include <string>
@@ -93,8 +94,8 @@ void append_ids(std::string& out, const std::vector<int32_t>& ids) {
   char buf[16];
   for (size_t i = 0; i < ids.size(); ++i) {
     if (i) out += ',';
-    const int n = std::snprintf(buf, sizeof buf, "%d", ids[i]);
-    out.append(buf, static_cast<size_t>(n));
+    const auto res = std::to_chars(buf, buf + sizeof buf, ids[i]);
+    out.append(buf, res.ptr);
   }
   out += ']';
 }

@@ -1,6 +1,9 @@
 // Encoding and decoding against Hugging Face `tokenizers` (golden JSONL made with the real Qwen3
 // tokenizer.json), plus behaviour that needs no real files: errors and a tiny tokenizer.
 #include <gtest/gtest.h>
+#include <utf8proc.h>
+
+#include <cstdlib>
 
 #include "core/tokenizer.h"
 #include "core/utf8.h"
@@ -104,6 +107,52 @@ TEST(TokenizerTiny, EncodesWithMergesAndAddedTokens) {
   EXPECT_EQ(tok.decode(ids), "abc ab<|end|>");
   // NFC: e + combining acute becomes U+00E9 (bytes C3 A9) before BPE.
   EXPECT_EQ(tok.encode("e\xCC\x81"), (std::vector<int32_t>{0xC3, 0xA9}));
+}
+
+// The normalizer only runs over the parts of a text that NFC can change; random strings of
+// starters, combining marks (in and out of canonical order), precomposed letters, singletons and
+// Hangul jamo must still come out exactly as utf8proc's NFC of the whole string.
+TEST(TokenizerTiny, NfcOfPartsEqualsNfcOfWhole) {
+  const Tokenizer tok = Tokenizer::from_json(tiny_tokenizer_json().dump(), "tiny");
+  const std::vector<std::string> pool = {"e",
+                                         "x",
+                                         " ",
+                                         "\xC3\xA9",
+                                         "\xCC\x81",
+                                         "\xCC\xA3",
+                                         "\xCC\x88",
+                                         "\xE2\x84\xAB",
+                                         "\xE2\x84\xA6",
+                                         "\xE1\x84\x80",
+                                         "\xE1\x85\xA1",
+                                         "\xE1\x86\xA8",
+                                         "\xEA\xB0\x80",
+                                         "\xE3\x81\x8B",
+                                         "\xE3\x82\x99",
+                                         "\xE4\xB8\xAD",
+                                         "\xD9\x84",
+                                         "\xD9\x93",
+                                         "\xE0\xA4\x95",
+                                         "\xE0\xA4\xBC",
+                                         "\xEF\xAC\x81",
+                                         "\xF0\x9F\x99\x82",
+                                         "\xC5\xBF"};
+  uint32_t state = 12345;
+  for (int round = 0; round < 2000; ++round) {
+    std::string text;
+    const int n = 1 + round % 9;
+    for (int i = 0; i < n; ++i) {
+      state = state * 1103515245u + 12345u;
+      text += pool[(state >> 16) % pool.size()];
+    }
+    utf8proc_uint8_t* nfc = utf8proc_NFC(reinterpret_cast<const utf8proc_uint8_t*>(text.c_str()));
+    const std::string want(reinterpret_cast<const char*>(nfc));
+    std::free(nfc);
+    // The tiny vocabulary maps each byte to the id of its value and merges only "a","b","c".
+    std::vector<int32_t> want_ids;
+    for (unsigned char c : want) want_ids.push_back(c);
+    ASSERT_EQ(tok.encode(text), want_ids) << "text " << nlohmann::json(text).dump();
+  }
 }
 
 TEST(TokenizerTiny, MergesInOldStringFormat) {
