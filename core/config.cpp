@@ -79,7 +79,11 @@ ModelConfig ModelConfig::from_json_text(const std::string& text, const std::stri
                  source, ": unsupported architecture '", c.architecture,
                  "' (expected Qwen3ForCausalLM or Qwen3MoeForCausalLM)");
   const bool moe = c.architecture == "Qwen3MoeForCausalLM";
-  if (r.has("model_type")) c.model_type = j["model_type"].get<std::string>();
+  if (r.has("model_type")) {
+    QWEN3MOE_CHECK(j["model_type"].is_string(), source,
+                   ": field 'model_type' must be a string, got ", j["model_type"].dump());
+    c.model_type = j["model_type"].get<std::string>();
+  }
 
   c.vocab_size = r.integer("vocab_size", true);
   c.hidden_size = r.integer("hidden_size", true);
