@@ -126,6 +126,8 @@ Model::Model(const ModelConfig& config, const WeightStore& ws, Backend& backend,
     if (L.moe) {
       const int64_t E = c.num_experts, I = c.moe_intermediate_size;
       L.router = slice(ws.expect(layer_name(l, "mlp.gate.weight"), {E, H}), 0, E, 0, H);
+      if (!dispatch_)
+        dispatch_ = std::make_unique<ExpertDispatch>(comm_, H, E, c.num_experts_per_tok);
       for (int64_t e = topo_.expert_begin(); e < topo_.expert_begin() + topo_.experts_per_rank();
            ++e) {
         L.expert_gate.push_back(slice(ws.expect(expert_name(l, e, "gate_proj"), {I, H}), 0, I, 0, H));
@@ -140,6 +142,12 @@ Model::Model(const ModelConfig& config, const WeightStore& ws, Backend& backend,
       L.down = slice(ws.expect(layer_name(l, "mlp.down_proj.weight"), {H, I}), 0, H, i0, in);
     }
   }
+}
+
+std::vector<bool> Model::moe_layers() const {
+  std::vector<bool> out;
+  for (const Layer& L : layers_) out.push_back(L.moe);
+  return out;
 }
 
 Model::~Model() {
@@ -170,7 +178,9 @@ void Model::reserve(int64_t T, int64_t table_elems) {
   if (T > capacity_) {
     for (void* p : workspace_) backend_.free(p);
     workspace_.clear();
-    capacity_ = std::max<int64_t>(T, 2 * capacity_);
+    // A multiple of the world size, so token slices of a reduce-scatter are equal.
+    const int64_t W = comm_.size();
+    capacity_ = (std::max<int64_t>(T, 2 * capacity_) + W - 1) / W * W;
     const ModelConfig& c = config_;
     const int64_t N = capacity_, H = c.hidden_size, D = c.head_dim;
     const int64_t hq = topo_.heads_per_rank(), kvl = topo_.kv_heads_per_rank();
@@ -186,6 +196,7 @@ void Model::reserve(int64_t T, int64_t table_elems) {
     x_ = f(N * H);
     h_ = f(N * H);
     o_ = f(N * H);
+    xs_ = f(N * H);
     q_ = f(N * hq * D);
     attn_ = f(N * hq * D);
     k_ = f(N * kvl * D);
@@ -247,8 +258,9 @@ void Model::forward(const StepBatch& b, KvCache& cache, std::vector<float>& logi
   if (comm_.size() > 1) comm_.all_reduce_sum(x_, size_t(T * H));
 
   for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
-    attention_block(l, T, cache);
-    if (layers_[size_t(l)].moe)
+    const bool moe = layers_[size_t(l)].moe;
+    attention_block(l, T, cache, moe);
+    if (moe)
       moe_block(l, T);
     else
       mlp_block(l, T);
@@ -286,7 +298,8 @@ void Model::forward(const StepBatch& b, KvCache& cache, std::vector<float>& logi
   batch_ = nullptr;
 }
 
-void Model::attention_block(int64_t l, int64_t T, KvCache& cache) {
+void Model::attention_block(int64_t l, int64_t T, KvCache& cache, bool scatter) {
+  ProfileSpan span(profiler_, "attention", l);
   const ModelConfig& c = config_;
   const Layer& L = layers_[size_t(l)];
   const int64_t H = c.hidden_size, D = c.head_dim;
@@ -311,11 +324,22 @@ void Model::attention_block(int64_t l, int64_t T, KvCache& cache) {
   backend_.attention(attn_, q_, cache.k(l), cache.v(l), ab, hq, kvl, D,
                      float(1.0 / std::sqrt(double(D))));
   backend_.matmul(o_, attn_, L.o, T, L.o_bias);  // [T, H], partial over this rank's heads
-  if (comm_.size() > 1) comm_.all_reduce_sum(o_, size_t(T * H));
-  backend_.add(x_, o_, T * H);
+  if (!scatter) {
+    if (comm_.size() > 1) comm_.all_reduce_sum(o_, size_t(T * H));
+    backend_.add(x_, o_, T * H);
+    return;
+  }
+  // Reduce-scatter: rank r gets the summed rows [r*per, (r+1)*per) (padding rows are zero),
+  // and adds them to its slice of the residual.
+  const int64_t W = comm_.size(), per = (T + W - 1) / W;
+  if (per * W > T) backend_.zero(o_ + T * H, size_t((per * W - T) * H) * sizeof(float));
+  comm_.reduce_scatter_sum(o_, xs_, size_t(per * H));
+  const int64_t r0 = comm_.rank() * per, mine = std::clamp<int64_t>(T - r0, 0, per);
+  if (mine > 0) backend_.add(xs_, x_ + r0 * H, mine * H);
 }
 
 void Model::mlp_block(int64_t l, int64_t T) {
+  ProfileSpan span(profiler_, "dense_mlp", l);
   const ModelConfig& c = config_;
   const Layer& L = layers_[size_t(l)];
   const int64_t H = c.hidden_size, I = L.gate.rows;
@@ -333,48 +357,53 @@ void Model::moe_block(int64_t l, int64_t T) {
   const Layer& L = layers_[size_t(l)];
   const int64_t H = c.hidden_size, E = c.num_experts, k = c.num_experts_per_tok;
   const int64_t I = c.moe_intermediate_size;
-  backend_.rmsnorm(h_, x_, L.post_norm, T, H, float(c.rms_norm_eps));
-  backend_.matmul(router_logits_, h_, L.router, T);  // [T, E]
-  backend_.router_topk(topk_ids_, topk_w_, router_logits_, T, E, k, c.norm_topk_prob);
-  host_ids_.resize(size_t(T * k));
-  host_w_.resize(size_t(T * k));
+  const int64_t W = comm_.size(), per = (T + W - 1) / W;
+  const int64_t mine = std::clamp<int64_t>(T - comm_.rank() * per, 0, per);
+  // This rank's tokens: xs_[0, mine) after attention. Router on them.
+  if (mine > 0) {
+    ProfileSpan span(profiler_, "router", l);
+    backend_.rmsnorm(h_, xs_, L.post_norm, mine, H, float(c.rms_norm_eps));
+    backend_.matmul(router_logits_, h_, L.router, mine);  // [mine, E]
+    backend_.router_topk(topk_ids_, topk_w_, router_logits_, mine, E, k, c.norm_topk_prob);
+  }
+  host_ids_.resize(size_t(mine * k));
+  host_w_.resize(size_t(mine * k));
+  host_h_.resize(size_t(mine * H));
   backend_.download(host_ids_.data(), topk_ids_, host_ids_.size() * 4);
   backend_.download(host_w_.data(), topk_w_, host_w_.size() * 4);
+  backend_.download(host_h_.data(), h_, host_h_.size() * 4);
 
-  // Tokens grouped by local expert, in token order within an expert (a counting sort), so
-  // each token's outputs are summed in ascending expert order, as Hugging Face does.
-  const int64_t e0 = topo_.expert_begin(), ne = topo_.experts_per_rank();
-  offsets_.assign(size_t(ne + 1), 0);
-  for (int32_t e : host_ids_)
-    if (e >= e0 && e < e0 + ne) ++offsets_[size_t(e - e0 + 1)];
-  for (int64_t e = 0; e < ne; ++e) offsets_[size_t(e + 1)] += offsets_[size_t(e)];
-  const int64_t n = offsets_[size_t(ne)];
-  host_idx_.resize(size_t(std::max<int64_t>(n, 1)));
-  host_scale_.resize(size_t(std::max<int64_t>(n, 1)));
-  std::vector<int64_t> fill(offsets_.begin(), offsets_.end() - 1);
-  for (int64_t e = 0; e < ne; ++e) {
-    for (int64_t t = 0; t < T; ++t) {
-      for (int64_t j = 0; j < k; ++j) {
-        if (host_ids_[size_t(t * k + j)] != e0 + e) continue;
-        const int64_t at = fill[size_t(e)]++;
-        host_idx_[size_t(at)] = int32_t(t);
-        host_scale_[size_t(at)] = host_w_[size_t(t * k + j)];
-      }
-    }
+  ExpertDispatch& d = *dispatch_;
+  d.dispatch(host_h_.data(), mine, host_ids_.data(), host_w_.data(), l, profiler_);
+  const int64_t m = d.received_rows(), pairs = d.expert_offsets().back();
+  host_partial_.assign(size_t(std::max<int64_t>(1, m * H)), 0.0f);
+  if (pairs > 0) {
+    ProfileSpan span(profiler_, "experts", l);
+    // Experts over the pairs grouped by expert; each received row gets the weighted sum of the
+    // outputs of this rank's experts for it (summed in ascending expert order).
+    backend_.upload(h_, d.received(), size_t(m * H) * 4);  // h_ is free again: [m, H]
+    backend_.upload(moe_idx_, d.pair_rows().data(), size_t(pairs) * 4);
+    backend_.upload(moe_scale_, d.pair_weights().data(), size_t(pairs) * 4);
+    backend_.gather_rows(rows_, h_, moe_idx_, pairs, H);  // [pairs, H]
+    backend_.grouped_matmul(gate_, rows_, L.expert_gate.data(), d.expert_offsets().data(),
+                            int(d.local_experts()));
+    backend_.grouped_matmul(up_, rows_, L.expert_up.data(), d.expert_offsets().data(),
+                            int(d.local_experts()));
+    backend_.silu_mul(act_, gate_, up_, pairs, I);  // [pairs, I]
+    backend_.grouped_matmul(down_, act_, L.expert_down.data(), d.expert_offsets().data(),
+                            int(d.local_experts()));
+    backend_.zero(o_, size_t(m * H) * sizeof(float));
+    backend_.scatter_add_rows(o_, down_, moe_idx_, moe_scale_, pairs, H);  // [m, H]
+    backend_.download(host_partial_.data(), o_, size_t(m * H) * 4);
   }
-  backend_.zero(o_, size_t(T * H) * sizeof(float));
-  if (n > 0) {
-    backend_.upload(moe_idx_, host_idx_.data(), size_t(n) * 4);
-    backend_.upload(moe_scale_, host_scale_.data(), size_t(n) * 4);
-    backend_.gather_rows(rows_, h_, moe_idx_, n, H);  // [n, H]
-    backend_.grouped_matmul(gate_, rows_, L.expert_gate.data(), offsets_.data(), int(ne));
-    backend_.grouped_matmul(up_, rows_, L.expert_up.data(), offsets_.data(), int(ne));
-    backend_.silu_mul(act_, gate_, up_, n, I);  // [n, I]
-    backend_.grouped_matmul(down_, act_, L.expert_down.data(), offsets_.data(), int(ne));
-    backend_.scatter_add_rows(o_, down_, moe_idx_, moe_scale_, n, H);
+  host_y_.resize(size_t(std::max<int64_t>(1, mine * H)));
+  d.combine(host_partial_.data(), host_y_.data(), profiler_);
+  if (mine > 0) {
+    backend_.upload(o_, host_y_.data(), size_t(mine * H) * 4);
+    backend_.add(xs_, o_, mine * H);
   }
-  if (comm_.size() > 1) comm_.all_reduce_sum(o_, size_t(T * H));
-  backend_.add(x_, o_, T * H);
+  // Every rank's slice back to every rank: x replicated for the next layer.
+  comm_.all_gather(xs_, x_, size_t(per * H) * sizeof(float));
 }
 
 }  // namespace qwen3moe

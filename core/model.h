@@ -12,7 +12,9 @@
 #include "core/kv_cache.h"
 #include "core/safetensors.h"
 #include "kernels/backend.h"
+#include "parallel/a2a_profiler.h"
 #include "parallel/communicator.h"
+#include "parallel/expert_dispatch.h"
 #include "parallel/topology.h"
 
 namespace qwen3moe {
@@ -48,9 +50,16 @@ class Model {
   // Runs the batch, writing its K/V into cache; logits [logit_rows, vocab] in host memory.
   void forward(const StepBatch& batch, KvCache& cache, std::vector<float>& logits);
 
+  // Records every dispatch/combine and the phases of each step (nullptr: off).
+  void set_profiler(A2aProfiler* profiler) { profiler_ = profiler; }
+  // Which layers are MoE layers, for the profiler.
+  std::vector<bool> moe_layers() const;
+
  private:
   struct Layer;
-  void attention_block(int64_t layer, int64_t T, KvCache& cache);
+  // scatter: leave the attention output reduce-scattered over the ranks' token slices in xs_
+  // (a MoE layer follows) instead of all-reduced into x_.
+  void attention_block(int64_t layer, int64_t T, KvCache& cache, bool scatter);
   void mlp_block(int64_t layer, int64_t T);
   void moe_block(int64_t layer, int64_t T);
   void reserve(int64_t tokens, int64_t seqs_x_blocks);
@@ -77,11 +86,13 @@ class Model {
         *logits_ = nullptr, *moe_scale_ = nullptr;
   int32_t *tokens_ = nullptr, *positions_ = nullptr, *token_seq_ = nullptr, *slots_ = nullptr,
           *tables_ = nullptr, *topk_ids_ = nullptr, *moe_idx_ = nullptr, *logit_rows_ = nullptr;
+  float* xs_ = nullptr;  // [per-rank token slice, H]: the residual of this rank's tokens
   const StepBatch* batch_ = nullptr;  // during forward
-  // Host copies for MoE grouping.
-  std::vector<int32_t> host_ids_, host_idx_;
-  std::vector<float> host_w_, host_scale_;
-  std::vector<int64_t> offsets_;
+  std::unique_ptr<ExpertDispatch> dispatch_;
+  A2aProfiler* profiler_ = nullptr;
+  // Host staging of the dispatch (the CPU backend's memory is host memory already).
+  std::vector<int32_t> host_ids_;
+  std::vector<float> host_w_, host_h_, host_partial_, host_y_;
 };
 
 }  // namespace qwen3moe

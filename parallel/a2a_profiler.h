@@ -1,0 +1,95 @@
+// The all-to-all profiler: every dispatch/combine of every rank, split into the wait for the
+// slowest peer (until the counts exchange completes) and the data transfer, with the bytes sent
+// to each peer; the tokens each local expert received; and spans of the other phases of a step
+// (attention, experts) for the trace. Recording is cheap and local; write() gathers all ranks'
+// records on rank 0 and writes DIR/a2a.json, DIR/trace.json and DIR/report.html.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "parallel/communicator.h"
+
+namespace qwen3moe {
+
+struct A2aExchange {
+  int64_t step = 0;
+  int64_t layer = 0;
+  std::string phase;                  // "dispatch" | "combine"
+  std::vector<uint64_t> bytes_to;     // [world] bytes this rank sent to each peer
+  double start_us = 0;                // on the job's common clock
+  double wait_us = 0;                 // counts exchange: waiting for the slowest peer
+  double transfer_us = 0;             // moving the data
+};
+
+struct A2aSpan {
+  int64_t step = 0;
+  int64_t layer = -1;
+  std::string name;  // "attention" | "experts" | "dense_mlp" | "lm_head" | ...
+  double start_us = 0;
+  double dur_us = 0;
+};
+
+class A2aProfiler {
+ public:
+  // moe_layer[l]: whether layer l is a MoE layer (dense layers are listed with zero traffic).
+  A2aProfiler(int rank, int world, int64_t num_experts, std::vector<bool> moe_layer);
+
+  // Aligns this rank's clock with rank 0's (call once on every rank, collectively).
+  void sync_clock(Communicator& comm);
+  double now_us() const;
+
+  void set_step(int64_t step) { step_ = step; }
+  int64_t step() const { return step_; }
+  void record_exchange(int64_t layer, const char* phase, const std::vector<size_t>& bytes_to,
+                       double start_us, double wait_us, double transfer_us);
+  // count token-expert pairs routed to `expert` (a global expert id) in `layer`.
+  void record_expert_tokens(int64_t layer, int64_t expert, int64_t count);
+  void record_span(const char* name, int64_t layer, double start_us, double dur_us);
+
+  // Collective: every rank calls it; rank 0 writes the files (creating dir).
+  // whatif_redundant: R extra copies of the hottest experts in the placement what-if.
+  void write(Communicator& comm, const std::string& dir, int whatif_redundant = 0) const;
+
+  int rank() const { return rank_; }
+  int world() const { return world_; }
+  int64_t num_experts() const { return num_experts_; }
+  const std::vector<bool>& moe_layer() const { return moe_layer_; }
+  const std::vector<A2aExchange>& exchanges() const { return exchanges_; }
+  const std::vector<A2aSpan>& spans() const { return spans_; }
+  // [layer][expert] token-expert pairs counted on this rank.
+  const std::vector<std::vector<int64_t>>& expert_tokens() const { return expert_tokens_; }
+
+ private:
+  int rank_, world_;
+  int64_t num_experts_;
+  std::vector<bool> moe_layer_;
+  int64_t step_ = 0;
+  std::chrono::steady_clock::time_point epoch_;
+  double offset_us_ = 0;  // added to local time to get rank 0's clock
+  std::vector<A2aExchange> exchanges_;
+  std::vector<A2aSpan> spans_;
+  std::vector<std::vector<int64_t>> expert_tokens_;
+};
+
+// RAII span: records [construction, destruction) when the profiler is set.
+class ProfileSpan {
+ public:
+  ProfileSpan(A2aProfiler* p, const char* name, int64_t layer)
+      : p_(p), name_(name), layer_(layer), start_(p ? p->now_us() : 0) {}
+  ~ProfileSpan() {
+    if (p_) p_->record_span(name_, layer_, start_, p_->now_us() - start_);
+  }
+  ProfileSpan(const ProfileSpan&) = delete;
+  ProfileSpan& operator=(const ProfileSpan&) = delete;
+
+ private:
+  A2aProfiler* p_;
+  const char* name_;
+  int64_t layer_;
+  double start_;
+};
+
+}  // namespace qwen3moe
