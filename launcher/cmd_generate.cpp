@@ -1,11 +1,18 @@
-// qwen3moe generate: prefill a prompt, then sample up to --max-new-tokens tokens.
+// qwen3moe generate: prefill a prompt (ids, text or chat), then sample up to --max-new-tokens
+// tokens, streaming text (whole UTF-8 characters) or ids as they come.
+#include <algorithm>
 #include <cstdio>
+#include <filesystem>
 #include <nlohmann/json.hpp>
+#include <optional>
 
 #include "core/generate.h"
+#include "core/stream_decoder.h"
+#include "core/tokenizer.h"
 #include "kernels/check.h"
 #include "launcher/commands.h"
 #include "launcher/process.h"
+#include "launcher/prompt_input.h"
 #include "launcher/runtime.h"
 
 namespace qwen3moe::launcher {
@@ -13,18 +20,23 @@ namespace {
 
 struct GenerateFlags {
   RuntimeOptions runtime;
-  std::string ids;
+  PromptInput input;
+  std::string tokenizer_dir;  // default: the model folder
   GenerateOptions gen;
   bool json = false;
 };
 
 void run_generate(const GenerateFlags& f) {
   std::vector<int32_t> prompt;
+  std::optional<Tokenizer> tokenizer;
+  const std::string tok_dir = f.tokenizer_dir.empty() ? f.runtime.model_dir : f.tokenizer_dir;
   run_collectively([&] {
     validate(f.gen.sampling);
     QWEN3MOE_CHECK(f.gen.max_new_tokens > 0, "--max-new-tokens must be positive, got ",
                    f.gen.max_new_tokens);
-    prompt = parse_ids(f.ids);
+    if (std::filesystem::exists(std::filesystem::path(tok_dir) / "tokenizer.json"))
+      tokenizer = Tokenizer::load(tok_dir);
+    prompt = prompt_ids(f.input, tokenizer, tok_dir);
   });
   auto rt = load_runtime(f.runtime);
   std::unique_ptr<KvCache> cache;
@@ -34,20 +46,31 @@ void run_generate(const GenerateFlags& f) {
   });
   const bool root = rt->comm->rank() == 0;
   const bool stream = root && !f.json;
+  std::optional<StreamDecoder> decoder;
+  if (tokenizer) decoder.emplace(*tokenizer);
+  const auto& eos = rt->config.eos_token_ids;
   GenerateResult r = generate(*rt->model, *rt->comm, *cache, prompt, f.gen, [&](int32_t id) {
-    if (stream) {
+    if (!stream) return;
+    const bool is_eos = std::find(eos.begin(), eos.end(), id) != eos.end();
+    if (decoder && !(is_eos && !f.gen.ignore_eos)) {
+      std::fputs(decoder->push(id).c_str(), stdout);
+    } else if (!decoder) {
       std::printf("%d ", id);
-      std::fflush(stdout);
     }
+    std::fflush(stdout);
   });
   if (!root) return;
+  // The text leaves out the EOS that stopped generation, as OpenAI-style servers do.
+  std::vector<int32_t> text_ids = r.output_ids;
+  if (r.finish_reason == "stop" && !text_ids.empty()) text_ids.pop_back();
+  const std::string text = tokenizer ? tokenizer->decode(text_ids) : "";
   const double prefill_tps = double(prompt.size()) / r.prefill_seconds;
   const double decode_steps = double(r.output_ids.size() > 0 ? r.output_ids.size() - 1 : 0);
   const double decode_tps = r.decode_seconds > 0 ? decode_steps / r.decode_seconds : 0.0;
   if (f.json) {
     nlohmann::json j = {{"prompt_ids", prompt},
                         {"output_ids", r.output_ids},
-                        {"text", ""},
+                        {"text", text},
                         {"finish_reason", r.finish_reason},
                         {"timing",
                          {{"prefill_s", r.prefill_seconds},
@@ -56,9 +79,11 @@ void run_generate(const GenerateFlags& f) {
                           {"decode_tok_s", decode_tps}}}};
     std::printf("%s\n", j.dump().c_str());
   } else {
+    if (decoder) std::fputs(decoder->finish().c_str(), stdout);
     std::printf("\n");
     std::fflush(stdout);
-    std::fprintf(stderr, "finish_reason=%s prompt=%zu tokens (%.1f tok/s prefill), generated=%zu "
+    std::fprintf(stderr,
+                 "finish_reason=%s prompt=%zu tokens (%.1f tok/s prefill), generated=%zu "
                  "tokens (%.1f tok/s decode)\n",
                  r.finish_reason.c_str(), prompt.size(), prefill_tps, r.output_ids.size(),
                  decode_tps);
@@ -71,7 +96,14 @@ void register_generate(CLI::App& app) {
   auto* cmd = app.add_subcommand("generate", "Generate tokens from a prompt");
   auto f = std::make_shared<GenerateFlags>();
   cmd->add_option("--model", f->runtime.model_dir, "Hugging Face model folder")->required();
-  cmd->add_option("--ids", f->ids, "Prompt as comma-separated token ids")->required();
+  cmd->add_option("--ids", f->input.ids, "Prompt as comma-separated token ids");
+  cmd->add_option("--prompt", f->input.text, "Prompt text (no chat template)");
+  cmd->add_option("--chat", f->input.chat_file,
+                  "JSON file: [{\"role\",\"content\"}...] or {\"messages\": [...], "
+                  "\"enable_thinking\": bool}; rendered with the chat template");
+  cmd->add_flag("--no-thinking", f->input.no_thinking, "Chat with enable_thinking=false");
+  cmd->add_option("--tokenizer", f->tokenizer_dir,
+                  "Folder with tokenizer.json and tokenizer_config.json (default: --model)");
   cmd->add_option("--max-new-tokens", f->gen.max_new_tokens, "Tokens to generate at most")
       ->capture_default_str();
   cmd->add_option("--temperature", f->gen.sampling.temperature, "0 is greedy")

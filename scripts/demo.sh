@@ -14,8 +14,16 @@ bash scripts/fetch-tokenizer.sh "$model" >/dev/null
 echo "== qwen3moe inspect --model demo-model"
 "$bin" inspect --model "$model"
 echo
-echo "== qwen3moe generate --model demo-model --ids 9707,11,847,5562,374 --max-new-tokens 24 --temperature 0"
-"$bin" generate --model "$model" --ids 9707,11,847,5562,374 --max-new-tokens 24 --temperature 0
+echo "== qwen3moe generate --model demo-model --prompt 'The capital of France is' --max-new-tokens 24 --temperature 0"
+"$bin" generate --model "$model" --prompt "The capital of France is" --max-new-tokens 24 --temperature 0
 echo
-echo "== the same with --json"
-"$bin" generate --model "$model" --ids 9707,11,847,5562,374 --max-new-tokens 8 --temperature 0.8 --seed 7 --json
+cat > "$model/chat.json" <<'JSON'
+{"messages": [{"role": "system", "content": "You are a helpful assistant."},
+              {"role": "user", "content": "Write a haiku about experts and routers."}],
+ "enable_thinking": false}
+JSON
+echo "== qwen3moe generate --model demo-model --chat demo-model/chat.json --json (sampled, seed 7)"
+"$bin" generate --model "$model" --chat "$model/chat.json" --max-new-tokens 16 --temperature 0.8 --top-p 0.95 --seed 7 --json
+echo
+echo "(The weights are random, so the words are too: the demo shows the path from prompt to"
+echo " streamed tokens. Point --model at a real Qwen3 checkpoint folder for real text.)"
