@@ -3,7 +3,9 @@
 #include <gtest/gtest.h>
 #include <utf8proc.h>
 
+#include <atomic>
 #include <cstdlib>
+#include <thread>
 
 #include "core/tokenizer.h"
 #include "core/utf8.h"
@@ -52,6 +54,27 @@ TEST(TokenizerReal, VisibleFixtureIsExact) {
 TEST(TokenizerReal, ExtraCorpusIsExact) {
   QWEN3MOE_REAL_TOKENIZER_DIR(dir);
   check_golden(Tokenizer::load(dir), fixture("tokenizer_extra.jsonl"));
+}
+
+TEST(TokenizerReal, ConcurrentEncodesAgree) {
+  QWEN3MOE_REAL_TOKENIZER_DIR(dir);
+  const Tokenizer tok = Tokenizer::load(dir);
+  const auto lines = read_jsonl(fixture("tokenizer_visible.jsonl"));
+  // Threads share the word cache (one holds it, the others encode without): same ids.
+  std::vector<std::thread> threads;
+  std::atomic<int> mismatches{0};
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&, t] {
+      for (size_t i = t; i < lines.size() * 2; i += 2) {
+        const auto& l = lines[i % lines.size()];
+        if (tok.encode(l["text"].get<std::string>()) != l["ids"].get<std::vector<int32_t>>()) {
+          ++mismatches;
+        }
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  EXPECT_EQ(mismatches.load(), 0);
 }
 
 TEST(TokenizerReal, VocabAndSpecialTokens) {
