@@ -71,6 +71,8 @@ GenerateResult generate(Model& model, Communicator& comm, KvCache& cache,
 
   double t0 = now_seconds();
   StepBatch b = single_sequence_batch(prompt, 0, seq, false);
+  int64_t forward_step = 0;
+  if (options.profiler) options.profiler->set_step(forward_step++);
   model.forward(b, cache, logits);
   result.prefill_seconds = now_seconds() - t0;
 
@@ -89,6 +91,7 @@ GenerateResult generate(Model& model, Communicator& comm, KvCache& cache,
     }
     if (step + 1 == options.max_new_tokens || pos >= config.max_position_embeddings) break;
     b = single_sequence_batch({next}, pos, seq, false);
+    if (options.profiler) options.profiler->set_step(forward_step++);
     model.forward(b, cache, logits);
     ++pos;
   }

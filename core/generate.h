@@ -10,6 +10,7 @@
 #include "core/kv_cache.h"
 #include "core/model.h"
 #include "core/sampling.h"
+#include "parallel/a2a_profiler.h"
 
 namespace qwen3moe {
 
@@ -17,6 +18,8 @@ struct GenerateOptions {
   int32_t max_new_tokens = 32;
   SamplingParams sampling;
   bool ignore_eos = false;
+  // Set: each forward is one profiler step (0 = the prefill, then one per decode token).
+  A2aProfiler* profiler = nullptr;
 };
 
 struct GenerateResult {
