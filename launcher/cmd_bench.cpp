@@ -16,6 +16,7 @@
 #include "kernels/cpu/machine_peaks.h"
 #include "kernels/cpu/ops.h"
 #include "launcher/commands.h"
+#include "launcher/process.h"
 #include "launcher/runtime.h"
 
 namespace qwen3moe::launcher {
@@ -88,44 +89,58 @@ void bench_gemm(const ModelConfig& c) {
 
 void run_bench(BenchFlags f) {
   namespace fs = std::filesystem;
-  QWEN3MOE_CHECK(f.random_weights != !f.runtime.model_dir.empty(),
-                 "give exactly one of --model DIR or --random-weights --config FILE");
-  QWEN3MOE_CHECK(f.prompt_len > 0, "--prompt-len must be positive, got ", f.prompt_len);
-  QWEN3MOE_CHECK(f.decode_tokens > 0, "--decode-tokens must be positive, got ", f.decode_tokens);
+  Process& proc = process();
   fs::path temp;
-  if (f.random_weights) {
+  run_collectively([&] {
+    QWEN3MOE_CHECK(f.random_weights != !f.runtime.model_dir.empty(),
+                   "give exactly one of --model DIR or --random-weights --config FILE");
+    QWEN3MOE_CHECK(f.prompt_len > 0, "--prompt-len must be positive, got ", f.prompt_len);
+    QWEN3MOE_CHECK(f.decode_tokens > 0, "--decode-tokens must be positive, got ",
+                   f.decode_tokens);
+    if (!f.random_weights) return;
     QWEN3MOE_CHECK(!f.config.empty(), "--random-weights needs --config FILE");
-    temp = fs::temp_directory_path() / ("qwen3moe-bench-" + std::to_string(getpid()));
+    // One checkpoint for the whole job, written by rank 0 under rank 0's pid (one machine).
+    int64_t pid = getpid();
+    proc.comm->broadcast(&pid, sizeof(pid), 0);
+    temp = fs::temp_directory_path() / ("qwen3moe-bench-" + std::to_string(pid));
+    f.runtime.model_dir = temp.string();
+    if (!proc.root()) return;
     RandomCheckpointOptions ro;
     ro.seed = f.seed;
     ro.progress = isatty(STDERR_FILENO);
     write_random_checkpoint(f.config, temp.string(), ro);
-    f.runtime.model_dir = temp.string();
-  }
+  });
   struct Cleanup {
     fs::path p;
+    bool root;
     ~Cleanup() {
-      if (!p.empty()) fs::remove_all(p);
+      if (root && !p.empty()) fs::remove_all(p);
     }
-  } cleanup{temp};
+  } cleanup{temp, proc.root()};
 
   auto rt = load_runtime(f.runtime);
   const ModelConfig& c = rt->config;
-  QWEN3MOE_CHECK(f.prompt_len + f.decode_tokens <= c.max_position_embeddings, "--prompt-len ",
-                 f.prompt_len, " + --decode-tokens ", f.decode_tokens,
-                 " exceeds max_position_embeddings=", c.max_position_embeddings);
+  run_collectively([&] {
+    QWEN3MOE_CHECK(f.prompt_len + f.decode_tokens <= c.max_position_embeddings, "--prompt-len ",
+                   f.prompt_len, " + --decode-tokens ", f.decode_tokens,
+                   " exceeds max_position_embeddings=", c.max_position_embeddings);
+  });
   const int threads = omp_get_max_threads();
-  std::printf("model          %s, %lld layers, hidden %lld, %s\n", c.architecture.c_str(),
+  const bool root = proc.root();
+  if (root)
+    std::printf("model          %s, %lld layers, hidden %lld, %s\n", c.architecture.c_str(),
               (long long)c.num_hidden_layers, (long long)c.hidden_size,
               c.is_moe() ? (std::to_string(c.num_experts) + " experts top-" +
                             std::to_string(c.num_experts_per_tok)).c_str()
                          : "dense");
-  std::printf("weights        %.3f GB resident, %.3f GB read per decode token\n",
+  if (root)
+    std::printf("weights        %.3f GB resident, %.3f GB read per decode token\n",
               double(rt->model->resident_weight_bytes()) / 1e9,
               double(rt->model->active_weight_bytes_per_token()) / 1e9);
   const double bw = cpu::measure_read_bandwidth();
   const double peak = cpu::measure_fma_peak();
-  std::printf("machine        %d threads, memory read %.1f GB/s (measured, 1 GiB stream), "
+  if (root)
+    std::printf("machine        %d threads, memory read %.1f GB/s (measured, 1 GiB stream), "
               "f32 FMA peak %.1f GFLOP/s (measured, AVX2)\n",
               threads, bw, peak);
 
@@ -148,11 +163,9 @@ void run_bench(BenchFlags f) {
   go.ignore_eos = true;
   const GenerateResult r = generate(*rt->model, *rt->comm, *cache, prompt, go);
 
-  double active_params = 0;
-  {
-    const double bytes = double(rt->model->active_weight_bytes_per_token());
-    active_params = bytes / 2.0;  // bf16
-  }
+  if (!root) return;
+  // Weights read per token on this rank, as parameters (bf16: 2 bytes each).
+  const double active_params = double(rt->model->active_weight_bytes_per_token()) / 2.0;
   const double pf = prefill_flops(c, active_params, f.prompt_len);
   const double prefill_tps = f.prompt_len / r.prefill_seconds;
   const double decode_steps = double(r.output_ids.size() - 1);

@@ -20,7 +20,9 @@ void attention(float* out, const float* q, const float* k_cache, const float* v_
   const int64_t kv_dim = kv_heads * head_dim;
   const int64_t bs = batch.block_size;
   const int64_t work = T * q_heads;
-#pragma omp parallel
+  int64_t visible = 0;  // positions read over all tokens: the size of the job
+  for (int64_t t = 0; t < T; ++t) visible += int64_t(batch.positions[t]) + 1;
+#pragma omp parallel if (visible * q_heads * head_dim > 65536)
   {
     std::vector<float> scores;
 #pragma omp for schedule(dynamic, 4)

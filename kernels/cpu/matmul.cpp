@@ -87,29 +87,33 @@ void row_block(float* y, const float* x, const Weight& w, int64_t n_begin, int64
   for (; n < n_end; ++n) tile<T, MR, 1>(y, N, x, K, w, n, K, bias);
 }
 
+// Serial: all m rows of y against weight rows [n_begin, n_end). Rows of x go in blocks that
+// stay in L2 while the weights stream past them.
 template <DType T>
-void matmul_own_typed(float* y, const float* x, const Weight& w, int64_t m, const float* bias) {
+void own_range(float* y, const float* x, const Weight& w, int64_t m, const float* bias,
+               int64_t n_begin, int64_t n_end) {
   const int64_t N = w.rows, K = w.cols;
-  // Rows of x in blocks that stay in L2 while the weights stream past them.
   const int64_t m_block = std::max<int64_t>(4, (256 * 1024) / (K * 4) / 4 * 4);
-  const int threads = omp_get_max_threads();
-  // Split N so every thread streams a distinct part of the weights; a multiple of 4 rows.
-  const int64_t n_chunk = ((N + threads - 1) / threads + 3) / 4 * 4;
-#pragma omp parallel for schedule(static)
-  for (int t = 0; t < threads; ++t) {
-    const int64_t n_begin = std::min(N, t * n_chunk), n_end = std::min(N, n_begin + n_chunk);
-    if (n_begin >= n_end) continue;
-    for (int64_t mb = 0; mb < m; mb += m_block) {
-      const int64_t mb_end = std::min(m, mb + m_block);
-      int64_t i = mb;
-      for (; i + 4 <= mb_end; i += 4) row_block<T, 4>(y + i * N, x + i * K, w, n_begin, n_end, bias);
-      switch (mb_end - i) {
-        case 3: row_block<T, 3>(y + i * N, x + i * K, w, n_begin, n_end, bias); break;
-        case 2: row_block<T, 2>(y + i * N, x + i * K, w, n_begin, n_end, bias); break;
-        case 1: row_block<T, 1>(y + i * N, x + i * K, w, n_begin, n_end, bias); break;
-        default: break;
-      }
+  for (int64_t mb = 0; mb < m; mb += m_block) {
+    const int64_t mb_end = std::min(m, mb + m_block);
+    int64_t i = mb;
+    for (; i + 4 <= mb_end; i += 4) row_block<T, 4>(y + i * N, x + i * K, w, n_begin, n_end, bias);
+    switch (mb_end - i) {
+      case 3: row_block<T, 3>(y + i * N, x + i * K, w, n_begin, n_end, bias); break;
+      case 2: row_block<T, 2>(y + i * N, x + i * K, w, n_begin, n_end, bias); break;
+      case 1: row_block<T, 1>(y + i * N, x + i * K, w, n_begin, n_end, bias); break;
+      default: break;
     }
+  }
+}
+
+void own_range_any(float* y, const float* x, const Weight& w, int64_t m, const float* bias,
+                   int64_t n_begin, int64_t n_end) {
+  switch (w.dtype) {
+    case DType::BF16: return own_range<DType::BF16>(y, x, w, m, bias, n_begin, n_end);
+    case DType::F16: return own_range<DType::F16>(y, x, w, m, bias, n_begin, n_end);
+    case DType::F32: return own_range<DType::F32>(y, x, w, m, bias, n_begin, n_end);
+    default: QWEN3MOE_FAIL("matmul: unsupported weight dtype ", dtype_name(w.dtype));
   }
 }
 
@@ -141,57 +145,86 @@ void weight_row_to_f32(float* out, const Weight& w, int64_t row) {
 
 GemmPath gemm_path(int64_t m) { return m >= 16 ? GemmPath::kBlas : GemmPath::kOwn; }
 
-void matmul_own(float* y, const float* x, const Weight& w, int64_t m, const float* bias) {
-  switch (w.dtype) {
-    case DType::BF16: return matmul_own_typed<DType::BF16>(y, x, w, m, bias);
-    case DType::F16: return matmul_own_typed<DType::F16>(y, x, w, m, bias);
-    case DType::F32: return matmul_own_typed<DType::F32>(y, x, w, m, bias);
-    default: QWEN3MOE_FAIL("matmul: unsupported weight dtype ", dtype_name(w.dtype));
-  }
+namespace {
+
+// Serial: weight rows [n0, n0 + rows) widened into `panel`, then one single-threaded sgemm.
+void blas_panel(float* y, const float* x, const Weight& w, int64_t m, const float* bias,
+                int64_t n0, float* panel) {
+  const int64_t N = w.rows, K = w.cols, rows = std::min(kPanelRows, N - n0);
+  for (int64_t r = 0; r < rows; ++r) weight_row_to_f32(panel + r * K, w, n0 + r);
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(m), int(rows), int(K), 1.0f, x,
+              int(K), panel, int(K), 0.0f, y + n0, int(N));
+  if (bias)
+    for (int64_t i = 0; i < m; ++i)
+      for (int64_t r = 0; r < rows; ++r) y[i * N + n0 + r] += bias[n0 + r];
 }
 
-void matmul_blas(float* y, const float* x, const Weight& w, int64_t m, const float* bias) {
-  const int64_t N = w.rows, K = w.cols;
-  const int64_t panels = (N + kPanelRows - 1) / kPanelRows;
-  // OpenBLAS threads would fight the OpenMP ones for the same cores.
+// All groups in ONE parallel region: outputs of different groups are disjoint rows of y, so
+// threads move from group to group without a barrier between them (a decode step of a MoE
+// layer is k tiny GEMMs; a barrier each would cost more than the math). force: the path for
+// every group (tests and bench), or nullptr for gemm_path's choice.
+void run_groups(float* y, const float* x, const Weight* w, const int64_t* offsets,
+                int num_groups, const float* bias, const GemmPath* force) {
   static const bool single = [] {
+    // OpenBLAS threads would fight the OpenMP ones for the same cores.
     openblas_set_num_threads(1);
     return true;
   }();
   (void)single;
-#pragma omp parallel
+  int64_t max_k = 0;
+  double macs = 0;
+  for (int g = 0; g < num_groups; ++g) {
+    max_k = std::max(max_k, w[g].cols);
+    macs += double(offsets[g + 1] - offsets[g]) * double(w[g].rows) * double(w[g].cols);
+  }
+  // Below ~256K multiply-adds a parallel region's fork and barrier cost more than they save.
+#pragma omp parallel if (macs > 262144.0)
   {
-    std::vector<float> panel(size_t(kPanelRows) * size_t(K));
-#pragma omp for schedule(dynamic, 1)
-    for (int64_t p = 0; p < panels; ++p) {
-      const int64_t n0 = p * kPanelRows, rows = std::min(kPanelRows, N - n0);
-      for (int64_t r = 0; r < rows; ++r) weight_row_to_f32(panel.data() + r * K, w, n0 + r);
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(m), int(rows), int(K), 1.0f, x,
-                  int(K), panel.data(), int(K), 0.0f, y + n0, int(N));
-      if (bias)
-        for (int64_t i = 0; i < m; ++i)
-          for (int64_t r = 0; r < rows; ++r) y[i * N + n0 + r] += bias[n0 + r];
+    const int threads = omp_get_num_threads(), t = omp_get_thread_num();
+    std::vector<float> panel;
+    for (int g = 0; g < num_groups; ++g) {
+      const int64_t m = offsets[g + 1] - offsets[g], N = w[g].rows;
+      if (m <= 0 || N == 0) continue;
+      float* yg = y + offsets[g] * N;
+      const float* xg = x + offsets[g] * w[g].cols;
+      if ((force ? *force : gemm_path(m)) == GemmPath::kOwn) {
+        // Each thread streams a distinct part of the weights; chunks are multiples of 4 rows.
+        const int64_t chunk = ((N + threads - 1) / threads + 3) / 4 * 4;
+        const int64_t n_begin = std::min(N, t * chunk), n_end = std::min(N, n_begin + chunk);
+        if (n_begin < n_end) own_range_any(yg, xg, w[g], m, bias, n_begin, n_end);
+      } else {
+        if (panel.empty()) panel.resize(static_cast<size_t>(kPanelRows * max_k));
+        const int64_t panels = (N + kPanelRows - 1) / kPanelRows;
+#pragma omp for schedule(dynamic, 1) nowait
+        for (int64_t p = 0; p < panels; ++p)
+          blas_panel(yg, xg, w[g], m, bias, p * kPanelRows, panel.data());
+      }
     }
   }
 }
 
+}  // namespace
+
+void matmul_own(float* y, const float* x, const Weight& w, int64_t m, const float* bias) {
+  const int64_t offsets[2] = {0, m};
+  const GemmPath path = GemmPath::kOwn;
+  run_groups(y, x, &w, offsets, 1, bias, &path);
+}
+
+void matmul_blas(float* y, const float* x, const Weight& w, int64_t m, const float* bias) {
+  const int64_t offsets[2] = {0, m};
+  const GemmPath path = GemmPath::kBlas;
+  run_groups(y, x, &w, offsets, 1, bias, &path);
+}
+
 void matmul(float* y, const float* x, const Weight& w, int64_t m, const float* bias) {
-  if (m <= 0 || w.rows == 0) return;
-  if (gemm_path(m) == GemmPath::kBlas)
-    matmul_blas(y, x, w, m, bias);
-  else
-    matmul_own(y, x, w, m, bias);
+  const int64_t offsets[2] = {0, m};
+  run_groups(y, x, &w, offsets, 1, bias, nullptr);
 }
 
 void grouped_matmul(float* y, const float* x, const Weight* w, const int64_t* offsets,
                     int num_groups) {
-  // One group at a time, each threaded inside: a group in decode holds one or two tokens, so
-  // the parallelism is over the weight rows, as in matmul.
-  for (int g = 0; g < num_groups; ++g) {
-    const int64_t rows = offsets[g + 1] - offsets[g];
-    if (rows == 0) continue;
-    matmul(y + offsets[g] * w[g].rows, x + offsets[g] * w[g].cols, w[g], rows, nullptr);
-  }
+  run_groups(y, x, w, offsets, num_groups, nullptr, nullptr);
 }
 
 }  // namespace qwen3moe::cpu
