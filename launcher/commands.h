@@ -11,6 +11,7 @@ void register_generate(CLI::App& app);
 void register_init_random(CLI::App& app);
 void register_inspect(CLI::App& app);
 void register_bench(CLI::App& app);
+void register_a2a_bench(CLI::App& app);
 void register_tokenize(CLI::App& app);
 void register_chat_template(CLI::App& app);
 

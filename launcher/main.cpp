@@ -24,6 +24,7 @@ int main(int argc, char** argv) {
   register_init_random(app);
   register_inspect(app);
   register_bench(app);
+  register_a2a_bench(app);
   register_tokenize(app);
   register_chat_template(app);
   try {
