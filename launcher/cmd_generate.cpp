@@ -12,6 +12,7 @@
 #include "kernels/check.h"
 #include "launcher/commands.h"
 #include "launcher/process.h"
+#include "launcher/profile.h"
 #include "launcher/prompt_input.h"
 #include "launcher/runtime.h"
 
@@ -24,6 +25,7 @@ struct GenerateFlags {
   std::string tokenizer_dir;  // default: the model folder
   GenerateOptions gen;
   bool json = false;
+  ProfileOptions profile;
 };
 
 void run_generate(const GenerateFlags& f) {
@@ -49,7 +51,10 @@ void run_generate(const GenerateFlags& f) {
   std::optional<StreamDecoder> decoder;
   if (tokenizer) decoder.emplace(*tokenizer);
   const auto& eos = rt->config.eos_token_ids;
-  GenerateResult r = generate(*rt->model, *rt->comm, *cache, prompt, f.gen, [&](int32_t id) {
+  A2aProfileScope profile(f.profile, *rt->model, *rt->comm);
+  GenerateOptions gen = f.gen;
+  gen.profiler = profile.get();
+  GenerateResult r = generate(*rt->model, *rt->comm, *cache, prompt, gen, [&](int32_t id) {
     if (!stream) return;
     const bool is_eos = std::find(eos.begin(), eos.end(), id) != eos.end();
     if (decoder && !(is_eos && !f.gen.ignore_eos)) {
@@ -59,6 +64,7 @@ void run_generate(const GenerateFlags& f) {
     }
     std::fflush(stdout);
   });
+  profile.finish();
   if (!root) return;
   // The text leaves out the EOS that stopped generation, as OpenAI-style servers do.
   std::vector<int32_t> text_ids = r.output_ids;
@@ -115,6 +121,7 @@ void register_generate(CLI::App& app) {
   cmd->add_flag("--ignore-eos", f->gen.ignore_eos, "Keep generating past EOS");
   cmd->add_flag("--json", f->json, "Print one JSON object as the last stdout line");
   add_runtime_flags(*cmd, f->runtime);
+  add_profile_flags(*cmd, f->profile);
   cmd->callback([f] { run_generate(*f); });
 }
 
