@@ -41,12 +41,12 @@ svg.chart{display:block;max-width:100%;height:auto;font-size:11px}
 svg .grid{stroke:#e5e7eb}
 svg .axis{stroke:#9ca3af}
 svg .ref{stroke:#dc2626;stroke-dasharray:4 3}
-svg .reflabel{fill:#dc2626}
+svg .reflabel{fill:#dc2626;paint-order:stroke;stroke:#fff;stroke-width:3px}
 svg .sep{stroke:#111827;stroke-width:1.5}
 svg .tick,svg .legend text{fill:#4b5563}
 svg .legendtext{fill:#374151}
 svg .axistitle{fill:#374151;font-weight:600}
-svg .cell{fill:#111827;font-size:11px}
+svg .cell{font-size:11px}
 table{border-collapse:collapse;width:100%;font-variant-numeric:tabular-nums}
 th,td{padding:5px 10px;text-align:right;border-bottom:1px solid #e5e7eb}
 th{font-size:12px;color:#4b5563;font-weight:600;background:#f9fafb}
@@ -314,8 +314,8 @@ std::string a2a_report_html(const json& s) {
     hm.max_cell = 64;
     hm.max_cell_height = 26;
     hm.legend = svg::color_bar(
-        [](double v) { return svg::diverging(v); }, -1, 1, "¼× the layer mean or less",
-        "mean", "4× or more", 360);
+        [](double v) { return svg::diverging(v); }, -1, 1, "≤ ¼× the layer mean", "= mean",
+        "≥ 4× the mean", 420);
     h += card("Expert load per layer",
               "Token-expert pairs each expert received, relative to its layer's mean. Red "
               "columns packed into one rank's block are what rebalancing spreads out.",

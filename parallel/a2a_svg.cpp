@@ -41,6 +41,14 @@ std::string mix(const std::vector<Rgb>& stops, double t) {
   return buf;
 }
 
+// Black or white text, whichever reads better on the fill "#rrggbb".
+std::string ink_on(const std::string& fill) {
+  unsigned r = 0, g = 0, b = 0;
+  std::sscanf(fill.c_str(), "#%02x%02x%02x", &r, &g, &b);
+  const double luma = 0.299 * r + 0.587 * g + 0.114 * b;
+  return luma < 140 ? "#ffffff" : "#111827";
+}
+
 }  // namespace
 
 std::string escape(const std::string& text) {
@@ -205,7 +213,8 @@ std::string heat_map(const HeatMap& h) {
         const std::string text = h.cell_text(v);
         if (!text.empty())
           s += "<text class=\"cell\" x=\"" + num(x + cw / 2) + "\" y=\"" + num(yy + ch / 2 + 4) +
-               "\" text-anchor=\"middle\">" + escape(text) + "</text>";
+               "\" text-anchor=\"middle\" fill=\"" + ink_on(h.color(v)) + "\">" + escape(text) +
+               "</text>";
       }
     }
     if (r % row_every == 0)
