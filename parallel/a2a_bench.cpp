@@ -200,10 +200,10 @@ void validate(const DispatchBenchOptions& o, int world) {
   QWEN3MOE_CHECK(o.tokens > 0, "--tokens must be positive, got ", o.tokens);
   QWEN3MOE_CHECK(o.hidden > 0, "--hidden must be positive, got ", o.hidden);
   QWEN3MOE_CHECK(o.experts > 0, "--experts must be positive, got ", o.experts);
-  QWEN3MOE_CHECK(o.top_k >= 1 && o.top_k <= o.experts, "--top-k must be in [1, --experts=",
-                 o.experts, "], got ", o.top_k);
   QWEN3MOE_CHECK(o.experts % world == 0, o.experts, " experts cannot be split over ", world,
                  " ranks (--experts must be a multiple of the world size)");
+  QWEN3MOE_CHECK(o.top_k >= 1 && o.top_k <= o.experts, "--top-k must be in [1, --experts=",
+                 o.experts, "], got ", o.top_k);
   QWEN3MOE_CHECK(o.iters >= 1, "--iters must be at least 1, got ", o.iters);
   QWEN3MOE_CHECK(o.warmup >= 0, "--warmup must not be negative, got ", o.warmup);
   // Dispatch sends at most every token to every rank; MPI counts are int.
