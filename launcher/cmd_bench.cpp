@@ -17,6 +17,7 @@
 #include "kernels/cpu/ops.h"
 #include "launcher/commands.h"
 #include "launcher/process.h"
+#include "launcher/profile.h"
 #include "launcher/runtime.h"
 
 namespace qwen3moe::launcher {
@@ -30,6 +31,7 @@ struct BenchFlags {
   int decode_tokens = 64;
   uint64_t seed = 0;
   bool gemm = false;
+  ProfileOptions profile;
 };
 
 double now() {
@@ -161,7 +163,11 @@ void run_bench(BenchFlags f) {
   go.max_new_tokens = f.decode_tokens + 1;  // the first token comes from the prefill
   go.sampling.temperature = 0;
   go.ignore_eos = true;
+  // Only the timed run is profiled (the warm-up would double the counts).
+  A2aProfileScope profile(f.profile, *rt->model, *rt->comm);
+  go.profiler = profile.get();
   const GenerateResult r = generate(*rt->model, *rt->comm, *cache, prompt, go);
+  profile.finish();
 
   if (!root) return;
   // Weights read per token on this rank, as parameters (bf16: 2 bytes each).
@@ -193,6 +199,7 @@ void register_bench(CLI::App& app) {
   cmd->add_option("--seed", f->seed, "Seed of weights and prompt")->capture_default_str();
   cmd->add_flag("--gemm", f->gemm, "Also compare the CPU GEMM algorithms on the model's shapes");
   add_runtime_flags(*cmd, f->runtime);
+  add_profile_flags(*cmd, f->profile);
   cmd->callback([f] { run_bench(*f); });
 }
 
