@@ -70,8 +70,11 @@ std::string percent(double share) { return svg::fixed(100 * share, share < 0.1 ?
 
 std::string ratio(double v) { return svg::fixed(v, 2) + "×"; }
 
+// GB/s, or MB/s / KB/s when slower (CPU ranks sharing cores), so axes never read "0.00".
 std::string gbps_text(double v) {
-  return svg::fixed(v, v >= 10 ? 1 : v >= 1 ? 2 : 3) + " GB/s";
+  if (v >= 1 || v == 0) return svg::fixed(v, v >= 10 || v == 0 ? 0 : 1) + " GB/s";
+  if (v >= 1e-3) return svg::fixed(v * 1e3, v >= 1e-2 ? 0 : 1) + " MB/s";
+  return svg::fixed(v * 1e6, v >= 1e-5 ? 0 : 1) + " KB/s";
 }
 
 std::vector<double> layer_values(const json& layers, const char* key) {
@@ -203,7 +206,7 @@ std::string a2a_report_html(const json& s) {
             svg::bar_chart(by_layer(
                 {{"dispatch", kDispatch, layer_values(layers, "dispatch_gbps")},
                  {"combine", kCombine, layer_values(layers, "combine_gbps")}},
-                false, [](double v) { return svg::fixed(v, v >= 10 ? 0 : v >= 1 ? 1 : 2); })));
+                false, gbps_text)));
   {
     svg::BarChart c = by_layer(
         {{"per rank (tokens on the busiest rank)", "#7c3aed", layer_values(layers, "rank_imbalance")},
@@ -275,6 +278,33 @@ std::string a2a_report_html(const json& s) {
               svg::heat_map(hm));
   }
   h += "</div>";
+
+  // Time per step: the prefill (step 0) against the decode steps.
+  {
+    std::vector<double> dispatch_us, combine_us;
+    std::vector<std::string> labels;
+    for (const json& st : s["steps"]) {
+      const auto step = size_t(st["step"].get<int64_t>());
+      if (step >= labels.size()) {
+        labels.resize(step + 1);
+        dispatch_us.resize(step + 1, 0.0);
+        combine_us.resize(step + 1, 0.0);
+      }
+      (st["phase"] == "dispatch" ? dispatch_us : combine_us)[step] += st["us"].get<double>();
+    }
+    for (size_t i = 0; i < labels.size(); ++i) labels[i] = std::to_string(i);
+    svg::BarChart c;
+    c.labels = labels;
+    c.series = {{"dispatch", kDispatch, dispatch_us}, {"combine", kCombine, combine_us}};
+    c.format = us_fmt;
+    c.x_title = "step (0: the prefill of a generate, then one per decoded token)";
+    c.width = 1300;
+    c.height = 220;
+    h += "<div class=\"row\" style=\"grid-template-columns:1fr\">" +
+         card("All-to-all time per step", "All layers of one forward, slowest rank per exchange.",
+              labels.empty() ? std::string("<p>No steps recorded.</p>") : svg::bar_chart(c)) +
+         "</div>";
+  }
 
   // Expert load heat map.
   {
