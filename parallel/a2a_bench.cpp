@@ -376,12 +376,12 @@ DispatchBenchResult run_dispatch_bench(Communicator& comm, const DispatchBenchOp
   for (int it = -o.warmup; it < o.iters; ++it) {
     comm.barrier();
     double t0 = now_us();
-    dispatch.dispatch(x.data(), T, ids.data(), weights.data(), 0, nullptr);
+    dispatch.dispatch(x.data(), T, ids.data(), weights.data(), 0, &profiler);
     const double dt_dispatch = now_us() - t0;
     run_experts();
     comm.barrier();
     t0 = now_us();
-    dispatch.combine(partial.data(), y.data(), nullptr);
+    dispatch.combine(partial.data(), y.data(), &profiler);
     const double dt_combine = now_us() - t0;
     comm.barrier();
     t0 = now_us();
@@ -407,6 +407,21 @@ DispatchBenchResult run_dispatch_bench(Communicator& comm, const DispatchBenchOp
   res.combine_us = slowest_mean(comm, t_combine);
   res.time_us = res.dispatch_us + res.combine_us;
   res.raw_us = slowest_mean(comm, t_raw_d) + slowest_mean(comm, t_raw_c);
+  // The profiler's records of the timed iterations: dispatch, combine, dispatch, ...
+  const auto& ex = profiler.exchanges();
+  std::vector<double> d_wait(n), d_transfer(n), c_wait(n), c_transfer(n);
+  for (size_t it = 0; it < n; ++it) {
+    const A2aExchange& d = ex[ex.size() - 2 * n + 2 * it];
+    const A2aExchange& c = ex[ex.size() - 2 * n + 2 * it + 1];
+    d_wait[it] = d.wait_us;
+    d_transfer[it] = d.transfer_us;
+    c_wait[it] = c.wait_us;
+    c_transfer[it] = c.transfer_us;
+  }
+  res.dispatch_wait_us = slowest_mean(comm, d_wait);
+  res.dispatch_transfer_us = slowest_mean(comm, d_transfer);
+  res.combine_wait_us = slowest_mean(comm, c_wait);
+  res.combine_transfer_us = slowest_mean(comm, c_transfer);
   const double bus = double(W - 1) / double(W);
   res.algbw_gbs = res.time_us > 0 ? res.mean_rank_bytes / res.time_us / 1e3 : 0;
   res.busbw_gbs = res.algbw_gbs * bus;
