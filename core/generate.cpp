@@ -2,6 +2,9 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <thread>
 
 #include "kernels/check.h"
 
@@ -31,6 +34,17 @@ StepBatch single_sequence_batch(const std::vector<int32_t>& tokens, int64_t star
     b.logit_rows.push_back(int32_t(T - 1));
   }
   return b;
+}
+
+// Test hook for hang forensics: QWEN3MOE_DEBUG_STALL="R:S" makes rank R stop answering at
+// decode step S (it sleeps far past any collective timeout), as a stuck GPU or node would.
+void debug_stall_if_asked(int rank, int64_t step) {
+  static const char* spec = std::getenv("QWEN3MOE_DEBUG_STALL");
+  if (!spec) return;
+  int r = -1;
+  long long s = -1;
+  if (std::sscanf(spec, "%d:%lld", &r, &s) == 2 && r == rank && s == step)
+    std::this_thread::sleep_for(std::chrono::hours(1));
 }
 
 }  // namespace
@@ -72,7 +86,9 @@ GenerateResult generate(Model& model, Communicator& comm, KvCache& cache,
   double t0 = now_seconds();
   StepBatch b = single_sequence_batch(prompt, 0, seq, false);
   int64_t forward_step = 0;
-  if (options.profiler) options.profiler->set_step(forward_step++);
+  comm.set_step(forward_step);
+  if (options.profiler) options.profiler->set_step(forward_step);
+  ++forward_step;
   model.forward(b, cache, logits);
   result.prefill_seconds = now_seconds() - t0;
 
@@ -80,6 +96,7 @@ GenerateResult generate(Model& model, Communicator& comm, KvCache& cache,
   int64_t pos = int64_t(prompt.size());
   for (int32_t step = 0; step < options.max_new_tokens; ++step) {
     int32_t next = comm.rank() == 0 ? sampler.sample(logits.data(), V) : 0;
+    comm.set_phase(-1, "sampling");
     comm.broadcast(&next, sizeof(next), 0);
     result.output_ids.push_back(next);
     if (on_token) on_token(next);
@@ -91,7 +108,10 @@ GenerateResult generate(Model& model, Communicator& comm, KvCache& cache,
     }
     if (step + 1 == options.max_new_tokens || pos >= config.max_position_embeddings) break;
     b = single_sequence_batch({next}, pos, seq, false);
-    if (options.profiler) options.profiler->set_step(forward_step++);
+    debug_stall_if_asked(comm.rank(), forward_step);
+    comm.set_step(forward_step);
+    if (options.profiler) options.profiler->set_step(forward_step);
+    ++forward_step;
     model.forward(b, cache, logits);
     ++pos;
   }

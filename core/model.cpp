@@ -255,6 +255,7 @@ void Model::forward(const StepBatch& b, KvCache& cache, std::vector<float>& logi
 
   // Vocabulary-parallel embedding: each rank fills the rows of its slice, the sum completes it.
   backend_.embedding(x_, embed_, tokens_, T, topo_.vocab_begin());
+  comm_.set_phase(-1, "embedding");
   if (comm_.size() > 1) comm_.all_reduce_sum(x_, size_t(T * H));
 
   for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
@@ -286,6 +287,7 @@ void Model::forward(const StepBatch& b, KvCache& cache, std::vector<float>& logi
     backend_.download(local.data(), logits_, local.size() * sizeof(float));
     for (int64_t r = 0; r < L; ++r)
       std::copy_n(local.data() + r * vl, vl, mine.data() + r * per);
+    comm_.set_phase(-1, "logits");
     comm_.all_gather(mine.data(), all.data(), mine.size() * sizeof(float));
     for (int p = 0; p < topo_.tp(); ++p) {
       const int64_t v0 = std::min<int64_t>(c.vocab_size, p * per);
@@ -300,6 +302,7 @@ void Model::forward(const StepBatch& b, KvCache& cache, std::vector<float>& logi
 
 void Model::attention_block(int64_t l, int64_t T, KvCache& cache, bool scatter) {
   ProfileSpan span(profiler_, "attention", l);
+  comm_.set_phase(l, "attention");
   const ModelConfig& c = config_;
   const Layer& L = layers_[size_t(l)];
   const int64_t H = c.hidden_size, D = c.head_dim;
@@ -340,6 +343,7 @@ void Model::attention_block(int64_t l, int64_t T, KvCache& cache, bool scatter) 
 
 void Model::mlp_block(int64_t l, int64_t T) {
   ProfileSpan span(profiler_, "dense_mlp", l);
+  comm_.set_phase(l, "dense_mlp");
   const ModelConfig& c = config_;
   const Layer& L = layers_[size_t(l)];
   const int64_t H = c.hidden_size, I = L.gate.rows;
@@ -403,6 +407,7 @@ void Model::moe_block(int64_t l, int64_t T) {
     backend_.add(xs_, o_, mine * H);
   }
   // Every rank's slice back to every rank: x replicated for the next layer.
+  comm_.set_phase(l, "moe all_gather");
   comm_.all_gather(xs_, x_, size_t(per * H) * sizeof(float));
 }
 

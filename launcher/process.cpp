@@ -32,6 +32,14 @@ Process& process() {
   return *g_process;
 }
 
+void enable_collective_watchdog(double timeout_seconds) {
+  Process& p = process();
+  if (p.world == 1 || timeout_seconds <= 0) return;
+#ifdef QWEN3MOE_HAVE_MPI
+  if (p.mpi) p.comm = make_mpi_communicator(timeout_seconds);
+#endif
+}
+
 std::string rank_prefix() {
   if (!g_process || g_process->world == 1) return "";
   return "[rank " + std::to_string(g_process->rank) + "] ";

@@ -34,6 +34,11 @@ class AgreedError : public Error {
 // message of the lowest failing rank ("rank K: ..." when it was not this one).
 void run_collectively(const std::function<void()>& fn);
 
+// Puts a watchdog on every collective of a multi-rank MPI job (collective, once, after the
+// flags are parsed): past timeout_seconds the job ends naming the collective and the ranks
+// that did not arrive. A no-op on one rank or with timeout_seconds <= 0.
+void enable_collective_watchdog(double timeout_seconds);
+
 // "[rank K] " on multi-rank jobs, "" otherwise: the prefix of every line a rank prints.
 std::string rank_prefix();
 

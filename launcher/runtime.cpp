@@ -10,6 +10,11 @@ namespace qwen3moe::launcher {
 std::unique_ptr<Runtime> load_runtime(const RuntimeOptions& o) {
   auto rt = std::make_unique<Runtime>();
   run_collectively([&] {
+    QWEN3MOE_CHECK(o.collective_timeout > 0, "--collective-timeout must be positive, got ",
+                   o.collective_timeout);
+  });
+  enable_collective_watchdog(o.collective_timeout);
+  run_collectively([&] {
     QWEN3MOE_CHECK(o.backend == "cpu" || o.backend == "cuda", "unknown backend '", o.backend,
                    "' (expected cpu or cuda)");
     QWEN3MOE_CHECK(o.backend == "cpu", "backend 'cuda' is not available in this build");
@@ -56,6 +61,10 @@ void add_runtime_flags(CLI::App& cmd, RuntimeOptions& o) {
   cmd.add_option("--backend", o.backend, "cpu or cuda")->capture_default_str();
   cmd.add_option("--tp", o.tp, "Tensor-parallel size (default: the world size)");
   cmd.add_option("--threads", o.threads, "CPU threads (default: all cores)");
+  cmd.add_option("--collective-timeout", o.collective_timeout,
+                 "Seconds a collective may take before the job ends naming the ranks that did "
+                 "not arrive (multi-rank runs)")
+      ->capture_default_str();
 }
 
 }  // namespace qwen3moe::launcher

@@ -24,6 +24,7 @@ struct RuntimeOptions {
   std::string backend = "cpu";
   int tp = 0;       // 0: the world size
   int threads = 0;  // 0: all cores
+  double collective_timeout = 60;  // seconds; multi-rank jobs only
 };
 
 struct Runtime {

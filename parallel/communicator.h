@@ -11,9 +11,24 @@
 
 namespace qwen3moe {
 
+// Where in a run the next collectives belong, for hang forensics: the step (set by the
+// generation loop), the layer and the phase (set by the model and the dispatcher).
+struct CollectiveContext {
+  int64_t step = -1;
+  int64_t layer = -1;
+  const char* phase = "";  // a string literal
+};
+
 class Communicator {
  public:
   virtual ~Communicator() = default;
+  void set_step(int64_t step) { context_.step = step; }
+  void set_phase(int64_t layer, const char* phase) {
+    context_.layer = layer;
+    context_.phase = phase;
+  }
+  const CollectiveContext& context() const { return context_; }
+
   virtual std::string name() const = 0;
   virtual int rank() const = 0;
   virtual int size() const = 0;
@@ -31,6 +46,9 @@ class Communicator {
                             const size_t* recv_offsets) = 0;
   virtual void broadcast(void* buf, size_t bytes, int root) = 0;
   virtual void barrier() = 0;
+
+ private:
+  CollectiveContext context_;
 };
 
 // The one-process communicator (world size 1).

@@ -77,6 +77,7 @@ void ExpertDispatch::dispatch(const float* h, int64_t n, const int32_t* ids,
     }
   }
 
+  comm_.set_phase(layer, "dispatch");
   // Counts first: the wait for the slowest peer to reach this layer.
   const double t0 = profiler ? profiler->now_us() : 0;
   std::vector<size_t> eight(static_cast<size_t>(world_), sizeof(uint64_t));
@@ -135,6 +136,7 @@ void ExpertDispatch::dispatch(const float* h, int64_t n, const int32_t* ids,
 
 void ExpertDispatch::combine(const float* partial, float* y, A2aProfiler* profiler) {
   const int64_t H = hidden_;
+  comm_.set_phase(layer_, "combine");
   // The rows go back the way they came: what arrived from peer p returns to p.
   const double t0 = profiler ? profiler->now_us() : 0;
   std::vector<size_t> eight(static_cast<size_t>(world_), sizeof(uint64_t));

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "kernels/check.h"
+#include "parallel/mpi/collective_watchdog.h"
 
 namespace qwen3moe {
 namespace {
@@ -31,9 +32,26 @@ int as_int_count(size_t n, const char* what) {
   return int(n);
 }
 
+// Brackets one collective for the watchdog (when there is one).
+class Watched {
+ public:
+  Watched(CollectiveWatchdog* w, const char* op, const CollectiveContext& c) : w_(w) {
+    if (w_) w_->enter(op, c);
+  }
+  ~Watched() {
+    if (w_) w_->leave();
+  }
+  Watched(const Watched&) = delete;
+  Watched& operator=(const Watched&) = delete;
+
+ private:
+  CollectiveWatchdog* w_;
+};
+
 class MpiCommunicator final : public Communicator {
  public:
-  MpiCommunicator() {
+  explicit MpiCommunicator(double timeout_seconds) {
+    if (timeout_seconds > 0) watchdog_ = std::make_unique<CollectiveWatchdog>(timeout_seconds);
     QWEN3MOE_MPI_CHECK(MPI_Comm_rank(MPI_COMM_WORLD, &rank_));
     QWEN3MOE_MPI_CHECK(MPI_Comm_size(MPI_COMM_WORLD, &size_));
     send_counts_.resize(size_t(size_));
@@ -46,19 +64,23 @@ class MpiCommunicator final : public Communicator {
   int size() const override { return size_; }
 
   void all_reduce_sum(float* buf, size_t n) override {
+    Watched w(watchdog_.get(), "all_reduce", context());
     QWEN3MOE_MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, buf, as_int_count(n, "all_reduce"), MPI_FLOAT,
                                      MPI_SUM, MPI_COMM_WORLD));
   }
   void reduce_scatter_sum(const float* send, float* recv, size_t n) override {
+    Watched w(watchdog_.get(), "reduce_scatter", context());
     QWEN3MOE_MPI_CHECK(MPI_Reduce_scatter_block(send, recv, as_int_count(n, "reduce_scatter"),
                                                 MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD));
   }
   void all_gather(const void* send, void* recv, size_t bytes) override {
+    Watched w(watchdog_.get(), "all_gather", context());
     const int n = as_int_count(bytes, "all_gather");
     QWEN3MOE_MPI_CHECK(MPI_Allgather(send, n, MPI_BYTE, recv, n, MPI_BYTE, MPI_COMM_WORLD));
   }
   void all_to_all_v(const void* send, const size_t* send_bytes, const size_t* send_offsets,
                     void* recv, const size_t* recv_bytes, const size_t* recv_offsets) override {
+    Watched w(watchdog_.get(), "all_to_all_v", context());
     for (int p = 0; p < size_; ++p) {
       send_counts_[size_t(p)] = as_int_count(send_bytes[p], "all_to_all_v");
       send_displs_[size_t(p)] = as_int_count(send_offsets[p], "all_to_all_v");
@@ -70,14 +92,19 @@ class MpiCommunicator final : public Communicator {
                                      MPI_COMM_WORLD));
   }
   void broadcast(void* buf, size_t bytes, int root) override {
+    Watched w(watchdog_.get(), "broadcast", context());
     QWEN3MOE_MPI_CHECK(
         MPI_Bcast(buf, as_int_count(bytes, "broadcast"), MPI_BYTE, root, MPI_COMM_WORLD));
   }
-  void barrier() override { QWEN3MOE_MPI_CHECK(MPI_Barrier(MPI_COMM_WORLD)); }
+  void barrier() override {
+    Watched w(watchdog_.get(), "barrier", context());
+    QWEN3MOE_MPI_CHECK(MPI_Barrier(MPI_COMM_WORLD));
+  }
 
  private:
   int rank_ = 0, size_ = 1;
   std::vector<int> send_counts_, send_displs_, recv_counts_, recv_displs_;
+  std::unique_ptr<CollectiveWatchdog> watchdog_;
 };
 
 }  // namespace
@@ -90,7 +117,9 @@ bool launched_by_mpi() {
 
 MpiSession::MpiSession(int* argc, char*** argv) {
   int provided = 0;
-  QWEN3MOE_MPI_CHECK(MPI_Init_thread(argc, argv, MPI_THREAD_FUNNELED, &provided));
+  // MULTIPLE: the collective watchdog's thread talks to its peers while the main thread
+  // waits inside a collective.
+  QWEN3MOE_MPI_CHECK(MPI_Init_thread(argc, argv, MPI_THREAD_MULTIPLE, &provided));
   MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
 }
 
@@ -105,8 +134,8 @@ void MpiSession::abort_job(int code) {
   std::exit(code);
 }
 
-std::unique_ptr<Communicator> make_mpi_communicator() {
-  return std::make_unique<MpiCommunicator>();
+std::unique_ptr<Communicator> make_mpi_communicator(double collective_timeout_seconds) {
+  return std::make_unique<MpiCommunicator>(collective_timeout_seconds);
 }
 
 }  // namespace qwen3moe

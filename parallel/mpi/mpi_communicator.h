@@ -23,6 +23,8 @@ class MpiSession {
   [[noreturn]] static void abort_job(int code);
 };
 
-std::unique_ptr<Communicator> make_mpi_communicator();
+// collective_timeout_seconds > 0: a collective that has not completed after this long ends the
+// job with a message naming it and the ranks that did not arrive (CollectiveWatchdog).
+std::unique_ptr<Communicator> make_mpi_communicator(double collective_timeout_seconds = 0);
 
 }  // namespace qwen3moe
