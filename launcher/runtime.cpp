@@ -1,6 +1,7 @@
 #include "launcher/runtime.h"
 
 #include <charconv>
+#include <cstdio>
 
 #include "kernels/check.h"
 #include "launcher/process.h"
@@ -28,6 +29,18 @@ std::unique_ptr<Runtime> load_runtime(const RuntimeOptions& o) {
     rt->model =
         std::make_unique<Model>(rt->config, rt->weights, *rt->backend, *rt->comm, *rt->topo);
   });
+  if (rt->comm->size() > 1) {
+    // Each rank's share of the weights (its heads, KV heads, experts, vocabulary slice), so an
+    // operator sees the split worked: about 1/world of the experts plus a share of the rest.
+    const double mine = double(rt->model->resident_weight_bytes());
+    std::vector<double> all(static_cast<size_t>(rt->comm->size()));
+    rt->comm->all_gather(&mine, all.data(), sizeof(double));
+    if (rt->comm->rank() == 0) {
+      std::string line = "[rank 0] qwen3moe: weights per rank (MB):";
+      for (size_t r = 0; r < all.size(); ++r) line += " " + std::to_string(int64_t(all[r] / 1e6));
+      std::fprintf(stderr, "%s; %s\n", line.c_str(), rt->topo->describe().c_str());
+    }
+  }
   return rt;
 }
 
