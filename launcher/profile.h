@@ -2,10 +2,9 @@
 // profiler (parallel/a2a_profiler.h) set up around a run and written at its end.
 #pragma once
 
+#include <CLI/CLI.hpp>
 #include <memory>
 #include <string>
-
-#include <CLI/CLI.hpp>
 
 #include "core/model.h"
 #include "parallel/a2a_profiler.h"

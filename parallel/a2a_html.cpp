@@ -66,9 +66,13 @@ std::string card(const std::string& title, const std::string& how, const std::st
          svg::escape(how) + "</p>" + body + "</div>";
 }
 
-std::string percent(double share) { return svg::fixed(100 * share, share < 0.1 ? 1 : 0) + "%"; }
+std::string percent(double share) {
+  return svg::fixed(100 * share, share < 0.1 ? 1 : 0) + "%";
+}
 
-std::string ratio(double v) { return svg::fixed(v, 2) + "×"; }
+std::string ratio(double v) {
+  return svg::fixed(v, 2) + "×";
+}
 
 // GB/s, or MB/s / KB/s when slower (CPU ranks sharing cores), so axes never read "0.00".
 std::string gbps_text(double v) {
@@ -97,8 +101,9 @@ std::string a2a_report_html(const json& s) {
   const double wait_share = t["wait_share"].get<double>();
   const int R = whatif["redundant_copies"].get<int>();
 
-  std::string h = "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">"
-                  "<title>All-to-all profile</title><style>";
+  std::string h =
+      "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\">"
+      "<title>All-to-all profile</title><style>";
   h += kStyle;
   h += "</style></head><body><header><h1>All-to-all profile</h1><div class=\"sub\">" +
        std::to_string(W) + (W == 1 ? " rank" : " ranks") + " · " + std::to_string(E) +
@@ -114,8 +119,8 @@ std::string a2a_report_html(const json& s) {
                 svg::human_bytes(t["combine_bytes"].get<double>()));
   h += tile("all-to-all time", svg::human_us(total_us),
             gbps_text(t["gbps"].get<double>()) + " per rank (algbw)");
-  h += tile("waiting for peers", percent(wait_share),
-            "of rank time in exchanges; rest is transfer");
+  h +=
+      tile("waiting for peers", percent(wait_share), "of rank time in exchanges; rest is transfer");
   if (t["worst_layer"].is_null()) {
     h += tile("worst layer", "–", "no MoE exchanges recorded");
   } else {
@@ -170,7 +175,8 @@ std::string a2a_report_html(const json& s) {
            ".</p>";
     else
       h += "<p><b>Rebalancing would not pay much:</b> the current placement is within 5% of "
-           "the balanced one (" + ratio(cur) + " vs " + ratio(best) + " max/mean).</p>";
+           "the balanced one (" +
+           ratio(cur) + " vs " + ratio(best) + " max/mean).</p>";
   }
   h += "</div>";
 
@@ -191,10 +197,11 @@ std::string a2a_report_html(const json& s) {
   auto us_fmt = [](double v) { return svg::human_us(v); };
 
   h += "<div class=\"row\">";
-  h += card("Bytes per layer", "All ranks together, over the whole run. Dense layers send nothing.",
-            svg::bar_chart(by_layer({{"dispatch", kDispatch, layer_values(layers, "dispatch_bytes")},
-                                     {"combine", kCombine, layer_values(layers, "combine_bytes")}},
-                                    true, bytes_fmt)));
+  h +=
+      card("Bytes per layer", "All ranks together, over the whole run. Dense layers send nothing.",
+           svg::bar_chart(by_layer({{"dispatch", kDispatch, layer_values(layers, "dispatch_bytes")},
+                                    {"combine", kCombine, layer_values(layers, "combine_bytes")}},
+                                   true, bytes_fmt)));
   h += card("Time per layer",
             "Each exchange counts the slowest rank's wait + transfer (when the collective ends).",
             svg::bar_chart(by_layer({{"dispatch", kDispatch, layer_values(layers, "dispatch_us")},
@@ -203,13 +210,13 @@ std::string a2a_report_html(const json& s) {
   h += "</div><div class=\"row\">";
   h += card("Bandwidth per layer",
             "Bytes each rank sent on average / time (algbw, as a2a-bench reports it).",
-            svg::bar_chart(by_layer(
-                {{"dispatch", kDispatch, layer_values(layers, "dispatch_gbps")},
-                 {"combine", kCombine, layer_values(layers, "combine_gbps")}},
-                false, gbps_text)));
+            svg::bar_chart(by_layer({{"dispatch", kDispatch, layer_values(layers, "dispatch_gbps")},
+                                     {"combine", kCombine, layer_values(layers, "combine_gbps")}},
+                                    false, gbps_text)));
   {
     svg::BarChart c = by_layer(
-        {{"per rank (tokens on the busiest rank)", "#7c3aed", layer_values(layers, "rank_imbalance")},
+        {{"per rank (tokens on the busiest rank)", "#7c3aed",
+          layer_values(layers, "rank_imbalance")},
          {"per expert (hottest expert)", "#db2777", layer_values(layers, "expert_imbalance")}},
         false, [](double v) { return svg::fixed(v, 1) + "×"; });
     c.reference = 1.0;
@@ -343,9 +350,8 @@ std::string a2a_report_html(const json& s) {
     hm.col_group = W > 1 ? int(E / W) : 0;
     hm.max_cell = 64;
     hm.max_cell_height = 26;
-    hm.legend = svg::color_bar(
-        [](double v) { return svg::diverging(v); }, -1, 1, "≤ ¼× the layer mean", "= mean",
-        "≥ 4× the mean", 420);
+    hm.legend = svg::color_bar([](double v) { return svg::diverging(v); }, -1, 1,
+                               "≤ ¼× the layer mean", "= mean", "≥ 4× the mean", 420);
     h += card("Expert load per layer",
               "Token-expert pairs each expert received, relative to its layer's mean. Red "
               "columns packed into one rank's block are what rebalancing spreads out.",
@@ -354,8 +360,9 @@ std::string a2a_report_html(const json& s) {
 
   // What-if table.
   {
-    std::string tb = "<table><tr><th>layer</th><th>token-expert pairs</th>"
-                     "<th>current max/mean</th><th>balanced</th>";
+    std::string tb =
+        "<table><tr><th>layer</th><th>token-expert pairs</th>"
+        "<th>current max/mean</th><th>balanced</th>";
     if (R > 0) tb += "<th>+" + std::to_string(R) + " redundant</th>";
     tb += "<th>busiest rank saves</th></tr>";
     auto row = [&](const std::string& name, double pairs, double cur, double bal, double red,
@@ -363,8 +370,8 @@ std::string a2a_report_html(const json& s) {
       const double best = R > 0 ? std::min(bal, red) : bal;
       const double save = cur > 0 ? 1 - best / cur : 0;
       std::string r = total ? "<tr class=\"total\">" : "<tr>";
-      r += "<td>" + svg::escape(name) + "</td><td>" + std::to_string(int64_t(pairs)) +
-           "</td><td>" + ratio(cur) + "</td><td>" + ratio(bal) + "</td>";
+      r += "<td>" + svg::escape(name) + "</td><td>" + std::to_string(int64_t(pairs)) + "</td><td>" +
+           ratio(cur) + "</td><td>" + ratio(bal) + "</td>";
       if (R > 0) r += "<td>" + ratio(red) + "</td>";
       r += "<td class=\"" + std::string(save >= 0.05 ? "good" : "") + "\">" + percent(save) +
            "</td></tr>";

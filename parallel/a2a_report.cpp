@@ -1,11 +1,12 @@
 // A2aProfiler::write: gather every rank's records on rank 0 (serialised to bytes, sizes first,
 // then one all_to_all_v in which every rank sends only to rank 0) and write the three files.
+#include "parallel/a2a_report.h"
+
 #include <cstring>
 #include <filesystem>
 #include <fstream>
 
 #include "kernels/check.h"
-#include "parallel/a2a_report.h"
 
 namespace qwen3moe {
 namespace {
@@ -159,7 +160,8 @@ A2aRecords gather_records(const A2aProfiler& p, Communicator& comm) {
                     all.data(), recv_bytes.data(), recv_off.data());
   A2aRecords r = empty_records(p);
   if (comm.rank() == 0)
-    for (int k = 0; k < W; ++k) deserialise(all.data() + recv_off[size_t(k)], recv_bytes[size_t(k)], r, k);
+    for (int k = 0; k < W; ++k)
+      deserialise(all.data() + recv_off[size_t(k)], recv_bytes[size_t(k)], r, k);
   return r;
 }
 

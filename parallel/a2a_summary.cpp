@@ -16,9 +16,9 @@ using nlohmann::json;
 
 struct PhaseTotals {
   uint64_t bytes = 0;
-  double us = 0;                               // Σ over exchanges of the slowest rank's time
-  std::vector<double> wait_us, transfer_us;    // [W] Σ over exchanges, per rank
-  std::vector<uint64_t> bytes_per_rank;        // [W] sent
+  double us = 0;                             // Σ over exchanges of the slowest rank's time
+  std::vector<double> wait_us, transfer_us;  // [W] Σ over exchanges, per rank
+  std::vector<uint64_t> bytes_per_rank;      // [W] sent
 };
 
 struct LayerTotals {
@@ -26,7 +26,9 @@ struct LayerTotals {
   std::vector<std::vector<uint64_t>> matrix;  // [W][W]
 };
 
-double gbps(double bytes_per_rank, double us) { return us > 0 ? bytes_per_rank / us / 1e3 : 0.0; }
+double gbps(double bytes_per_rank, double us) {
+  return us > 0 ? bytes_per_rank / us / 1e3 : 0.0;
+}
 
 json placement_json(const Placement& p) {
   return {{"max_over_mean", p.max_over_mean}, {"rank_load", p.rank_load}, {"experts", p.experts}};
@@ -60,8 +62,8 @@ json a2a_summary(const A2aRecords& r, int whatif_redundant) {
   json steps = json::array();
   for (size_t n = 0; n < r.exchanges[0].size(); ++n) {
     const A2aExchange& e0 = r.exchanges[0][n];
-    QWEN3MOE_CHECK(e0.layer >= 0 && size_t(e0.layer) < L, "profiler: exchange of layer ",
-                   e0.layer, " outside the model's ", L, " layers");
+    QWEN3MOE_CHECK(e0.layer >= 0 && size_t(e0.layer) < L, "profiler: exchange of layer ", e0.layer,
+                   " outside the model's ", L, " layers");
     LayerTotals& lt = layers[size_t(e0.layer)];
     PhaseTotals& pt = e0.phase == "dispatch" ? lt.dispatch : lt.combine;
     std::vector<double> wait(static_cast<size_t>(W)), transfer(static_cast<size_t>(W));
@@ -101,11 +103,13 @@ json a2a_summary(const A2aRecords& r, int whatif_redundant) {
   }
 
   json out_layers = json::array();
-  std::vector<std::vector<uint64_t>> matrix(static_cast<size_t>(W), std::vector<uint64_t>(static_cast<size_t>(W), 0));
+  std::vector<std::vector<uint64_t>> matrix(static_cast<size_t>(W),
+                                            std::vector<uint64_t>(static_cast<size_t>(W), 0));
   uint64_t total_dispatch = 0, total_combine = 0;
   double total_us = 0, total_wait = 0, total_transfer = 0, bytes_per_rank_total = 0;
   double sum_max[3] = {0, 0, 0}, sum_mean = 0;  // what-if over the run: Σ layer max / Σ mean
-  std::vector<double> rank_wait(static_cast<size_t>(W), 0.0), rank_transfer(static_cast<size_t>(W), 0.0);
+  std::vector<double> rank_wait(static_cast<size_t>(W), 0.0),
+      rank_transfer(static_cast<size_t>(W), 0.0);
   json worst = nullptr, hottest = nullptr;
   double worst_us = -1, hottest_ratio = 0;
   for (size_t l = 0; l < L; ++l) {
@@ -147,8 +151,8 @@ json a2a_summary(const A2aRecords& r, int whatif_redundant) {
       layer_transfer += t;
       for (int p = 0; p < W; ++p) matrix[size_t(k)][size_t(p)] += lt.matrix[size_t(k)][size_t(p)];
     }
-    layer["wait_share"] = layer_wait + layer_transfer > 0
-                              ? layer_wait / (layer_wait + layer_transfer) : 0.0;
+    layer["wait_share"] =
+        layer_wait + layer_transfer > 0 ? layer_wait / (layer_wait + layer_transfer) : 0.0;
     if (r.moe_layer[l] && E > 0) {
       const PlacementWhatIf w = placement_whatif(tokens, W, whatif_redundant);
       layer["tokens_per_rank"] = w.current.rank_load;
@@ -200,8 +204,8 @@ json a2a_summary(const A2aRecords& r, int whatif_redundant) {
       {"a2a_us", total_us},
       {"wait_us", total_wait},
       {"transfer_us", total_transfer},
-      {"wait_share", total_wait + total_transfer > 0 ? total_wait / (total_wait + total_transfer)
-                                                     : 0.0},
+      {"wait_share",
+       total_wait + total_transfer > 0 ? total_wait / (total_wait + total_transfer) : 0.0},
       {"gbps", gbps(bytes_per_rank_total, total_us)},
       {"exchanges", r.exchanges[0].size()},
       {"steps", distinct_steps},

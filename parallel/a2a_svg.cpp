@@ -55,11 +55,20 @@ std::string escape(const std::string& text) {
   std::string out;
   for (char c : text) {
     switch (c) {
-      case '&': out += "&amp;"; break;
-      case '<': out += "&lt;"; break;
-      case '>': out += "&gt;"; break;
-      case '"': out += "&quot;"; break;
-      default: out += c;
+      case '&':
+        out += "&amp;";
+        break;
+      case '<':
+        out += "&lt;";
+        break;
+      case '>':
+        out += "&gt;";
+        break;
+      case '"':
+        out += "&quot;";
+        break;
+      default:
+        out += c;
     }
   }
   return out;
@@ -157,8 +166,8 @@ std::string bar_chart(const BarChart& c) {
       const double y0 = c.stacked ? base : 0;
       const double h = std::max(0.0, y(y0) - y(y0 + v));
       s += "<rect x=\"" + num(x) + "\" y=\"" + num(y(y0 + v)) + "\" width=\"" +
-           num(std::max(1.0, bw - (c.stacked ? 0 : 1))) + "\" height=\"" + num(h) +
-           "\" fill=\"" + se.color + "\"><title>" +
+           num(std::max(1.0, bw - (c.stacked ? 0 : 1))) + "\" height=\"" + num(h) + "\" fill=\"" +
+           se.color + "\"><title>" +
            escape(c.labels[i] + " · " + se.name + ": " + (c.format ? c.format(v) : fixed(v, 2))) +
            "</title></rect>";
       if (c.stacked) base += v;
@@ -178,8 +187,8 @@ std::string bar_chart(const BarChart& c) {
            "</text>";
   }
   if (!c.x_title.empty())
-    s += "<text class=\"axistitle\" x=\"" + num(left + pw / 2) + "\" y=\"" +
-         num(c.height - 6.0) + "\" text-anchor=\"middle\">" + escape(c.x_title) + "</text>";
+    s += "<text class=\"axistitle\" x=\"" + num(left + pw / 2) + "\" y=\"" + num(c.height - 6.0) +
+         "\" text-anchor=\"middle\">" + escape(c.x_title) + "</text>";
   // Legend along the top.
   double lx = left;
   for (const Series& se : c.series) {

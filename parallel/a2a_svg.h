@@ -33,10 +33,10 @@ std::string bar_chart(const BarChart& c);
 
 struct HeatMap {
   std::vector<std::string> rows, cols;
-  std::vector<std::vector<double>> values;          // [rows][cols]
-  std::function<std::string(double)> color;         // value -> fill
+  std::vector<std::vector<double>> values;   // [rows][cols]
+  std::function<std::string(double)> color;  // value -> fill
   std::function<std::string(size_t, size_t)> tooltip;
-  std::function<std::string(double)> cell_text;    // text inside cells (empty: none)
+  std::function<std::string(double)> cell_text;  // text inside cells (empty: none)
   std::string row_title, col_title;
   int col_group = 0;  // a separator line every col_group columns (expert blocks of a rank)
   int max_width = 1240, max_cell = 56, max_cell_height = 40;

@@ -79,10 +79,10 @@ Placement balance(std::vector<Item> items, int world) {
           if (delta <= 0) continue;
           const double peak = std::max(load[size_t(a)] - delta, load[size_t(b)] + delta);
           if (peak >= best_peak - 1e-9) continue;
-          const bool i_fits = A[i].expert == (j < 0 ? -1 : B[size_t(j)].expert) ||
-                              !holds(B, A[i].expert);
-          const bool j_fits = j < 0 || A[i].expert == B[size_t(j)].expert ||
-                              !holds(A, B[size_t(j)].expert);
+          const bool i_fits =
+              A[i].expert == (j < 0 ? -1 : B[size_t(j)].expert) || !holds(B, A[i].expert);
+          const bool j_fits =
+              j < 0 || A[i].expert == B[size_t(j)].expert || !holds(A, B[size_t(j)].expert);
           if (!i_fits || !j_fits) continue;
           best_peak = peak;
           best_b = b;

@@ -10,9 +10,9 @@
 namespace qwen3moe {
 
 struct Placement {
-  std::vector<double> rank_load;            // [world] token-expert pairs per rank
+  std::vector<double> rank_load;              // [world] token-expert pairs per rank
   std::vector<std::vector<int64_t>> experts;  // [world] expert ids on each rank (copies repeat)
-  double max_over_mean = 1.0;               // max rank load / mean rank load (1: perfect)
+  double max_over_mean = 1.0;                 // max rank load / mean rank load (1: perfect)
 };
 
 struct PlacementWhatIf {
@@ -23,8 +23,7 @@ struct PlacementWhatIf {
 };
 
 // expert_load: [E] pairs per expert; E must be divisible by world. redundant in [0, E].
-PlacementWhatIf placement_whatif(const std::vector<int64_t>& expert_load, int world,
-                                 int redundant);
+PlacementWhatIf placement_whatif(const std::vector<int64_t>& expert_load, int world, int redundant);
 
 // max / mean of values (1 when the mean is zero: nothing to be imbalanced).
 double max_over_mean(const std::vector<double>& values);

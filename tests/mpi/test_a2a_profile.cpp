@@ -25,7 +25,9 @@ using nlohmann::json;
 using testing::fixture;
 using testing::LoadedModel;
 
-Communicator& world() { return testing::world(); }
+Communicator& world() {
+  return testing::world();
+}
 
 std::string slurp(const fs::path& p) {
   std::ifstream in(p);
@@ -148,8 +150,8 @@ void check_trace(const ProfiledRun& run, int W) {
     if (e["ph"] == "X") names[size_t(pid)].insert(e["name"].get<std::string>());
   }
   for (int r = 0; r < W; ++r)
-    for (const char* want : {"attention", "router", "experts", "dispatch wait",
-                             "dispatch transfer", "combine wait", "combine transfer"})
+    for (const char* want : {"attention", "router", "experts", "dispatch wait", "dispatch transfer",
+                             "combine wait", "combine transfer"})
       EXPECT_TRUE(names[size_t(r)].count(want)) << "rank " << r << " has no " << want;
 }
 

@@ -2,7 +2,6 @@
 // histograms with answers worked out by hand, and a2a.json / trace.json / report.html from
 // hand-recorded exchanges.
 #include <gtest/gtest.h>
-
 #include <unistd.h>
 
 #include <algorithm>
@@ -102,8 +101,8 @@ TEST(A2aReport, SingleRankFiles) {
   p.record_expert_tokens(2, 3, 2);
   p.record_exchange(2, "combine", {12}, 80, 0, 2);
 
-  const auto dir = std::filesystem::temp_directory_path() /
-                   ("a2a-report-test-" + std::to_string(::getpid()));
+  const auto dir =
+      std::filesystem::temp_directory_path() / ("a2a-report-test-" + std::to_string(::getpid()));
   std::filesystem::remove_all(dir);
   auto comm = make_local_communicator();
   p.write(*comm, dir.string(), 1);
