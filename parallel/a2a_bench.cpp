@@ -52,6 +52,17 @@ double slowest_mean(Communicator& comm, const std::vector<double>& times) {
   return sum / double(n);
 }
 
+// Mean over ranks and iterations.
+double rank_mean(Communicator& comm, const std::vector<double>& times) {
+  const size_t W = static_cast<size_t>(comm.size()), n = times.size();
+  if (n == 0) return 0;
+  std::vector<double> all(W * n);
+  comm.all_gather(times.data(), all.data(), n * sizeof(double));
+  double sum = 0;
+  for (double t : all) sum += t;
+  return sum / double(all.size());
+}
+
 // Every rank's values of v, concatenated in rank order.
 std::vector<uint64_t> gather_u64(Communicator& comm, const std::vector<uint64_t>& v) {
   std::vector<uint64_t> all(static_cast<size_t>(comm.size()) * v.size());
@@ -418,10 +429,16 @@ DispatchBenchResult run_dispatch_bench(Communicator& comm, const DispatchBenchOp
     c_wait[it] = c.wait_us;
     c_transfer[it] = c.transfer_us;
   }
-  res.dispatch_wait_us = slowest_mean(comm, d_wait);
-  res.dispatch_transfer_us = slowest_mean(comm, d_transfer);
-  res.combine_wait_us = slowest_mean(comm, c_wait);
-  res.combine_transfer_us = slowest_mean(comm, c_transfer);
+  // Means over ranks, not maxima: the slowest wait and the slowest transfer are usually on
+  // different ranks, and only one rank's parts add up to its phase time.
+  res.dispatch_wait_us = rank_mean(comm, d_wait);
+  res.dispatch_transfer_us = rank_mean(comm, d_transfer);
+  res.dispatch_local_us = rank_mean(comm, t_dispatch) - res.dispatch_wait_us -
+                          res.dispatch_transfer_us;
+  res.combine_wait_us = rank_mean(comm, c_wait);
+  res.combine_transfer_us = rank_mean(comm, c_transfer);
+  res.combine_local_us = rank_mean(comm, t_combine) - res.combine_wait_us -
+                         res.combine_transfer_us;
   const double bus = double(W - 1) / double(W);
   res.algbw_gbs = res.time_us > 0 ? res.mean_rank_bytes / res.time_us / 1e3 : 0;
   res.busbw_gbs = res.algbw_gbs * bus;

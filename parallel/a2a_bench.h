@@ -85,11 +85,11 @@ struct DispatchBenchResult {
   // Mean over iters of the slowest rank's time of each phase of that iteration.
   double dispatch_us = 0, combine_us = 0, time_us = 0;  // time = dispatch + combine
   double raw_us = 0;  // the same two byte matrices through bare all_to_all_v calls
-  // Inside dispatch_us / combine_us, as ExpertDispatch reports them to the profiler: the counts
-  // exchange (waiting for the slowest peer) and the data transfer; the rest is packing,
-  // unpacking and summing on the rank itself.
-  double dispatch_wait_us = 0, dispatch_transfer_us = 0;
-  double combine_wait_us = 0, combine_transfer_us = 0;
+  // Each phase on an average rank (mean over ranks and iters), split as ExpertDispatch reports
+  // it to the profiler: the counts exchange (waiting for the slowest peer), the data transfer,
+  // and the rest: packing and unpacking (dispatch), summing (combine) on the rank itself.
+  double dispatch_wait_us = 0, dispatch_transfer_us = 0, dispatch_local_us = 0;
+  double combine_wait_us = 0, combine_transfer_us = 0, combine_local_us = 0;
   double algbw_gbs = 0, busbw_gbs = 0;          // mean_rank_bytes / time_us
   double raw_algbw_gbs = 0, raw_busbw_gbs = 0;  // mean_rank_bytes / raw_us
   double ratio = 0;                             // algbw / raw_algbw (goal ≥ 0.9)
