@@ -32,14 +32,17 @@ void run_alltoall(Process& p, const AlltoallSweepOptions& o) {
     busbw_sum += r.busbw_gbs;
   }
   if (p.root()) {
-    std::printf("# qwen3moe a2a-bench --op alltoall: all_to_all_v over %s, %d ranks, equal "
-                "per-peer sizes\n",
-                p.comm->name().c_str(), p.world);
-    std::printf("# %d iters after %d warmup; time = mean over iters of the slowest rank "
-                "(barrier before each)\n",
-                o.iters, o.warmup);
-    std::printf("# size = bytes sent per rank; busbw = algbw * (n-1)/n; #wrong = payload values "
-                "that arrived wrong, all ranks\n#\n");
+    std::printf(
+        "# qwen3moe a2a-bench --op alltoall: all_to_all_v over %s, %d ranks, equal "
+        "per-peer sizes\n",
+        p.comm->name().c_str(), p.world);
+    std::printf(
+        "# %d iters after %d warmup; time = mean over iters of the slowest rank "
+        "(barrier before each)\n",
+        o.iters, o.warmup);
+    std::printf(
+        "# size = bytes sent per rank; busbw = algbw * (n-1)/n; #wrong = payload values "
+        "that arrived wrong, all ranks\n#\n");
     std::printf("# %12s %12s %6s %10s %12s %12s %7s\n", "size", "count", "type", "time(us)",
                 "algbw(GB/s)", "busbw(GB/s)", "#wrong");
     for (const AlltoallRow& r : rows)
@@ -49,34 +52,37 @@ void run_alltoall(Process& p, const AlltoallSweepOptions& o) {
     std::fflush(stdout);
   }
   // Every rank holds the same sums, so they all fail together.
-  run_collectively([&] {
-    QWEN3MOE_CHECK(wrong == 0, "all_to_all_v delivered ", wrong, " wrong values");
-  });
+  run_collectively(
+      [&] { QWEN3MOE_CHECK(wrong == 0, "all_to_all_v delivered ", wrong, " wrong values"); });
 }
 
 void run_dispatch(Process& p, const DispatchBenchOptions& o) {
   const DispatchBenchResult r = run_dispatch_bench(*p.comm, o);
   if (p.root()) {
     const double mb = 1e6;
-    std::printf("# qwen3moe a2a-bench --op dispatch: ExpertDispatch dispatch+combine over %s, "
-                "%d ranks\n",
-                p.comm->name().c_str(), p.world);
-    std::printf("# %lld tokens/rank, hidden %lld, %lld experts (%lld per rank), top-%lld, "
-                "routing %s, seed %llu; %d iters after %d warmup\n",
-                static_cast<long long>(o.tokens), static_cast<long long>(o.hidden),
-                static_cast<long long>(o.experts), static_cast<long long>(o.experts / p.world),
-                static_cast<long long>(o.top_k), o.routing.c_str(),
-                static_cast<unsigned long long>(o.seed), o.iters, o.warmup);
-    std::printf("# load: token-expert pairs per expert max/mean %.2fx, per rank max/mean %.2fx; "
-                "bytes sent per rank mean %.3f MB, max %.3f MB\n",
-                r.expert_imbalance, r.rank_imbalance, r.mean_rank_bytes / mb,
-                r.max_rank_bytes / mb);
-    std::printf("# rank 0 dispatched %lld (token, rank) pairs: %llu bytes out, %llu bytes back "
-                "in combine\n",
-                static_cast<long long>(r.pairs), static_cast<unsigned long long>(r.dispatch_bytes),
-                static_cast<unsigned long long>(r.combine_bytes));
-    std::printf("# time = mean over iters of the slowest rank (barrier before each phase); "
-                "raw_a2a = the same per-peer byte matrices through bare all_to_all_v\n#\n");
+    std::printf(
+        "# qwen3moe a2a-bench --op dispatch: ExpertDispatch dispatch+combine over %s, "
+        "%d ranks\n",
+        p.comm->name().c_str(), p.world);
+    std::printf(
+        "# %lld tokens/rank, hidden %lld, %lld experts (%lld per rank), top-%lld, "
+        "routing %s, seed %llu; %d iters after %d warmup\n",
+        static_cast<long long>(o.tokens), static_cast<long long>(o.hidden),
+        static_cast<long long>(o.experts), static_cast<long long>(o.experts / p.world),
+        static_cast<long long>(o.top_k), o.routing.c_str(), static_cast<unsigned long long>(o.seed),
+        o.iters, o.warmup);
+    std::printf(
+        "# load: token-expert pairs per expert max/mean %.2fx, per rank max/mean %.2fx; "
+        "bytes sent per rank mean %.3f MB, max %.3f MB\n",
+        r.expert_imbalance, r.rank_imbalance, r.mean_rank_bytes / mb, r.max_rank_bytes / mb);
+    std::printf(
+        "# rank 0 dispatched %lld (token, rank) pairs: %llu bytes out, %llu bytes back "
+        "in combine\n",
+        static_cast<long long>(r.pairs), static_cast<unsigned long long>(r.dispatch_bytes),
+        static_cast<unsigned long long>(r.combine_bytes));
+    std::printf(
+        "# time = mean over iters of the slowest rank (barrier before each phase); "
+        "raw_a2a = the same per-peer byte matrices through bare all_to_all_v\n#\n");
     std::printf("# %16s %14s %10s %12s %12s\n", "op", "bytes/rank", "time(us)", "algbw(GB/s)",
                 "busbw(GB/s)");
     const double bus = p.world > 1 ? double(p.world - 1) / double(p.world) : 0.0;
@@ -88,16 +94,17 @@ void run_dispatch(Process& p, const DispatchBenchOptions& o) {
     row("combine", r.mean_combine_bytes, r.combine_us);
     row("dispatch+combine", r.mean_rank_bytes, r.time_us);
     row("raw_a2a", r.mean_rank_bytes, r.raw_us);
-    std::printf("# dispatch+combine / raw all_to_all_v bandwidth: %.3fx (goal >= 0.9x)\n",
-                r.ratio);
-    std::printf("# per rank (mean over ranks): dispatch = counts exchange %.2f + transfer %.2f + "
-                "pack/unpack %.2f us; combine = counts exchange %.2f + transfer %.2f + sum %.2f "
-                "us\n",
-                r.dispatch_wait_us, r.dispatch_transfer_us, r.dispatch_local_us,
-                r.combine_wait_us, r.combine_transfer_us, r.combine_local_us);
-    std::printf("# check: %lld wrong of %lld combined values (identity experts: output = sum of "
-                "routing weights x input row)\n",
-                static_cast<long long>(r.wrong), static_cast<long long>(r.checked));
+    std::printf("# dispatch+combine / raw all_to_all_v bandwidth: %.3fx (goal >= 0.9x)\n", r.ratio);
+    std::printf(
+        "# per rank (mean over ranks): dispatch = counts exchange %.2f + transfer %.2f + "
+        "pack/unpack %.2f us; combine = counts exchange %.2f + transfer %.2f + sum %.2f "
+        "us\n",
+        r.dispatch_wait_us, r.dispatch_transfer_us, r.dispatch_local_us, r.combine_wait_us,
+        r.combine_transfer_us, r.combine_local_us);
+    std::printf(
+        "# check: %lld wrong of %lld combined values (identity experts: output = sum of "
+        "routing weights x input row)\n",
+        static_cast<long long>(r.wrong), static_cast<long long>(r.checked));
     std::fflush(stdout);
   }
   run_collectively([&] {

@@ -123,8 +123,7 @@ std::vector<size_t> sweep_sizes(const AlltoallSweepOptions& o, int world) {
   std::vector<size_t> sizes;
   // Grown in double so a fractional factor compounds; sizes that round to the same multiple
   // of the grain are run once.
-  for (double s = double(o.min_bytes); s <= double(o.max_bytes) * (1 + 1e-12);
-       s *= o.step_factor) {
+  for (double s = double(o.min_bytes); s <= double(o.max_bytes) * (1 + 1e-12); s *= o.step_factor) {
     const size_t rounded = size_t(s) / grain * grain;
     if (sizes.empty() || rounded > sizes.back()) sizes.push_back(rounded);
   }
@@ -161,8 +160,7 @@ std::vector<AlltoallRow> run_alltoall_sweep(Communicator& comm, const AlltoallSw
     // Correctness once per size, before timing: every value names its source, destination
     // and index, and recv starts out as a value no payload has (payloads are >= 0).
     for (size_t p = 0; p < w; ++p)
-      for (size_t i = 0; i < per_peer; ++i)
-        send[p * per_peer + i] = alltoall_payload(R, int(p), i);
+      for (size_t i = 0; i < per_peer; ++i) send[p * per_peer + i] = alltoall_payload(R, int(p), i);
     std::fill(recv.begin(), recv.begin() + std::ptrdiff_t(per_peer * w), -1.0f);
     exchange();
     int64_t wrong = 0;
@@ -213,8 +211,8 @@ void validate(const DispatchBenchOptions& o, int world) {
   QWEN3MOE_CHECK(o.experts > 0, "--experts must be positive, got ", o.experts);
   QWEN3MOE_CHECK(o.experts % world == 0, o.experts, " experts cannot be split over ", world,
                  " ranks (--experts must be a multiple of the world size)");
-  QWEN3MOE_CHECK(o.top_k >= 1 && o.top_k <= o.experts, "--top-k must be in [1, --experts=",
-                 o.experts, "], got ", o.top_k);
+  QWEN3MOE_CHECK(o.top_k >= 1 && o.top_k <= o.experts,
+                 "--top-k must be in [1, --experts=", o.experts, "], got ", o.top_k);
   QWEN3MOE_CHECK(o.iters >= 1, "--iters must be at least 1, got ", o.iters);
   QWEN3MOE_CHECK(o.warmup >= 0, "--warmup must not be negative, got ", o.warmup);
   // Dispatch sends at most every token to every rank; MPI counts are int.
@@ -276,8 +274,7 @@ DispatchBenchResult run_dispatch_bench(Communicator& comm, const DispatchBenchOp
   for (int64_t t = 0; t < T; ++t)
     for (int64_t i = 0; i < H; ++i)
       x[size_t(t * H + i)] =
-          1.0f + float(splitmix64((uint64_t(R) << 40) ^ (uint64_t(t) << 20) ^ uint64_t(i)) %
-                       4096) /
+          1.0f + float(splitmix64((uint64_t(R) << 40) ^ (uint64_t(t) << 20) ^ uint64_t(i)) % 4096) /
                      4096.0f;
 
   ExpertDispatch dispatch(comm, H, E, k);
@@ -370,8 +367,10 @@ DispatchBenchResult run_dispatch_bench(Communicator& comm, const DispatchBenchOp
     c_send[p] = c_all[size_t(R) * w + p];
     c_recv[p] = c_all[p * w + size_t(R)];
   }
-  const std::vector<size_t> d_send_off = prefix_offsets(d_send), d_recv_off = prefix_offsets(d_recv);
-  const std::vector<size_t> c_send_off = prefix_offsets(c_send), c_recv_off = prefix_offsets(c_recv);
+  const std::vector<size_t> d_send_off = prefix_offsets(d_send),
+                            d_recv_off = prefix_offsets(d_recv);
+  const std::vector<size_t> c_send_off = prefix_offsets(c_send),
+                            c_recv_off = prefix_offsets(c_recv);
   auto total = [](const std::vector<size_t>& v) {
     size_t s = 0;
     for (size_t b : v) s += b;
@@ -433,12 +432,11 @@ DispatchBenchResult run_dispatch_bench(Communicator& comm, const DispatchBenchOp
   // different ranks, and only one rank's parts add up to its phase time.
   res.dispatch_wait_us = rank_mean(comm, d_wait);
   res.dispatch_transfer_us = rank_mean(comm, d_transfer);
-  res.dispatch_local_us = rank_mean(comm, t_dispatch) - res.dispatch_wait_us -
-                          res.dispatch_transfer_us;
+  res.dispatch_local_us =
+      rank_mean(comm, t_dispatch) - res.dispatch_wait_us - res.dispatch_transfer_us;
   res.combine_wait_us = rank_mean(comm, c_wait);
   res.combine_transfer_us = rank_mean(comm, c_transfer);
-  res.combine_local_us = rank_mean(comm, t_combine) - res.combine_wait_us -
-                         res.combine_transfer_us;
+  res.combine_local_us = rank_mean(comm, t_combine) - res.combine_wait_us - res.combine_transfer_us;
   const double bus = double(W - 1) / double(W);
   res.algbw_gbs = res.time_us > 0 ? res.mean_rank_bytes / res.time_us / 1e3 : 0;
   res.busbw_gbs = res.algbw_gbs * bus;

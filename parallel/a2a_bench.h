@@ -32,12 +32,12 @@ void validate(const AlltoallSweepOptions& o, int world);
 std::vector<size_t> sweep_sizes(const AlltoallSweepOptions& o, int world);
 
 struct AlltoallRow {
-  size_t bytes = 0;       // total bytes sent by each rank (world × per-peer block)
-  size_t count = 0;       // floats sent by each rank
-  double time_us = 0;     // mean over iters of the slowest rank's time of that iteration
-  double algbw_gbs = 0;   // bytes / time
-  double busbw_gbs = 0;   // algbw × (n−1)/n
-  int64_t wrong = 0;      // payload values that arrived wrong, summed over ranks
+  size_t bytes = 0;      // total bytes sent by each rank (world × per-peer block)
+  size_t count = 0;      // floats sent by each rank
+  double time_us = 0;    // mean over iters of the slowest rank's time of that iteration
+  double algbw_gbs = 0;  // bytes / time
+  double busbw_gbs = 0;  // algbw × (n−1)/n
+  int64_t wrong = 0;     // payload values that arrived wrong, summed over ranks
 };
 
 std::vector<AlltoallRow> run_alltoall_sweep(Communicator& comm, const AlltoallSweepOptions& o);
@@ -94,10 +94,10 @@ struct DispatchBenchResult {
   double raw_algbw_gbs = 0, raw_busbw_gbs = 0;  // mean_rank_bytes / raw_us
   double ratio = 0;                             // algbw / raw_algbw (goal ≥ 0.9)
   std::vector<int64_t> tokens_per_expert;       // token-expert pairs, all ranks
-  double expert_imbalance = 0;  // max / mean token-expert pairs per expert
-  double rank_imbalance = 0;    // max / mean token-expert pairs per owning rank
-  int64_t wrong = 0;            // combined values that differ from the identity experts' sum
-  int64_t checked = 0;          // combined values checked, all ranks
+  double expert_imbalance = 0;                  // max / mean token-expert pairs per expert
+  double rank_imbalance = 0;                    // max / mean token-expert pairs per owning rank
+  int64_t wrong = 0;    // combined values that differ from the identity experts' sum
+  int64_t checked = 0;  // combined values checked, all ranks
 };
 
 DispatchBenchResult run_dispatch_bench(Communicator& comm, const DispatchBenchOptions& o);

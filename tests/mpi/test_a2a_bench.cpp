@@ -16,7 +16,9 @@
 namespace qwen3moe {
 namespace {
 
-Communicator& world() { return testing::world(); }
+Communicator& world() {
+  return testing::world();
+}
 
 // Small and quick: the tests run oversubscribed on 2 cores.
 DispatchBenchOptions small_dispatch(const std::string& routing) {
