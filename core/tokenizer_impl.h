@@ -9,7 +9,6 @@
 #include <mutex>
 #include <string>
 #include <string_view>
-#include <unordered_map>
 #include <vector>
 
 #include "core/bpe.h"
@@ -140,11 +139,6 @@ class AddedMatcher {
   std::array<std::vector<size_t>, 256> by_first_byte_;
 };
 
-struct StringHash {
-  using is_transparent = void;
-  size_t operator()(std::string_view s) const { return StringIdMap::hash(s); }
-};
-
 struct Tokenizer::Impl {
   // utf8proc options of the normalizer; 0 when there is none.
   int normalize_options = 0;
@@ -175,8 +169,8 @@ struct Tokenizer::Impl {
   bool nfc = false;
 
   std::string normalize(std::string_view text) const;
-  void encode_word(std::string_view word, std::vector<int32_t>& out, WordCache* cache) const;
-  void encode_text(std::string_view text, std::vector<int32_t>& out, WordCache* cache) const;
+  void encode_word(std::string_view word, std::vector<int32_t>& out, WordCache* word_cache) const;
+  void encode_text(std::string_view text, std::vector<int32_t>& out, WordCache* word_cache) const;
   // Applies the normalizer; false (out untouched) when text is already normal.
   bool normalize_into(std::string_view text, std::string& out) const;
 };
