@@ -197,6 +197,7 @@ void Model::reserve(int64_t T, int64_t table_elems) {
     h_ = f(N * H);
     o_ = f(N * H);
     xs_ = f(N * H);
+    recv_ = f(N * (H + 2 * k));
     q_ = f(N * hq * D);
     attn_ = f(N * hq * D);
     k_ = f(N * kvl * D);
@@ -385,10 +386,11 @@ void Model::moe_block(int64_t l, int64_t T) {
     ProfileSpan span(profiler_, "experts", l);
     // Experts over the pairs grouped by expert; each received row gets the weighted sum of the
     // outputs of this rank's experts for it (summed in ascending expert order).
-    backend_.upload(h_, d.received(), size_t(m * H) * 4);  // h_ is free again: [m, H]
+    const int64_t stride = d.received_stride();
+    backend_.upload(recv_, d.received(), size_t(m * stride) * 4);  // [m, stride]
     backend_.upload(moe_idx_, d.pair_rows().data(), size_t(pairs) * 4);
     backend_.upload(moe_scale_, d.pair_weights().data(), size_t(pairs) * 4);
-    backend_.gather_rows(rows_, h_, moe_idx_, pairs, H);  // [pairs, H]
+    backend_.gather_rows(rows_, recv_, moe_idx_, pairs, H, stride);  // [pairs, H]
     backend_.grouped_matmul(gate_, rows_, L.expert_gate.data(), d.expert_offsets().data(),
                             int(d.local_experts()));
     backend_.grouped_matmul(up_, rows_, L.expert_up.data(), d.expert_offsets().data(),

@@ -86,6 +86,7 @@ class Model {
         *logits_ = nullptr, *moe_scale_ = nullptr;
   int32_t *tokens_ = nullptr, *positions_ = nullptr, *token_seq_ = nullptr, *slots_ = nullptr,
           *tables_ = nullptr, *topk_ids_ = nullptr, *moe_idx_ = nullptr, *logit_rows_ = nullptr;
+  float* recv_ = nullptr;  // [received rows, H + 2k]: what dispatch delivered, as it arrived
   float* xs_ = nullptr;  // [per-rank token slice, H]: the residual of this rank's tokens
   const StepBatch* batch_ = nullptr;  // during forward
   std::unique_ptr<ExpertDispatch> dispatch_;

@@ -84,9 +84,10 @@ class Backend {
   // zeros otherwise (a vocabulary-parallel slice).
   virtual void embedding(float* out, const Weight& table, const int32_t* ids, int64_t tokens,
                          int64_t row_offset) = 0;
-  // out[i] = in[idx[i]] for rows of `dim` (dispatch permute).
+  // out[i] = in[idx[i]] for rows of `dim` (dispatch permute); rows of `in` are in_stride
+  // floats apart (0: dim), so rows can be read in place from a packed receive buffer.
   virtual void gather_rows(float* out, const float* in, const int32_t* idx, int64_t n,
-                           int64_t dim) = 0;
+                           int64_t dim, int64_t in_stride = 0) = 0;
   // out[idx[i]] += scale[i] * in[i] for rows of `dim` (combine unpermute + weighted sum).
   virtual void scatter_add_rows(float* out, const float* in, const int32_t* idx,
                                 const float* scale, int64_t n, int64_t dim) = 0;

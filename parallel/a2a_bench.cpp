@@ -286,12 +286,13 @@ DispatchBenchResult run_dispatch_bench(Communicator& comm, const DispatchBenchOp
     partial.resize(std::max<size_t>(1, size_t(rows * H)));
     std::fill(partial.begin(), partial.end(), 0.0f);
     const float* in = dispatch.received();
+    const int64_t stride = dispatch.received_stride();
     const auto& off = dispatch.expert_offsets();
     for (int64_t e = 0; e < dispatch.local_experts(); ++e)
       for (int64_t a = off[size_t(e)]; a < off[size_t(e + 1)]; ++a) {
         const int64_t r = dispatch.pair_rows()[size_t(a)];
         const float wt = dispatch.pair_weights()[size_t(a)];
-        for (int64_t i = 0; i < H; ++i) partial[size_t(r * H + i)] += wt * in[r * H + i];
+        for (int64_t i = 0; i < H; ++i) partial[size_t(r * H + i)] += wt * in[r * stride + i];
       }
   };
   auto count_wrong = [&] {

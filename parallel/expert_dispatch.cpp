@@ -97,13 +97,11 @@ void ExpertDispatch::dispatch(const float* h, int64_t n, const int32_t* ids,
   if (profiler)
     profiler->record_exchange(layer, "dispatch", send_bytes, t0, t1 - t0, profiler->now_us() - t1);
 
-  // Unpack: hidden rows, and each local expert's (row, weight) pairs in row order.
+  // Each local expert's (row, weight) pairs in row order; the rows stay where they arrived.
   const int64_t e0 = int64_t(rank_) * experts_per_rank_;
-  recv_h_.resize(std::max<size_t>(1, size_t(recv_rows_ * H)));
   offsets_.assign(size_t(local_experts_ + 1), 0);
   for (int64_t r = 0; r < recv_rows_; ++r) {
     const float* in = recv_buf_.data() + r * row;
-    std::memcpy(recv_h_.data() + r * H, in, sizeof(float) * size_t(H));
     for (int64_t j = 0; j < k; ++j) {
       int32_t e;
       std::memcpy(&e, in + H + j, sizeof(int32_t));
@@ -154,14 +152,14 @@ void ExpertDispatch::combine(const float* partial, float* y, A2aProfiler* profil
   }
   size_t back_rows = 0;
   for (size_t r : send_rows_) back_rows += r;
-  recv_buf_.resize(std::max<size_t>(1, back_rows * size_t(H)));
-  exchange(partial, send_bytes, recv_buf_.data(), recv_bytes);
+  back_buf_.resize(std::max<size_t>(1, back_rows * size_t(H)));
+  exchange(partial, send_bytes, back_buf_.data(), recv_bytes);
   if (profiler)
     profiler->record_exchange(layer_, "combine", send_bytes, t0, t1 - t0, profiler->now_us() - t1);
 
   // Sum per token in rank order, i.e. in ascending expert blocks, as the one-rank sum does.
   std::memset(y, 0, sizeof(float) * size_t(n_ * H));
-  const float* in = recv_buf_.data();
+  const float* in = back_buf_.data();
   for (int p = 0; p < world_; ++p) {
     for (int32_t t : dest_tokens_[size_t(p)]) {
       float* dst = y + int64_t(t) * H;

@@ -23,10 +23,12 @@ class ExpertDispatch {
   void dispatch(const float* h, int64_t n, const int32_t* ids, const float* weights, int64_t layer,
                 A2aProfiler* profiler);
 
-  // What arrived: rows of hidden floats, and the (row, weight) pairs of each local expert,
-  // grouped by expert in row order.
+  // What arrived, read in place: received_rows rows of received_stride floats, the first
+  // `hidden` of each the token's hidden state; and the (row, weight) pairs of each local
+  // expert, grouped by expert in row order.
   int64_t received_rows() const { return recv_rows_; }
-  const float* received() const { return recv_h_.data(); }  // [received_rows, hidden]
+  const float* received() const { return recv_buf_.data(); }
+  int64_t received_stride() const { return hidden_ + 2 * top_k_; }
   int64_t local_experts() const { return local_experts_; }
   const std::vector<int64_t>& expert_offsets() const { return offsets_; }  // [local+1]
   const std::vector<int32_t>& pair_rows() const { return pair_rows_; }
@@ -47,10 +49,9 @@ class ExpertDispatch {
   // Dispatch send side: per destination the tokens it gets, in token order.
   std::vector<std::vector<int32_t>> dest_tokens_;
   int64_t n_ = 0;
-  std::vector<float> send_buf_, recv_buf_;
+  std::vector<float> send_buf_, recv_buf_, back_buf_;
   std::vector<size_t> send_rows_, recv_rows_per_peer_;
   int64_t recv_rows_ = 0;
-  std::vector<float> recv_h_;
   std::vector<int64_t> offsets_;
   std::vector<int32_t> pair_rows_;
   std::vector<float> pair_weights_;

@@ -68,9 +68,9 @@ class CpuBackend final : public Backend {
                  int64_t row_offset) override {
     cpu::embedding(out, table, ids, tokens, row_offset);
   }
-  void gather_rows(float* out, const float* in, const int32_t* idx, int64_t n,
-                   int64_t dim) override {
-    cpu::gather_rows(out, in, idx, n, dim);
+  void gather_rows(float* out, const float* in, const int32_t* idx, int64_t n, int64_t dim,
+                   int64_t in_stride) override {
+    cpu::gather_rows(out, in, idx, n, dim, in_stride);
   }
   void scatter_add_rows(float* out, const float* in, const int32_t* idx, const float* scale,
                         int64_t n, int64_t dim) override {

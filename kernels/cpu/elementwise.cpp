@@ -44,9 +44,11 @@ void kv_cache_write(float* k_cache, float* v_cache, const float* k, const float*
   }
 }
 
-void gather_rows(float* out, const float* in, const int32_t* idx, int64_t n, int64_t dim) {
+void gather_rows(float* out, const float* in, const int32_t* idx, int64_t n, int64_t dim,
+                 int64_t in_stride) {
+  const int64_t stride = in_stride > 0 ? in_stride : dim;
   for (int64_t i = 0; i < n; ++i)
-    std::memcpy(out + i * dim, in + int64_t(idx[i]) * dim, sizeof(float) * size_t(dim));
+    std::memcpy(out + i * dim, in + int64_t(idx[i]) * stride, sizeof(float) * size_t(dim));
 }
 
 void scatter_add_rows(float* out, const float* in, const int32_t* idx, const float* scale,

@@ -33,7 +33,8 @@ void router_topk(int32_t* ids, float* weights, const float* logits, int64_t toke
                  int64_t experts, int64_t k, bool normalize);
 void embedding(float* out, const Weight& table, const int32_t* ids, int64_t tokens,
                int64_t row_offset);
-void gather_rows(float* out, const float* in, const int32_t* idx, int64_t n, int64_t dim);
+void gather_rows(float* out, const float* in, const int32_t* idx, int64_t n, int64_t dim,
+                 int64_t in_stride = 0);
 void scatter_add_rows(float* out, const float* in, const int32_t* idx, const float* scale,
                       int64_t n, int64_t dim);
 void add(float* y, const float* x, int64_t n);
