@@ -30,7 +30,7 @@ int byte_of_char(char32_t c) {
 
 void MergeTable::reserve(size_t n) {
   size_t cap = 16;
-  while (cap < n * 2) cap *= 2;
+  while (cap * 3 < n * 4) cap *= 2;  // load at most 3/4
   if (cap <= slots_.size()) return;
   std::vector<Slot> old = std::move(slots_);
   slots_.assign(cap, Slot{});
@@ -48,7 +48,7 @@ void MergeTable::grow() {
 }
 
 void MergeTable::insert(int32_t left, int32_t right, Merge merge) {
-  if ((size_ + 1) * 2 > slots_.size()) grow();
+  if ((size_ + 1) * 4 > slots_.size() * 3) grow();
   const uint64_t key = pack(left, right);
   for (size_t i = hash(key) & mask_;; i = (i + 1) & mask_) {
     Slot& s = slots_[i];

@@ -11,7 +11,8 @@ JsonCursor::JsonCursor(std::string_view text, std::string source)
     : text_(text), source_(std::move(source)) {}
 
 void JsonCursor::fail(std::string_view what) const {
-  QWEN3MOE_FAIL(source_, ": invalid JSON at byte offset ", pos_, ": ", what);
+  QWEN3MOE_FAIL(source_, source_.empty() ? "" : ": ", "invalid JSON at byte offset ", pos_, ": ",
+                what);
 }
 
 void JsonCursor::skip_ws() {

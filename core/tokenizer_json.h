@@ -12,7 +12,7 @@ namespace qwen3moe {
 
 class JsonCursor {
  public:
-  // `source` names the document in error messages (e.g. the file path).
+  // `source` names the document in error messages (e.g. the file path); may be empty.
   JsonCursor(std::string_view text, std::string source);
 
   enum class Kind { kNull, kBool, kNumber, kString, kArray, kObject };

@@ -17,7 +17,7 @@ namespace qwen3moe {
 
 class WordCache {
  public:
-  explicit WordCache(size_t capacity_log2 = 18) : slots_(size_t{1} << capacity_log2) {}
+  WordCache() : slots_(kMinSlots) {}
 
   // The cached ids of word, or false.
   bool find(std::string_view word, uint64_t hash, std::vector<int32_t>& out) const {
@@ -35,17 +35,19 @@ class WordCache {
   }
 
   void insert(std::string_view word, uint64_t hash, std::span<const int32_t> ids) {
-    // Start over at half load, or when the arenas grow past their budget (a text of endless
-    // distinct words must not grow memory without bound).
-    if ((size_ + 1) * 2 > slots_.size() || keys_.size() + word.size() > kArenaLimit ||
-        ids_.size() + ids.size() > kArenaLimit) {
-      clear();
+    // Grow to a bound, then start over when full or when the arenas pass their budget: a text
+    // of endless distinct words must not grow memory without bound.
+    if ((size_ + 1) * 2 > slots_.size()) {
+      if (slots_.size() < kMaxSlots) {
+        grow();
+      } else {
+        clear();
+      }
     }
-    const size_t mask = slots_.size() - 1;
-    size_t i = hash & mask;
-    while (slots_[i].key_size != kEmpty) i = (i + 1) & mask;
-    slots_[i] = Slot{hash, static_cast<uint32_t>(keys_.size()), static_cast<uint32_t>(word.size()),
-                     static_cast<uint32_t>(ids_.size()), static_cast<uint32_t>(ids.size())};
+    if (keys_.size() + word.size() > kArenaLimit || ids_.size() + ids.size() > kArenaLimit) clear();
+    Slot& slot = free_slot(hash);
+    slot = Slot{hash, static_cast<uint32_t>(keys_.size()), static_cast<uint32_t>(word.size()),
+                static_cast<uint32_t>(ids_.size()), static_cast<uint32_t>(ids.size())};
     keys_.append(word);
     ids_.insert(ids_.end(), ids.begin(), ids.end());
     ++size_;
@@ -60,6 +62,8 @@ class WordCache {
 
  private:
   static constexpr uint32_t kEmpty = ~uint32_t{0};
+  static constexpr size_t kMinSlots = size_t{1} << 12;
+  static constexpr size_t kMaxSlots = size_t{1} << 19;
   static constexpr size_t kArenaLimit = size_t{64} << 20;
   struct Slot {
     uint64_t hash = 0;
@@ -68,6 +72,19 @@ class WordCache {
     uint32_t ids_offset = 0;
     uint32_t ids_size = 0;
   };
+  Slot& free_slot(uint64_t hash) {
+    const size_t mask = slots_.size() - 1;
+    size_t i = hash & mask;
+    while (slots_[i].key_size != kEmpty) i = (i + 1) & mask;
+    return slots_[i];
+  }
+  void grow() {
+    std::vector<Slot> old(slots_.size() * 2);
+    old.swap(slots_);
+    for (const Slot& s : old) {
+      if (s.key_size != kEmpty) free_slot(s.hash) = s;
+    }
+  }
   std::vector<Slot> slots_;
   std::string keys_;
   std::vector<int32_t> ids_;

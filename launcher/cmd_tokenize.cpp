@@ -126,30 +126,29 @@ void run_tokenize(const TokenizeFlags& f) {
   const std::string data = read_all(f.jsonl);
   Output out;
   std::string scratch;
+  std::string text;
+  std::vector<int32_t> ids;
   for_each_line(data, [&](size_t number, std::string_view line) {
-    const std::string where = f.jsonl + " line " + std::to_string(number);
-    JsonCursor cur(line, where);
-    std::string text;
-    bool has_text = false;
-    cur.begin_object();
-    std::string_view key;
-    while (cur.next_key(key)) {
-      if (key == "text") {
-        QWEN3MOE_CHECK(cur.peek() == JsonCursor::Kind::kString, where,
-                       ": \"text\" must be a string");
-        text = cur.read_string(scratch);
-        has_text = true;
-      } else {
-        cur.skip_value();
-      }
-    }
-    cur.expect_end();
-    QWEN3MOE_CHECK(has_text, where, ": missing field \"text\"");
-    std::vector<int32_t> ids;
+    // Errors get the file and line prefixed here, so that good lines build no strings for it.
     try {
+      JsonCursor cur(line, "");
+      bool has_text = false;
+      cur.begin_object();
+      std::string_view key;
+      while (cur.next_key(key)) {
+        if (key == "text") {
+          QWEN3MOE_CHECK(cur.peek() == JsonCursor::Kind::kString, "\"text\" must be a string");
+          text = cur.read_string(scratch);
+          has_text = true;
+        } else {
+          cur.skip_value();
+        }
+      }
+      cur.expect_end();
+      QWEN3MOE_CHECK(has_text, "missing field \"text\"");
       ids = tok.encode(text);
     } catch (const Error& e) {
-      QWEN3MOE_FAIL(where, ": ", e.what());
+      QWEN3MOE_FAIL(f.jsonl, " line ", number, ": ", e.what());
     }
     std::string& o = out.buffer();
     o += "{\"ids\":";
