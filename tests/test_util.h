@@ -3,10 +3,12 @@
 #pragma once
 
 #include <gtest/gtest.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cmath>
 #include <cstdint>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <functional>
@@ -99,6 +101,27 @@ template <typename T>
       return ::testing::AssertionFailure()
              << "element " << i << ": got " << got[i] << ", expected " << want[i];
   return ::testing::AssertionSuccess();
+}
+
+// What `qwen3moe ARGS` did: exit code (128 + signal when killed), stdout and stderr.
+struct CliResult {
+  int code = -1;
+  std::string out, err;
+};
+
+// Runs the built qwen3moe (QWEN3MOE_BINARY) with stdout and stderr captured to files in a
+// fresh directory named after `tag` and a counter.
+inline CliResult run_cli(const std::string& args, const std::string& tag = "run") {
+  static int counter = 0;
+  const std::string dir = fresh_dir(tag + std::to_string(counter++));
+  const std::string cmd = std::string("'") + QWEN3MOE_BINARY + "' " + args + " >'" + dir +
+                          "/out' 2>'" + dir + "/err' </dev/null";
+  const int status = std::system(cmd.c_str());
+  CliResult r;
+  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  r.out = read_file(dir + "/out");
+  r.err = read_file(dir + "/err");
+  return r;
 }
 
 }  // namespace qwen3moe::testing

@@ -18,23 +18,8 @@ namespace {
 using testing::fresh_dir;
 using testing::read_file;
 
-struct Result {
-  int code = -1;
-  std::string out, err;
-};
-
-Result run(const std::string& args) {
-  static int counter = 0;
-  const std::string dir = fresh_dir("a2a" + std::to_string(counter++));
-  const std::string cmd = std::string("'") + QWEN3MOE_BINARY + "' " + args + " >'" + dir +
-                          "/out' 2>'" + dir + "/err' </dev/null";
-  const int status = std::system(cmd.c_str());
-  Result r;
-  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-  r.out = read_file(dir + "/out");
-  r.err = read_file(dir + "/err");
-  return r;
-}
+using Result = testing::CliResult;
+Result run(const std::string& args) { return testing::run_cli(args, "a2a"); }
 
 struct Row {
   size_t size = 0, count = 0;

@@ -30,24 +30,8 @@ using testing::read_file;
 using testing::tensor_values;
 using testing::write_file;
 
-struct Result {
-  int code = -1;
-  std::string out, err;
-};
-
-// Runs `qwen3moe ARGS` with stdout and stderr captured to files.
-Result run(const std::string& args) {
-  static int counter = 0;
-  const std::string dir = fresh_dir("run" + std::to_string(counter++));
-  const std::string cmd = std::string("'") + QWEN3MOE_BINARY + "' " + args + " >'" + dir +
-                          "/out' 2>'" + dir + "/err' </dev/null";
-  const int status = std::system(cmd.c_str());
-  Result r;
-  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-  r.out = read_file(dir + "/out");
-  r.err = read_file(dir + "/err");
-  return r;
-}
+using Result = testing::CliResult;
+Result run(const std::string& args) { return testing::run_cli(args, "run"); }
 
 std::string sh_quote(const std::string& s) { return "'" + s + "'"; }
 
