@@ -1,3 +1,4 @@
+#include "core/json_string.h"
 #include "core/jinja_value.h"
 
 #include <charconv>
@@ -162,45 +163,6 @@ std::string Value::repr() const {
   return "";
 }
 
-static void json_string(std::string& out, const std::string& s) {
-  out += '"';
-  for (char c : s) {
-    const auto u = static_cast<unsigned char>(c);
-    switch (c) {
-      case '"':
-        out += "\\\"";
-        break;
-      case '\\':
-        out += "\\\\";
-        break;
-      case '\n':
-        out += "\\n";
-        break;
-      case '\r':
-        out += "\\r";
-        break;
-      case '\t':
-        out += "\\t";
-        break;
-      case '\b':
-        out += "\\b";
-        break;
-      case '\f':
-        out += "\\f";
-        break;
-      default:
-        if (u < 0x20) {
-          char buf[8];
-          std::snprintf(buf, sizeof buf, "\\u%04x", u);
-          out += buf;
-        } else {
-          out += c;
-        }
-    }
-  }
-  out += '"';
-}
-
 void Value::json_into(std::string& out, std::optional<int> indent, int depth) const {
   const auto newline = [&](int d) {
     out += '\n';
@@ -226,7 +188,7 @@ void Value::json_into(std::string& out, std::optional<int> indent, int depth) co
                                   : python_float(float_);
       return;
     case Type::kString:
-      json_string(out, *string_);
+      append_json_string(out, *string_);
       return;
     case Type::kList:
       if (list_->empty()) {
@@ -251,7 +213,7 @@ void Value::json_into(std::string& out, std::optional<int> indent, int depth) co
       for (size_t i = 0; i < dict_->size(); ++i) {
         if (i) out += item_sep;
         if (indent) newline(depth + 1);
-        json_string(out, (*dict_)[i].first);
+        append_json_string(out, (*dict_)[i].first);
         out += ": ";
         (*dict_)[i].second.json_into(out, indent, depth + 1);
       }

@@ -10,6 +10,7 @@
 #include "core/tokenizer.h"
 #include "core/tokenizer_json.h"
 #include "kernels/check.h"
+#include "core/json_string.h"
 #include "launcher/commands.h"
 
 namespace qwen3moe::launcher {
@@ -45,48 +46,6 @@ void for_each_line(const std::string& data, Fn&& fn) {
     if (line.find_first_not_of(" \t") != std::string_view::npos) fn(number, line);
     start = end + 1;
   }
-}
-
-// Appends s as a JSON string (UTF-8 kept as is, control characters escaped).
-void append_json_string(std::string& out, std::string_view s) {
-  static const char* hex = "0123456789abcdef";
-  out += '"';
-  size_t run = 0;  // start of the pending run of characters that need no escape
-  for (size_t i = 0; i < s.size(); ++i) {
-    const auto c = static_cast<unsigned char>(s[i]);
-    if (c >= 0x20 && c != '"' && c != '\\') continue;
-    out.append(s.substr(run, i - run));
-    run = i + 1;
-    switch (c) {
-      case '"':
-        out += "\\\"";
-        break;
-      case '\\':
-        out += "\\\\";
-        break;
-      case '\n':
-        out += "\\n";
-        break;
-      case '\r':
-        out += "\\r";
-        break;
-      case '\t':
-        out += "\\t";
-        break;
-      case '\b':
-        out += "\\b";
-        break;
-      case '\f':
-        out += "\\f";
-        break;
-      default:
-        out += "\\u00";
-        out += hex[c >> 4];
-        out += hex[c & 15];
-    }
-  }
-  out.append(s.substr(run));
-  out += '"';
 }
 
 void append_ids(std::string& out, const std::vector<int32_t>& ids) {
