@@ -62,7 +62,7 @@ void bench_gemm(const ModelConfig& c) {
     Rng rng(1);
     for (auto& v : w) v = f32_to_bf16(float(rng.uniform() - 0.5));
     const Weight weight{w.data(), DType::BF16, N, K, K};
-    for (int64_t M : {1, 4, 16, 64, 512}) {
+    for (int64_t M : {1, 4, 16, 32, 64, 512}) {
       std::vector<float> x(size_t(M * K), 0.5f), y(size_t(M * N));
       double best[2] = {1e30, 1e30};
       for (int path = 0; path < 2; ++path) {
