@@ -1,0 +1,58 @@
+// The serving engine across ranks: rank 0 schedules and broadcasts step plans, the others
+// follow; batched outputs equal each request run alone on one rank.
+#include <gtest/gtest.h>
+
+#include <map>
+
+#include "core/engine.h"
+#include "core/generate.h"
+#include "model_fixture.h"
+#include "mpi_world.h"
+
+namespace qwen3moe {
+namespace {
+
+Communicator& world() { return testing::world(); }
+
+TEST(MpiEngine, RanksFollowRankZerosPlans) {
+  const std::string dir = testing::fixture("hf-tiny/moe_a");
+  testing::LoadedModel split(dir, &world(), 1);
+  EngineOptions o;
+  o.max_batch = 3;
+  o.prefill_budget = 5;
+  Engine e(split.model, split.cache, world(), nullptr, o);
+  std::vector<std::vector<int32_t>> prompts = {{1, 2, 3}, {7, 8, 9, 10, 11, 12, 13}, {42}, {5, 6}};
+  if (world().rank() != 0) {
+    e.follow();
+    return;
+  }
+  std::map<int, std::vector<int32_t>> ids;
+  std::map<int, std::string> finish;
+  for (int r = 0; r < 4; ++r) {
+    GenerationRequest req;
+    req.prompt = prompts[size_t(r)];
+    req.max_new_tokens = 10;
+    req.sampling.temperature = 0;
+    req.ignore_eos = true;
+    e.submit(std::move(req), [&, r](const GenerationEvent& ev) {
+      ids[r].insert(ids[r].end(), ev.token_ids.begin(), ev.token_ids.end());
+      if (!ev.finish_reason.empty()) finish[r] = ev.finish_reason;
+    });
+  }
+  for (int i = 0; i < 1000 && finish.size() < 4; ++i) e.step();
+  e.shutdown();
+  e.serve();  // idle and stopping: sends the shutdown plan to the followers
+  testing::LoadedModel single(dir, nullptr, 1);
+  for (int r = 0; r < 4; ++r) {
+    GenerateOptions g;
+    g.max_new_tokens = 10;
+    g.sampling.temperature = 0;
+    g.ignore_eos = true;
+    EXPECT_EQ(finish[r], "length");
+    EXPECT_EQ(ids[r], generate(single.model, *single.comm, single.cache, prompts[size_t(r)], g).output_ids)
+        << "request " << r;
+  }
+}
+
+}  // namespace
+}  // namespace qwen3moe
