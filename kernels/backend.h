@@ -97,4 +97,11 @@ class Backend {
 
 std::unique_ptr<Backend> make_cpu_backend(int threads = 0);
 
+#ifdef QWEN3MOE_HAVE_CUDA
+// The CUDA backend on `device` (kernels/cuda). Error when the device does not exist.
+std::unique_ptr<Backend> make_cuda_backend(int device = 0);
+// GPUs this process can see (0 without a driver or a GPU): GPU tests skip on 0.
+int cuda_device_count();
+#endif
+
 }  // namespace qwen3moe

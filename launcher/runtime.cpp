@@ -18,10 +18,21 @@ std::unique_ptr<Runtime> load_runtime(const RuntimeOptions& o) {
   run_collectively([&] {
     QWEN3MOE_CHECK(o.backend == "cpu" || o.backend == "cuda", "unknown backend '", o.backend,
                    "' (expected cpu or cuda)");
-    QWEN3MOE_CHECK(o.backend == "cpu", "backend 'cuda' is not available in this build");
+#ifndef QWEN3MOE_HAVE_CUDA
+    QWEN3MOE_CHECK(o.backend == "cpu",
+                   "backend 'cuda' is not available in this build (configure with nvcc present)");
+#endif
     rt->config = ModelConfig::load(o.model_dir);
     rt->weights = WeightStore::open(o.model_dir);
-    rt->backend = make_cpu_backend(o.threads);
+#ifdef QWEN3MOE_HAVE_CUDA
+    if (o.backend == "cuda") {
+      // One GPU per rank: the launcher narrows CUDA_VISIBLE_DEVICES; else local rank order.
+      const int gpus = cuda_device_count();
+      QWEN3MOE_CHECK(gpus > 0, "--backend cuda: no GPU is visible");
+      rt->backend = make_cuda_backend(process().rank % gpus);
+    }
+#endif
+    if (!rt->backend) rt->backend = make_cpu_backend(o.threads);
     rt->comm = process().comm.get();
     TopologyShape shape{rt->config.num_attention_heads, rt->config.num_key_value_heads,
                         rt->config.num_experts, rt->config.vocab_size};

@@ -1,0 +1,146 @@
+// The CUDA Backend: device memory, one stream, one cuBLAS handle, and a GEMM workspace that
+// grows to the largest step seen (during warm-up; a step of a size seen before allocates
+// nothing). Weights are copied to the device once, a column slice compacted to ld = cols.
+#include <vector>
+
+#include "kernels/cuda/cuda_check.h"
+#include "kernels/cuda/ops.h"
+
+namespace qwen3moe {
+namespace {
+
+class CudaBackend final : public Backend {
+ public:
+  explicit CudaBackend(int device) {
+    int count = 0;
+    QWEN3MOE_CUDA_CHECK(cudaGetDeviceCount(&count));
+    QWEN3MOE_CHECK(device >= 0 && device < count, "CUDA device ", device, " does not exist (",
+                   count, " visible)");
+    QWEN3MOE_CUDA_CHECK(cudaSetDevice(device));
+    QWEN3MOE_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
+    QWEN3MOE_CUBLAS_CHECK(cublasCreate(&blas_));
+    QWEN3MOE_CUBLAS_CHECK(cublasSetStream(blas_, stream_));
+  }
+  ~CudaBackend() override {
+    cudaStreamSynchronize(stream_);
+    for (void* p : weights_) cudaFree(p);
+    if (ws_.ptr) cudaFree(ws_.ptr);
+    cublasDestroy(blas_);
+    cudaStreamDestroy(stream_);
+  }
+  std::string name() const override { return "cuda"; }
+
+  void* alloc(size_t bytes) override {
+    void* p = nullptr;
+    QWEN3MOE_CUDA_CHECK(cudaMalloc(&p, std::max<size_t>(bytes, 256)));
+    return p;
+  }
+  void free(void* ptr) override { QWEN3MOE_CUDA_CHECK(cudaFree(ptr)); }
+  // Host buffers may be reused as soon as these return, so both wait for the copy.
+  void upload(void* dst, const void* src, size_t bytes) override {
+    if (bytes == 0) return;
+    QWEN3MOE_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, stream_));
+    QWEN3MOE_CUDA_CHECK(cudaStreamSynchronize(stream_));
+  }
+  void download(void* dst, const void* src, size_t bytes) override {
+    if (bytes == 0) return;
+    QWEN3MOE_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, stream_));
+    QWEN3MOE_CUDA_CHECK(cudaStreamSynchronize(stream_));
+  }
+  Weight map_weight(const Weight& host) override {
+    const size_t esz = dtype_size(host.dtype), row = size_t(host.cols) * esz;
+    void* dev = alloc(row * size_t(host.rows));
+    weights_.push_back(dev);
+    QWEN3MOE_CUDA_CHECK(cudaMemcpy2DAsync(dev, row, host.data, size_t(host.ld) * esz, row,
+                                          size_t(host.rows), cudaMemcpyHostToDevice, stream_));
+    QWEN3MOE_CUDA_CHECK(cudaStreamSynchronize(stream_));
+    Weight w = host;
+    w.data = dev;
+    w.ld = host.cols;
+    return w;
+  }
+  void zero(void* ptr, size_t bytes) override {
+    QWEN3MOE_CUDA_CHECK(cudaMemsetAsync(ptr, 0, bytes, stream_));
+  }
+  void synchronize() override { QWEN3MOE_CUDA_CHECK(cudaStreamSynchronize(stream_)); }
+
+  void matmul(float* y, const float* x, const Weight& w, int64_t m, const float* bias) override {
+    reserve_workspace(cuda::matmul_workspace_bytes(m, w.rows, w.cols));
+    cuda::matmul(y, x, w, m, bias, ws_, blas_, stream_);
+  }
+  // One GEMM per non-empty group for now; the one-launch grouped GEMM is issue 7's next step.
+  void grouped_matmul(float* y, const float* x, const Weight* w, const int64_t* offsets,
+                      int num_groups) override {
+    for (int g = 0; g < num_groups; ++g) {
+      const int64_t rows = offsets[g + 1] - offsets[g];
+      if (rows > 0)
+        matmul(y + offsets[g] * w[g].rows, x + offsets[g] * w[g].cols, w[g], rows, nullptr);
+    }
+  }
+  void rmsnorm(float* y, const float* x, const float* w, int64_t rows, int64_t dim,
+               float eps) override {
+    cuda::rmsnorm(y, x, w, rows, dim, eps, stream_);
+  }
+  void rope(float* x, const int32_t* positions, int64_t tokens, int64_t heads, int64_t head_dim,
+            float theta) override {
+    cuda::rope(x, positions, tokens, heads, head_dim, theta, stream_);
+  }
+  void kv_cache_write(float* k_cache, float* v_cache, const float* k, const float* v,
+                      const int32_t* slots, int64_t tokens, int64_t kv_dim) override {
+    cuda::kv_cache_write(k_cache, v_cache, k, v, slots, tokens, kv_dim, stream_);
+  }
+  void attention(float* out, const float* q, const float* k_cache, const float* v_cache,
+                 const AttentionBatch& batch, int64_t q_heads, int64_t kv_heads,
+                 int64_t head_dim, float scale) override {
+    cuda::attention(out, q, k_cache, v_cache, batch, q_heads, kv_heads, head_dim, scale, stream_);
+  }
+  void silu_mul(float* out, const float* gate, const float* up, int64_t rows,
+                int64_t dim) override {
+    cuda::silu_mul(out, gate, up, rows, dim, stream_);
+  }
+  void router_topk(int32_t* ids, float* weights, const float* logits, int64_t tokens,
+                   int64_t experts, int64_t k, bool normalize) override {
+    cuda::router_topk(ids, weights, logits, tokens, experts, k, normalize, stream_);
+  }
+  void embedding(float* out, const Weight& table, const int32_t* ids, int64_t tokens,
+                 int64_t row_offset) override {
+    cuda::embedding(out, table, ids, tokens, row_offset, stream_);
+  }
+  void gather_rows(float* out, const float* in, const int32_t* idx, int64_t n, int64_t dim,
+                   int64_t in_stride) override {
+    cuda::gather_rows(out, in, idx, n, dim, in_stride, stream_);
+  }
+  void scatter_add_rows(float* out, const float* in, const int32_t* idx, const float* scale,
+                        int64_t n, int64_t dim) override {
+    cuda::scatter_add_rows(out, in, idx, scale, n, dim, stream_);
+  }
+  void add(float* y, const float* x, int64_t n) override { cuda::add(y, x, n, stream_); }
+
+ private:
+  void reserve_workspace(size_t bytes) {
+    if (bytes <= ws_.bytes) return;
+    QWEN3MOE_CUDA_CHECK(cudaStreamSynchronize(stream_));
+    if (ws_.ptr) QWEN3MOE_CUDA_CHECK(cudaFree(ws_.ptr));
+    ws_.bytes = bytes + bytes / 2;
+    QWEN3MOE_CUDA_CHECK(cudaMalloc(&ws_.ptr, ws_.bytes));
+  }
+
+  cudaStream_t stream_ = nullptr;
+  cublasHandle_t blas_ = nullptr;
+  cuda::GemmWorkspace ws_;
+  std::vector<void*> weights_;
+};
+
+}  // namespace
+
+std::unique_ptr<Backend> make_cuda_backend(int device) {
+  return std::make_unique<CudaBackend>(device);
+}
+
+int cuda_device_count() {
+  int count = 0;
+  if (cudaGetDeviceCount(&count) != cudaSuccess) return 0;
+  return count;
+}
+
+}  // namespace qwen3moe

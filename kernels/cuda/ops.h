@@ -1,0 +1,50 @@
+// The CUDA kernels: free functions on device memory, each on an explicit stream, each the twin
+// of the kernels/cpu function of the same name (tests/gpu compares them). Written without a
+// GPU at hand: scripts/gpu-check.sh is what proves them.
+#pragma once
+
+#include <cublas_v2.h>
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+#include "kernels/backend.h"
+
+namespace qwen3moe::cuda {
+
+// Scratch the GEMM needs: the split activations and the two-half product. Grown by the
+// backend before a step, never during one.
+struct GemmWorkspace {
+  void* ptr = nullptr;
+  size_t bytes = 0;
+};
+size_t matmul_workspace_bytes(int64_t m, int64_t n, int64_t k);
+
+// y[M,N] = x[M,K] · w[N,K]^T (+ bias). w is bf16 or f16 on the device (ld = cols). x is f32:
+// it is split into hi + lo bf16 halves (x = hi + lo to 16 bits of mantissa) and both go through
+// one tensor-core GEMM as 2M rows with f32 accumulation, so the result keeps f32-activation
+// accuracy while the weights are read once.
+void matmul(float* y, const float* x, const Weight& w, int64_t m, const float* bias,
+            const GemmWorkspace& ws, cublasHandle_t blas, cudaStream_t stream);
+void rmsnorm(float* y, const float* x, const float* w, int64_t rows, int64_t dim, float eps,
+             cudaStream_t stream);
+void rope(float* x, const int32_t* positions, int64_t tokens, int64_t heads, int64_t head_dim,
+          float theta, cudaStream_t stream);
+void kv_cache_write(float* k_cache, float* v_cache, const float* k, const float* v,
+                    const int32_t* slots, int64_t tokens, int64_t kv_dim, cudaStream_t stream);
+void attention(float* out, const float* q, const float* k_cache, const float* v_cache,
+               const AttentionBatch& batch, int64_t q_heads, int64_t kv_heads, int64_t head_dim,
+               float scale, cudaStream_t stream);
+void silu_mul(float* out, const float* gate, const float* up, int64_t rows, int64_t dim,
+              cudaStream_t stream);
+void router_topk(int32_t* ids, float* weights, const float* logits, int64_t tokens,
+                 int64_t experts, int64_t k, bool normalize, cudaStream_t stream);
+void embedding(float* out, const Weight& table, const int32_t* ids, int64_t tokens,
+               int64_t row_offset, cudaStream_t stream);
+void gather_rows(float* out, const float* in, const int32_t* idx, int64_t n, int64_t dim,
+                 int64_t in_stride, cudaStream_t stream);
+void scatter_add_rows(float* out, const float* in, const int32_t* idx, const float* scale,
+                      int64_t n, int64_t dim, cudaStream_t stream);
+void add(float* y, const float* x, int64_t n, cudaStream_t stream);
+
+}  // namespace qwen3moe::cuda
