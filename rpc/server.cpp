@@ -1,0 +1,96 @@
+#include "rpc/server.h"
+
+#include <grpcpp/ext/proto_server_reflection_plugin.h>
+#include <grpcpp/health_check_service_interface.h>
+
+#include <cstdio>
+
+#include "kernels/check.h"
+
+namespace qwen3moe::rpc {
+namespace {
+
+// The names health answers for: "" is the whole server, as grpc_health_probe asks by default.
+const char* const kHealthServices[] = {"", "qwen3moe.v1.Inference"};
+
+// How often the stall watcher reads the engine's statistics.
+constexpr std::chrono::milliseconds kWatchPeriod{250};
+
+}  // namespace
+
+InferenceServer::InferenceServer(Engine& engine, const ServedModel& model,
+                                 const ServerOptions& options)
+    : engine_(engine), options_(options), service_(engine, model) {
+  QWEN3MOE_CHECK(options.port >= 0 && options.port <= 65535, "--port must be in [0, 65535], got ",
+                 options.port);
+  QWEN3MOE_CHECK(options.stall_timeout > 0, "--stall-timeout must be positive, got ",
+                 options.stall_timeout);
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  grpc::ServerBuilder builder;
+  const std::string address = options.host + ":" + std::to_string(options.port);
+  // Loopback by default; the operator chooses a wider --host knowingly.
+  builder.AddListeningPort(address, grpc::InsecureServerCredentials(), &port_);
+  builder.RegisterService(&service_);
+  server_ = builder.BuildAndStart();
+  QWEN3MOE_CHECK(server_ != nullptr && port_ > 0, "cannot listen on ", address,
+                 " (in use, or not an address of this machine?)");
+  set_health(true);
+  watcher_ = std::thread([this] { watch_stalls(); });
+}
+
+InferenceServer::~InferenceServer() { shutdown(std::chrono::milliseconds(0)); }
+
+void InferenceServer::set_health(bool serving) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (shut_down_) return;
+    serving_ = serving;
+  }
+  service_.set_serving(serving);
+  if (auto* health = server_->GetHealthCheckService())
+    for (const char* name : kHealthServices) health->SetServingStatus(name, serving);
+}
+
+void InferenceServer::watch_stalls() {
+  std::unique_lock<std::mutex> lock(mu_);
+  while (!stop_cv_.wait_for(lock, kWatchPeriod, [&] { return stopping_; })) {
+    lock.unlock();
+    const EngineStats s = engine_.stats();
+    const bool stalled =
+        (s.running > 0 || s.queued > 0) && s.seconds_since_step > options_.stall_timeout;
+    lock.lock();
+    if (stopping_) break;
+    if (stalled == !serving_) continue;
+    lock.unlock();
+    if (stalled)
+      std::fprintf(stderr, "qwen3moe serve: no engine step for %.1f s with %d running, %d "
+                   "queued: health NOT_SERVING\n", s.seconds_since_step, s.running, s.queued);
+    set_health(!stalled);
+    lock.lock();
+  }
+}
+
+void InferenceServer::start_draining() {
+  service_.start_draining();
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stopping_ = true;
+  }
+  stop_cv_.notify_all();
+  if (watcher_.joinable()) watcher_.join();
+  set_health(false);
+}
+
+void InferenceServer::shutdown(std::chrono::milliseconds grace) {
+  start_draining();
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (shut_down_) return;
+    shut_down_ = true;
+  }
+  server_->Shutdown(std::chrono::system_clock::now() + grace);
+  server_->Wait();
+}
+
+}  // namespace qwen3moe::rpc

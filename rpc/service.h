@@ -1,0 +1,59 @@
+// The qwen3moe.v1.Inference service on rank 0: each Generate call is checked and translated
+// (rpc/request.h), submitted to the Engine, and streamed back from the engine thread through a
+// per-call EventQueue. Client cancellation and deadlines end the sequence in the engine, which
+// frees its KV blocks on every rank at the next step.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <string>
+
+#include <grpcpp/grpcpp.h>
+
+#include "core/chat_template.h"
+#include "core/config.h"
+#include "core/engine.h"
+#include "core/tokenizer.h"
+#include "rpc/qwen3moe.grpc.pb.h"
+#include "rpc/request.h"
+
+namespace qwen3moe::rpc {
+
+// What GetModelInfo reports and what requests are checked against.
+struct ServedModel {
+  ModelConfig config;
+  int world = 1, tp = 1, ep = 1;
+  int64_t kv_block_size = 0, kv_total_blocks = 0;
+  EngineOptions engine;
+  const Tokenizer* tokenizer = nullptr;  // null: ids only
+  const ChatTemplate* chat = nullptr;    // null: no chat input
+};
+
+class InferenceService final : public ::qwen3moe::v1::Inference::Service {
+ public:
+  InferenceService(Engine& engine, const ServedModel& model);
+
+  grpc::Status Generate(grpc::ServerContext* ctx, const ::qwen3moe::v1::GenerateRequest* in,
+                        grpc::ServerWriter<::qwen3moe::v1::GenerateResponse>* out) override;
+  grpc::Status Tokenize(grpc::ServerContext* ctx, const ::qwen3moe::v1::TokenizeRequest* in,
+                        ::qwen3moe::v1::TokenizeResponse* out) override;
+  grpc::Status GetModelInfo(grpc::ServerContext* ctx, const ::qwen3moe::v1::ModelInfoRequest* in,
+                            ::qwen3moe::v1::ModelInfo* out) override;
+  grpc::Status GetStats(grpc::ServerContext* ctx, const ::qwen3moe::v1::StatsRequest* in,
+                        ::qwen3moe::v1::Stats* out) override;
+
+  // From shutdown on, new Generate calls get UNAVAILABLE, and calls the engine cancels end
+  // with UNAVAILABLE rather than a plain "cancelled".
+  void start_draining() { draining_ = true; }
+  // The health status, mirrored into GetStats.
+  void set_serving(bool serving) { serving_ = serving; }
+
+ private:
+  Engine& engine_;
+  ServedModel model_;
+  RequestLimits limits_;
+  std::atomic<bool> draining_{false};
+  std::atomic<bool> serving_{true};
+};
+
+}  // namespace qwen3moe::rpc
