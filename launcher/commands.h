@@ -14,5 +14,9 @@ void register_bench(CLI::App& app);
 void register_a2a_bench(CLI::App& app);
 void register_tokenize(CLI::App& app);
 void register_chat_template(CLI::App& app);
+#ifdef QWEN3MOE_HAVE_GRPC
+void register_serve(CLI::App& app);
+void register_client(CLI::App& app);
+#endif
 
 }  // namespace qwen3moe::launcher

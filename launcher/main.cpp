@@ -27,6 +27,10 @@ int main(int argc, char** argv) {
   register_a2a_bench(app);
   register_tokenize(app);
   register_chat_template(app);
+#ifdef QWEN3MOE_HAVE_GRPC
+  register_serve(app);
+  register_client(app);
+#endif
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

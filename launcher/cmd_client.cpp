@@ -1,0 +1,280 @@
+// qwen3moe client: talks to `qwen3moe serve`. One request (--prompt, --chat or --ids) prints
+// the text as it streams and a summary line on stderr; --load N runs the load generator;
+// --stats, --info and --health print what the server reports.
+#ifdef QWEN3MOE_HAVE_GRPC
+
+#include <google/protobuf/util/json_util.h>
+#include <grpcpp/grpcpp.h>
+
+#include <chrono>
+#include <cstdio>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "kernels/check.h"
+#include "launcher/commands.h"
+#include "launcher/prompt_input.h"
+#include "launcher/runtime.h"
+#include "rpc/grpc_health.grpc.pb.h"
+#include "rpc/load_generator.h"
+#include "rpc/qwen3moe.grpc.pb.h"
+
+namespace qwen3moe::launcher {
+namespace {
+
+namespace pb = ::qwen3moe::v1;
+using Clock = std::chrono::steady_clock;
+
+struct ClientFlags {
+  std::string addr = "127.0.0.1:50051";
+  std::string prompt, chat_file, ids;
+  bool no_thinking = false;
+  int max_new_tokens = 0;  // 0: the server's default
+  float temperature = 1.0f, top_p = 1.0f;
+  int top_k = 0;
+  uint64_t seed = 0;
+  std::vector<std::string> stop;
+  bool ignore_eos = false;
+  int timeout_ms = 0;
+  int load = 0, concurrency = 1, prompt_len = 32;
+  bool json = false;
+  bool stats = false, info = false, health = false;
+  double wait_s = 0;
+};
+
+std::shared_ptr<grpc::Channel> channel_to(const std::string& addr) {
+  return grpc::CreateChannel(addr, grpc::InsecureChannelCredentials());
+}
+
+void set_timeout(grpc::ClientContext& ctx, int timeout_ms) {
+  if (timeout_ms > 0)
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::milliseconds(timeout_ms));
+}
+
+[[noreturn]] void fail_rpc(const char* what, const grpc::Status& st) {
+  static const char* const kCodes[] = {
+      "OK",        "CANCELLED",          "UNKNOWN",        "INVALID_ARGUMENT",
+      "DEADLINE_EXCEEDED", "NOT_FOUND",  "ALREADY_EXISTS", "PERMISSION_DENIED",
+      "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION", "ABORTED", "OUT_OF_RANGE",
+      "UNIMPLEMENTED", "INTERNAL",       "UNAVAILABLE",    "DATA_LOSS",
+      "UNAUTHENTICATED"};
+  const int code = int(st.error_code());
+  QWEN3MOE_FAIL(what, ": ", code >= 0 && code <= 16 ? kCodes[code] : "code " + std::to_string(code),
+                ": ", st.error_message());
+}
+
+std::string to_json(const google::protobuf::Message& m) {
+  std::string out;
+  google::protobuf::util::JsonPrintOptions options;
+  options.always_print_primitive_fields = true;
+  options.preserve_proto_field_names = true;
+  QWEN3MOE_CHECK(google::protobuf::util::MessageToJsonString(m, &out, options).ok(),
+                 "cannot print the reply as JSON");
+  return out;
+}
+
+// SERVING: true. With wait_s > 0, asks again until SERVING or the time is up (for scripts
+// that start a server and wait for it).
+bool check_health(const ClientFlags& f) {
+  auto stub = grpc::health::v1::Health::NewStub(channel_to(f.addr));
+  const auto until = Clock::now() + std::chrono::duration<double>(f.wait_s);
+  for (;;) {
+    grpc::ClientContext ctx;
+    set_timeout(ctx, f.timeout_ms > 0 ? f.timeout_ms : 2000);
+    grpc::health::v1::HealthCheckResponse reply;
+    const grpc::Status st = stub->Check(&ctx, grpc::health::v1::HealthCheckRequest(), &reply);
+    const bool serving = st.ok() && reply.status() == grpc::health::v1::HealthCheckResponse::SERVING;
+    if (serving || Clock::now() >= until) {
+      std::printf("%s\n", st.ok() ? grpc::health::v1::HealthCheckResponse::ServingStatus_Name(
+                                        reply.status()).c_str()
+                                  : "UNREACHABLE");
+      return serving;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  }
+}
+
+void run_one(const ClientFlags& f) {
+  const int inputs = int(!f.prompt.empty()) + int(!f.chat_file.empty()) + int(!f.ids.empty());
+  QWEN3MOE_CHECK(inputs == 1, "give exactly one of --prompt, --chat, --ids (got ", inputs, ")");
+  pb::GenerateRequest req;
+  if (!f.prompt.empty()) {
+    req.set_prompt(f.prompt);
+  } else if (!f.ids.empty()) {
+    for (int32_t id : parse_ids(f.ids)) req.mutable_token_ids()->add_ids(id);
+  } else {
+    const ChatInput chat = read_chat_file(f.chat_file);
+    for (const ChatMessage& m : chat.messages) {
+      auto* out = req.mutable_chat()->add_messages();
+      out->set_role(m.role);
+      out->set_content(m.content);
+    }
+    req.mutable_chat()->set_enable_thinking(chat.enable_thinking && !f.no_thinking);
+  }
+  pb::SamplingParams* s = req.mutable_sampling();
+  s->set_temperature(f.temperature);
+  s->set_top_p(f.top_p);
+  s->set_top_k(f.top_k);
+  s->set_seed(f.seed);
+  s->set_max_new_tokens(f.max_new_tokens);
+  for (const std::string& stop : f.stop) s->add_stop(stop);
+  s->set_ignore_eos(f.ignore_eos);
+
+  auto stub = pb::Inference::NewStub(channel_to(f.addr));
+  grpc::ClientContext ctx;
+  set_timeout(ctx, f.timeout_ms);
+  const auto start = Clock::now();
+  double ttft_ms = -1;
+  auto reader = stub->Generate(&ctx, req);
+  pb::GenerateResponse r;
+  std::vector<int32_t> ids;
+  std::string text, finish;
+  pb::Usage usage;
+  while (reader->Read(&r)) {
+    if (ttft_ms < 0 && r.token_ids_size() > 0)
+      ttft_ms = std::chrono::duration<double, std::milli>(Clock::now() - start).count();
+    ids.insert(ids.end(), r.token_ids().begin(), r.token_ids().end());
+    text += r.text();
+    if (!f.json) {
+      std::fputs(r.text().c_str(), stdout);
+      std::fflush(stdout);
+    }
+    if (!r.finish_reason().empty()) {
+      finish = r.finish_reason();
+      usage = r.usage();
+    }
+  }
+  const grpc::Status st = reader->Finish();
+  if (!f.json) std::printf("\n");
+  std::fflush(stdout);
+  if (!st.ok()) fail_rpc("Generate", st);
+  const double total_ms = std::chrono::duration<double, std::milli>(Clock::now() - start).count();
+  if (f.json) {
+    nlohmann::json j = {{"output_ids", ids},
+                        {"text", text},
+                        {"finish_reason", finish},
+                        {"prompt_tokens", usage.prompt_tokens()},
+                        {"completion_tokens", usage.completion_tokens()}};
+    std::printf("%s\n", j.dump().c_str());
+  } else if (text.empty() && !ids.empty()) {
+    // A server without a tokenizer streams ids only.
+    std::string line;
+    for (int32_t id : ids) line += (line.empty() ? "" : ",") + std::to_string(id);
+    std::printf("%s\n", line.c_str());
+  }
+  std::fprintf(stderr,
+               "finish_reason=%s prompt_tokens=%d completion_tokens=%d ttft=%.1f ms total=%.1f "
+               "ms\n",
+               finish.c_str(), usage.prompt_tokens(), usage.completion_tokens(),
+               ttft_ms < 0 ? 0.0 : ttft_ms, total_ms);
+}
+
+void run_load(const ClientFlags& f) {
+  rpc::LoadOptions o;
+  o.addr = f.addr;
+  o.requests = f.load;
+  o.concurrency = f.concurrency;
+  o.prompt_len = f.prompt_len;
+  o.max_new_tokens = f.max_new_tokens > 0 ? f.max_new_tokens : 32;
+  o.seed = f.seed;
+  o.temperature = 0;
+  o.timeout_ms = f.timeout_ms;
+  const rpc::LoadResult r = rpc::run_load(o);
+  if (f.json) {
+    nlohmann::json j = {{"requests", r.requests},
+                        {"failed", r.failed},
+                        {"concurrency", f.concurrency},
+                        {"seconds", r.seconds},
+                        {"output_tokens", r.output_tokens},
+                        {"requests_per_second", r.requests_per_second},
+                        {"output_tokens_per_second", r.output_tokens_per_second},
+                        {"ttft_ms", {r.ttft_p50_ms, r.ttft_p90_ms, r.ttft_p99_ms}},
+                        {"itl_ms", {r.itl_p50_ms, r.itl_p90_ms, r.itl_p99_ms}}};
+    std::printf("%s\n", j.dump().c_str());
+  } else {
+    std::printf(
+        "requests %d (failed %d), concurrency %d, prompt %d tokens, %d new tokens each\n"
+        "%.2f s: %.2f requests/s, %.1f output tokens/s\n"
+        "TTFT ms: p50 %.1f  p90 %.1f  p99 %.1f\n"
+        "ITL  ms: p50 %.1f  p90 %.1f  p99 %.1f\n",
+        r.requests, r.failed, f.concurrency, o.prompt_len, o.max_new_tokens, r.seconds,
+        r.requests_per_second, r.output_tokens_per_second, r.ttft_p50_ms, r.ttft_p90_ms,
+        r.ttft_p99_ms, r.itl_p50_ms, r.itl_p90_ms, r.itl_p99_ms);
+  }
+  QWEN3MOE_CHECK(r.failed == 0, r.failed, " of ", r.requests, " requests failed, the first: ",
+                 r.first_error);
+}
+
+void run_client(const ClientFlags& f) {
+  const int modes = int(f.load > 0) + int(f.stats) + int(f.info) + int(f.health);
+  QWEN3MOE_CHECK(modes <= 1, "give at most one of --load, --stats, --info, --health");
+  if (f.health) {
+    QWEN3MOE_CHECK(check_health(f), "the server at ", f.addr, " is not SERVING");
+    return;
+  }
+  if (f.stats || f.info) {
+    auto stub = pb::Inference::NewStub(channel_to(f.addr));
+    grpc::ClientContext ctx;
+    set_timeout(ctx, f.timeout_ms > 0 ? f.timeout_ms : 10000);
+    if (f.stats) {
+      pb::Stats reply;
+      const grpc::Status st = stub->GetStats(&ctx, pb::StatsRequest(), &reply);
+      if (!st.ok()) fail_rpc("GetStats", st);
+      std::printf("%s\n", to_json(reply).c_str());
+    } else {
+      pb::ModelInfo reply;
+      const grpc::Status st = stub->GetModelInfo(&ctx, pb::ModelInfoRequest(), &reply);
+      if (!st.ok()) fail_rpc("GetModelInfo", st);
+      std::printf("%s\n", to_json(reply).c_str());
+    }
+    return;
+  }
+  if (f.load > 0) return run_load(f);
+  run_one(f);
+}
+
+}  // namespace
+
+void register_client(CLI::App& app) {
+  auto* cmd = app.add_subcommand("client", "Send requests to a qwen3moe serve");
+  auto f = std::make_shared<ClientFlags>();
+  cmd->add_option("--addr", f->addr, "Server address HOST:PORT")->capture_default_str();
+  cmd->add_option("--prompt", f->prompt, "Prompt text (no chat template)");
+  cmd->add_option("--chat", f->chat_file,
+                  "JSON file: [{\"role\",\"content\"}...] or {\"messages\": [...], "
+                  "\"enable_thinking\": bool}; rendered by the server's chat template");
+  cmd->add_option("--ids", f->ids, "Prompt as comma-separated token ids");
+  cmd->add_flag("--no-thinking", f->no_thinking, "Chat with enable_thinking=false");
+  cmd->add_option("--max-new-tokens", f->max_new_tokens,
+                  "Tokens to generate at most (0: the server's default, 256; load mode: 32)")
+      ->capture_default_str();
+  cmd->add_option("--temperature", f->temperature, "0 is greedy")->capture_default_str();
+  cmd->add_option("--top-p", f->top_p, "Nucleus mass in (0, 1]")->capture_default_str();
+  cmd->add_option("--top-k", f->top_k, "Keep the k most likely tokens (0: all)")
+      ->capture_default_str();
+  cmd->add_option("--seed", f->seed, "Sampling seed (load mode: also the prompts' seed)")
+      ->capture_default_str();
+  cmd->add_option("--stop", f->stop, "Stop string (repeatable); the text ends before it");
+  cmd->add_flag("--ignore-eos", f->ignore_eos, "Keep generating past EOS");
+  cmd->add_option("--timeout-ms", f->timeout_ms, "Deadline of each request (0: none)")
+      ->capture_default_str();
+  cmd->add_flag("--json", f->json, "Print one JSON object instead of the streamed text");
+  cmd->add_option("--load", f->load, "Load mode: send N requests of random token ids");
+  cmd->add_option("--concurrency", f->concurrency, "Load mode: requests in flight")
+      ->capture_default_str();
+  cmd->add_option("--prompt-len", f->prompt_len, "Load mode: prompt tokens per request")
+      ->capture_default_str();
+  cmd->add_flag("--stats", f->stats, "Print GetStats as JSON");
+  cmd->add_flag("--info", f->info, "Print GetModelInfo as JSON");
+  cmd->add_flag("--health", f->health, "Print the health status; exit 1 unless SERVING");
+  cmd->add_option("--wait", f->wait_s, "With --health: keep asking up to this many seconds")
+      ->capture_default_str();
+  cmd->callback([f] { run_client(*f); });
+}
+
+}  // namespace qwen3moe::launcher
+
+#endif  // QWEN3MOE_HAVE_GRPC

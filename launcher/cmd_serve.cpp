@@ -1,0 +1,203 @@
+// qwen3moe serve: the model behind a gRPC server. Under mpirun every rank loads its share of
+// the weights and a KV cache of the same number of blocks; rank 0 runs the gRPC server and the
+// engine's scheduler on a thread, the other ranks follow its step plans. SIGTERM or SIGINT
+// stops accepting, cancels what is in flight (each stream gets a status), ends the followers
+// with the shutdown plan, and every rank exits 0.
+#ifdef QWEN3MOE_HAVE_GRPC
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <csignal>
+#include <cstdio>
+#include <filesystem>
+#include <memory>
+#include <optional>
+#include <string>
+#include <thread>
+
+#include "core/chat_template.h"
+#include "core/engine.h"
+#include "core/tokenizer.h"
+#include "kernels/check.h"
+#include "launcher/commands.h"
+#include "launcher/process.h"
+#include "launcher/profile.h"
+#include "launcher/runtime.h"
+#include "rpc/server.h"
+
+namespace qwen3moe::launcher {
+namespace {
+
+struct ServeFlags {
+  RuntimeOptions runtime;
+  std::string tokenizer_dir;  // default: the model folder
+  rpc::ServerOptions server;
+  EngineOptions engine;
+  int64_t kv_blocks = 0;  // 0: sized from max_batch x context, capped by memory
+  double kv_memory_gb = 0;  // 0: a quarter of the free memory, at most 16 GiB
+  ProfileOptions profile;
+};
+
+constexpr int64_t kBlockSize = 16;
+
+std::atomic<int> g_signal{0};
+extern "C" void on_stop_signal(int sig) { g_signal = sig; }
+
+// The default cache: room for max_batch sequences of the full context, cut down to the memory
+// budget. Every rank must hold the same number of blocks (block tables are global), so the
+// smallest rank's figure wins.
+int64_t default_kv_blocks(const Runtime& rt, const ServeFlags& f) {
+  const ModelConfig& c = rt.config;
+  const int64_t bytes_per_token =
+      2 * c.num_hidden_layers * rt.topo->kv_heads_per_rank() * c.head_dim * int64_t(sizeof(float));
+  const int64_t want_tokens = int64_t(f.engine.max_batch) * c.max_position_embeddings;
+  double budget = f.kv_memory_gb * double(1ull << 30);
+  if (budget <= 0) {
+    const double free_bytes = double(sysconf(_SC_AVPHYS_PAGES)) * double(sysconf(_SC_PAGESIZE));
+    budget = std::min(free_bytes / 4, 16.0 * double(1ull << 30));
+  }
+  const int64_t afford = int64_t(budget / double(bytes_per_token * kBlockSize));
+  int64_t blocks = std::min((want_tokens + kBlockSize - 1) / kBlockSize, afford);
+  std::vector<int64_t> all(static_cast<size_t>(rt.comm->size()));
+  rt.comm->all_gather(&blocks, all.data(), sizeof(int64_t));
+  return *std::min_element(all.begin(), all.end());
+}
+
+void run_serve(const ServeFlags& f) {
+  // Installed before anything starts threads, so no signal ends the process mid-request.
+  struct sigaction sa {};
+  sa.sa_handler = on_stop_signal;
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGTERM, &sa, nullptr);
+  sigaction(SIGINT, &sa, nullptr);
+
+  Process& proc = process();
+  const bool root = proc.root();
+  std::optional<Tokenizer> tokenizer;
+  std::optional<ChatTemplate> chat;
+  const std::string tok_dir = f.tokenizer_dir.empty() ? f.runtime.model_dir : f.tokenizer_dir;
+  run_collectively([&] {
+    QWEN3MOE_CHECK(f.kv_blocks >= 0, "--kv-blocks must be >= 0, got ", f.kv_blocks);
+    QWEN3MOE_CHECK(f.server.stall_timeout > 0, "--stall-timeout must be positive, got ",
+                   f.server.stall_timeout);
+    QWEN3MOE_CHECK(f.server.port >= 0 && f.server.port <= 65535,
+                   "--port must be in [0, 65535], got ", f.server.port);
+    // Only rank 0 turns text into ids and ids into text.
+    if (!root) return;
+    const std::filesystem::path dir(tok_dir);
+    if (std::filesystem::exists(dir / "tokenizer.json")) tokenizer = Tokenizer::load(tok_dir);
+    if (tokenizer && std::filesystem::exists(dir / "tokenizer_config.json")) {
+      try {
+        chat = ChatTemplate::load(tok_dir);
+      } catch (const std::exception& e) {
+        std::fprintf(stderr, "qwen3moe serve: no chat input: %s\n", e.what());
+      }
+    }
+  });
+  auto rt = load_runtime(f.runtime);
+
+  std::unique_ptr<KvCache> cache;
+  std::unique_ptr<Engine> engine;
+  std::unique_ptr<rpc::InferenceServer> server;
+  run_collectively([&] {
+    const int64_t blocks = f.kv_blocks > 0 ? f.kv_blocks : default_kv_blocks(*rt, f);
+    QWEN3MOE_CHECK(blocks > 0, "no memory for even one KV block (--kv-memory-gb)");
+    cache = std::make_unique<KvCache>(rt->config, *rt->topo, *rt->backend, blocks, kBlockSize);
+    engine = std::make_unique<Engine>(*rt->model, *cache, *rt->comm,
+                                      tokenizer ? &*tokenizer : nullptr, f.engine);
+    if (!root) return;
+    rpc::ServedModel served;
+    served.config = rt->config;
+    served.world = rt->topo->world();
+    served.tp = rt->topo->tp();
+    served.ep = rt->topo->ep();
+    served.kv_block_size = cache->block_size();
+    served.kv_total_blocks = cache->num_blocks();
+    served.engine = f.engine;
+    served.tokenizer = tokenizer ? &*tokenizer : nullptr;
+    served.chat = chat ? &*chat : nullptr;
+    // Bound before any rank starts following, so a taken port fails every rank cleanly.
+    server = std::make_unique<rpc::InferenceServer>(*engine, served, f.server);
+    std::fprintf(stderr,
+                 "qwen3moe serve: KV cache %lld blocks of %lld tokens (%.1f MB per rank)%s\n",
+                 static_cast<long long>(cache->num_blocks()),
+                 static_cast<long long>(cache->block_size()),
+                 double(cache->num_blocks() * cache->block_size()) *
+                     double(cache->bytes_per_token()) / 1e6,
+                 tokenizer ? "" : "; no tokenizer: token_ids input only");
+  });
+  A2aProfileScope profile(f.profile, *rt->model, *rt->comm);
+
+  if (!root) {
+    engine->follow();
+    profile.finish();
+    return;
+  }
+
+  std::atomic<bool> engine_done{false};
+  std::string engine_error;
+  std::thread engine_thread([&] {
+    try {
+      engine->serve();
+    } catch (const std::exception& e) {
+      engine_error = e.what();
+    }
+    engine_done = true;
+  });
+  std::printf("serving %s on %s:%d (world %d, tp %d)\n", f.runtime.model_dir.c_str(),
+              f.server.host.c_str(), server->port(), rt->topo->world(), rt->topo->tp());
+  std::fflush(stdout);
+
+  while (g_signal == 0 && !engine_done) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  if (g_signal != 0)
+    std::fprintf(stderr, "qwen3moe serve: signal %d: shutting down\n", int(g_signal));
+  server->start_draining();
+  engine->shutdown();  // cancels what runs and waits; serve() then sends the shutdown plan
+  engine_thread.join();
+  server->shutdown(std::chrono::seconds(2));
+  server.reset();
+  // A failed step leaves the followers inside a collective: only aborting the job ends them.
+  QWEN3MOE_CHECK(engine_error.empty(), "the engine stopped: ", engine_error);
+  profile.finish();
+}
+
+}  // namespace
+
+void register_serve(CLI::App& app) {
+  auto* cmd = app.add_subcommand("serve", "Serve the model over gRPC (rank 0 listens)");
+  auto f = std::make_shared<ServeFlags>();
+  cmd->add_option("--model", f->runtime.model_dir, "Hugging Face model folder")->required();
+  cmd->add_option("--tokenizer", f->tokenizer_dir,
+                  "Folder with tokenizer.json and tokenizer_config.json (default: --model)");
+  cmd->add_option("--host", f->server.host,
+                  "Address to listen on (loopback by default; anything wider is on you)")
+      ->capture_default_str();
+  cmd->add_option("--port", f->server.port, "Port to listen on (0: any free port)")
+      ->capture_default_str();
+  cmd->add_option("--max-batch", f->engine.max_batch, "Sequences running at once")
+      ->capture_default_str();
+  cmd->add_option("--max-queue", f->engine.max_queue,
+                  "Waiting requests; beyond this Generate gets RESOURCE_EXHAUSTED")
+      ->capture_default_str();
+  cmd->add_option("--prefill-budget", f->engine.prefill_budget,
+                  "Prompt tokens per step (chunked prefill)")
+      ->capture_default_str();
+  cmd->add_option("--kv-blocks", f->kv_blocks,
+                  "KV cache blocks of 16 tokens (default: max-batch x context, capped by "
+                  "--kv-memory-gb)");
+  cmd->add_option("--kv-memory-gb", f->kv_memory_gb,
+                  "Memory cap of the default KV cache per rank (default: a quarter of the free "
+                  "memory, at most 16)");
+  cmd->add_option("--stall-timeout", f->server.stall_timeout,
+                  "Seconds with work waiting and no engine step before health says NOT_SERVING")
+      ->capture_default_str();
+  add_runtime_flags(*cmd, f->runtime);
+  add_profile_flags(*cmd, f->profile);
+  cmd->callback([f] { run_serve(*f); });
+}
+
+}  // namespace qwen3moe::launcher
+
+#endif  // QWEN3MOE_HAVE_GRPC
