@@ -2,6 +2,7 @@
 // and reads its float64-made reference outputs.
 #pragma once
 
+#include <cstdlib>
 #include <cstring>
 #include <memory>
 #include <string>
@@ -17,7 +18,12 @@
 
 namespace qwen3moe::testing {
 
-inline std::string fixture(const std::string& rel) { return std::string(QWEN3MOE_FIXTURES) + "/" + rel; }
+// tests/fixtures, or $QWEN3MOE_FIXTURES_OVERRIDE when the binary runs from another checkout
+// (the GPU check carries prebuilt test binaries to another machine).
+inline std::string fixture(const std::string& rel) {
+  const char* override_dir = std::getenv("QWEN3MOE_FIXTURES_OVERRIDE");
+  return std::string(override_dir ? override_dir : QWEN3MOE_FIXTURES) + "/" + rel;
+}
 
 // The model on this process's rank of `comm` (a one-rank communicator when none is given).
 struct LoadedModel {
