@@ -38,8 +38,6 @@ std::vector<int32_t> input_ids(const pb::GenerateRequest& in, const RequestLimit
     case pb::GenerateRequest::kChat: {
       const auto& chat = in.chat();
       QWEN3MOE_CHECK(chat.messages_size() > 0, "chat.messages is empty");
-      QWEN3MOE_CHECK(limits.chat != nullptr && limits.tokenizer != nullptr,
-                     "chat: this server has no chat template (send prompt or token_ids)");
       std::vector<ChatMessage> messages;
       for (int i = 0; i < chat.messages_size(); ++i) {
         const auto& m = chat.messages(i);
@@ -47,6 +45,8 @@ std::vector<int32_t> input_ids(const pb::GenerateRequest& in, const RequestLimit
                        shown(m.role()), " (expected system, user, assistant or tool)");
         messages.push_back(ChatMessage{m.role(), m.content(), ""});
       }
+      QWEN3MOE_CHECK(limits.chat != nullptr && limits.tokenizer != nullptr,
+                     "chat: this server has no chat template (send prompt or token_ids)");
       const std::string text = limits.chat->render(messages, /*add_generation_prompt=*/true,
                                                    chat.enable_thinking());
       return limits.tokenizer->encode(text);
