@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "core/percentile.h"
 #include "core/stream_decoder.h"
 #include "kernels/check.h"
 
@@ -44,13 +45,6 @@ size_t stop_prefix_suffix(const std::string& text, const std::vector<std::string
         break;
       }
   return best;
-}
-
-double percentile(std::vector<double> v, double p) {
-  if (v.empty()) return 0;
-  std::sort(v.begin(), v.end());
-  const size_t i = std::min(v.size() - 1, size_t(std::ceil(p * double(v.size()))) - (p > 0));
-  return v[i];
 }
 
 void keep_last(std::vector<double>& v, double x, size_t n) {

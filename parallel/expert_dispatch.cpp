@@ -99,18 +99,22 @@ void ExpertDispatch::dispatch(const float* h, int64_t n, const int32_t* ids,
 
   // Each local expert's (row, weight) pairs in row order; the rows stay where they arrived.
   const int64_t e0 = int64_t(rank_) * experts_per_rank_;
-  offsets_.assign(size_t(local_experts_ + 1), 0);
-  for (int64_t r = 0; r < recv_rows_; ++r) {
-    const float* in = recv_buf_.data() + r * row;
-    for (int64_t j = 0; j < k; ++j) {
-      int32_t e;
-      std::memcpy(&e, in + H + j, sizeof(int32_t));
-      if (e < 0) continue;
-      QWEN3MOE_CHECK(e >= e0 && e < e0 + local_experts_, "rank ", rank_, " received expert ", e,
-                     " which it does not own");
-      ++offsets_[size_t(e - e0 + 1)];
+  auto for_each_pair = [&](auto&& fn) {
+    for (int64_t r = 0; r < recv_rows_; ++r) {
+      const float* in = recv_buf_.data() + r * row;
+      for (int64_t j = 0; j < k; ++j) {
+        int32_t e;
+        std::memcpy(&e, in + H + j, sizeof(int32_t));
+        if (e >= 0) fn(r, e, in[H + k + j]);
+      }
     }
-  }
+  };
+  offsets_.assign(size_t(local_experts_ + 1), 0);
+  for_each_pair([&](int64_t, int32_t e, float) {
+    QWEN3MOE_CHECK(e >= e0 && e < e0 + local_experts_, "rank ", rank_, " received expert ", e,
+                   " which it does not own");
+    ++offsets_[size_t(e - e0 + 1)];
+  });
   for (int64_t e = 0; e < local_experts_; ++e) {
     if (profiler) profiler->record_expert_tokens(layer, e0 + e, offsets_[size_t(e + 1)]);
     offsets_[size_t(e + 1)] += offsets_[size_t(e)];
@@ -119,17 +123,11 @@ void ExpertDispatch::dispatch(const float* h, int64_t n, const int32_t* ids,
   pair_rows_.resize(size_t(pairs));
   pair_weights_.resize(size_t(pairs));
   std::vector<int64_t> fill(offsets_.begin(), offsets_.end() - 1);
-  for (int64_t r = 0; r < recv_rows_; ++r) {
-    const float* in = recv_buf_.data() + r * row;
-    for (int64_t j = 0; j < k; ++j) {
-      int32_t e;
-      std::memcpy(&e, in + H + j, sizeof(int32_t));
-      if (e < 0) continue;
-      const int64_t at = fill[size_t(e - e0)]++;
-      pair_rows_[size_t(at)] = int32_t(r);
-      pair_weights_[size_t(at)] = in[H + k + j];
-    }
-  }
+  for_each_pair([&](int64_t r, int32_t e, float weight) {
+    const int64_t at = fill[size_t(e - e0)]++;
+    pair_rows_[size_t(at)] = int32_t(r);
+    pair_weights_[size_t(at)] = weight;
+  });
 }
 
 void ExpertDispatch::combine(const float* partial, float* y, A2aProfiler* profiler) {

@@ -1,5 +1,7 @@
 #include "rpc/load_generator.h"
 
+#include <grpcpp/grpcpp.h>
+
 #include <algorithm>
 #include <atomic>
 #include <chrono>
@@ -7,8 +9,7 @@
 #include <thread>
 #include <vector>
 
-#include <grpcpp/grpcpp.h>
-
+#include "core/percentile.h"
 #include "core/sampling.h"
 #include "kernels/check.h"
 #include "rpc/qwen3moe.grpc.pb.h"
@@ -23,21 +24,13 @@ double ms_between(Clock::time_point a, Clock::time_point b) {
   return std::chrono::duration<double, std::milli>(b - a).count();
 }
 
-double percentile(std::vector<double> v, double q) {
-  if (v.empty()) return 0;
-  std::sort(v.begin(), v.end());
-  const size_t i = std::min(v.size() - 1, size_t(q * double(v.size())));
-  return v[i];
-}
-
 }  // namespace
 
 LoadResult run_load(const LoadOptions& o) {
   QWEN3MOE_CHECK(o.requests > 0, "--load must be positive, got ", o.requests);
   QWEN3MOE_CHECK(o.concurrency > 0, "--concurrency must be positive, got ", o.concurrency);
   QWEN3MOE_CHECK(o.prompt_len > 0, "--prompt-len must be positive, got ", o.prompt_len);
-  QWEN3MOE_CHECK(o.max_new_tokens > 0, "--max-new-tokens must be positive, got ",
-                 o.max_new_tokens);
+  QWEN3MOE_CHECK(o.max_new_tokens > 0, "--max-new-tokens must be positive, got ", o.max_new_tokens);
   auto channel = grpc::CreateChannel(o.addr, grpc::InsecureChannelCredentials());
   auto stub = pb::Inference::NewStub(channel);
   pb::ModelInfo info;
