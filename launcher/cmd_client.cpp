@@ -55,12 +55,23 @@ void set_timeout(grpc::ClientContext& ctx, int timeout_ms) {
 }
 
 [[noreturn]] void fail_rpc(const char* what, const grpc::Status& st) {
-  static const char* const kCodes[] = {
-      "OK",        "CANCELLED",          "UNKNOWN",        "INVALID_ARGUMENT",
-      "DEADLINE_EXCEEDED", "NOT_FOUND",  "ALREADY_EXISTS", "PERMISSION_DENIED",
-      "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION", "ABORTED", "OUT_OF_RANGE",
-      "UNIMPLEMENTED", "INTERNAL",       "UNAVAILABLE",    "DATA_LOSS",
-      "UNAUTHENTICATED"};
+  static const char* const kCodes[] = {"OK",
+                                       "CANCELLED",
+                                       "UNKNOWN",
+                                       "INVALID_ARGUMENT",
+                                       "DEADLINE_EXCEEDED",
+                                       "NOT_FOUND",
+                                       "ALREADY_EXISTS",
+                                       "PERMISSION_DENIED",
+                                       "RESOURCE_EXHAUSTED",
+                                       "FAILED_PRECONDITION",
+                                       "ABORTED",
+                                       "OUT_OF_RANGE",
+                                       "UNIMPLEMENTED",
+                                       "INTERNAL",
+                                       "UNAVAILABLE",
+                                       "DATA_LOSS",
+                                       "UNAUTHENTICATED"};
   const int code = int(st.error_code());
   QWEN3MOE_FAIL(what, ": ", code >= 0 && code <= 16 ? kCodes[code] : "code " + std::to_string(code),
                 ": ", st.error_message());
@@ -86,11 +97,14 @@ bool check_health(const ClientFlags& f) {
     set_timeout(ctx, f.timeout_ms > 0 ? f.timeout_ms : 2000);
     grpc::health::v1::HealthCheckResponse reply;
     const grpc::Status st = stub->Check(&ctx, grpc::health::v1::HealthCheckRequest(), &reply);
-    const bool serving = st.ok() && reply.status() == grpc::health::v1::HealthCheckResponse::SERVING;
+    const bool serving =
+        st.ok() && reply.status() == grpc::health::v1::HealthCheckResponse::SERVING;
     if (serving || Clock::now() >= until) {
-      std::printf("%s\n", st.ok() ? grpc::health::v1::HealthCheckResponse::ServingStatus_Name(
-                                        reply.status()).c_str()
-                                  : "UNREACHABLE");
+      std::printf(
+          "%s\n",
+          st.ok()
+              ? grpc::health::v1::HealthCheckResponse::ServingStatus_Name(reply.status()).c_str()
+              : "UNREACHABLE");
       return serving;
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(200));
@@ -204,8 +218,8 @@ void run_load(const ClientFlags& f) {
         r.requests_per_second, r.output_tokens_per_second, r.ttft_p50_ms, r.ttft_p90_ms,
         r.ttft_p99_ms, r.itl_p50_ms, r.itl_p90_ms, r.itl_p99_ms);
   }
-  QWEN3MOE_CHECK(r.failed == 0, r.failed, " of ", r.requests, " requests failed, the first: ",
-                 r.first_error);
+  QWEN3MOE_CHECK(r.failed == 0, r.failed, " of ", r.requests,
+                 " requests failed, the first: ", r.first_error);
 }
 
 void run_client(const ClientFlags& f) {

@@ -35,7 +35,7 @@ struct ServeFlags {
   std::string tokenizer_dir;  // default: the model folder
   rpc::ServerOptions server;
   EngineOptions engine;
-  int64_t kv_blocks = 0;  // 0: sized from max_batch x context, capped by memory
+  int64_t kv_blocks = 0;    // 0: sized from max_batch x context, capped by memory
   double kv_memory_gb = 0;  // 0: a quarter of the free memory, at most 16 GiB
   ProfileOptions profile;
 };
@@ -43,7 +43,9 @@ struct ServeFlags {
 constexpr int64_t kBlockSize = 16;
 
 std::atomic<int> g_signal{0};
-extern "C" void on_stop_signal(int sig) { g_signal = sig; }
+extern "C" void on_stop_signal(int sig) {
+  g_signal = sig;
+}
 
 // The default cache: room for max_batch sequences of the full context, cut down to the memory
 // budget. Every rank must hold the same number of blocks (block tables are global), so the
@@ -120,13 +122,11 @@ void run_serve(const ServeFlags& f) {
     served.chat = chat ? &*chat : nullptr;
     // Bound before any rank starts following, so a taken port fails every rank cleanly.
     server = std::make_unique<rpc::InferenceServer>(*engine, served, f.server);
-    std::fprintf(stderr,
-                 "qwen3moe serve: KV cache %lld blocks of %lld tokens (%.1f MB per rank)%s\n",
-                 static_cast<long long>(cache->num_blocks()),
-                 static_cast<long long>(cache->block_size()),
-                 double(cache->num_blocks() * cache->block_size()) *
-                     double(cache->bytes_per_token()) / 1e6,
-                 tokenizer ? "" : "; no tokenizer: token_ids input only");
+    std::fprintf(
+        stderr, "qwen3moe serve: KV cache %lld blocks of %lld tokens (%.1f MB per rank)%s\n",
+        static_cast<long long>(cache->num_blocks()), static_cast<long long>(cache->block_size()),
+        double(cache->num_blocks() * cache->block_size()) * double(cache->bytes_per_token()) / 1e6,
+        tokenizer ? "" : "; no tokenizer: token_ids input only");
   });
   A2aProfileScope profile(f.profile, *rt->model, *rt->comm);
 

@@ -18,8 +18,9 @@ bool known_role(const std::string& role) {
 // Values in messages are cut short so a huge field cannot flood a log line.
 std::string shown(const std::string& s) {
   constexpr size_t kMax = 40;
-  return s.size() <= kMax ? "'" + s + "'" : "'" + s.substr(0, kMax) + "...' (" +
-                                                 std::to_string(s.size()) + " bytes)";
+  return s.size() <= kMax
+             ? "'" + s + "'"
+             : "'" + s.substr(0, kMax) + "...' (" + std::to_string(s.size()) + " bytes)";
 }
 
 std::vector<int32_t> input_ids(const pb::GenerateRequest& in, const RequestLimits& limits) {
@@ -47,8 +48,8 @@ std::vector<int32_t> input_ids(const pb::GenerateRequest& in, const RequestLimit
       }
       QWEN3MOE_CHECK(limits.chat != nullptr && limits.tokenizer != nullptr,
                      "chat: this server has no chat template (send prompt or token_ids)");
-      const std::string text = limits.chat->render(messages, /*add_generation_prompt=*/true,
-                                                   chat.enable_thinking());
+      const std::string text =
+          limits.chat->render(messages, /*add_generation_prompt=*/true, chat.enable_thinking());
       return limits.tokenizer->encode(text);
     }
     case pb::GenerateRequest::INPUT_NOT_SET:
@@ -66,9 +67,9 @@ GenerationRequest to_generation_request(const pb::GenerateRequest& in,
   const pb::SamplingParams& s = in.sampling();
 
   // Sampling first: it is cheap, and a bad value should not cost a tokenizer pass.
-  QWEN3MOE_CHECK(!std::isnan(s.temperature()) && s.temperature() >= 0 &&
-                     std::isfinite(s.temperature()),
-                 "sampling.temperature must be >= 0 and finite, got ", s.temperature());
+  QWEN3MOE_CHECK(
+      !std::isnan(s.temperature()) && s.temperature() >= 0 && std::isfinite(s.temperature()),
+      "sampling.temperature must be >= 0 and finite, got ", s.temperature());
   // 0 is proto3's "unset": the whole distribution.
   const float top_p = s.top_p() == 0.0f ? 1.0f : s.top_p();
   QWEN3MOE_CHECK(!std::isnan(top_p) && top_p > 0 && top_p <= 1,
@@ -88,8 +89,8 @@ GenerationRequest to_generation_request(const pb::GenerateRequest& in,
   for (int i = 0; i < s.stop_size(); ++i) {
     const std::string& stop = s.stop(i);
     QWEN3MOE_CHECK(!stop.empty(), "sampling.stop[", i, "] is empty");
-    QWEN3MOE_CHECK(int64_t(stop.size()) <= limits.max_stop_length, "sampling.stop[", i,
-                   "] is ", stop.size(), " bytes, at most ", limits.max_stop_length,
+    QWEN3MOE_CHECK(int64_t(stop.size()) <= limits.max_stop_length, "sampling.stop[", i, "] is ",
+                   stop.size(), " bytes, at most ", limits.max_stop_length,
                    " allowed: ", shown(stop));
     QWEN3MOE_CHECK(limits.tokenizer != nullptr,
                    "sampling.stop: this server has no tokenizer, so no stop strings");

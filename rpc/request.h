@@ -20,7 +20,7 @@ struct RequestLimits {
   int64_t vocab_size = 0;
   int64_t max_context = 0;  // max_position_embeddings: prompt + max_new_tokens at most
   int32_t max_stop_strings = 8;
-  int32_t max_stop_length = 64;  // bytes
+  int32_t max_stop_length = 64;          // bytes
   const Tokenizer* tokenizer = nullptr;  // null: only token_ids input, no stop strings
   const ChatTemplate* chat = nullptr;    // null: no chat input
 };

@@ -39,7 +39,9 @@ InferenceServer::InferenceServer(Engine& engine, const ServedModel& model,
   watcher_ = std::thread([this] { watch_stalls(); });
 }
 
-InferenceServer::~InferenceServer() { shutdown(std::chrono::milliseconds(0)); }
+InferenceServer::~InferenceServer() {
+  shutdown(std::chrono::milliseconds(0));
+}
 
 void InferenceServer::set_health(bool serving) {
   {
@@ -64,8 +66,10 @@ void InferenceServer::watch_stalls() {
     if (stalled == !serving_) continue;
     lock.unlock();
     if (stalled)
-      std::fprintf(stderr, "qwen3moe serve: no engine step for %.1f s with %d running, %d "
-                   "queued: health NOT_SERVING\n", s.seconds_since_step, s.running, s.queued);
+      std::fprintf(stderr,
+                   "qwen3moe serve: no engine step for %.1f s with %d running, %d "
+                   "queued: health NOT_SERVING\n",
+                   s.seconds_since_step, s.running, s.queued);
     set_health(!stalled);
     lock.lock();
   }

@@ -4,6 +4,8 @@
 // collective must not look healthy.
 #pragma once
 
+#include <grpcpp/grpcpp.h>
+
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -12,8 +14,6 @@
 #include <string>
 #include <thread>
 
-#include <grpcpp/grpcpp.h>
-
 #include "core/engine.h"
 #include "rpc/service.h"
 
@@ -21,8 +21,8 @@ namespace qwen3moe::rpc {
 
 struct ServerOptions {
   std::string host = "127.0.0.1";
-  int port = 50051;             // 0: any free port (port() tells which)
-  double stall_timeout = 30;    // seconds
+  int port = 50051;           // 0: any free port (port() tells which)
+  double stall_timeout = 30;  // seconds
 };
 
 class InferenceServer {

@@ -64,7 +64,8 @@ grpc::Status InferenceService::Generate(grpc::ServerContext* ctx, const pb::Gene
   auto queue = std::make_shared<EventQueue>();
   uint64_t handle = 0;
   try {
-    handle = engine_.submit(std::move(request), [queue](const GenerationEvent& e) { queue->push(e); });
+    handle =
+        engine_.submit(std::move(request), [queue](const GenerationEvent& e) { queue->push(e); });
   } catch (const QueueFull& e) {
     return {grpc::StatusCode::RESOURCE_EXHAUSTED, e.what()};
   } catch (const std::exception& e) {

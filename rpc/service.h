@@ -4,11 +4,11 @@
 // frees its KV blocks on every rank at the next step.
 #pragma once
 
+#include <grpcpp/grpcpp.h>
+
 #include <atomic>
 #include <cstdint>
 #include <string>
-
-#include <grpcpp/grpcpp.h>
 
 #include "core/chat_template.h"
 #include "core/config.h"

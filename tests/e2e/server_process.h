@@ -4,6 +4,7 @@
 #pragma once
 
 #include <fcntl.h>
+#include <gtest/gtest.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/wait.h>
@@ -18,8 +19,6 @@
 #include <string>
 #include <thread>
 #include <vector>
-
-#include <gtest/gtest.h>
 
 namespace qwen3moe::e2e {
 
@@ -57,8 +56,8 @@ inline std::string model_dir(const std::string& dir, bool* has_tokenizer = nullp
 inline std::vector<std::string> command(const std::vector<std::string>& args) {
   std::vector<std::string> argv;
   if (world_size() > 1)
-    argv = {QWEN3MOE_MPIEXEC, "-np", std::to_string(world_size()), "--oversubscribe",
-            "--bind-to", "none", "-x", "OMP_NUM_THREADS=1"};
+    argv = {QWEN3MOE_MPIEXEC, "-np", std::to_string(world_size()), "--oversubscribe", "--bind-to",
+            "none",           "-x",  "OMP_NUM_THREADS=1"};
   argv.push_back(QWEN3MOE_BINARY);
   argv.insert(argv.end(), args.begin(), args.end());
   return argv;
@@ -71,8 +70,7 @@ class ServerProcess {
   ServerProcess(const std::string& dir, const std::vector<std::string>& extra,
                 std::chrono::seconds timeout = std::chrono::seconds(60)) {
     log_ = dir + "/serve.log";
-    std::vector<std::string> args = {"serve", "--model", dir, "--port", "0",
-                                     "--host", "127.0.0.1"};
+    std::vector<std::string> args = {"serve", "--model", dir, "--port", "0", "--host", "127.0.0.1"};
     args.insert(args.end(), extra.begin(), extra.end());
     const std::vector<std::string> argv = command(args);
     int out[2];

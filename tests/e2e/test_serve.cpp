@@ -48,9 +48,8 @@ std::string join(const std::vector<int32_t>& ids) {
 class Serve : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    dir_ = new std::string(model_dir(::testing::TempDir() + "qwen3moe_e2e_" +
-                                         std::to_string(getpid()),
-                                     &has_tokenizer_));
+    dir_ = new std::string(model_dir(
+        ::testing::TempDir() + "qwen3moe_e2e_" + std::to_string(getpid()), &has_tokenizer_));
     server_ = new ServerProcess(*dir_, {});
   }
   static void TearDownTestSuite() {
@@ -97,8 +96,7 @@ class Serve : public ::testing::Test {
     const auto until = Clock::now() + std::chrono::seconds(10);
     do {
       s = stats();
-      if (s.free_kv_blocks() == s.total_kv_blocks() && s.running() == 0 && s.queued() == 0)
-        return;
+      if (s.free_kv_blocks() == s.total_kv_blocks() && s.running() == 0 && s.queued() == 0) return;
       std::this_thread::sleep_for(std::chrono::milliseconds(20));
     } while (Clock::now() < until);
     ADD_FAILURE() << "blocks still held: free " << s.free_kv_blocks() << " of "
@@ -107,9 +105,15 @@ class Serve : public ::testing::Test {
 
   // `qwen3moe generate --json` on the same ranks: the reference output.
   nlohmann::json reference(const std::vector<std::string>& input, int max_new_tokens) {
-    std::vector<std::string> args = {"generate", "--model", *dir_, "--temperature", "0",
-                                     "--max-new-tokens", std::to_string(max_new_tokens),
-                                     "--ignore-eos", "--json"};
+    std::vector<std::string> args = {"generate",
+                                     "--model",
+                                     *dir_,
+                                     "--temperature",
+                                     "0",
+                                     "--max-new-tokens",
+                                     std::to_string(max_new_tokens),
+                                     "--ignore-eos",
+                                     "--json"};
     args.insert(args.end(), input.begin(), input.end());
     int status = -1;
     const std::string out = run_cli(args, &status);
@@ -236,11 +240,14 @@ TEST_F(Serve, EachBadRequestIsInvalidArgumentNamingTheField) {
   const std::vector<Case> cases = {
       {"no input", [](pb::GenerateRequest& r) { r.clear_input(); }, {"input"}},
       {"empty prompt", [](pb::GenerateRequest& r) { r.set_prompt(""); }, {"prompt"}},
-      {"empty ids", [](pb::GenerateRequest& r) { r.mutable_token_ids()->clear_ids(); },
+      {"empty ids",
+       [](pb::GenerateRequest& r) { r.mutable_token_ids()->clear_ids(); },
        {"token_ids"}},
-      {"id beyond vocab", [](pb::GenerateRequest& r) { r.mutable_token_ids()->add_ids(512); },
+      {"id beyond vocab",
+       [](pb::GenerateRequest& r) { r.mutable_token_ids()->add_ids(512); },
        {"token_ids", "512"}},
-      {"negative id", [](pb::GenerateRequest& r) { r.mutable_token_ids()->add_ids(-1); },
+      {"negative id",
+       [](pb::GenerateRequest& r) { r.mutable_token_ids()->add_ids(-1); },
        {"token_ids", "-1"}},
       {"beyond context",
        [](pb::GenerateRequest& r) { r.mutable_sampling()->set_max_new_tokens(4095); },
@@ -253,12 +260,14 @@ TEST_F(Serve, EachBadRequestIsInvalidArgumentNamingTheField) {
          r.mutable_sampling()->set_temperature(std::numeric_limits<float>::quiet_NaN());
        },
        {"temperature", "nan"}},
-      {"top_p above 1", [](pb::GenerateRequest& r) { r.mutable_sampling()->set_top_p(1.5f); },
+      {"top_p above 1",
+       [](pb::GenerateRequest& r) { r.mutable_sampling()->set_top_p(1.5f); },
        {"top_p", "1.5"}},
       {"negative top_p",
        [](pb::GenerateRequest& r) { r.mutable_sampling()->set_top_p(-0.25f); },
        {"top_p", "-0.25"}},
-      {"negative top_k", [](pb::GenerateRequest& r) { r.mutable_sampling()->set_top_k(-2); },
+      {"negative top_k",
+       [](pb::GenerateRequest& r) { r.mutable_sampling()->set_top_k(-2); },
        {"top_k", "-2"}},
       {"negative max_new_tokens",
        [](pb::GenerateRequest& r) { r.mutable_sampling()->set_max_new_tokens(-3); },
@@ -312,16 +321,15 @@ TEST_F(Serve, CancelledStreamGivesItsBlocksBack) {
 TEST_F(Serve, FiftyMillisecondDeadline) {
   const auto start = Clock::now();
   const Outcome o = generate(ids_request({1, 2, 3}, 4000), 50);
-  EXPECT_EQ(o.status.error_code(), grpc::StatusCode::DEADLINE_EXCEEDED)
-      << o.status.error_message();
+  EXPECT_EQ(o.status.error_code(), grpc::StatusCode::DEADLINE_EXCEEDED) << o.status.error_message();
   EXPECT_LT(Clock::now() - start, std::chrono::seconds(5));
   expect_all_blocks_free();
 }
 
 // A server of its own: one running, one waiting, the next is refused.
 TEST(ServeLimits, FullQueueIsResourceExhausted) {
-  const std::string dir = model_dir(::testing::TempDir() + "qwen3moe_e2e_queue_" +
-                                    std::to_string(getpid()));
+  const std::string dir =
+      model_dir(::testing::TempDir() + "qwen3moe_e2e_queue_" + std::to_string(getpid()));
   ServerProcess server(dir, {"--max-batch", "1", "--max-queue", "1"});
   ASSERT_TRUE(server.ok());
   auto stub = pb::Inference::NewStub(
@@ -359,8 +367,8 @@ TEST(ServeLimits, FullQueueIsResourceExhausted) {
 }
 
 TEST(ServeLimits, SigtermEndsStreamsAndExitsZero) {
-  const std::string dir = model_dir(::testing::TempDir() + "qwen3moe_e2e_term_" +
-                                    std::to_string(getpid()));
+  const std::string dir =
+      model_dir(::testing::TempDir() + "qwen3moe_e2e_term_" + std::to_string(getpid()));
   ServerProcess server(dir, {});
   ASSERT_TRUE(server.ok());
   auto stub = pb::Inference::NewStub(
