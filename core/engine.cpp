@@ -245,6 +245,7 @@ void Engine::follow() {
     int64_t header[6];
     comm_.broadcast(header, sizeof(header), 0);
     if (header[0]) return;
+    if (header[1] == 0) continue;  // a keep-alive from an idle scheduler
     const size_t T = size_t(header[1]), tables = size_t(header[2]), L = size_t(header[4]);
     std::vector<int32_t> payload(4 * T + tables + L);
     comm_.broadcast(payload.data(), payload.size() * sizeof(int32_t), 0);
@@ -388,8 +389,17 @@ bool Engine::step() {
 }
 
 void Engine::serve() {
+  // While idle, followers wait inside a broadcast for the next plan; an empty plan every
+  // second keeps that wait short, so the collective watchdog only sees real hangs.
+  auto last_plan = Clock::now();
   for (;;) {
     const bool worked = step();
+    if (worked) {
+      last_plan = Clock::now();
+    } else if (comm_.size() > 1 && Clock::now() - last_plan > std::chrono::seconds(1)) {
+      broadcast_plan(StepBatch{}, false);
+      last_plan = Clock::now();
+    }
     bool stop_now = false;
     {
       std::unique_lock<std::mutex> lock(mu_);

@@ -94,8 +94,8 @@ class Engine {
   void cancel(uint64_t handle);
   EngineStats stats() const;
 
-  // Rank 0: runs steps until shutdown() (blocks; call from the engine thread). Every other
-  // rank: follow() instead. Both return after the shutdown plan has been run by all ranks.
+  // Rank 0: runs steps until shutdown() (blocks; call from the engine thread), sending an
+  // empty keep-alive plan each idle second. Every other rank: follow() instead. Both return after the shutdown plan has been run by all ranks.
   void serve();
   void follow();
   // Rank 0, any thread: stops admitting, ends running and queued requests with "cancelled",
