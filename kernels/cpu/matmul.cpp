@@ -76,34 +76,41 @@ inline void tile(float* y, int64_t ldy, const float* x, int64_t ldx, const Weigh
   }
 }
 
-// Rows [m0, m0+MR) against weight rows [n_begin, n_end).
+// Rows [0, MR) of x against weight rows [n, n + 4): the tile shapes that fit the 16 AVX2
+// registers (MR x NR accumulators plus the loads).
 template <DType T, int MR>
-void row_block(float* y, const float* x, const Weight& w, int64_t n_begin, int64_t n_end,
-               const float* bias) {
-  constexpr int NR = MR <= 2 ? 4 : 2;
-  const int64_t K = w.cols, N = w.rows;
-  int64_t n = n_begin;
-  for (; n + NR <= n_end; n += NR) tile<T, MR, NR>(y, N, x, K, w, n, K, bias);
-  for (; n < n_end; ++n) tile<T, MR, 1>(y, N, x, K, w, n, K, bias);
+inline void rows_x4(float* y, int64_t N, const float* x, int64_t K, const Weight& w, int64_t n,
+                    const float* bias) {
+  if constexpr (MR <= 2) {
+    tile<T, MR, 4>(y, N, x, K, w, n, K, bias);
+  } else {
+    tile<T, MR, 2>(y, N, x, K, w, n, K, bias);
+    tile<T, MR, 2>(y, N, x, K, w, n + 2, K, bias);
+  }
 }
 
-// Serial: all m rows of y against weight rows [n_begin, n_end). Rows of x go in blocks that
-// stay in L2 while the weights stream past them.
+// Serial: all m rows of y against weight rows [n_begin, n_end). Weight rows are the outer loop:
+// four of them (a few KB) stay in L1 while every group of 4 rows of x passes over them, so the
+// weights are read from memory once whatever m is; x (m <= 48 rows here) stays in L2.
 template <DType T>
 void own_range(float* y, const float* x, const Weight& w, int64_t m, const float* bias,
                int64_t n_begin, int64_t n_end) {
   const int64_t N = w.rows, K = w.cols;
-  const int64_t m_block = std::max<int64_t>(4, (256 * 1024) / (K * 4) / 4 * 4);
-  for (int64_t mb = 0; mb < m; mb += m_block) {
-    const int64_t mb_end = std::min(m, mb + m_block);
-    int64_t i = mb;
-    for (; i + 4 <= mb_end; i += 4) row_block<T, 4>(y + i * N, x + i * K, w, n_begin, n_end, bias);
-    switch (mb_end - i) {
-      case 3: row_block<T, 3>(y + i * N, x + i * K, w, n_begin, n_end, bias); break;
-      case 2: row_block<T, 2>(y + i * N, x + i * K, w, n_begin, n_end, bias); break;
-      case 1: row_block<T, 1>(y + i * N, x + i * K, w, n_begin, n_end, bias); break;
+  int64_t n = n_begin;
+  for (; n + 4 <= n_end; n += 4) {
+    int64_t i = 0;
+    for (; i + 4 <= m; i += 4) rows_x4<T, 4>(y + i * N, N, x + i * K, K, w, n, bias);
+    switch (m - i) {
+      case 3: rows_x4<T, 3>(y + i * N, N, x + i * K, K, w, n, bias); break;
+      case 2: rows_x4<T, 2>(y + i * N, N, x + i * K, K, w, n, bias); break;
+      case 1: rows_x4<T, 1>(y + i * N, N, x + i * K, K, w, n, bias); break;
       default: break;
     }
+  }
+  for (; n < n_end; ++n) {
+    int64_t i = 0;
+    for (; i + 4 <= m; i += 4) tile<T, 4, 1>(y + i * N, N, x + i * K, K, w, n, K, bias);
+    for (; i < m; ++i) tile<T, 1, 1>(y + i * N, N, x + i * K, K, w, n, K, bias);
   }
 }
 
