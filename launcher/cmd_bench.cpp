@@ -55,7 +55,8 @@ void bench_gemm(const ModelConfig& c) {
   const int64_t shapes[][2] = {{c.q_dim(), c.hidden_size},
                                {c.hidden_size, c.q_dim()},
                                {c.is_moe() ? c.moe_intermediate_size : c.intermediate_size,
-                                c.hidden_size}};
+                                c.hidden_size},
+                               {c.vocab_size, c.hidden_size}};  // lm_head: far larger than L3
   for (const auto& s : shapes) {
     const int64_t N = s[0], K = s[1];
     std::vector<uint16_t> w(size_t(N * K));
