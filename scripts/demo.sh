@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Sets up everything, builds, makes a tiny random Qwen3-MoE model (configs/tiny-demo.json) with
-# the real Qwen3 tokenizer, describes it, and generates from it. The weights are random, so the
-# text is too; the point is the whole path from prompt to streamed tokens.
+# Sets up everything, builds, makes a tiny random Qwen3-MoE (configs/tiny-demo.json) with the
+# real Qwen3 tokenizer, serves it from two ranks (`mpirun -np 2 qwen3moe serve`, through
+# launcher/qwen3moe-launch), waits for health SERVING, streams a chat reply with the client,
+# runs a short load, and shuts the server down. The weights are random, so the words are too:
+# the demo shows the whole path; point --model at a real Qwen3 folder for real text.
 set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$repo"
@@ -11,19 +13,44 @@ bin="${QWEN3MOE_BUILD_DIR:-$repo/build}/qwen3moe"
 model="$repo/demo-model"
 "$bin" init-random --config configs/tiny-demo.json --out "$model" --seed 1
 bash scripts/fetch-tokenizer.sh "$model" >/dev/null
-echo "== qwen3moe inspect --model demo-model"
-"$bin" inspect --model "$model"
-echo
-echo "== qwen3moe generate --model demo-model --prompt 'The capital of France is' --max-new-tokens 24 --temperature 0"
-"$bin" generate --model "$model" --prompt "The capital of France is" --max-new-tokens 24 --temperature 0
-echo
 cat > "$model/chat.json" <<'JSON'
 {"messages": [{"role": "system", "content": "You are a helpful assistant."},
               {"role": "user", "content": "Write a haiku about experts and routers."}],
  "enable_thinking": false}
 JSON
-echo "== qwen3moe generate --model demo-model --chat demo-model/chat.json --json (sampled, seed 7)"
-"$bin" generate --model "$model" --chat "$model/chat.json" --max-new-tokens 16 --temperature 0.8 --top-p 0.95 --seed 7 --json
+
+echo "== qwen3moe inspect --model demo-model --tp 2"
+"$bin" inspect --model "$model" --tp 2
 echo
-echo "(The weights are random, so the words are too: the demo shows the path from prompt to"
-echo " streamed tokens. Point --model at a real Qwen3 checkpoint folder for real text.)"
+echo "== launcher/qwen3moe-launch --np 2 -- serve --model demo-model --port 0"
+log="$(mktemp)"
+OMP_NUM_THREADS=1 launcher/qwen3moe-launch --np 2 --gpus-per-node 0 --bin "$bin" -- \
+  serve --model "$model" --port 0 --max-batch 8 >"$log" 2>&1 &
+server=$!
+stop_server() {
+  kill -TERM "$server" 2>/dev/null || true
+  wait "$server" 2>/dev/null || true
+}
+trap 'stop_server; rm -f "$log"' EXIT
+addr=""
+for _ in $(seq 1 600); do
+  addr="$(grep -o 'on [0-9.]*:[0-9]*' "$log" | head -n 1 | cut -c4- || true)"
+  [ -n "$addr" ] && break
+  kill -0 "$server" 2>/dev/null || { cat "$log"; echo "demo: the server did not start" >&2; exit 1; }
+  sleep 0.1
+done
+[ -n "$addr" ] || { cat "$log"; echo "demo: the server did not report its address" >&2; exit 1; }
+cat "$log"
+"$bin" client --addr "$addr" --health --wait 60
+echo
+echo "== qwen3moe client --chat demo-model/chat.json (streamed, sampled with seed 7)"
+"$bin" client --addr "$addr" --chat "$model/chat.json" --max-new-tokens 32 --temperature 0.8 \
+  --top-p 0.95 --seed 7
+echo
+echo "== qwen3moe client --load 16 --concurrency 4 (random 32-token prompts, 16 new tokens each)"
+"$bin" client --addr "$addr" --load 16 --concurrency 4 --prompt-len 32 --max-new-tokens 16
+echo
+echo "== shutting the server down (SIGTERM)"
+stop_server
+trap 'rm -f "$log"' EXIT
+tail -n 3 "$log"
