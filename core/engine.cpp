@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "core/debug_stall.h"
 #include "core/percentile.h"
 #include "core/stream_decoder.h"
 #include "kernels/check.h"
@@ -360,6 +361,7 @@ bool Engine::step() {
       const auto& blocks = in_batch[i]->kv->blocks();
       std::copy(blocks.begin(), blocks.end(), b.block_tables.begin() + int64_t(i * size_t(max_blocks)));
     }
+    debug_stall_if_asked(comm_.rank(), steps_);
     broadcast_plan(b, false);
     comm_.set_step(steps_);
     model_.forward(b, cache_, logits_);

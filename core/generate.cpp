@@ -2,10 +2,8 @@
 
 #include <algorithm>
 #include <chrono>
-#include <cstdio>
-#include <cstdlib>
-#include <thread>
 
+#include "core/debug_stall.h"
 #include "kernels/check.h"
 
 namespace qwen3moe {
@@ -34,17 +32,6 @@ StepBatch single_sequence_batch(const std::vector<int32_t>& tokens, int64_t star
     b.logit_rows.push_back(int32_t(T - 1));
   }
   return b;
-}
-
-// Test hook for hang forensics: QWEN3MOE_DEBUG_STALL="R:S" makes rank R stop answering at
-// decode step S (it sleeps far past any collective timeout), as a stuck GPU or node would.
-void debug_stall_if_asked(int rank, int64_t step) {
-  static const char* spec = std::getenv("QWEN3MOE_DEBUG_STALL");
-  if (!spec) return;
-  int r = -1;
-  long long s = -1;
-  if (std::sscanf(spec, "%d:%lld", &r, &s) == 2 && r == rank && s == step)
-    std::this_thread::sleep_for(std::chrono::hours(1));
 }
 
 }  // namespace

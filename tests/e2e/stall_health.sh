@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Health must not look fine while the engine is stuck (CTest label e2e): with the engine made
+# to stall at its second step (QWEN3MOE_DEBUG_STALL=0:1) and --stall-timeout 1, health goes
+# from SERVING to NOT_SERVING once a request is waiting.
+# usage: stall_health.sh QWEN3MOE_BINARY FIXTURES_DIR
+set -uo pipefail
+bin="$1"; fixtures="$2"
+work="$(mktemp -d)"
+cleanup() { pkill -KILL -f "$work" 2>/dev/null; wait 2>/dev/null; rm -rf "$work"; }
+trap cleanup EXIT
+fail() { echo "FAIL $1"; sed 's/^/  serve: /' "$work/serve.log" 2>/dev/null; echo "0 passed, 1 failed"; exit 1; }
+
+cp -r "$fixtures/hf-tiny/moe_a" "$work/model"
+QWEN3MOE_DEBUG_STALL=0:1 "$bin" serve --model "$work/model" --port 0 --stall-timeout 1 \
+  >"$work/serve.log" 2>&1 &
+addr=""
+for _ in $(seq 1 600); do
+  addr="$(grep -o 'on 127.0.0.1:[0-9]*' "$work/serve.log" | head -n 1 | cut -c4-)"
+  [ -n "$addr" ] && break
+  sleep 0.1
+done
+[ -n "$addr" ] || fail "no serving line"
+before="$("$bin" client --addr "$addr" --health 2>/dev/null)"
+[ "$before" = "SERVING" ] || fail "health before any work: '$before'"
+
+# Step 0 is this request's prefill; the engine stops before step 1.
+"$bin" client --addr "$addr" --ids 1,2,3 --max-new-tokens 8 --timeout-ms 60000 >/dev/null 2>&1 &
+start=$SECONDS
+after=""
+for _ in $(seq 1 150); do
+  after="$("$bin" client --addr "$addr" --health 2>/dev/null)"
+  [ "$after" = "NOT_SERVING" ] && break
+  sleep 0.1
+done
+[ "$after" = "NOT_SERVING" ] || fail "health stayed '$after' while the engine was stuck"
+echo "ok   health SERVING before work, NOT_SERVING $((SECONDS - start)) s after the engine stalled"
+echo "1 passed, 0 failed"
