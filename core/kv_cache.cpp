@@ -31,6 +31,11 @@ KvCache::~KvCache() {
 
 size_t KvCache::bytes_per_token() const { return 2 * k_.size() * size_t(kv_dim_) * sizeof(float); }
 
+size_t KvCache::bytes_per_token(const ModelConfig& config, const Topology& topo) {
+  return 2 * size_t(config.num_hidden_layers) * size_t(topo.kv_heads_per_rank() * config.head_dim) *
+         sizeof(float);
+}
+
 int32_t KvCache::allocate_block() {
   QWEN3MOE_CHECK(!free_.empty(), "KV cache is full (", num_blocks_, " blocks of ", block_size_,
                  " tokens)");

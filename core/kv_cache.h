@@ -26,8 +26,10 @@ class KvCache {
   int64_t kv_dim() const { return kv_dim_; }
   float* k(int64_t layer) { return k_[size_t(layer)]; }
   float* v(int64_t layer) { return v_[size_t(layer)]; }
-  // Bytes of one token's K and V over all layers on this rank.
+  // Bytes of one token's K and V over all layers on this rank; the static form plans a cache
+  // before it exists (serve's default size, inspect's per-rank plan).
   size_t bytes_per_token() const;
+  static size_t bytes_per_token(const ModelConfig& config, const Topology& topo);
 
   // Allocation: Error when the pool is exhausted.
   int32_t allocate_block();

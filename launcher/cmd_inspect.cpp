@@ -5,6 +5,7 @@
 
 #include "core/checkpoint_layout.h"
 #include "core/config.h"
+#include "core/kv_cache.h"
 #include "core/safetensors.h"
 #include "kernels/check.h"
 #include "launcher/commands.h"
@@ -112,8 +113,7 @@ void run_inspect(const InspectFlags& f) {
   std::printf("weights        %s", store ? "" : "(no checkpoint: assuming BF16) ");
   for (const auto& [dt, b] : bytes_by_dtype) std::printf("%s %s  ", dt.c_str(), human_bytes(b).c_str());
   std::printf("\n");
-  const double kv_per_token = 2.0 * double(c.num_hidden_layers) *
-                              double(topo.kv_heads_per_rank() * c.head_dim) * sizeof(float);
+  const double kv_per_token = double(KvCache::bytes_per_token(c, topo));
   std::printf("\nplan: world %d, tp %d, ep %d  (per rank)\n", world, f.tp, ep);
   std::printf("  attention   %s  (%lld q heads, %lld kv heads%s)\n", human_bytes(attn).c_str(),
               (long long)topo.heads_per_rank(), (long long)topo.kv_heads_per_rank(),

@@ -52,8 +52,7 @@ extern "C" void on_stop_signal(int sig) {
 // smallest rank's figure wins.
 int64_t default_kv_blocks(const Runtime& rt, const ServeFlags& f) {
   const ModelConfig& c = rt.config;
-  const int64_t bytes_per_token =
-      2 * c.num_hidden_layers * rt.topo->kv_heads_per_rank() * c.head_dim * int64_t(sizeof(float));
+  const int64_t bytes_per_token = int64_t(KvCache::bytes_per_token(c, *rt.topo));
   const int64_t want_tokens = int64_t(f.engine.max_batch) * c.max_position_embeddings;
   double budget = f.kv_memory_gb * double(1ull << 30);
   if (budget <= 0) {
