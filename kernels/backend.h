@@ -23,6 +23,17 @@ struct Weight {
   size_t bytes() const { return size_t(rows) * size_t(cols) * dtype_size(dtype); }
 };
 
+// The experts of one MoE layer for one projection, as a device kernel sees them: a table of
+// num_experts pointers, itself in backend memory, to [rows, cols] matrices (ld = cols) of one
+// dtype. A table rather than one base and a stride: experts are mapped one by one from the
+// checkpoint, each its own allocation.
+struct ExpertWeights {
+  const void* const* table = nullptr;  // [E] backend memory
+  DType dtype = DType::BF16;
+  int64_t rows = 0;
+  int64_t cols = 0;
+};
+
 // Which cache slots each query token may see: token t of sequence s = token_seq[t] attends to
 // positions 0..positions[t] of s, read through s's block table.
 struct AttentionBatch {
@@ -93,6 +104,32 @@ class Backend {
                                 const float* scale, int64_t n, int64_t dim) = 0;
   // y[n] += x[n]
   virtual void add(float* y, const float* x, int64_t n) = 0;
+
+  // The device-resident MoE (no host round trip, so a decode step can be one CUDA graph).
+  // moe_align: router_topk's ids[T, k] as T*k (token, expert) pairs sorted by expert, ascending
+  // tokens within an expert (deterministic). offsets[E+1]: expert e's pairs are
+  // [offsets[e], offsets[e+1]); pair_token[T*k]: each sorted pair's token; pair_index[T*k]:
+  // where pair (t, j) went; active[E]: the experts with pairs, ascending, then -1s. Ids outside
+  // [0, E) form no pair (their pair_index is -1). All outputs int32 in backend memory.
+  virtual void moe_align(int32_t* offsets, int32_t* pair_token, int32_t* pair_index,
+                         int32_t* active, const int32_t* ids, int64_t tokens, int64_t k,
+                         int64_t experts) = 0;
+  // Grouped GEMM over the sorted pairs, offsets and active from moe_align (backend memory):
+  // y[offsets[e]:offsets[e+1]] = x[offsets[e]:offsets[e+1]] · w[e]^T, all experts in one call.
+  // rows = T*k and tokens = T (no expert has more than T rows), both known on the host, size
+  // the launch without reading offsets; rows past offsets[E] (dropped ids) are left alone.
+  virtual void moe_matmul(float* y, const float* x, const ExpertWeights& w,
+                          const int32_t* offsets, const int32_t* active, int64_t experts,
+                          int64_t rows, int64_t tokens) = 0;
+  // out[t] += sum_j weights[t, j] * in[pair_index[t, j]] for rows of `dim` (skipping index -1):
+  // the weighted sum of each token's expert outputs, as a gather (deterministic, no atomics).
+  virtual void moe_combine(float* out, const float* in, const int32_t* pair_index,
+                           const float* weights, int64_t tokens, int64_t k, int64_t dim) = 0;
+  // dst[n] (bf16 or f32) = mean + std * u_i, u_i uniform in [-sqrt3, sqrt3) from a hash of
+  // (seed, i): random weights made where they live (a 60 GB model needs no file, no host copy).
+  // Bit-identical on every backend.
+  virtual void fill_random(void* dst, DType dtype, int64_t n, uint64_t seed, float mean,
+                           float std) = 0;
 };
 
 std::unique_ptr<Backend> make_cpu_backend(int threads = 0);

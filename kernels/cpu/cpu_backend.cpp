@@ -77,6 +77,22 @@ class CpuBackend final : public Backend {
     cpu::scatter_add_rows(out, in, idx, scale, n, dim);
   }
   void add(float* y, const float* x, int64_t n) override { cpu::add(y, x, n); }
+  void moe_align(int32_t* offsets, int32_t* pair_token, int32_t* pair_index, int32_t* active,
+                 const int32_t* ids, int64_t tokens, int64_t k, int64_t experts) override {
+    cpu::moe_align(offsets, pair_token, pair_index, active, ids, tokens, k, experts);
+  }
+  void moe_matmul(float* y, const float* x, const ExpertWeights& w, const int32_t* offsets,
+                  const int32_t* active, int64_t experts, int64_t rows, int64_t tokens) override {
+    cpu::moe_matmul(y, x, w, offsets, active, experts, rows, tokens);
+  }
+  void moe_combine(float* out, const float* in, const int32_t* pair_index, const float* weights,
+                   int64_t tokens, int64_t k, int64_t dim) override {
+    cpu::moe_combine(out, in, pair_index, weights, tokens, k, dim);
+  }
+  void fill_random(void* dst, DType dtype, int64_t n, uint64_t seed, float mean,
+                   float std) override {
+    cpu::fill_random(dst, dtype, n, seed, mean, std);
+  }
 };
 
 }  // namespace

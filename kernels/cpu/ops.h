@@ -38,6 +38,13 @@ void gather_rows(float* out, const float* in, const int32_t* idx, int64_t n, int
 void scatter_add_rows(float* out, const float* in, const int32_t* idx, const float* scale,
                       int64_t n, int64_t dim);
 void add(float* y, const float* x, int64_t n);
+void moe_align(int32_t* offsets, int32_t* pair_token, int32_t* pair_index, int32_t* active,
+               const int32_t* ids, int64_t tokens, int64_t k, int64_t experts);
+void moe_matmul(float* y, const float* x, const ExpertWeights& w, const int32_t* offsets,
+                const int32_t* active, int64_t experts, int64_t rows, int64_t tokens);
+void moe_combine(float* out, const float* in, const int32_t* pair_index, const float* weights,
+                 int64_t tokens, int64_t k, int64_t dim);
+void fill_random(void* dst, DType dtype, int64_t n, uint64_t seed, float mean, float std);
 
 // One row of a weight converted to f32 (any stored dtype).
 void weight_row_to_f32(float* out, const Weight& w, int64_t row);

@@ -25,6 +25,7 @@ class CudaBackend final : public Backend {
     cudaStreamSynchronize(stream_);
     for (void* p : weights_) cudaFree(p);
     if (ws_.ptr) cudaFree(ws_.ptr);
+    if (align_ws_) cudaFree(align_ws_);
     cublasDestroy(blas_);
     cudaStreamDestroy(stream_);
   }
@@ -65,6 +66,8 @@ class CudaBackend final : public Backend {
   void synchronize() override { QWEN3MOE_CUDA_CHECK(cudaStreamSynchronize(stream_)); }
 
   void matmul(float* y, const float* x, const Weight& w, int64_t m, const float* bias) override {
+    // Few rows (decode): the weight-streaming kernel, no workspace, no split.
+    if (cuda::gemv_applies(w, m)) return cuda::gemv(y, x, w, m, bias, stream_);
     reserve_workspace(cuda::matmul_workspace_bytes(m, w.rows, w.cols));
     cuda::matmul(y, x, w, m, bias, ws_, blas_, stream_);
   }
@@ -115,6 +118,30 @@ class CudaBackend final : public Backend {
     cuda::scatter_add_rows(out, in, idx, scale, n, dim, stream_);
   }
   void add(float* y, const float* x, int64_t n) override { cuda::add(y, x, n, stream_); }
+  void moe_align(int32_t* offsets, int32_t* pair_token, int32_t* pair_index, int32_t* active,
+                 const int32_t* ids, int64_t tokens, int64_t k, int64_t experts) override {
+    const size_t need = cuda::moe_align_workspace_bytes(tokens, experts);
+    if (need > align_ws_bytes_) {
+      QWEN3MOE_CUDA_CHECK(cudaStreamSynchronize(stream_));
+      if (align_ws_) QWEN3MOE_CUDA_CHECK(cudaFree(align_ws_));
+      align_ws_bytes_ = need + need / 2;
+      QWEN3MOE_CUDA_CHECK(cudaMalloc(&align_ws_, align_ws_bytes_));
+    }
+    cuda::moe_align(offsets, pair_token, pair_index, active, ids, tokens, k, experts, align_ws_,
+                    stream_);
+  }
+  void moe_matmul(float* y, const float* x, const ExpertWeights& w, const int32_t* offsets,
+                  const int32_t* active, int64_t experts, int64_t rows, int64_t tokens) override {
+    cuda::moe_matmul(y, x, w, offsets, active, experts, rows, tokens, stream_);
+  }
+  void moe_combine(float* out, const float* in, const int32_t* pair_index, const float* weights,
+                   int64_t tokens, int64_t k, int64_t dim) override {
+    cuda::moe_combine(out, in, pair_index, weights, tokens, k, dim, stream_);
+  }
+  void fill_random(void* dst, DType dtype, int64_t n, uint64_t seed, float mean,
+                   float std) override {
+    cuda::fill_random(dst, dtype, n, seed, mean, std, stream_);
+  }
 
  private:
   void reserve_workspace(size_t bytes) {
@@ -129,6 +156,8 @@ class CudaBackend final : public Backend {
   cublasHandle_t blas_ = nullptr;
   cuda::GemmWorkspace ws_;
   std::vector<void*> weights_;
+  void* align_ws_ = nullptr;  // moe_align's per-chunk counts (prefill)
+  size_t align_ws_bytes_ = 0;
 };
 
 }  // namespace

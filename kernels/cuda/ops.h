@@ -47,4 +47,30 @@ void scatter_add_rows(float* out, const float* in, const int32_t* idx, const flo
                       int64_t n, int64_t dim, cudaStream_t stream);
 void add(float* y, const float* x, int64_t n, cudaStream_t stream);
 
+// The memory-bound GEMV-like kernel of moe_matmul.cu for a dense matmul of few rows: bf16
+// weights streamed once, f32 FMA (f32-activation accuracy without the split). matmul uses it
+// when gemv_applies (decode).
+constexpr int64_t kGemvMaxRows = 8;
+bool gemv_applies(const Weight& w, int64_t m);
+void gemv(float* y, const float* x, const Weight& w, int64_t m, const float* bias,
+          cudaStream_t stream);
+
+// moe_align over device memory; tokens > 64 need moe_align_workspace_bytes of scratch.
+size_t moe_align_workspace_bytes(int64_t tokens, int64_t experts);
+void moe_align(int32_t* offsets, int32_t* pair_token, int32_t* pair_index, int32_t* active,
+               const int32_t* ids, int64_t tokens, int64_t k, int64_t experts, void* workspace,
+               cudaStream_t stream);
+// The experts' grouped GEMM in one launch (moe_matmul.cu says which kernel when). tokens
+// bounds the rows any one expert can have (top-k ids of a token are distinct).
+enum class MoeMatmulPath { kGemv, kWmma, kPlain };
+constexpr int64_t kWmmaMinRowsPerExpert = 16;
+MoeMatmulPath moe_matmul_path(const ExpertWeights& w, int64_t experts, int64_t rows);
+void moe_matmul(float* y, const float* x, const ExpertWeights& w, const int32_t* offsets,
+                const int32_t* active, int64_t experts, int64_t rows, int64_t tokens,
+                cudaStream_t stream);
+void moe_combine(float* out, const float* in, const int32_t* pair_index, const float* weights,
+                 int64_t tokens, int64_t k, int64_t dim, cudaStream_t stream);
+void fill_random(void* dst, DType dtype, int64_t n, uint64_t seed, float mean, float std,
+                 cudaStream_t stream);
+
 }  // namespace qwen3moe::cuda

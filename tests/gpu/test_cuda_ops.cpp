@@ -3,14 +3,18 @@
 // Without a GPU every test reports SKIPPED with the reason.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <random>
+#include <tuple>
 #include <vector>
 
 #include "core/generate.h"
 #include "core/kv_cache.h"
 #include "core/model.h"
 #include "kernels/backend.h"
+#include "kernels/cuda/ops.h"
 #include "kernels/dtype.h"
 #include "model_fixture.h"
 
@@ -69,7 +73,7 @@ TEST_F(CudaOps, MatmulBf16MatchesCpu) {
     for (size_t i = 0; i < w.size(); ++i) w[i] = f32_to_bf16(wf[i]);
     const std::vector<float> bias = randn(size_t(N), 3);
     Weight hw{w.data(), DType::BF16, N, K, K};
-    std::vector<float> want(size_t(m * N));
+    std::vector<float> want(static_cast<size_t>(m * N));
     cpu->matmul(want.data(), x.data(), hw, m, bias.data());
     const Weight dw = gpu->map_weight(hw);
     float* y = dev(std::vector<float>(size_t(m * N)));
@@ -112,8 +116,8 @@ TEST_F(CudaOps, RouterIdsExactWeightsClose) {
   const int64_t T = 33, E = 128, k = 8;
   const std::vector<float> logits = randn(size_t(T * E), 8, 2.0f);
   for (bool norm : {true, false}) {
-    std::vector<int32_t> ids(size_t(T * k));
-    std::vector<float> wts(size_t(T * k));
+    std::vector<int32_t> ids(static_cast<size_t>(T * k));
+    std::vector<float> wts(static_cast<size_t>(T * k));
     cpu->router_topk(ids.data(), wts.data(), logits.data(), T, E, k, norm);
     int32_t* di = dev(std::vector<int32_t>(ids.size()));
     float* dw = dev(std::vector<float>(wts.size()));
@@ -144,18 +148,133 @@ TEST_F(CudaOps, RowMovesMatchCpu) {
   const int64_t T = 6, H = 40;
   const std::vector<float> x = randn(size_t(T * (H + 4)), 12);
   const std::vector<int32_t> idx = {3, 0, 3, 5, 1};
-  std::vector<float> g(size_t(5 * H));
+  std::vector<float> g(static_cast<size_t>(5 * H));
   cpu->gather_rows(g.data(), x.data(), idx.data(), 5, H, H + 4);
   float* dg = dev(std::vector<float>(g.size()));
   gpu->gather_rows(dg, dev(x), dev(idx), 5, H, H + 4);
   expect_close(host(dg, g.size()), g, 0, 0, "gather_rows");
 
   const std::vector<float> scale = {0.5f, 1.0f, -2.0f, 0.25f, 3.0f};
-  std::vector<float> acc(size_t(T * H), 1.0f);
+  std::vector<float> acc(static_cast<size_t>(T * H), 1.0f);
   cpu->scatter_add_rows(acc.data(), g.data(), idx.data(), scale.data(), 5, H);
   float* da = dev(std::vector<float>(size_t(T * H), 1.0f));
   gpu->scatter_add_rows(da, dg, dev(idx), dev(scale), 5, H);
   expect_close(host(da, acc.size()), acc, 1e-6f, 1e-6f, "scatter_add_rows");
+}
+
+// Top-k ids as a router makes them: k distinct experts per token.
+std::vector<int32_t> router_like_ids(int64_t T, int64_t k, int64_t E, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::vector<int32_t> ids(static_cast<size_t>(T * k)), all(static_cast<size_t>(E));
+  for (int64_t e = 0; e < E; ++e) all[size_t(e)] = int32_t(e);
+  for (int64_t t = 0; t < T; ++t) {
+    std::shuffle(all.begin(), all.end(), rng);
+    std::copy_n(all.begin(), k, ids.begin() + t * k);
+  }
+  return ids;
+}
+
+// One launch (decode, <= 64 tokens) and three (prefill) against the counting sort on the CPU;
+// integers, so exact. Outputs start as -7 so an unwritten entry shows.
+TEST_F(CudaOps, MoeAlignExact) {
+  for (auto [T, k, E] : {std::tuple<int64_t, int64_t, int64_t>{1, 8, 128}, {16, 8, 128},
+                         {64, 8, 128}, {65, 8, 128}, {300, 2, 8}, {2048, 8, 128},
+                         {100, 4, 60}}) {
+    std::vector<int32_t> ids = router_like_ids(T, k, E, uint32_t(T + E));
+    if (T == 300) ids[17] = int32_t(E), ids[40] = -1;  // dropped pairs
+    const size_t P = size_t(T * k);
+    std::vector<int32_t> off(static_cast<size_t>(E + 1)), tok(P), idx(P), act(static_cast<size_t>(E));
+    cpu->moe_align(off.data(), tok.data(), idx.data(), act.data(), ids.data(), T, k, E);
+    int32_t* d_off = dev(std::vector<int32_t>(off.size(), -7));
+    int32_t* d_tok = dev(std::vector<int32_t>(P, -7));
+    int32_t* d_idx = dev(std::vector<int32_t>(P, -7));
+    int32_t* d_act = dev(std::vector<int32_t>(act.size(), -7));
+    gpu->moe_align(d_off, d_tok, d_idx, d_act, dev(ids), T, k, E);
+    EXPECT_EQ(host(d_off, off.size()), off) << "offsets T=" << T;
+    EXPECT_EQ(host(d_tok, P), tok) << "pair_token T=" << T;
+    EXPECT_EQ(host(d_idx, P), idx) << "pair_index T=" << T;
+    EXPECT_EQ(host(d_act, act.size()), act) << "active T=" << T;
+  }
+}
+
+// Every kernel of moe_matmul (gemv at 1, 2, 4, 8 rows per chunk and looping chunks; wmma on
+// split-bf16 tensor cores; the plain one for K % 8 != 0) against the CPU grouped GEMM.
+TEST_F(CudaOps, MoeMatmulMatchesCpu) {
+  struct Case {
+    int64_t T, k, E, N, K;
+  };
+  for (const Case c : {Case{1, 8, 128, 96, 256}, Case{2, 8, 128, 100, 64}, Case{4, 4, 16, 64, 128},
+                       Case{64, 8, 128, 96, 256}, Case{30, 2, 8, 64, 128}, Case{40, 8, 8, 72, 136},
+                       Case{512, 8, 128, 200, 256}, Case{300, 2, 8, 64, 96},
+                       Case{50, 2, 4, 33, 20}}) {
+    const std::vector<int32_t> ids = router_like_ids(c.T, c.k, c.E, uint32_t(c.T * 7 + c.N));
+    const int64_t P = c.T * c.k;
+    std::vector<int32_t> off(static_cast<size_t>(c.E + 1)), tok(static_cast<size_t>(P)), idx(static_cast<size_t>(P)), act(static_cast<size_t>(c.E));
+    cpu->moe_align(off.data(), tok.data(), idx.data(), act.data(), ids.data(), c.T, c.k, c.E);
+    std::vector<std::vector<uint16_t>> w(static_cast<size_t>(c.E));
+    std::vector<const void*> htable(static_cast<size_t>(c.E)), dtable(static_cast<size_t>(c.E));
+    for (int64_t e = 0; e < c.E; ++e) {
+      for (float v : randn(size_t(c.N * c.K), uint32_t(1000 + e), 0.1f))
+        w[size_t(e)].push_back(f32_to_bf16(v));
+      htable[size_t(e)] = w[size_t(e)].data();
+      dtable[size_t(e)] = dev(w[size_t(e)]);
+    }
+    const std::vector<float> x = randn(size_t(P * c.K), 31);
+    std::vector<float> want(static_cast<size_t>(P * c.N));
+    cpu->moe_matmul(want.data(), x.data(), ExpertWeights{htable.data(), DType::BF16, c.N, c.K},
+                    off.data(), act.data(), c.E, P, c.T);
+    float* y = dev(std::vector<float>(want.size(), NAN));
+    const ExpertWeights dw{reinterpret_cast<const void* const*>(dev(dtable)), DType::BF16, c.N, c.K};
+    gpu->moe_matmul(y, dev(x), dw, dev(off), dev(act), c.E, P, c.T);
+    const char* path[] = {"gemv", "wmma", "plain"};
+    std::printf("moe_matmul T=%lld E=%lld N=%lld K=%lld: %s\n", (long long)c.T, (long long)c.E,
+                (long long)c.N, (long long)c.K,
+                path[int(cuda::moe_matmul_path(dw, c.E, P))]);
+    expect_close(host(y, want.size()), want, 1e-4f, 1e-4f, "moe_matmul");
+  }
+}
+
+TEST_F(CudaOps, MoeCombineMatchesCpu) {
+  const int64_t T = 70, k = 8, E = 128, D = 200;
+  const std::vector<int32_t> ids = router_like_ids(T, k, E, 41);
+  std::vector<int32_t> off(static_cast<size_t>(E + 1)), tok(static_cast<size_t>(T * k)), idx(static_cast<size_t>(T * k)), act(static_cast<size_t>(E));
+  cpu->moe_align(off.data(), tok.data(), idx.data(), act.data(), ids.data(), T, k, E);
+  idx[5] = -1;
+  const std::vector<float> in = randn(size_t(T * k * D), 42), wts = randn(size_t(T * k), 43);
+  std::vector<float> out = randn(size_t(T * D), 44);
+  float* d_out = dev(out);
+  cpu->moe_combine(out.data(), in.data(), idx.data(), wts.data(), T, k, D);
+  gpu->moe_combine(d_out, dev(in), dev(idx), dev(wts), T, k, D);
+  expect_close(host(d_out, out.size()), out, 1e-5f, 1e-5f, "moe_combine");
+}
+
+TEST_F(CudaOps, FillRandomBitIdenticalToCpu) {
+  const int64_t n = 3 * 1000 * 1000 + 7;
+  for (DType dt : {DType::BF16, DType::F32}) {
+    const size_t bytes = size_t(n) * dtype_size(dt);
+    std::vector<uint8_t> want(bytes);
+    cpu->fill_random(want.data(), dt, n, 1234, 0.25f, 0.05f);
+    uint8_t* d = dev(std::vector<uint8_t>(bytes, 0xAB));
+    gpu->fill_random(d, dt, n, 1234, 0.25f, 0.05f);
+    EXPECT_TRUE(host(d, bytes) == want) << dtype_name(dt);
+  }
+}
+
+// Few rows take the weight-streaming gemv, more the cuBLAS split path; both against the CPU at
+// shapes whose N is no multiple of the block's 16 rows.
+TEST_F(CudaOps, MatmulGemvRowsMatchCpu) {
+  for (int64_t m : {1, 2, 5, 8, 9}) {
+    const int64_t N = 150, K = 264;
+    std::vector<uint16_t> w;
+    for (float v : randn(size_t(N * K), 51, 0.1f)) w.push_back(f32_to_bf16(v));
+    const std::vector<float> x = randn(size_t(m * K), 52), bias = randn(size_t(N), 53);
+    Weight hw{w.data(), DType::BF16, N, K, K};
+    std::vector<float> want(static_cast<size_t>(m * N));
+    cpu->matmul(want.data(), x.data(), hw, m, bias.data());
+    float* y = dev(std::vector<float>(want.size(), NAN));
+    gpu->matmul(y, dev(x), gpu->map_weight(hw), m, dev(bias));
+    expect_close(host(y, want.size()), want, 1e-4f, 1e-4f, "matmul (gemv rows)");
+  }
 }
 
 // The whole forward through the CUDA backend against the float64 references.

@@ -1,0 +1,48 @@
+// Random weights made on the device (bench --random-weights --backend cuda): the hash of
+// kernels/random_hash.h per element, the same bits as the CPU twin, at write bandwidth.
+#include <cuda_bf16.h>
+
+#include "kernels/cuda/cuda_check.h"
+#include "kernels/cuda/ops.h"
+#include "kernels/random_hash.h"
+
+namespace qwen3moe::cuda {
+namespace {
+
+template <typename T>
+__global__ void fill_random_kernel(T* dst, int64_t n, uint64_t seed, float mean, float scale) {
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n;
+       i += int64_t(gridDim.x) * blockDim.x) {
+    // _rn: one rounding per operation, no FMA contraction, as on the CPU.
+    const float v = __fadd_rn(mean, __fmul_rn(scale, random_unit(seed, i)));
+    if constexpr (sizeof(T) == 2)
+      dst[i] = __float2bfloat16_rn(v);
+    else
+      dst[i] = v;
+  }
+}
+
+}  // namespace
+
+void fill_random(void* dst, DType dtype, int64_t n, uint64_t seed, float mean, float std,
+                 cudaStream_t stream) {
+  if (n == 0) return;
+  const float scale = std * 1.7320508f;  // the CPU twin's expression, bit for bit
+  const int blocks = int(std::min<int64_t>((n + 255) / 256, 132 * 64));
+  switch (dtype) {
+    case DType::BF16:
+      fill_random_kernel<<<blocks, 256, 0, stream>>>(static_cast<__nv_bfloat16*>(dst), n, seed,
+                                                     mean, scale);
+      break;
+    case DType::F32:
+      fill_random_kernel<<<blocks, 256, 0, stream>>>(static_cast<float*>(dst), n, seed, mean,
+                                                     scale);
+      break;
+    default:
+      QWEN3MOE_FAIL("fill_random: dtype ", dtype_name(dtype),
+                    " is not supported (BF16 and F32 are)");
+  }
+  QWEN3MOE_CUDA_LAUNCHED();
+}
+
+}  // namespace qwen3moe::cuda

@@ -1,0 +1,386 @@
+// The grouped GEMM of the MoE experts: y[rows of e] = x[rows of e] · w[e]^T for every expert e
+// in ONE launch, with the expert offsets in device memory (moe_align's), so nothing waits for
+// the host and a decode step can be captured as a graph.
+//
+// Two kernels, chosen on the host from the average rows per expert:
+// - gemv (decode, a few rows per expert): memory bound, so the point is to stream every
+//   active expert's weights exactly once at full bandwidth. One warp owns kRowsPerWarp weight
+//   rows and reads them with 16-byte loads across the lanes; every row of x the expert owns
+//   (up to MT at a time, from L1) is multiplied against the weights in registers, in f32 FMA,
+//   so the result has f32-activation accuracy with no split. The grid's y dimension walks the
+//   active experts only (moe_align's list), so the 120 idle experts of a batch-1 step cost no
+//   blocks. The dense matmul uses the same kernel for m <= 8 (one "expert", rows [0, m)).
+// - wmma (prefill, tens of rows or more per expert): bf16 tensor cores, 64x64 output tiles,
+//   the f32 activations split into hi + lo bf16 halves (as matmul.cu does with cuBLAS), both
+//   multiplied against the same weight fragment, f32 accumulation. Each block finds its
+//   (expert, row tile) from the offsets with one warp scan, so the grid is sized on the host
+//   by an upper bound (rows / 64 + experts tiles) and surplus blocks exit.
+// Other weight dtypes or K not a multiple of 8 take a plain one-thread-per-output kernel.
+#include <cuda_bf16.h>
+#include <mma.h>
+
+#include "kernels/cuda/cuda_check.h"
+#include "kernels/cuda/ops.h"
+
+namespace qwen3moe::cuda {
+namespace {
+
+constexpr int kGemvWarps = 4;
+constexpr int kRowsPerWarp = 4;
+constexpr unsigned kFull = 0xffffffffu;
+
+// Rows [r0, r1) of x that this block's expert owns, and its weights; false: no expert here.
+struct Group {
+  int64_t r0, r1;
+  const __nv_bfloat16* w;
+};
+
+__device__ bool find_group(Group* g, const void* const* table, const void* single,
+                           const int32_t* offsets, const int32_t* active, int64_t rows_single,
+                           int slot) {
+  if (active == nullptr) {
+    g->r0 = 0;
+    g->r1 = rows_single;
+    g->w = static_cast<const __nv_bfloat16*>(single);
+    return true;
+  }
+  const int e = active[slot];
+  if (e < 0) return false;
+  g->r0 = offsets[e];
+  g->r1 = offsets[e + 1];
+  g->w = static_cast<const __nv_bfloat16*>(table[e]);
+  return true;
+}
+
+// 8 bf16 (one 16-byte load) times 8 f32 of x.
+__device__ __forceinline__ float dot8(const uint4 w, const float4 a, const float4 b, float acc) {
+  acc = fmaf(__uint_as_float(w.x << 16), a.x, acc);
+  acc = fmaf(__uint_as_float(w.x & 0xffff0000u), a.y, acc);
+  acc = fmaf(__uint_as_float(w.y << 16), a.z, acc);
+  acc = fmaf(__uint_as_float(w.y & 0xffff0000u), a.w, acc);
+  acc = fmaf(__uint_as_float(w.z << 16), b.x, acc);
+  acc = fmaf(__uint_as_float(w.z & 0xffff0000u), b.y, acc);
+  acc = fmaf(__uint_as_float(w.w << 16), b.z, acc);
+  acc = fmaf(__uint_as_float(w.w & 0xffff0000u), b.w, acc);
+  return acc;
+}
+
+__device__ __forceinline__ float warp_sum(float v) {
+  for (int d = 16; d > 0; d /= 2) v += __shfl_xor_sync(kFull, v, d);
+  return v;
+}
+
+// grid (ceil(N / (kGemvWarps * kRowsPerWarp)), slots); K % 8 == 0, rows 16-byte aligned.
+template <int MT>
+__global__ void __launch_bounds__(kGemvWarps * 32)
+    gemv_kernel(float* y, const float* x, const void* const* table, const void* single,
+                const int32_t* offsets, const int32_t* active, int64_t rows_single, int N, int K,
+                const float* bias) {
+  Group g;
+  if (!find_group(&g, table, single, offsets, active, rows_single, blockIdx.y)) return;
+  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+  const int n0 = (blockIdx.x * kGemvWarps + warp) * kRowsPerWarp;
+  if (n0 >= N) return;
+  // Rows past N read row N-1 again (never stored): no branch in the streaming loop.
+  const uint4* wr[kRowsPerWarp];
+#pragma unroll
+  for (int r = 0; r < kRowsPerWarp; ++r)
+    wr[r] = reinterpret_cast<const uint4*>(g.w + int64_t(min(n0 + r, N - 1)) * K);
+  const int k8 = K / 8;  // 16-byte groups per row
+  for (int64_t m0 = g.r0; m0 < g.r1; m0 += MT) {
+    const int mc = int(min(int64_t(MT), g.r1 - m0));
+    float acc[kRowsPerWarp][MT];
+#pragma unroll
+    for (int r = 0; r < kRowsPerWarp; ++r)
+#pragma unroll
+      for (int m = 0; m < MT; ++m) acc[r][m] = 0.0f;
+    const float4* xr = reinterpret_cast<const float4*>(x + m0 * K);
+#pragma unroll 2
+    for (int q = lane; q < k8; q += 32) {
+      uint4 wv[kRowsPerWarp];
+#pragma unroll
+      for (int r = 0; r < kRowsPerWarp; ++r) wv[r] = __ldg(wr[r] + q);
+#pragma unroll
+      for (int m = 0; m < MT; ++m) {
+        if (m < mc) {
+          const float4 a = __ldg(xr + int64_t(m) * (K / 4) + 2 * q);
+          const float4 b = __ldg(xr + int64_t(m) * (K / 4) + 2 * q + 1);
+#pragma unroll
+          for (int r = 0; r < kRowsPerWarp; ++r) acc[r][m] = dot8(wv[r], a, b, acc[r][m]);
+        }
+      }
+    }
+#pragma unroll
+    for (int r = 0; r < kRowsPerWarp; ++r)
+#pragma unroll
+      for (int m = 0; m < MT; ++m) {
+        const float v = warp_sum(acc[r][m]);
+        if (lane == 0 && m < mc && n0 + r < N)
+          y[(m0 + m) * N + n0 + r] = v + (bias ? bias[n0 + r] : 0.0f);
+      }
+  }
+}
+
+// ---- tensor-core path --------------------------------------------------------------------
+constexpr int kBM = 64, kBN = 64, kBK = 32, kPad = 8;
+constexpr int kWmmaThreads = 128;  // 4 warps, 2 x 2, each 32 x 32 of the tile
+
+// One warp finds which expert's row tile `tile` is: experts' tile counts scanned 32 at a time.
+__device__ void find_tile(int tile, const int32_t* offsets, int64_t experts, int* s_e,
+                          int64_t* s_m0, int64_t* s_m1) {
+  const int lane = threadIdx.x % 32;
+  int base = 0;
+  for (int64_t e0 = 0; e0 < experts; e0 += 32) {
+    const int64_t e = e0 + lane;
+    int tiles = 0, o0 = 0, o1 = 0;
+    if (e < experts) {
+      o0 = offsets[e];
+      o1 = offsets[e + 1];
+      tiles = (o1 - o0 + kBM - 1) / kBM;
+    }
+    int incl = tiles;
+    for (int d = 1; d < 32; d *= 2) {
+      const int v = __shfl_up_sync(kFull, incl, d);
+      if (lane >= d) incl += v;
+    }
+    const int excl = incl - tiles;
+    const bool mine = tile >= base + excl && tile < base + incl;
+    if (mine) {
+      *s_e = int(e);
+      *s_m0 = o0 + int64_t(tile - base - excl) * kBM;
+      *s_m1 = min(*s_m0 + kBM, int64_t(o1));
+    }
+    if (__ballot_sync(kFull, mine)) return;
+    base += __shfl_sync(kFull, incl, 31);
+  }
+  if (lane == 0) *s_e = -1;
+}
+
+// grid (ceil(N / kBN), tile upper bound); K % 8 == 0.
+__global__ void __launch_bounds__(kWmmaThreads)
+    wmma_kernel(float* y, const float* x, const void* const* table, const int32_t* offsets,
+                int64_t experts, int N, int K) {
+  using namespace nvcuda;
+  __shared__ __align__(32) __nv_bfloat16 a_hi[kBM][kBK + kPad];
+  __shared__ __align__(32) __nv_bfloat16 a_lo[kBM][kBK + kPad];
+  __shared__ __align__(32) __nv_bfloat16 b_s[kBN][kBK + kPad];
+  __shared__ __align__(32) float c_s[kBM][kBN + 4];
+  __shared__ int s_e;
+  __shared__ int64_t s_m0, s_m1;
+  if (threadIdx.x < 32) find_tile(blockIdx.y, offsets, experts, &s_e, &s_m0, &s_m1);
+  __syncthreads();
+  if (s_e < 0) return;
+  const int64_t m0 = s_m0, m1 = s_m1;
+  const int n0 = blockIdx.x * kBN;
+  const auto* w = static_cast<const __nv_bfloat16*>(table[s_e]);
+  const int warp = threadIdx.x / 32, wm = warp / 2, wn = warp % 2;
+
+  // Per K step every thread moves 16 floats of x (4 x float4) and 16 bf16 of w (2 x uint4).
+  float4 xa[4];
+  uint4 wb[2];
+  auto load = [&](int k0) {
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      const int idx = threadIdx.x + i * kWmmaThreads;  // 0..511: row idx / 8, float4 idx % 8
+      const int r = idx / 8, c = (idx % 8) * 4;
+      const int64_t row = m0 + r;
+      xa[i] = make_float4(0.f, 0.f, 0.f, 0.f);
+      if (row < m1 && k0 + c < K) {
+        const float* p = x + row * K + k0 + c;
+        if (k0 + c + 4 <= K) {
+          xa[i] = *reinterpret_cast<const float4*>(p);
+        } else {
+          xa[i].x = p[0];
+          if (k0 + c + 1 < K) xa[i].y = p[1];
+          if (k0 + c + 2 < K) xa[i].z = p[2];
+        }
+      }
+    }
+#pragma unroll
+    for (int i = 0; i < 2; ++i) {
+      const int idx = threadIdx.x + i * kWmmaThreads;  // 0..255: row idx / 4, 8 bf16 idx % 4
+      const int r = idx / 4, c = (idx % 4) * 8;
+      wb[i] = make_uint4(0, 0, 0, 0);
+      if (n0 + r < N && k0 + c < K)  // K % 8 == 0: a group of 8 is all in or all out
+        wb[i] = *reinterpret_cast<const uint4*>(w + int64_t(n0 + r) * K + k0 + c);
+    }
+  };
+  auto store = [&] {
+#pragma unroll
+    for (int i = 0; i < 4; ++i) {
+      const int idx = threadIdx.x + i * kWmmaThreads;
+      const int r = idx / 8, c = (idx % 8) * 4;
+      const float v[4] = {xa[i].x, xa[i].y, xa[i].z, xa[i].w};
+#pragma unroll
+      for (int j = 0; j < 4; ++j) {
+        const __nv_bfloat16 hi = __float2bfloat16_rn(v[j]);
+        a_hi[r][c + j] = hi;
+        a_lo[r][c + j] = __float2bfloat16_rn(v[j] - __bfloat162float(hi));
+      }
+    }
+#pragma unroll
+    for (int i = 0; i < 2; ++i) {
+      const int idx = threadIdx.x + i * kWmmaThreads;
+      const int r = idx / 4, c = (idx % 4) * 8;
+      *reinterpret_cast<uint4*>(&b_s[r][c]) = wb[i];
+    }
+  };
+
+  wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc[2][2];
+#pragma unroll
+  for (int i = 0; i < 2; ++i)
+#pragma unroll
+    for (int j = 0; j < 2; ++j) wmma::fill_fragment(acc[i][j], 0.0f);
+
+  load(0);
+  for (int k0 = 0; k0 < K; k0 += kBK) {
+    store();
+    __syncthreads();
+    if (k0 + kBK < K) load(k0 + kBK);  // the next step's loads fly during this step's math
+#pragma unroll
+    for (int kk = 0; kk < kBK; kk += 16) {
+      wmma::fragment<wmma::matrix_a, 16, 16, 16, __nv_bfloat16, wmma::row_major> ah[2], al[2];
+      wmma::fragment<wmma::matrix_b, 16, 16, 16, __nv_bfloat16, wmma::col_major> b[2];
+#pragma unroll
+      for (int i = 0; i < 2; ++i) {
+        wmma::load_matrix_sync(ah[i], &a_hi[wm * 32 + i * 16][kk], kBK + kPad);
+        wmma::load_matrix_sync(al[i], &a_lo[wm * 32 + i * 16][kk], kBK + kPad);
+      }
+#pragma unroll
+      for (int j = 0; j < 2; ++j)
+        wmma::load_matrix_sync(b[j], &b_s[wn * 32 + j * 16][kk], kBK + kPad);
+#pragma unroll
+      for (int i = 0; i < 2; ++i)
+#pragma unroll
+        for (int j = 0; j < 2; ++j) {
+          wmma::mma_sync(acc[i][j], al[i], b[j], acc[i][j]);  // small half first
+          wmma::mma_sync(acc[i][j], ah[i], b[j], acc[i][j]);
+        }
+    }
+    __syncthreads();
+  }
+#pragma unroll
+  for (int i = 0; i < 2; ++i)
+#pragma unroll
+    for (int j = 0; j < 2; ++j)
+      wmma::store_matrix_sync(&c_s[wm * 32 + i * 16][wn * 32 + j * 16], acc[i][j], kBN + 4,
+                              wmma::mem_row_major);
+  __syncthreads();
+  for (int idx = threadIdx.x; idx < kBM * kBN; idx += kWmmaThreads) {
+    const int r = idx / kBN, c = idx % kBN;
+    if (m0 + r < m1 && n0 + c < N) y[(m0 + r) * N + n0 + c] = c_s[r][c];
+  }
+}
+
+// ---- any dtype, any K: correct first ----------------------------------------------------
+template <typename T>
+__device__ float to_float(T v) {
+  return float(v);
+}
+template <>
+__device__ float to_float<__nv_bfloat16>(__nv_bfloat16 v) {
+  return __bfloat162float(v);
+}
+
+template <typename T>
+__global__ void plain_kernel(float* y, const float* x, const void* const* table,
+                             const int32_t* offsets, const int32_t* active, int N, int K) {
+  const int e = active[blockIdx.y];
+  if (e < 0) return;
+  const auto* w = static_cast<const T*>(table[e]);
+  for (int64_t r = offsets[e]; r < offsets[e + 1]; ++r)
+    for (int n = blockIdx.x * blockDim.x + threadIdx.x; n < N; n += gridDim.x * blockDim.x) {
+      float acc = 0.0f;
+      for (int kk = 0; kk < K; ++kk) acc += x[r * K + kk] * to_float(w[int64_t(n) * K + kk]);
+      y[r * N + n] = acc;
+    }
+}
+
+template <int MT>
+void launch_gemv(float* y, const float* x, const void* const* table, const void* single,
+                 const int32_t* offsets, const int32_t* active, int64_t rows_single, int N,
+                 int K, const float* bias, int slots, cudaStream_t stream) {
+  const dim3 grid((N + kGemvWarps * kRowsPerWarp - 1) / (kGemvWarps * kRowsPerWarp), slots);
+  gemv_kernel<MT><<<grid, kGemvWarps * 32, 0, stream>>>(y, x, table, single, offsets, active,
+                                                        rows_single, N, K, bias);
+  QWEN3MOE_CUDA_LAUNCHED();
+}
+
+// MT for at most `rows` rows of one expert: 1, 2, 4 or 8 (more rows loop in chunks of 8).
+void gemv_dispatch(int64_t max_rows, float* y, const float* x, const void* const* table,
+                   const void* single, const int32_t* offsets, const int32_t* active,
+                   int64_t rows_single, int N, int K, const float* bias, int slots,
+                   cudaStream_t stream) {
+  if (max_rows <= 1)
+    launch_gemv<1>(y, x, table, single, offsets, active, rows_single, N, K, bias, slots, stream);
+  else if (max_rows <= 2)
+    launch_gemv<2>(y, x, table, single, offsets, active, rows_single, N, K, bias, slots, stream);
+  else if (max_rows <= 4)
+    launch_gemv<4>(y, x, table, single, offsets, active, rows_single, N, K, bias, slots, stream);
+  else
+    launch_gemv<8>(y, x, table, single, offsets, active, rows_single, N, K, bias, slots, stream);
+}
+
+}  // namespace
+
+bool gemv_applies(const Weight& w, int64_t m) {
+  return w.dtype == DType::BF16 && m <= kGemvMaxRows && w.cols % 8 == 0 && w.ld == w.cols;
+}
+
+void gemv(float* y, const float* x, const Weight& w, int64_t m, const float* bias,
+          cudaStream_t stream) {
+  QWEN3MOE_CHECK(gemv_applies(w, m), "gemv: weights ", w.rows, "x", w.cols, " ld ", w.ld,
+                 " dtype ", dtype_name(w.dtype), " with m=", m, " need bf16, K % 8 == 0, ld = K",
+                 " and m <= ", kGemvMaxRows);
+  if (m == 0 || w.rows == 0) return;
+  gemv_dispatch(m, y, x, nullptr, w.data, nullptr, nullptr, m, int(w.rows), int(w.cols), bias, 1,
+                stream);
+}
+
+MoeMatmulPath moe_matmul_path(const ExpertWeights& w, int64_t experts, int64_t rows) {
+  if (w.dtype != DType::BF16 || w.cols % 8 != 0) return MoeMatmulPath::kPlain;
+  return rows >= kWmmaMinRowsPerExpert * experts ? MoeMatmulPath::kWmma : MoeMatmulPath::kGemv;
+}
+
+void moe_matmul(float* y, const float* x, const ExpertWeights& w, const int32_t* offsets,
+                const int32_t* active, int64_t experts, int64_t rows, int64_t tokens,
+                cudaStream_t stream) {
+  if (rows == 0 || w.rows == 0) return;
+  QWEN3MOE_CHECK(w.rows <= INT32_MAX && w.cols <= INT32_MAX, "moe_matmul: expert of ", w.rows,
+                 "x", w.cols, " is too large");
+  const int N = int(w.rows), K = int(w.cols);
+  const int slots = int(std::min(experts, rows));
+  switch (moe_matmul_path(w, experts, rows)) {
+    case MoeMatmulPath::kGemv:
+      gemv_dispatch(std::min(tokens, rows), y, x, w.table, nullptr, offsets, active, 0, N, K,
+                    nullptr, slots, stream);
+      return;
+    case MoeMatmulPath::kWmma: {
+      const int64_t tiles = (rows + kBM - 1) / kBM + slots;
+      QWEN3MOE_CHECK(tiles <= 65535, "moe_matmul: ", rows, " rows need ", tiles,
+                     " row tiles, over the grid's 65535");
+      wmma_kernel<<<dim3((N + kBN - 1) / kBN, unsigned(tiles)), kWmmaThreads, 0, stream>>>(
+          y, x, w.table, offsets, experts, N, K);
+      QWEN3MOE_CUDA_LAUNCHED();
+      return;
+    }
+    case MoeMatmulPath::kPlain: {
+      const dim3 grid((N + 255) / 256, slots);
+      switch (w.dtype) {
+        case DType::BF16:
+          plain_kernel<__nv_bfloat16><<<grid, 256, 0, stream>>>(y, x, w.table, offsets, active, N, K);
+          break;
+        case DType::F32:
+          plain_kernel<float><<<grid, 256, 0, stream>>>(y, x, w.table, offsets, active, N, K);
+          break;
+        default:
+          QWEN3MOE_FAIL("moe_matmul: expert weights of dtype ", dtype_name(w.dtype),
+                        " are not supported (bf16 and f32 are)");
+      }
+      QWEN3MOE_CUDA_LAUNCHED();
+      return;
+    }
+  }
+}
+
+}  // namespace qwen3moe::cuda

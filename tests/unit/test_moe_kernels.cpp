@@ -1,0 +1,188 @@
+// The device-shaped MoE ops of kernels/cpu (moe_align, moe_matmul, moe_combine, fill_random)
+// against plain references written here: they are the twins the CUDA kernels are held to, so
+// they must be right on their own. Outputs start as sentinels so an unwritten entry shows.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+#include <random>
+#include <vector>
+
+#include "kernels/backend.h"
+#include "kernels/cpu/ops.h"
+#include "kernels/dtype.h"
+
+namespace qwen3moe {
+namespace {
+
+// Top-k ids as a router makes them: k distinct experts per token, in no particular order.
+std::vector<int32_t> random_ids(int64_t T, int64_t k, int64_t E, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::vector<int32_t> ids(static_cast<size_t>(T * k)), all(static_cast<size_t>(E));
+  std::iota(all.begin(), all.end(), 0);
+  for (int64_t t = 0; t < T; ++t) {
+    std::shuffle(all.begin(), all.end(), rng);
+    std::copy_n(all.begin(), k, ids.begin() + t * k);
+  }
+  return ids;
+}
+
+std::vector<float> randn(size_t n, uint32_t seed, float scale = 1.0f) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> d(0.0f, scale);
+  std::vector<float> v(n);
+  for (auto& x : v) x = d(rng);
+  return v;
+}
+
+struct Aligned {
+  std::vector<int32_t> offsets, pair_token, pair_index, active;
+};
+
+Aligned align(const std::vector<int32_t>& ids, int64_t T, int64_t k, int64_t E) {
+  Aligned a;
+  a.offsets.assign(size_t(E + 1), -7);
+  a.pair_token.assign(size_t(T * k), -7);
+  a.pair_index.assign(size_t(T * k), -7);
+  a.active.assign(size_t(E), -7);
+  cpu::moe_align(a.offsets.data(), a.pair_token.data(), a.pair_index.data(), a.active.data(),
+                 ids.data(), T, k, E);
+  return a;
+}
+
+TEST(MoeKernels, AlignSortsPairsByExpertThenToken) {
+  for (auto [T, k, E] : {std::tuple<int64_t, int64_t, int64_t>{1, 8, 128}, {5, 2, 8},
+                         {64, 8, 128}, {300, 8, 128}, {37, 4, 16}}) {
+    const std::vector<int32_t> ids = random_ids(T, k, E, uint32_t(T * 31 + E));
+    const Aligned a = align(ids, T, k, E);
+    // Reference: every (expert, token, j) triple sorted.
+    std::vector<std::tuple<int32_t, int32_t, int64_t>> pairs;
+    for (int64_t i = 0; i < T * k; ++i) pairs.emplace_back(ids[size_t(i)], int32_t(i / k), i);
+    std::sort(pairs.begin(), pairs.end());
+    for (size_t p = 0; p < pairs.size(); ++p) {
+      EXPECT_EQ(a.pair_token[p], std::get<1>(pairs[p])) << "pair " << p;
+      EXPECT_EQ(a.pair_index[size_t(std::get<2>(pairs[p]))], int32_t(p)) << "pair " << p;
+    }
+    std::vector<int32_t> active;
+    for (int64_t e = 0; e < E; ++e) {
+      const auto lo = std::lower_bound(pairs.begin(), pairs.end(),
+                                       std::make_tuple(int32_t(e), INT32_MIN, int64_t(0)));
+      EXPECT_EQ(a.offsets[size_t(e)], lo - pairs.begin()) << "expert " << e;
+      if (std::count(ids.begin(), ids.end(), int32_t(e))) active.push_back(int32_t(e));
+    }
+    EXPECT_EQ(a.offsets[size_t(E)], T * k);
+    active.resize(size_t(E), -1);
+    EXPECT_EQ(a.active, active);
+  }
+}
+
+TEST(MoeKernels, AlignDropsIdsOutsideTheExperts) {
+  const std::vector<int32_t> ids = {3, -1, 0, 8, 3, 1};  // T = 3, k = 2, E = 4
+  const Aligned a = align(ids, 3, 2, 4);
+  EXPECT_EQ(a.offsets, (std::vector<int32_t>{0, 1, 2, 2, 4}));
+  EXPECT_EQ(a.pair_index, (std::vector<int32_t>{2, -1, 0, -1, 3, 1}));
+  EXPECT_EQ(a.pair_token, (std::vector<int32_t>{1, 2, 0, 2, 0, 0}));  // the 2 tail slots: 0
+  EXPECT_EQ(a.active, (std::vector<int32_t>{0, 1, 3, -1}));
+}
+
+// moe_matmul over the sorted pairs equals one plain dot product per (pair, output).
+TEST(MoeKernels, MatmulEqualsPerPairReference) {
+  const int64_t T = 23, k = 3, E = 6, N = 40, K = 72;
+  const std::vector<int32_t> ids = random_ids(T, k, E, 5);
+  const Aligned a = align(ids, T, k, E);
+  std::vector<std::vector<uint16_t>> w(static_cast<size_t>(E));
+  std::vector<const void*> table(static_cast<size_t>(E));
+  for (int64_t e = 0; e < E; ++e) {
+    const std::vector<float> wf = randn(size_t(N * K), uint32_t(100 + e), 0.1f);
+    for (float v : wf) w[size_t(e)].push_back(f32_to_bf16(v));
+    table[size_t(e)] = w[size_t(e)].data();
+  }
+  const ExpertWeights ew{table.data(), DType::BF16, N, K};
+  const std::vector<float> x = randn(size_t(T * k * K), 9);
+  std::vector<float> y(size_t(T * k * N), 1e30f);
+  cpu::moe_matmul(y.data(), x.data(), ew, a.offsets.data(), a.active.data(), E, T * k, T);
+  for (int64_t e = 0; e < E; ++e)
+    for (int64_t p = a.offsets[size_t(e)]; p < a.offsets[size_t(e + 1)]; ++p)
+      for (int64_t n = 0; n < N; ++n) {
+        double ref = 0;
+        for (int64_t kk = 0; kk < K; ++kk)
+          ref += double(x[size_t(p * K + kk)]) * bf16_to_f32(w[size_t(e)][size_t(n * K + kk)]);
+        ASSERT_NEAR(y[size_t(p * N + n)], ref, 1e-4 * (1 + std::fabs(ref)))
+            << "expert " << e << " pair " << p << " n " << n;
+      }
+}
+
+TEST(MoeKernels, CombineAddsEachTokensWeightedExpertRows) {
+  const int64_t T = 7, k = 3, E = 5, D = 33;
+  const std::vector<int32_t> ids = random_ids(T, k, E, 11);
+  Aligned a = align(ids, T, k, E);
+  a.pair_index[4] = -1;  // a dropped pair adds nothing
+  const std::vector<float> in = randn(size_t(T * k * D), 12), w = randn(size_t(T * k), 13);
+  std::vector<float> out = randn(size_t(T * D), 14), ref = out;
+  cpu::moe_combine(out.data(), in.data(), a.pair_index.data(), w.data(), T, k, D);
+  for (int64_t t = 0; t < T; ++t)
+    for (int64_t d = 0; d < D; ++d) {
+      double s = ref[size_t(t * D + d)];
+      for (int64_t j = 0; j < k; ++j) {
+        const int32_t p = a.pair_index[size_t(t * k + j)];
+        if (p >= 0) s += double(w[size_t(t * k + j)]) * in[size_t(p * D + d)];
+      }
+      ASSERT_NEAR(out[size_t(t * D + d)], s, 1e-5 * (1 + std::fabs(s))) << t << "," << d;
+    }
+}
+
+// The whole device-shaped MoE (align, gather, grouped GEMM, combine) equals the host-offset
+// grouped GEMM and scatter-add the model used before.
+TEST(MoeKernels, DevicePathEqualsHostOffsetPath) {
+  const int64_t T = 9, k = 2, E = 4, H = 24, I = 16;
+  const std::vector<int32_t> ids = random_ids(T, k, E, 21);
+  const std::vector<float> topw = randn(size_t(T * k), 22), h = randn(size_t(T * H), 23);
+  std::vector<uint16_t> wbuf;
+  for (float v : randn(size_t(E * I * H), 24, 0.2f)) wbuf.push_back(f32_to_bf16(v));
+  std::vector<Weight> ws;
+  std::vector<const void*> table;
+  for (int64_t e = 0; e < E; ++e) {
+    ws.push_back(Weight{wbuf.data() + e * I * H, DType::BF16, I, H, H});
+    table.push_back(ws.back().data);
+  }
+  const Aligned a = align(ids, T, k, E);
+  std::vector<float> rows(size_t(T * k * H)), y(size_t(T * k * I)), out(size_t(T * I), 0.5f);
+  cpu::gather_rows(rows.data(), h.data(), a.pair_token.data(), T * k, H);
+  cpu::moe_matmul(y.data(), rows.data(), ExpertWeights{table.data(), DType::BF16, I, H},
+                  a.offsets.data(), a.active.data(), E, T * k, T);
+  cpu::moe_combine(out.data(), y.data(), a.pair_index.data(), topw.data(), T, k, I);
+
+  std::vector<int64_t> off(a.offsets.begin(), a.offsets.end());
+  std::vector<float> pair_w(size_t(T * k)), y2(size_t(T * k * I)), out2(size_t(T * I), 0.5f);
+  for (int64_t i = 0; i < T * k; ++i) pair_w[size_t(a.pair_index[size_t(i)])] = topw[size_t(i)];
+  cpu::grouped_matmul(y2.data(), rows.data(), ws.data(), off.data(), int(E));
+  cpu::scatter_add_rows(out2.data(), y2.data(), a.pair_token.data(), pair_w.data(), T * k, I);
+  for (size_t i = 0; i < out.size(); ++i)
+    ASSERT_NEAR(out[i], out2[i], 1e-5 * (1 + std::fabs(out2[i]))) << i;
+}
+
+TEST(MoeKernels, FillRandomHasItsMeanAndStdAndIsReproducible) {
+  const int64_t n = 1 << 18;
+  std::vector<float> f(static_cast<size_t>(n));
+  std::vector<uint16_t> b(static_cast<size_t>(n));
+  cpu::fill_random(f.data(), DType::F32, n, 42, 0.5f, 0.02f);
+  cpu::fill_random(b.data(), DType::BF16, n, 42, 0.5f, 0.02f);
+  double s = 0, s2 = 0;
+  for (float v : f) {
+    s += v;
+    s2 += double(v) * v;
+  }
+  const double mean = s / double(n), std = std::sqrt(s2 / double(n) - mean * mean);
+  EXPECT_NEAR(mean, 0.5, 2e-4);
+  EXPECT_NEAR(std, 0.02, 2e-4);
+  for (int64_t i = 0; i < n; ++i) ASSERT_EQ(b[size_t(i)], f32_to_bf16(f[size_t(i)])) << i;
+  std::vector<float> g(static_cast<size_t>(n)), other(static_cast<size_t>(n));
+  cpu::fill_random(g.data(), DType::F32, n, 42, 0.5f, 0.02f);
+  cpu::fill_random(other.data(), DType::F32, n, 43, 0.5f, 0.02f);
+  EXPECT_EQ(f, g);
+  EXPECT_NE(f, other);
+}
+
+}  // namespace
+}  // namespace qwen3moe
