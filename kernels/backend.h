@@ -130,6 +130,15 @@ class Backend {
   // Bit-identical on every backend.
   virtual void fill_random(void* dst, DType dtype, int64_t n, uint64_t seed, float mean,
                            float std) = 0;
+
+  // Graphs: the ops issued between begin_capture() and end_capture() are recorded, not run;
+  // replay(g) runs them again, same pointers and sizes (a decode step as one launch, not
+  // hundreds). Only ops that neither allocate nor wait for the host may be captured (no
+  // upload/download, no workspace growth). A backend without graphs returns false from
+  // begin_capture and the caller runs the ops itself.
+  virtual bool begin_capture() { return false; }
+  virtual int end_capture() { return -1; }
+  virtual void replay(int graph) { (void)graph; }
 };
 
 std::unique_ptr<Backend> make_cpu_backend(int threads = 0);

@@ -20,12 +20,17 @@ class CudaBackend final : public Backend {
     QWEN3MOE_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
     QWEN3MOE_CUBLAS_CHECK(cublasCreate(&blas_));
     QWEN3MOE_CUBLAS_CHECK(cublasSetStream(blas_, stream_));
+    // cuBLAS's own scratch, fixed now, so a captured GEMM never asks for memory.
+    QWEN3MOE_CUDA_CHECK(cudaMalloc(&blas_ws_, kBlasWorkspace));
+    QWEN3MOE_CUBLAS_CHECK(cublasSetWorkspace(blas_, blas_ws_, kBlasWorkspace));
   }
   ~CudaBackend() override {
     cudaStreamSynchronize(stream_);
     for (void* p : weights_) cudaFree(p);
     if (ws_.ptr) cudaFree(ws_.ptr);
     if (align_ws_) cudaFree(align_ws_);
+    for (cudaGraphExec_t g : graphs_) cudaGraphExecDestroy(g);
+    cudaFree(blas_ws_);
     cublasDestroy(blas_);
     cudaStreamDestroy(stream_);
   }
@@ -143,9 +148,32 @@ class CudaBackend final : public Backend {
     cuda::fill_random(dst, dtype, n, seed, mean, std, stream_);
   }
 
+  bool begin_capture() override {
+    QWEN3MOE_CUDA_CHECK(cudaStreamBeginCapture(stream_, cudaStreamCaptureModeThreadLocal));
+    return true;
+  }
+  int end_capture() override {
+    cudaGraph_t graph = nullptr;
+    QWEN3MOE_CUDA_CHECK(cudaStreamEndCapture(stream_, &graph));
+    cudaGraphExec_t exec = nullptr;
+    const cudaError_t err = cudaGraphInstantiate(&exec, graph, 0);
+    cudaGraphDestroy(graph);
+    QWEN3MOE_CUDA_CHECK(err);
+    graphs_.push_back(exec);
+    return int(graphs_.size() - 1);
+  }
+  void replay(int graph) override {
+    QWEN3MOE_CHECK(graph >= 0 && size_t(graph) < graphs_.size(), "replay: no graph ", graph);
+    QWEN3MOE_CUDA_CHECK(cudaGraphLaunch(graphs_[size_t(graph)], stream_));
+  }
+
  private:
   void reserve_workspace(size_t bytes) {
     if (bytes <= ws_.bytes) return;
+    cudaStreamCaptureStatus capturing = cudaStreamCaptureStatusNone;
+    QWEN3MOE_CUDA_CHECK(cudaStreamIsCapturing(stream_, &capturing));
+    QWEN3MOE_CHECK(capturing == cudaStreamCaptureStatusNone, "CUDA graph capture: the GEMM "
+                   "workspace must grow to ", bytes, " bytes; run the step once uncaptured first");
     QWEN3MOE_CUDA_CHECK(cudaStreamSynchronize(stream_));
     if (ws_.ptr) QWEN3MOE_CUDA_CHECK(cudaFree(ws_.ptr));
     ws_.bytes = bytes + bytes / 2;
@@ -156,6 +184,9 @@ class CudaBackend final : public Backend {
   cublasHandle_t blas_ = nullptr;
   cuda::GemmWorkspace ws_;
   std::vector<void*> weights_;
+  static constexpr size_t kBlasWorkspace = size_t(32) << 20;
+  void* blas_ws_ = nullptr;
+  std::vector<cudaGraphExec_t> graphs_;
   void* align_ws_ = nullptr;  // moe_align's per-chunk counts (prefill)
   size_t align_ws_bytes_ = 0;
 };
