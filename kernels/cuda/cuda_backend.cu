@@ -1,6 +1,7 @@
 // The CUDA Backend: device memory, one stream, one cuBLAS handle, and a GEMM workspace that
 // grows to the largest step seen (during warm-up; a step of a size seen before allocates
 // nothing). Weights are copied to the device once, a column slice compacted to ld = cols.
+#include <algorithm>
 #include <vector>
 
 #include "kernels/cuda/cuda_check.h"
@@ -55,8 +56,7 @@ class CudaBackend final : public Backend {
   }
   Weight map_weight(const Weight& host) override {
     const size_t esz = dtype_size(host.dtype), row = size_t(host.cols) * esz;
-    void* dev = alloc(row * size_t(host.rows));
-    weights_.push_back(dev);
+    void* dev = weight_alloc(row * size_t(host.rows));
     QWEN3MOE_CUDA_CHECK(cudaMemcpy2DAsync(dev, row, host.data, size_t(host.ld) * esz, row,
                                           size_t(host.rows), cudaMemcpyHostToDevice, stream_));
     QWEN3MOE_CUDA_CHECK(cudaStreamSynchronize(stream_));
@@ -168,6 +168,25 @@ class CudaBackend final : public Backend {
   }
 
  private:
+  // Weights live as long as the backend, so they are carved from 1 GiB arenas: cudaMalloc
+  // rounds every allocation up to 2 MiB pages, and a model of 3 MiB experts (30B-A3B) mapped
+  // one cudaMalloc each would need a third more memory than its weights.
+  void* weight_alloc(size_t bytes) {
+    bytes = (bytes + 255) / 256 * 256;
+    if (bytes > arena_left_) {
+      const size_t size = std::max(bytes, kArena);
+      void* p = nullptr;
+      QWEN3MOE_CUDA_CHECK(cudaMalloc(&p, size));
+      weights_.push_back(p);
+      arena_next_ = static_cast<char*>(p);
+      arena_left_ = size;
+    }
+    void* out = arena_next_;
+    arena_next_ += bytes;
+    arena_left_ -= bytes;
+    return out;
+  }
+
   void reserve_workspace(size_t bytes) {
     if (bytes <= ws_.bytes) return;
     cudaStreamCaptureStatus capturing = cudaStreamCaptureStatusNone;
@@ -183,7 +202,10 @@ class CudaBackend final : public Backend {
   cudaStream_t stream_ = nullptr;
   cublasHandle_t blas_ = nullptr;
   cuda::GemmWorkspace ws_;
-  std::vector<void*> weights_;
+  static constexpr size_t kArena = size_t(1) << 30;
+  std::vector<void*> weights_;  // the arenas
+  char* arena_next_ = nullptr;
+  size_t arena_left_ = 0;
   static constexpr size_t kBlasWorkspace = size_t(32) << 20;
   void* blas_ws_ = nullptr;
   std::vector<cudaGraphExec_t> graphs_;
