@@ -4,8 +4,8 @@
 //
 // Two kernels, chosen on the host from the average rows per expert:
 // - gemv (decode, a few rows per expert): memory bound, so the point is to stream every
-//   active expert's weights exactly once at full bandwidth. One warp owns kRowsPerWarp weight
-//   rows and reads them with 16-byte loads across the lanes; every row of x the expert owns
+//   active expert's weights exactly once at full bandwidth. One block owns kGemvRows weight
+//   rows and reads them with 16-byte loads across its threads; every row of x the expert owns
 //   (up to MT at a time, from L1) is multiplied against the weights in registers, in f32 FMA,
 //   so the result has f32-activation accuracy with no split. The grid's y dimension walks the
 //   active experts only (moe_align's list), so the 120 idle experts of a batch-1 step cost no
@@ -25,8 +25,8 @@
 namespace qwen3moe::cuda {
 namespace {
 
-constexpr int kGemvWarps = 4;
-constexpr int kRowsPerWarp = 4;
+constexpr int kGemvThreads = 128;
+constexpr int kGemvRows = 4;  // weight rows per block
 constexpr unsigned kFull = 0xffffffffu;
 
 // Rows [r0, r1) of x that this block's expert owns, and its weights; false: no expert here.
@@ -70,54 +70,65 @@ __device__ __forceinline__ float warp_sum(float v) {
   return v;
 }
 
-// grid (ceil(N / (kGemvWarps * kRowsPerWarp)), slots); K % 8 == 0, rows 16-byte aligned.
+// grid (ceil(N / kGemvRows), slots); K % 8 == 0, rows 16-byte aligned. The block's 128
+// threads split K between them (16-byte groups t, t+128, ... of each of the kGemvRows rows),
+// so even a 512-row projection (k_proj) makes 128 blocks with the whole row in flight, and
+// the partial sums meet through warp shuffles and one shared-memory step.
 template <int MT>
-__global__ void __launch_bounds__(kGemvWarps * 32)
+__global__ void __launch_bounds__(kGemvThreads)
     gemv_kernel(float* y, const float* x, const void* const* table, const void* single,
                 const int32_t* offsets, const int32_t* active, int64_t rows_single, int N, int K,
                 const float* bias) {
   Group g;
   if (!find_group(&g, table, single, offsets, active, rows_single, blockIdx.y)) return;
+  __shared__ float red[kGemvThreads / 32][kGemvRows][MT];
   const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
-  const int n0 = (blockIdx.x * kGemvWarps + warp) * kRowsPerWarp;
-  if (n0 >= N) return;
+  const int n0 = blockIdx.x * kGemvRows;
   // Rows past N read row N-1 again (never stored): no branch in the streaming loop.
-  const uint4* wr[kRowsPerWarp];
+  const uint4* wr[kGemvRows];
 #pragma unroll
-  for (int r = 0; r < kRowsPerWarp; ++r)
+  for (int r = 0; r < kGemvRows; ++r)
     wr[r] = reinterpret_cast<const uint4*>(g.w + int64_t(min(n0 + r, N - 1)) * K);
   const int k8 = K / 8;  // 16-byte groups per row
   for (int64_t m0 = g.r0; m0 < g.r1; m0 += MT) {
     const int mc = int(min(int64_t(MT), g.r1 - m0));
-    float acc[kRowsPerWarp][MT];
+    float acc[kGemvRows][MT];
 #pragma unroll
-    for (int r = 0; r < kRowsPerWarp; ++r)
+    for (int r = 0; r < kGemvRows; ++r)
 #pragma unroll
       for (int m = 0; m < MT; ++m) acc[r][m] = 0.0f;
     const float4* xr = reinterpret_cast<const float4*>(x + m0 * K);
 #pragma unroll 2
-    for (int q = lane; q < k8; q += 32) {
-      uint4 wv[kRowsPerWarp];
+    for (int q = threadIdx.x; q < k8; q += kGemvThreads) {
+      uint4 wv[kGemvRows];
 #pragma unroll
-      for (int r = 0; r < kRowsPerWarp; ++r) wv[r] = __ldg(wr[r] + q);
+      for (int r = 0; r < kGemvRows; ++r) wv[r] = __ldg(wr[r] + q);
 #pragma unroll
       for (int m = 0; m < MT; ++m) {
         if (m < mc) {
           const float4 a = __ldg(xr + int64_t(m) * (K / 4) + 2 * q);
           const float4 b = __ldg(xr + int64_t(m) * (K / 4) + 2 * q + 1);
 #pragma unroll
-          for (int r = 0; r < kRowsPerWarp; ++r) acc[r][m] = dot8(wv[r], a, b, acc[r][m]);
+          for (int r = 0; r < kGemvRows; ++r) acc[r][m] = dot8(wv[r], a, b, acc[r][m]);
         }
       }
     }
 #pragma unroll
-    for (int r = 0; r < kRowsPerWarp; ++r)
+    for (int r = 0; r < kGemvRows; ++r)
 #pragma unroll
       for (int m = 0; m < MT; ++m) {
         const float v = warp_sum(acc[r][m]);
-        if (lane == 0 && m < mc && n0 + r < N)
-          y[(m0 + m) * N + n0 + r] = v + (bias ? bias[n0 + r] : 0.0f);
+        if (lane == 0) red[warp][r][m] = v;
       }
+    __syncthreads();
+    if (threadIdx.x < kGemvRows * MT) {
+      const int r = threadIdx.x / MT, m = threadIdx.x % MT;
+      float v = 0.0f;
+#pragma unroll
+      for (int w = 0; w < kGemvThreads / 32; ++w) v += red[w][r][m];
+      if (m < mc && n0 + r < N) y[(m0 + m) * N + n0 + r] = v + (bias ? bias[n0 + r] : 0.0f);
+    }
+    __syncthreads();  // red is reused by the next chunk of rows
   }
 }
 
@@ -300,8 +311,8 @@ template <int MT>
 void launch_gemv(float* y, const float* x, const void* const* table, const void* single,
                  const int32_t* offsets, const int32_t* active, int64_t rows_single, int N,
                  int K, const float* bias, int slots, cudaStream_t stream) {
-  const dim3 grid((N + kGemvWarps * kRowsPerWarp - 1) / (kGemvWarps * kRowsPerWarp), slots);
-  gemv_kernel<MT><<<grid, kGemvWarps * 32, 0, stream>>>(y, x, table, single, offsets, active,
+  const dim3 grid((N + kGemvRows - 1) / kGemvRows, slots);
+  gemv_kernel<MT><<<grid, kGemvThreads, 0, stream>>>(y, x, table, single, offsets, active,
                                                         rows_single, N, K, bias);
   QWEN3MOE_CUDA_LAUNCHED();
 }
