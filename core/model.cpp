@@ -197,7 +197,11 @@ void Model::reserve(int64_t T, int64_t table_elems) {
     h_ = f(N * H);
     o_ = f(N * H);
     xs_ = f(N * H);
-    recv_ = f(N * (H + 2 * k));
+    // Dispatch rows: own tokens, rows packed for the peers, the peers' tokens.
+    const int64_t dispatch_rows = (2 * W - 1) * (N / W);
+    if (dispatch_) dispatch_->reserve(N / W);
+    recv_ = f(dispatch_rows * H);
+    moe_out_ = f(dispatch_rows * H);
     q_ = f(N * hq * D);
     attn_ = f(N * hq * D);
     k_ = f(N * kvl * D);
@@ -373,24 +377,23 @@ void Model::moe_block(int64_t l, int64_t T) {
   }
   host_ids_.resize(size_t(mine * k));
   host_w_.resize(size_t(mine * k));
-  host_h_.resize(size_t(mine * H));
   backend_.download(host_ids_.data(), topk_ids_, host_ids_.size() * 4);
   backend_.download(host_w_.data(), topk_w_, host_w_.size() * 4);
-  backend_.download(host_h_.data(), h_, host_h_.size() * 4);
 
   ExpertDispatch& d = *dispatch_;
-  d.dispatch(host_h_.data(), mine, host_ids_.data(), host_w_.data(), l, profiler_);
-  const int64_t m = d.received_rows(), pairs = d.expert_offsets().back();
-  host_partial_.assign(size_t(std::max<int64_t>(1, m * H)), 0.0f);
+  backend_.download(d.input(mine), h_, size_t(mine * H) * 4);
+  d.dispatch(mine, host_ids_.data(), host_w_.data(), l, profiler_);
+  const int64_t m = d.rows(), pairs = d.expert_offsets().back();
+  // Rows without pairs are never read by combine: no need to clear them.
+  host_partial_.resize(size_t(std::max<int64_t>(1, m * H)));
   if (pairs > 0) {
     ProfileSpan span(profiler_, "experts", l);
-    // Experts over the pairs grouped by expert; each received row gets the weighted sum of the
-    // outputs of this rank's experts for it (summed in ascending expert order).
-    const int64_t stride = d.received_stride();
-    backend_.upload(recv_, d.received(), size_t(m * stride) * 4);  // [m, stride]
+    // Experts over the pairs grouped by expert; each row with pairs gets the weighted sum of
+    // the outputs of this rank's experts for it (summed in ascending expert order).
+    backend_.upload(recv_, d.row_data(), size_t(m * H) * 4);  // [m, H]
     backend_.upload(moe_idx_, d.pair_rows().data(), size_t(pairs) * 4);
     backend_.upload(moe_scale_, d.pair_weights().data(), size_t(pairs) * 4);
-    backend_.gather_rows(rows_, recv_, moe_idx_, pairs, H, stride);  // [pairs, H]
+    backend_.gather_rows(rows_, recv_, moe_idx_, pairs, H);  // [pairs, H]
     backend_.grouped_matmul(gate_, rows_, L.expert_gate.data(), d.expert_offsets().data(),
                             int(d.local_experts()));
     backend_.grouped_matmul(up_, rows_, L.expert_up.data(), d.expert_offsets().data(),
@@ -398,9 +401,9 @@ void Model::moe_block(int64_t l, int64_t T) {
     backend_.silu_mul(act_, gate_, up_, pairs, I);  // [pairs, I]
     backend_.grouped_matmul(down_, act_, L.expert_down.data(), d.expert_offsets().data(),
                             int(d.local_experts()));
-    backend_.zero(o_, size_t(m * H) * sizeof(float));
-    backend_.scatter_add_rows(o_, down_, moe_idx_, moe_scale_, pairs, H);  // [m, H]
-    backend_.download(host_partial_.data(), o_, size_t(m * H) * 4);
+    backend_.zero(moe_out_, size_t(m * H) * sizeof(float));
+    backend_.scatter_add_rows(moe_out_, down_, moe_idx_, moe_scale_, pairs, H);  // [m, H]
+    backend_.download(host_partial_.data(), moe_out_, size_t(m * H) * 4);
   }
   host_y_.resize(size_t(std::max<int64_t>(1, mine * H)));
   d.combine(host_partial_.data(), host_y_.data(), profiler_);

@@ -86,14 +86,15 @@ class Model {
         *logits_ = nullptr, *moe_scale_ = nullptr;
   int32_t *tokens_ = nullptr, *positions_ = nullptr, *token_seq_ = nullptr, *slots_ = nullptr,
           *tables_ = nullptr, *topk_ids_ = nullptr, *moe_idx_ = nullptr, *logit_rows_ = nullptr;
-  float* recv_ = nullptr;  // [received rows, H + 2k]: what dispatch delivered, as it arrived
+  float* recv_ = nullptr;     // [dispatch rows, H]: ExpertDispatch::row_data() on the backend
+  float* moe_out_ = nullptr;  // [dispatch rows, H]: each row's weighted sum of local experts
   float* xs_ = nullptr;  // [per-rank token slice, H]: the residual of this rank's tokens
   const StepBatch* batch_ = nullptr;  // during forward
   std::unique_ptr<ExpertDispatch> dispatch_;
   A2aProfiler* profiler_ = nullptr;
   // Host staging of the dispatch (the CPU backend's memory is host memory already).
   std::vector<int32_t> host_ids_;
-  std::vector<float> host_w_, host_h_, host_partial_, host_y_;
+  std::vector<float> host_w_, host_partial_, host_y_;
 };
 
 }  // namespace qwen3moe

@@ -278,15 +278,18 @@ DispatchBenchResult run_dispatch_bench(Communicator& comm, const DispatchBenchOp
                      4096.0f;
 
   ExpertDispatch dispatch(comm, H, E, k);
+  dispatch.reserve(T);
+  // The rows are written once: dispatch leaves input() as it is.
+  std::copy(x.begin(), x.end(), dispatch.input(T));
   std::vector<float> partial;
   // Identity experts: each local expert returns its input, so a rank's partial row is the sum
   // of its experts' weights times the row, and combine must give sum(all k weights) × row.
   auto run_experts = [&] {
-    const int64_t rows = dispatch.received_rows();
+    const int64_t rows = dispatch.rows();
     partial.resize(std::max<size_t>(1, size_t(rows * H)));
     std::fill(partial.begin(), partial.end(), 0.0f);
-    const float* in = dispatch.received();
-    const int64_t stride = dispatch.received_stride();
+    const float* in = dispatch.row_data();
+    const int64_t stride = H;
     const auto& off = dispatch.expert_offsets();
     for (int64_t e = 0; e < dispatch.local_experts(); ++e)
       for (int64_t a = off[size_t(e)]; a < off[size_t(e + 1)]; ++a) {
@@ -311,7 +314,7 @@ DispatchBenchResult run_dispatch_bench(Communicator& comm, const DispatchBenchOp
   // One run under the profiler: the bytes ExpertDispatch itself reports sending to each peer
   // are the matrices the raw all_to_all_v replays.
   A2aProfiler profiler(R, W, E, {true});
-  dispatch.dispatch(x.data(), T, ids.data(), weights.data(), 0, &profiler);
+  dispatch.dispatch(T, ids.data(), weights.data(), 0, &profiler);
   run_experts();
   dispatch.combine(partial.data(), y.data(), &profiler);
   int64_t wrong = count_wrong();
@@ -387,7 +390,7 @@ DispatchBenchResult run_dispatch_bench(Communicator& comm, const DispatchBenchOp
   for (int it = -o.warmup; it < o.iters; ++it) {
     comm.barrier();
     double t0 = now_us();
-    dispatch.dispatch(x.data(), T, ids.data(), weights.data(), 0, &profiler);
+    dispatch.dispatch(T, ids.data(), weights.data(), 0, &profiler);
     const double dt_dispatch = now_us() - t0;
     run_experts();
     comm.barrier();

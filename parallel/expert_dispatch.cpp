@@ -1,6 +1,6 @@
 #include "parallel/expert_dispatch.h"
 
-#include <chrono>
+#include <algorithm>
 #include <cstring>
 
 #include "kernels/check.h"
@@ -8,11 +8,22 @@
 namespace qwen3moe {
 namespace {
 
-// Offsets of consecutive blocks of the given byte counts.
-std::vector<size_t> prefix_offsets(const std::vector<size_t>& bytes) {
-  std::vector<size_t> off(bytes.size(), 0);
-  for (size_t i = 1; i < bytes.size(); ++i) off[i] = off[i - 1] + bytes[i - 1];
-  return off;
+// y[H] = the sum of src[0..count) in order; one pass over y for the common one or two sources.
+void sum_rows(float* y, const float* const* src, int count, int64_t H) {
+  if (count == 0) {
+    std::memset(y, 0, sizeof(float) * size_t(H));
+    return;
+  }
+  if (count == 1) {
+    std::memcpy(y, src[0], sizeof(float) * size_t(H));
+    return;
+  }
+  const float *a = src[0], *b = src[1];
+  for (int64_t i = 0; i < H; ++i) y[i] = a[i] + b[i];
+  for (int c = 2; c < count; ++c) {
+    const float* s = src[c];
+    for (int64_t i = 0; i < H; ++i) y[i] += s[i];
+  }
 }
 
 }  // namespace
@@ -29,87 +40,229 @@ ExpertDispatch::ExpertDispatch(Communicator& comm, int64_t hidden, int64_t num_e
                  world_);
   experts_per_rank_ = num_experts / world_;
   local_experts_ = experts_per_rank_;
-  dest_tokens_.resize(static_cast<size_t>(world_));
-  send_rows_.resize(static_cast<size_t>(world_));
-  recv_rows_per_peer_.resize(static_cast<size_t>(world_));
+  const size_t w = static_cast<size_t>(world_);
+  dest_tokens_.resize(w);
+  block_row_.resize(w);
+  back_row_.resize(w);
+  send_rows_.resize(w);
+  recv_rows_.resize(w);
+  count_scratch_.resize(w);
+  send_bytes_.resize(w);
+  send_off_.resize(w);
+  recv_bytes_.resize(w);
+  recv_off_.resize(w);
+  logical_bytes_.resize(w);
+  sources_.resize(w);
+  routed_in_.resize(w);
+  send_row_.resize(w);
+  meta_at_.resize(w);
+  meta_recv_at_.resize(w);
+  offsets_.resize(size_t(local_experts_ + 1));
+  fill_.resize(size_t(local_experts_));
 }
 
-void ExpertDispatch::exchange(const void* send, const std::vector<size_t>& send_bytes, void* recv,
-                              const std::vector<size_t>& recv_bytes) {
-  comm_.all_to_all_v(send, send_bytes.data(), prefix_offsets(send_bytes).data(), recv,
-                     recv_bytes.data(), prefix_offsets(recv_bytes).data());
+void ExpertDispatch::reserve(int64_t max_tokens) {
+  const int64_t H = hidden_, peers = world_ - 1;
+  // Own rows, rows packed for each peer, and every peer's tokens.
+  ensure_rows((1 + 2 * peers) * max_tokens, 0);
+  meta_send_.reserve(size_t(std::max<int64_t>(1, peers * max_tokens * 2 * top_k_)));
+  meta_recv_.reserve(size_t(std::max<int64_t>(1, peers * max_tokens * 2 * top_k_)));
+  back_buf_.reserve(size_t(std::max<int64_t>(1, peers * max_tokens * H)));
+  token_slot_.reserve(size_t(max_tokens * world_));
+  for (auto& d : dest_tokens_) d.reserve(size_t(max_tokens));
+  pair_rows_.reserve(size_t(world_ * max_tokens * top_k_));
+  pair_weights_.reserve(size_t(world_ * max_tokens * top_k_));
 }
 
-void ExpertDispatch::dispatch(const float* h, int64_t n, const int32_t* ids,
-                              const float* weights, int64_t layer, A2aProfiler* profiler) {
-  const int64_t H = hidden_, k = top_k_;
-  const int64_t row = H + 2 * k;  // floats per sent row: hidden, k expert ids, k weights
+void ExpertDispatch::ensure_rows(int64_t rows, int64_t keep) {
+  if (rows <= capacity_) return;
+  const int64_t cap = std::max(rows, capacity_ + capacity_ / 2);
+  std::unique_ptr<float[]> grown(new float[size_t(cap * hidden_)]);
+  if (keep > 0) std::memcpy(grown.get(), buf_.get(), sizeof(float) * size_t(keep * hidden_));
+  buf_ = std::move(grown);
+  capacity_ = cap;
+}
+
+float* ExpertDispatch::input(int64_t n) {
+  ensure_rows(std::max<int64_t>(n, 1), 0);
   n_ = n;
+  return buf_.get();
+}
+
+void ExpertDispatch::exchange_counts(const uint64_t* send, uint64_t* recv) {
+  // Eight bytes per peer both ways; the offsets are the peers' slots.
+  for (int p = 0; p < world_; ++p) {
+    send_bytes_[size_t(p)] = recv_bytes_[size_t(p)] = sizeof(uint64_t);
+    send_off_[size_t(p)] = recv_off_[size_t(p)] = size_t(p) * sizeof(uint64_t);
+  }
+  comm_.all_to_all_v(send, send_bytes_.data(), send_off_.data(), recv, recv_bytes_.data(),
+                     recv_off_.data());
+}
+
+void ExpertDispatch::dispatch(int64_t n, const int32_t* ids, const float* weights, int64_t layer,
+                              A2aProfiler* profiler) {
+  QWEN3MOE_CHECK(n == n_, "dispatch of ", n, " tokens, but input() was sized for ", n_);
+  const int64_t H = hidden_, k = top_k_, row = H + 2 * k;
+  const size_t w = static_cast<size_t>(world_);
   layer_ = layer;
+
+  // Destinations: each token once per rank owning one of its experts, in token order.
   for (auto& d : dest_tokens_) d.clear();
-  std::vector<char> seen(static_cast<size_t>(world_));
+  token_slot_.assign(size_t(n) * w, -1);
   for (int64_t t = 0; t < n; ++t) {
-    std::fill(seen.begin(), seen.end(), 0);
     for (int64_t j = 0; j < k; ++j) {
       const int32_t e = ids[t * k + j];
       QWEN3MOE_CHECK(e >= 0 && e < num_experts_, "router chose expert ", e, " outside [0, ",
                      num_experts_, ")");
-      seen[size_t(e / experts_per_rank_)] = 1;
-    }
-    for (int p = 0; p < world_; ++p)
-      if (seen[size_t(p)]) dest_tokens_[size_t(p)].push_back(int32_t(t));
-  }
-  size_t total = 0;
-  for (int p = 0; p < world_; ++p) total += send_rows_[size_t(p)] = dest_tokens_[size_t(p)].size();
-  send_buf_.resize(std::max<size_t>(1, total * size_t(row)));
-  float* out = send_buf_.data();
-  for (int p = 0; p < world_; ++p) {
-    for (int32_t t : dest_tokens_[size_t(p)]) {
-      std::memcpy(out, h + int64_t(t) * H, sizeof(float) * size_t(H));
-      for (int64_t j = 0; j < k; ++j) {
-        const int32_t e = ids[int64_t(t) * k + j];
-        // Experts of other ranks are blanked: each rank sees only what it must compute.
-        const int32_t mine = e / experts_per_rank_ == p ? e : -1;
-        std::memcpy(out + H + j, &mine, sizeof(int32_t));
-        out[H + k + j] = weights[int64_t(t) * k + j];
+      const size_t p = size_t(e / experts_per_rank_);
+      int32_t& slot = token_slot_[size_t(t) * w + p];
+      if (slot < 0) {
+        slot = int32_t(dest_tokens_[p].size());
+        dest_tokens_[p].push_back(int32_t(t));
       }
-      out += row;
+    }
+  }
+
+  // A peer's rows are sent from where they are when its tokens nearly fill a contiguous range
+  // of the input (at small world sizes, nearly always all of it): the whole range goes, the
+  // few tokens in it that are not routed there travel as rows without experts. Otherwise
+  // they are packed once, after the input rows. Own rows stay in place. Each row's k expert
+  // ids (other ranks' blanked to -1, so each rank sees only what it must compute) and k
+  // weights go in a second, small exchange.
+  int64_t packed = 0;
+  size_t meta_floats = 0;
+  for (int p = 0; p < world_; ++p) {
+    const auto& tokens = dest_tokens_[size_t(p)];
+    logical_bytes_[size_t(p)] = tokens.size() * size_t(row) * sizeof(float);
+    send_rows_[size_t(p)] = tokens.size();
+    send_row_[size_t(p)] = 0;
+    if (p == rank_ || tokens.empty()) continue;
+    const int64_t span = int64_t(tokens.back() - tokens.front()) + 1;
+    const int64_t idle = span - int64_t(tokens.size());
+    // Sending an idle row costs about what copying two does: ranges with idle rows under a
+    // quarter of them go as they are.
+    if (4 * idle <= span) {
+      send_row_[size_t(p)] = tokens.front();
+      send_rows_[size_t(p)] = uint64_t(span);
+      for (int32_t t : tokens) token_slot_[size_t(t) * w + size_t(p)] = t - tokens.front();
+    } else {
+      send_row_[size_t(p)] = n + packed;
+      packed += int64_t(tokens.size());
+    }
+    meta_floats += size_t(send_rows_[size_t(p)]) * size_t(2 * k);
+  }
+  ensure_rows(n + packed, n);
+  meta_send_.resize(std::max<size_t>(1, meta_floats));
+  float* buf = buf_.get();
+  float* meta = meta_send_.data();
+  auto put_meta = [&](int64_t t, int p) {
+    for (int64_t j = 0; j < k; ++j) {
+      const int32_t e = ids[t * k + j];
+      const int32_t mine = e / experts_per_rank_ == p ? e : -1;
+      std::memcpy(meta + j, &mine, sizeof(int32_t));
+      meta[k + j] = weights[t * k + j];
+    }
+    meta += 2 * k;
+  };
+  for (int p = 0; p < world_; ++p) {
+    const auto& tokens = dest_tokens_[size_t(p)];
+    meta_at_[size_t(p)] = size_t(meta - meta_send_.data());
+    if (p == rank_ || tokens.empty()) continue;
+    const int64_t first = send_row_[size_t(p)];
+    if (first < n) {
+      for (int64_t t = first; t < first + int64_t(send_rows_[size_t(p)]); ++t) put_meta(t, p);
+      continue;
+    }
+    for (size_t i = 0; i < tokens.size(); ++i) {
+      std::memcpy(buf + (first + int64_t(i)) * H, buf + int64_t(tokens[i]) * H,
+                  sizeof(float) * size_t(H));
+      put_meta(tokens[i], p);
     }
   }
 
   comm_.set_phase(layer, "dispatch");
   // Counts first: the wait for the slowest peer to reach this layer.
   const double t0 = profiler ? profiler->now_us() : 0;
-  std::vector<size_t> eight(static_cast<size_t>(world_), sizeof(uint64_t));
-  std::vector<uint64_t> send_counts(send_rows_.begin(), send_rows_.end()), recv_counts(static_cast<size_t>(world_));
-  exchange(send_counts.data(), eight, recv_counts.data(), eight);
+  exchange_counts(send_rows_.data(), recv_rows_.data());
   const double t1 = profiler ? profiler->now_us() : 0;
-  std::vector<size_t> send_bytes(static_cast<size_t>(world_)), recv_bytes(static_cast<size_t>(world_));
-  recv_rows_ = 0;
-  for (int p = 0; p < world_; ++p) {
-    recv_rows_per_peer_[size_t(p)] = size_t(recv_counts[size_t(p)]);
-    recv_rows_ += int64_t(recv_counts[size_t(p)]);
-    send_bytes[size_t(p)] = send_rows_[size_t(p)] * size_t(row) * sizeof(float);
-    recv_bytes[size_t(p)] = recv_rows_per_peer_[size_t(p)] * size_t(row) * sizeof(float);
-  }
-  recv_buf_.resize(std::max<size_t>(1, size_t(recv_rows_ * row)));
-  exchange(send_buf_.data(), send_bytes, recv_buf_.data(), recv_bytes);
-  if (profiler)
-    profiler->record_exchange(layer, "dispatch", send_bytes, t0, t1 - t0, profiler->now_us() - t1);
 
-  // Each local expert's (row, weight) pairs in row order; the rows stay where they arrived.
-  const int64_t e0 = int64_t(rank_) * experts_per_rank_;
-  auto for_each_pair = [&](auto&& fn) {
-    for (int64_t r = 0; r < recv_rows_; ++r) {
-      const float* in = recv_buf_.data() + r * row;
+  // Each peer's rows land after the input and packed rows, in rank order.
+  int64_t cursor = n + packed;
+  size_t meta_in = 0;
+  for (int p = 0; p < world_; ++p) {
+    const size_t q = size_t(p);
+    const int64_t cnt = p == rank_ ? 0 : int64_t(recv_rows_[q]);
+    const size_t out = p == rank_ ? 0 : size_t(send_rows_[q]);
+    block_row_[q] = cursor;
+    meta_recv_at_[q] = meta_in;
+    send_bytes_[q] = out * size_t(H) * sizeof(float);
+    send_off_[q] = size_t(p == rank_ ? 0 : send_row_[q] * H) * sizeof(float);
+    recv_bytes_[q] = size_t(cnt * H) * sizeof(float);
+    recv_off_[q] = size_t(cursor * H) * sizeof(float);
+    cursor += cnt;
+    meta_in += size_t(cnt * 2 * k);
+  }
+  rows_ = cursor;
+  ensure_rows(rows_, n + packed);
+  meta_recv_.resize(std::max<size_t>(1, meta_in));
+  comm_.all_to_all_v(buf_.get(), send_bytes_.data(), send_off_.data(), buf_.get(),
+                     recv_bytes_.data(), recv_off_.data());
+  for (int p = 0; p < world_; ++p) {
+    const size_t q = size_t(p);
+    const size_t out = p == rank_ ? 0 : size_t(send_rows_[q]);
+    const size_t in = p == rank_ ? 0 : size_t(recv_rows_[q]);
+    send_bytes_[q] = out * size_t(2 * k) * sizeof(float);
+    send_off_[q] = meta_at_[q] * sizeof(float);
+    recv_bytes_[q] = in * size_t(2 * k) * sizeof(float);
+    recv_off_[q] = meta_recv_at_[q] * sizeof(float);
+  }
+  comm_.all_to_all_v(meta_send_.data(), send_bytes_.data(), send_off_.data(), meta_recv_.data(),
+                     recv_bytes_.data(), recv_off_.data());
+  if (profiler)
+    profiler->record_exchange(layer, "dispatch", logical_bytes_, t0, t1 - t0,
+                              profiler->now_us() - t1);
+
+  // Rows that carry at least one local expert: what combine returns as routed traffic.
+  for (int p = 0; p < world_; ++p) {
+    const size_t q = size_t(p);
+    routed_in_[q] = 0;
+    if (p == rank_) continue;
+    const float* got = meta_recv_.data() + meta_recv_at_[q];
+    for (uint64_t i = 0; i < recv_rows_[q]; ++i) {
+      bool any = false;
       for (int64_t j = 0; j < k; ++j) {
         int32_t e;
-        std::memcpy(&e, in + H + j, sizeof(int32_t));
-        if (e >= 0) fn(r, e, in[H + k + j]);
+        std::memcpy(&e, got + int64_t(i) * 2 * k + j, sizeof(int32_t));
+        any |= e >= 0;
       }
+      routed_in_[q] += any;
+    }
+  }
+
+  // Each local expert's (row, weight) pairs: own tokens from the router's arrays, the peers'
+  // from the ids and weights that came with their rows.
+  const int64_t e0 = int64_t(rank_) * experts_per_rank_;
+  auto for_each_pair = [&](auto&& fn) {
+    for (int p = 0; p < world_; ++p) {
+      if (p == rank_) {
+        for (int32_t t : dest_tokens_[size_t(p)])
+          for (int64_t j = 0; j < k; ++j) {
+            const int32_t e = ids[int64_t(t) * k + j];
+            if (e / experts_per_rank_ == rank_) fn(int64_t(t), e, weights[int64_t(t) * k + j]);
+          }
+        continue;
+      }
+      const int64_t cnt = int64_t(recv_rows_[size_t(p)]), first = block_row_[size_t(p)];
+      const float* got = meta_recv_.data() + meta_recv_at_[size_t(p)];
+      for (int64_t i = 0; i < cnt; ++i)
+        for (int64_t j = 0; j < k; ++j) {
+          int32_t e;
+          std::memcpy(&e, got + i * 2 * k + j, sizeof(int32_t));
+          if (e >= 0) fn(first + i, e, got[i * 2 * k + k + j]);
+        }
     }
   };
-  offsets_.assign(size_t(local_experts_ + 1), 0);
+  std::fill(offsets_.begin(), offsets_.end(), 0);
   for_each_pair([&](int64_t, int32_t e, float) {
     QWEN3MOE_CHECK(e >= e0 && e < e0 + local_experts_, "rank ", rank_, " received expert ", e,
                    " which it does not own");
@@ -122,48 +275,59 @@ void ExpertDispatch::dispatch(const float* h, int64_t n, const int32_t* ids,
   const int64_t pairs = offsets_[size_t(local_experts_)];
   pair_rows_.resize(size_t(pairs));
   pair_weights_.resize(size_t(pairs));
-  std::vector<int64_t> fill(offsets_.begin(), offsets_.end() - 1);
+  std::copy(offsets_.begin(), offsets_.end() - 1, fill_.begin());
   for_each_pair([&](int64_t r, int32_t e, float weight) {
-    const int64_t at = fill[size_t(e - e0)]++;
-    pair_rows_[size_t(at)] = int32_t(r);
-    pair_weights_[size_t(at)] = weight;
+    const int64_t a = fill_[size_t(e - e0)]++;
+    pair_rows_[size_t(a)] = int32_t(r);
+    pair_weights_[size_t(a)] = weight;
   });
 }
 
 void ExpertDispatch::combine(const float* partial, float* y, A2aProfiler* profiler) {
   const int64_t H = hidden_;
+  const size_t w = static_cast<size_t>(world_);
   comm_.set_phase(layer_, "combine");
   // The rows go back the way they came: what arrived from peer p returns to p.
   const double t0 = profiler ? profiler->now_us() : 0;
-  std::vector<size_t> eight(static_cast<size_t>(world_), sizeof(uint64_t));
-  std::vector<uint64_t> send_counts(recv_rows_per_peer_.begin(), recv_rows_per_peer_.end());
-  std::vector<uint64_t> recv_counts(static_cast<size_t>(world_));
-  exchange(send_counts.data(), eight, recv_counts.data(), eight);
+  exchange_counts(recv_rows_.data(), count_scratch_.data());
   const double t1 = profiler ? profiler->now_us() : 0;
-  std::vector<size_t> send_bytes(static_cast<size_t>(world_)), recv_bytes(static_cast<size_t>(world_));
+  int64_t back_rows = 0;
   for (int p = 0; p < world_; ++p) {
-    QWEN3MOE_CHECK(recv_counts[size_t(p)] == send_rows_[size_t(p)], "combine: rank ", p,
-                   " returns ", recv_counts[size_t(p)], " rows, ", send_rows_[size_t(p)],
-                   " were dispatched to it");
-    send_bytes[size_t(p)] = recv_rows_per_peer_[size_t(p)] * size_t(H) * sizeof(float);
-    recv_bytes[size_t(p)] = send_rows_[size_t(p)] * size_t(H) * sizeof(float);
-  }
-  size_t back_rows = 0;
-  for (size_t r : send_rows_) back_rows += r;
-  back_buf_.resize(std::max<size_t>(1, back_rows * size_t(H)));
-  exchange(partial, send_bytes, back_buf_.data(), recv_bytes);
-  if (profiler)
-    profiler->record_exchange(layer_, "combine", send_bytes, t0, t1 - t0, profiler->now_us() - t1);
-
-  // Sum per token in rank order, i.e. in ascending expert blocks, as the one-rank sum does.
-  std::memset(y, 0, sizeof(float) * size_t(n_ * H));
-  const float* in = back_buf_.data();
-  for (int p = 0; p < world_; ++p) {
-    for (int32_t t : dest_tokens_[size_t(p)]) {
-      float* dst = y + int64_t(t) * H;
-      for (int64_t i = 0; i < H; ++i) dst[i] += in[i];
-      in += H;
+    const size_t q = size_t(p);
+    QWEN3MOE_CHECK(count_scratch_[q] == send_rows_[q], "combine: rank ", p, " returns ",
+                   count_scratch_[q], " rows, ", send_rows_[q], " were dispatched to it");
+    const uint64_t routed = p == rank_ ? recv_rows_[q] : routed_in_[q];
+    logical_bytes_[q] = size_t(routed) * size_t(H) * sizeof(float);
+    if (p == rank_) {
+      send_bytes_[q] = recv_bytes_[q] = send_off_[q] = recv_off_[q] = 0;
+      continue;
     }
+    // A peer's rows are contiguous in partial, as they arrived: sent from where they are.
+    send_bytes_[q] = size_t(recv_rows_[q]) * size_t(H) * sizeof(float);
+    send_off_[q] = size_t(block_row_[q] * H) * sizeof(float);
+    back_row_[q] = back_rows;
+    recv_bytes_[q] = size_t(send_rows_[q]) * size_t(H) * sizeof(float);
+    recv_off_[q] = size_t(back_rows * H) * sizeof(float);
+    back_rows += int64_t(send_rows_[q]);
+  }
+  back_buf_.resize(size_t(std::max<int64_t>(1, back_rows * H)));
+  comm_.all_to_all_v(partial, send_bytes_.data(), send_off_.data(), back_buf_.data(),
+                     recv_bytes_.data(), recv_off_.data());
+  if (profiler)
+    profiler->record_exchange(layer_, "combine", logical_bytes_, t0, t1 - t0,
+                              profiler->now_us() - t1);
+
+  // Each token's rows summed in rank order, i.e. in ascending expert blocks, as the one-rank
+  // sum does; the own rank's row read in place from partial.
+  for (int64_t t = 0; t < n_; ++t) {
+    int count = 0;
+    for (int p = 0; p < world_; ++p) {
+      const int32_t slot = token_slot_[size_t(t) * w + size_t(p)];
+      if (slot < 0) continue;
+      sources_[size_t(count++)] =
+          p == rank_ ? partial + t * H : back_buf_.data() + (back_row_[size_t(p)] + slot) * H;
+    }
+    sum_rows(y + t * H, sources_.data(), count, H);
   }
 }
 

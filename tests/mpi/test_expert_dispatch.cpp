@@ -1,0 +1,202 @@
+// ExpertDispatch under mpirun -np 2 and -np 4, on routings chosen to take each of its send
+// paths: every token to every rank (rows sent from the input as they are), a range with a few
+// tokens not routed to a peer (idle rows), scattered tokens (packed rows), a rank with no
+// tokens, and everything to one rank. Payload values name (source rank, token, column), so a
+// row delivered to the wrong expert or returned to the wrong token fails; each rank recomputes
+// every rank's routing to know exactly which pairs its experts must see.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <functional>
+#include <set>
+#include <tuple>
+#include <vector>
+
+#include "mpi_world.h"
+#include "parallel/a2a_profiler.h"
+#include "parallel/expert_dispatch.h"
+
+namespace qwen3moe {
+namespace {
+
+constexpr int64_t kHidden = 16, kTopK = 3;
+
+Communicator& world() { return testing::world(); }
+
+float payload(int rank, int64_t token, int64_t col) {
+  return float(rank * 100000 + token * 100 + col);
+}
+
+// The router of one test: tokens per rank, and the k distinct experts and weights of each.
+struct Routing {
+  std::function<int64_t(int rank)> tokens;
+  std::function<std::vector<int32_t>(int rank, int64_t token)> experts;
+};
+
+float weight_of(int rank, int64_t token, int64_t j) {
+  return 0.25f + 0.125f * float((rank + token + j) % 5);
+}
+
+void run_case(const Routing& routing, int64_t experts) {
+  Communicator& comm = world();
+  const int W = comm.size(), R = comm.rank();
+  const int64_t per_rank = experts / W, e0 = R * per_rank;
+  ExpertDispatch d(comm, kHidden, experts, kTopK);
+  A2aProfiler profiler(R, W, experts, {true});
+
+  // Twice: the second round reuses the buffers the first one grew.
+  for (int round = 0; round < 2; ++round) {
+    const int64_t n = routing.tokens(R);
+    float* in = d.input(n);
+    std::vector<int32_t> ids(static_cast<size_t>(n * kTopK));
+    std::vector<float> weights(ids.size());
+    for (int64_t t = 0; t < n; ++t) {
+      for (int64_t c = 0; c < kHidden; ++c) in[t * kHidden + c] = payload(R, t, c);
+      const std::vector<int32_t> e = routing.experts(R, t);
+      for (int64_t j = 0; j < kTopK; ++j) {
+        ids[size_t(t * kTopK + j)] = e[size_t(j)];
+        weights[size_t(t * kTopK + j)] = weight_of(R, t, j);
+      }
+    }
+    d.dispatch(n, ids.data(), weights.data(), 0, &profiler);
+
+    // What each local expert must see: (source rank, token, weight) for every pair routed to it.
+    using Pair = std::tuple<int, int64_t, float>;
+    std::vector<std::multiset<Pair>> expect(static_cast<size_t>(per_rank));
+    for (int src = 0; src < W; ++src)
+      for (int64_t t = 0; t < routing.tokens(src); ++t) {
+        const std::vector<int32_t> e = routing.experts(src, t);
+        for (int64_t j = 0; j < kTopK; ++j)
+          if (e[size_t(j)] >= e0 && e[size_t(j)] < e0 + per_rank)
+            expect[size_t(e[size_t(j)] - e0)].insert({src, t, weight_of(src, t, j)});
+      }
+    ASSERT_EQ(d.local_experts(), per_rank);
+    ASSERT_EQ(d.expert_offsets().size(), size_t(per_rank + 1));
+    const float* rows = d.row_data();
+    for (int64_t e = 0; e < per_rank; ++e) {
+      std::multiset<Pair> got;
+      for (int64_t a = d.expert_offsets()[size_t(e)]; a < d.expert_offsets()[size_t(e + 1)]; ++a) {
+        const int64_t r = d.pair_rows()[size_t(a)];
+        ASSERT_GE(r, 0);
+        ASSERT_LT(r, d.rows());
+        // Decode the row's source from its payload, and check all its columns agree.
+        const float v0 = rows[r * kHidden];
+        const int src = int(v0) / 100000;
+        const int64_t t = (int64_t(v0) % 100000) / 100;
+        for (int64_t c = 0; c < kHidden; ++c)
+          ASSERT_EQ(rows[r * kHidden + c], payload(src, t, c)) << "row " << r << " col " << c;
+        got.insert({src, t, d.pair_weights()[size_t(a)]});
+      }
+      EXPECT_EQ(got, expect[size_t(e)]) << "rank " << R << " expert " << e0 + e;
+    }
+
+    // Identity experts: each row's partial is its local experts' weights times the row, so the
+    // combined token is the sum of all its weights times its own row.
+    std::vector<float> partial(static_cast<size_t>(std::max<int64_t>(1, d.rows() * kHidden)),
+                               -1e30f);  // rows without pairs must not be read
+    std::vector<char> has_pair(static_cast<size_t>(d.rows()), 0);
+    for (size_t a = 0; a < d.pair_rows().size(); ++a) has_pair[size_t(d.pair_rows()[a])] = 1;
+    for (int64_t r = 0; r < d.rows(); ++r)
+      if (has_pair[size_t(r)])
+        for (int64_t c = 0; c < kHidden; ++c) partial[size_t(r * kHidden + c)] = 0;
+    for (size_t a = 0; a < d.pair_rows().size(); ++a) {
+      const int64_t r = d.pair_rows()[a];
+      for (int64_t c = 0; c < kHidden; ++c)
+        partial[size_t(r * kHidden + c)] += d.pair_weights()[a] * rows[r * kHidden + c];
+    }
+    std::vector<float> y(static_cast<size_t>(std::max<int64_t>(1, n * kHidden)));
+    d.combine(partial.data(), y.data(), &profiler);
+    for (int64_t t = 0; t < n; ++t) {
+      float wsum = 0;
+      for (int64_t j = 0; j < kTopK; ++j) wsum += weight_of(R, t, j);
+      for (int64_t c = 0; c < kHidden; ++c)
+        ASSERT_NEAR(y[size_t(t * kHidden + c)], wsum * payload(R, t, c),
+                    1e-5f * std::abs(wsum * payload(R, t, c)))
+            << "rank " << R << " token " << t << " col " << c;
+    }
+
+    // The profile counts routed rows both ways: (token, destination) pairs, idle rows not.
+    const auto& ex = profiler.exchanges();
+    ASSERT_GE(ex.size(), 2u);
+    const A2aExchange& disp = ex[ex.size() - 2];
+    const A2aExchange& comb = ex[ex.size() - 1];
+    std::vector<uint64_t> to(static_cast<size_t>(W), 0), from(static_cast<size_t>(W), 0);
+    for (int64_t t = 0; t < n; ++t) {
+      std::set<int> dest;
+      for (int32_t e : routing.experts(R, t)) dest.insert(int(e / per_rank));
+      for (int p : dest) ++to[size_t(p)];
+    }
+    for (int src = 0; src < W; ++src)
+      for (int64_t t = 0; t < routing.tokens(src); ++t) {
+        bool mine = false;
+        for (int32_t e : routing.experts(src, t)) mine |= e / per_rank == R;
+        from[size_t(src)] += mine;
+      }
+    for (int p = 0; p < W; ++p) {
+      EXPECT_EQ(disp.bytes_to[size_t(p)], to[size_t(p)] * (kHidden + 2 * kTopK) * sizeof(float))
+          << "dispatch to " << p;
+      EXPECT_EQ(comb.bytes_to[size_t(p)], from[size_t(p)] * kHidden * sizeof(float))
+          << "combine to " << p;
+    }
+  }
+}
+
+// Experts are placed 4 per rank (E = 4W, k = 3), so a token's k experts can sit on one rank.
+
+// Every token to ranks 0, 1 and the last: at np 2 each rank sends all its tokens to its peer
+// straight from the input; at np 4 rank 2 gets nothing.
+std::vector<int32_t> wide(int64_t t, int W) {
+  return {int32_t(t % 4), int32_t(4 + t % 4), int32_t(4 * (W - 1) + (t + 1) % 4)};
+}
+
+TEST(ExpertDispatch, TokensSentFromTheInputInPlace) {
+  const int W = world().size();
+  run_case({[](int r) { return 7 + r; }, [W](int, int64_t t) { return wide(t, W); }}, 4 * W);
+}
+
+TEST(ExpertDispatch, AFewUnroutedTokensTravelAsIdleRows) {
+  const int W = world().size();
+  // Token 3 of every rank stays on rank 0's experts: a hole in every other rank's range.
+  run_case({[](int) { return int64_t(12); },
+            [W](int, int64_t t) {
+              return t == 3 ? std::vector<int32_t>{0, 1, 2} : wide(t, W);
+            }},
+           4 * W);
+}
+
+TEST(ExpertDispatch, ScatteredTokensArePacked) {
+  const int W = world().size();
+  const int32_t last = int32_t(4 * (W - 1));
+  // Even tokens to rank 0's experts only, odd tokens to the last rank's only.
+  run_case({[](int r) { return int64_t(9 + 2 * r); },
+            [last](int, int64_t t) {
+              const int32_t b = t % 2 ? last : 0;
+              return std::vector<int32_t>{b, b + 1, b + 2};
+            }},
+           4 * W);
+}
+
+TEST(ExpertDispatch, ARankWithoutTokens) {
+  const int W = world().size();
+  const int64_t E = 4 * W;
+  run_case({[](int r) { return r == 1 ? int64_t(0) : int64_t(5); },
+            [E](int r, int64_t t) {
+              return std::vector<int32_t>{int32_t((t + r) % E), int32_t((t + r + 5) % E),
+                                          int32_t((t + r + 10) % E)};
+            }},
+           E);
+}
+
+TEST(ExpertDispatch, EverythingToOneRank) {
+  const int W = world().size();
+  const int32_t last = int32_t(4 * (W - 1));
+  run_case({[](int r) { return int64_t(3 + r); },
+            [last](int, int64_t t) {
+              return std::vector<int32_t>{last + int32_t(t % 2), last + 2, last + 3};
+            }},
+           4 * W);
+}
+
+}  // namespace
+}  // namespace qwen3moe
