@@ -10,6 +10,8 @@
 
 #include "kernels/dtype.h"
 
+struct CUstream_st;  // cudaStream_t is CUstream_st*; declared here to keep CUDA headers out
+
 namespace qwen3moe {
 
 // A 2-D weight matrix [rows, cols] with row stride `ld` (elements), in backend memory. A
@@ -60,7 +62,15 @@ class Backend {
   // a column slice to ld = cols).
   virtual Weight map_weight(const Weight& host) = 0;
   virtual void zero(void* ptr, size_t bytes) = 0;
+  // dst[bytes] = src[bytes], both backend memory (ranges may overlap): the collectives of a
+  // one-rank world on backend memory (parallel/local_device_communicator).
+  virtual void copy(void* dst, const void* src, size_t bytes) = 0;
   virtual void synchronize() = 0;
+  // Host memory that upload/download move fastest (page-locked on CUDA, which lets the copy
+  // engine read it directly): the staging buffers of parallel/host_staged_communicator.
+  // Plain heap memory by default.
+  virtual void* alloc_host(size_t bytes) { return ::operator new(bytes); }
+  virtual void free_host(void* ptr) { ::operator delete(ptr); }
 
   // y[M,N] = x[M,K] · w[N,K]^T (+ bias[N] when given, f32). f32 accumulation.
   virtual void matmul(float* y, const float* x, const Weight& w, int64_t m,
@@ -148,6 +158,10 @@ std::unique_ptr<Backend> make_cpu_backend(int threads = 0);
 std::unique_ptr<Backend> make_cuda_backend(int device = 0);
 // GPUs this process can see (0 without a driver or a GPU): GPU tests skip on 0.
 int cuda_device_count();
+// The stream every op of a CUDA backend runs on, so that a communicator on device memory
+// (parallel/nccl) orders its transfers after the ops that wrote the buffers. Error when
+// `backend` is not a CUDA backend.
+CUstream_st* cuda_stream(Backend& backend);
 #endif
 
 }  // namespace qwen3moe

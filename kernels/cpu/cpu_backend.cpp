@@ -30,6 +30,9 @@ class CpuBackend final : public Backend {
   }
   Weight map_weight(const Weight& host) override { return host; }
   void zero(void* ptr, size_t bytes) override { std::memset(ptr, 0, bytes); }
+  void copy(void* dst, const void* src, size_t bytes) override {
+    if (bytes && dst != src) std::memmove(dst, src, bytes);
+  }
   void synchronize() override {}
 
   void matmul(float* y, const float* x, const Weight& w, int64_t m, const float* bias) override {

@@ -43,6 +43,14 @@ class CudaBackend final : public Backend {
     return p;
   }
   void free(void* ptr) override { QWEN3MOE_CUDA_CHECK(cudaFree(ptr)); }
+  // Pinned: the copy engine reads and writes it directly (no bounce through a driver buffer).
+  void* alloc_host(size_t bytes) override {
+    void* p = nullptr;
+    QWEN3MOE_CUDA_CHECK(cudaMallocHost(&p, std::max<size_t>(bytes, 1)));
+    return p;
+  }
+  void free_host(void* ptr) override { QWEN3MOE_CUDA_CHECK(cudaFreeHost(ptr)); }
+  cudaStream_t stream() const { return stream_; }
   // Host buffers may be reused as soon as these return, so both wait for the copy.
   void upload(void* dst, const void* src, size_t bytes) override {
     if (bytes == 0) return;
@@ -67,6 +75,10 @@ class CudaBackend final : public Backend {
   }
   void zero(void* ptr, size_t bytes) override {
     QWEN3MOE_CUDA_CHECK(cudaMemsetAsync(ptr, 0, bytes, stream_));
+  }
+  void copy(void* dst, const void* src, size_t bytes) override {
+    if (bytes && dst != src)
+      QWEN3MOE_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, stream_));
   }
   void synchronize() override { QWEN3MOE_CUDA_CHECK(cudaStreamSynchronize(stream_)); }
 
@@ -217,6 +229,13 @@ class CudaBackend final : public Backend {
 
 std::unique_ptr<Backend> make_cuda_backend(int device) {
   return std::make_unique<CudaBackend>(device);
+}
+
+CUstream_st* cuda_stream(Backend& backend) {
+  auto* cuda = dynamic_cast<CudaBackend*>(&backend);
+  QWEN3MOE_CHECK(cuda != nullptr, "a CUDA stream was asked of the '", backend.name(),
+                 "' backend");
+  return cuda->stream();
 }
 
 int cuda_device_count() {
