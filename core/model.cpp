@@ -75,10 +75,14 @@ float* Model::upload_vector(const TensorView& t, int64_t begin, int64_t count) {
 }
 
 Model::Model(const ModelConfig& config, const WeightStore& ws, Backend& backend,
-             Communicator& comm, const Topology& topo)
-    : config_(config), backend_(backend), comm_(comm), topo_(topo) {
+             Communicator& comm, Communicator& host_comm, const Topology& topo)
+    : config_(config), backend_(backend), comm_(comm), host_comm_(host_comm), topo_(topo) {
   QWEN3MOE_CHECK(topo_.tp() == comm_.size(), "tp=", topo_.tp(), " is smaller than the world of ",
                  comm_.size(), " ranks; attention data parallelism is not supported yet");
+  QWEN3MOE_CHECK(host_comm_.size() == comm_.size() && host_comm_.rank() == comm_.rank(),
+                 "the host communicator (rank ", host_comm_.rank(), " of ", host_comm_.size(),
+                 ") is not the device one's world (rank ", comm_.rank(), " of ", comm_.size(),
+                 ")");
   const ModelConfig& c = config_;
   const int64_t H = c.hidden_size, D = c.head_dim, V = c.vocab_size;
   const int64_t hq = topo_.heads_per_rank(), kvl = topo_.kv_heads_per_rank();
@@ -127,7 +131,7 @@ Model::Model(const ModelConfig& config, const WeightStore& ws, Backend& backend,
       const int64_t E = c.num_experts, I = c.moe_intermediate_size;
       L.router = slice(ws.expect(layer_name(l, "mlp.gate.weight"), {E, H}), 0, E, 0, H);
       if (!dispatch_)
-        dispatch_ = std::make_unique<ExpertDispatch>(comm_, H, E, c.num_experts_per_tok);
+        dispatch_ = std::make_unique<ExpertDispatch>(host_comm_, H, E, c.num_experts_per_tok);
       for (int64_t e = topo_.expert_begin(); e < topo_.expert_begin() + topo_.experts_per_rank();
            ++e) {
         L.expert_gate.push_back(slice(ws.expect(expert_name(l, e, "gate_proj"), {I, H}), 0, I, 0, H));
@@ -292,8 +296,8 @@ void Model::forward(const StepBatch& b, KvCache& cache, std::vector<float>& logi
     backend_.download(local.data(), logits_, local.size() * sizeof(float));
     for (int64_t r = 0; r < L; ++r)
       std::copy_n(local.data() + r * vl, vl, mine.data() + r * per);
-    comm_.set_phase(-1, "logits");
-    comm_.all_gather(mine.data(), all.data(), mine.size() * sizeof(float));
+    host_comm_.set_phase(-1, "logits");
+    host_comm_.all_gather(mine.data(), all.data(), mine.size() * sizeof(float));
     for (int p = 0; p < topo_.tp(); ++p) {
       const int64_t v0 = std::min<int64_t>(c.vocab_size, p * per);
       const int64_t vn = std::min<int64_t>(c.vocab_size, v0 + per) - v0;

@@ -32,8 +32,15 @@ struct StepBatch {
 
 class Model {
  public:
+  // comm carries the collectives on backend memory (the hidden states); host_comm those on
+  // host memory (expert dispatch, the logits gather). With the CPU backend they are one
+  // communicator; with CUDA, comm is NCCL, host-staged MPI or the local device communicator.
   Model(const ModelConfig& config, const WeightStore& weights, Backend& backend,
-        Communicator& comm, const Topology& topo);
+        Communicator& comm, Communicator& host_comm, const Topology& topo);
+  // Both on `comm`: a backend whose memory is host memory (the CPU backend).
+  Model(const ModelConfig& config, const WeightStore& weights, Backend& backend,
+        Communicator& comm, const Topology& topo)
+      : Model(config, weights, backend, comm, comm, topo) {}
   ~Model();
   Model(const Model&) = delete;
   Model& operator=(const Model&) = delete;
@@ -69,7 +76,8 @@ class Model {
 
   ModelConfig config_;
   Backend& backend_;
-  Communicator& comm_;
+  Communicator& comm_;       // backend memory
+  Communicator& host_comm_;  // host memory
   Topology topo_;
   std::vector<Layer> layers_;
   Weight embed_, lm_head_;

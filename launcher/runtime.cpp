@@ -4,6 +4,7 @@
 #include <cstdio>
 
 #include "kernels/check.h"
+#include "launcher/model_communicator.h"
 #include "launcher/process.h"
 
 namespace qwen3moe::launcher {
@@ -15,6 +16,7 @@ std::unique_ptr<Runtime> load_runtime(const RuntimeOptions& o) {
                    o.collective_timeout);
   });
   enable_collective_watchdog(o.collective_timeout);
+  int device = -1;  // the CUDA device of this rank
   run_collectively([&] {
     QWEN3MOE_CHECK(o.backend == "cpu" || o.backend == "cuda", "unknown backend '", o.backend,
                    "' (expected cpu or cuda)");
@@ -29,16 +31,23 @@ std::unique_ptr<Runtime> load_runtime(const RuntimeOptions& o) {
       // One GPU per rank: the launcher narrows CUDA_VISIBLE_DEVICES; else local rank order.
       const int gpus = cuda_device_count();
       QWEN3MOE_CHECK(gpus > 0, "--backend cuda: no GPU is visible");
-      rt->backend = make_cuda_backend(process().rank % gpus);
+      device = process().rank % gpus;
+      rt->backend = make_cuda_backend(device);
     }
 #endif
     if (!rt->backend) rt->backend = make_cpu_backend(o.threads);
     rt->comm = process().comm.get();
+  });
+  // Apart from the loading above: a rank that failed there must not leave the others waiting
+  // in the collectives that choosing the communicator runs.
+  run_collectively([&] {
+    rt->model_comm = make_model_communicator(o.comm, *rt->backend, device, *rt->comm);
+    Communicator& model_comm = rt->model_comm ? *rt->model_comm : *rt->comm;
     TopologyShape shape{rt->config.num_attention_heads, rt->config.num_key_value_heads,
                         rt->config.num_experts, rt->config.vocab_size};
     rt->topo = std::make_unique<Topology>(rt->comm->rank(), rt->comm->size(), o.tp, shape);
-    rt->model =
-        std::make_unique<Model>(rt->config, rt->weights, *rt->backend, *rt->comm, *rt->topo);
+    rt->model = std::make_unique<Model>(rt->config, rt->weights, *rt->backend, model_comm,
+                                        *rt->comm, *rt->topo);
   });
   if (rt->comm->size() > 1) {
     // Each rank's share of the weights (its heads, KV heads, experts, vocabulary slice), so an
@@ -49,7 +58,9 @@ std::unique_ptr<Runtime> load_runtime(const RuntimeOptions& o) {
     if (rt->comm->rank() == 0) {
       std::string line = "[rank 0] qwen3moe: weights per rank (MB):";
       for (size_t r = 0; r < all.size(); ++r) line += " " + std::to_string(int64_t(all[r] / 1e6));
-      std::fprintf(stderr, "%s; %s\n", line.c_str(), rt->topo->describe().c_str());
+      std::fprintf(stderr, "%s; %s; collectives: %s\n", line.c_str(),
+                   rt->topo->describe().c_str(),
+                   (rt->model_comm ? rt->model_comm : process().comm)->name().c_str());
     }
   }
   return rt;
@@ -83,6 +94,10 @@ std::vector<int32_t> parse_ids(const std::string& text) {
 
 void add_runtime_flags(CLI::App& cmd, RuntimeOptions& o) {
   cmd.add_option("--backend", o.backend, "cpu or cuda")->capture_default_str();
+  cmd.add_option("--comm", o.comm,
+                 "Collectives of --backend cuda across ranks: auto (NCCL when every rank has its "
+                 "own GPU, else mpi), mpi (MPI through pinned host buffers) or nccl")
+      ->capture_default_str();
   cmd.add_option("--tp", o.tp, "Tensor-parallel size (default: the world size)");
   cmd.add_option("--threads", o.threads, "CPU threads (default: all cores)");
   cmd.add_option("--collective-timeout", o.collective_timeout,

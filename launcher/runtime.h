@@ -22,6 +22,7 @@ namespace qwen3moe::launcher {
 struct RuntimeOptions {
   std::string model_dir;
   std::string backend = "cpu";
+  std::string comm = "auto";  // launcher/model_communicator.h
   int tp = 0;       // 0: the world size
   int threads = 0;  // 0: all cores
   double collective_timeout = 60;  // seconds; multi-rank jobs only
@@ -31,7 +32,9 @@ struct Runtime {
   ModelConfig config;
   WeightStore weights;
   std::unique_ptr<Backend> backend;
-  Communicator* comm = nullptr;  // the process's (launcher/process.h)
+  Communicator* comm = nullptr;  // the process's (launcher/process.h): host memory
+  // The model's collectives on backend memory (--comm); null when `comm` serves (CPU).
+  std::unique_ptr<Communicator> model_comm;
   std::unique_ptr<Topology> topo;
   std::unique_ptr<Model> model;
 };
@@ -45,7 +48,7 @@ std::unique_ptr<KvCache> cache_for(Runtime& rt, int64_t tokens);
 // "1,2,3" -> ids; the Error names the bad element.
 std::vector<int32_t> parse_ids(const std::string& text);
 
-// Registers --backend and --threads and --tp on a subcommand.
+// Registers --backend, --comm, --threads, --tp and --collective-timeout on a subcommand.
 void add_runtime_flags(CLI::App& cmd, RuntimeOptions& options);
 
 }  // namespace qwen3moe::launcher

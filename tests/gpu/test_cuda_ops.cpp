@@ -17,6 +17,7 @@
 #include "kernels/cuda/ops.h"
 #include "kernels/dtype.h"
 #include "model_fixture.h"
+#include "parallel/local_device_communicator.h"
 
 namespace qwen3moe {
 namespace {
@@ -285,10 +286,13 @@ TEST(CudaModel, FixtureParity) {
     const ModelConfig config = ModelConfig::load(dir);
     const WeightStore ws = WeightStore::open(dir);
     auto backend = make_cuda_backend(0);
-    auto comm = make_local_communicator();
+    // The hidden states are device memory: their collectives are device copies; the expert
+    // dispatch and the logits stay on the host communicator.
+    auto host_comm = make_local_communicator();
+    auto comm = make_local_device_communicator(*backend);
     Topology topo(0, 1, 1, {config.num_attention_heads, config.num_key_value_heads,
                             config.num_experts, config.vocab_size});
-    Model model(config, ws, *backend, *comm, topo);
+    Model model(config, ws, *backend, *comm, *host_comm, topo);
     KvCache cache(config, topo, *backend, 64, 16);
     const WeightStore ref = WeightStore::open_file(dir + "/reference.safetensors");
     for (int p = 0; p < 5; ++p) {
