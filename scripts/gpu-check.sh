@@ -1,63 +1,172 @@
 #!/usr/bin/env bash
 # The GPU check: every gpu-labelled test (each CUDA op against its CPU twin, the fixture parity
-# through --backend cuda) and a small benchmark, with a summary table. The GPU machine has
-# CUDA but none of our Debian libraries, so the build happens here and travels:
+# through --backend cuda, the device-memory communicators), the host-staged communicator and a
+# 2-rank logits parity under mpirun, and a small benchmark, with a summary table. The GPU machine
+# has CUDA and NCCL but none of our Debian libraries and no MPI, so the build happens here and
+# travels:
 #
-#   bash scripts/gpu-check.sh prepare   # here: build (no gRPC, no MPI) into build-gpu and copy
-#                                       # the binaries + the shared libraries they need to .gpu-carry
+#   bash scripts/gpu-check.sh prepare   # here: build (MPI on, no gRPC) into build-gpu and copy
+#                                       # the binaries + the shared libraries they need + a
+#                                       # relocatable copy of Debian's Open MPI to .gpu-carry
 #   bash scripts/gpu-check.sh run       # on the GPU machine (carry .gpu-carry): tests + bench
 #
 # With the device tool: run(command="bash scripts/gpu-check.sh run", carry=[".gpu-carry"]).
 # It finishes well inside 8 minutes on one H100.
+#
+# Open MPI travels relocated: mpirun (orterun), its libraries, the plugins of its pkglibdir
+# (minus the InfiniBand/UCX/libfabric/PSM transports and their libraries: one node, shared
+# memory), its help files and PMIx's plugins, found there through OPAL_PREFIX, OPAL_PKGLIBDIR,
+# OPAL_PKGDATADIR and PMIX_PREFIX/PMIX_PKGLIBDIR/PMIX_PKGDATADIR (about 12 MB). Checked here with
+# the system's Open MPI hidden (unshare -m, bind mounts over its folders and libraries): mpirun
+# -np 2 of an mpi test passes through the copy, and fails without the variables.
 set -uo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 carry="$repo/.gpu-carry"
 mode="${1:-run}"
+gpu_tests=(test_cuda_ops test_cuda_communicators)
+mpi_gpu_tests=(test_host_staged_communicator)
+
+# bundle_openmpi DIR LIBDIR: the launcher and plugins into DIR, their libraries into LIBDIR.
+bundle_openmpi() {
+  local out="$1" libdir="$2" pkglib pkgdata so pmix
+  pkglib=$(ompi_info --path pkglibdir --parsable | sed -n 's/^path:pkglibdir://p')
+  pkgdata=$(ompi_info --path pkgdatadir --parsable | sed -n 's/^path:pkgdatadir://p')
+  mkdir -p "$out/bin" "$out/plugins" "$out/pmix/lib" "$out/pmix/share"
+  cp -L "$(command -v orterun || command -v mpirun)" "$out/bin/mpirun"
+  local skip='ucx|ofi|psm|openib|verbs|usnic|java|portals'
+  local skiplib='libuc[pstm]|libfabric|libpsm|libibverbs|librdmacm|libnl-|libefa|libinfinipath'
+  for so in "$pkglib"/*.so; do
+    basename "$so" | grep -Eq "$skip" && continue
+    ldd "$so" | grep -Eq "$skiplib" && continue
+    cp "$so" "$out/plugins/"
+  done
+  cp -r "$pkgdata" "$out/share"
+  pmix=$(dirname "$(readlink -f "$(ldd "$pkglib"/mca_pmix_ext3x.so | awk '/libpmix/{print $3}')")")
+  if [ -d "$pmix/pmix" ]; then cp -r "$pmix/pmix" "$out/pmix/lib/"; fi
+  if [ -d "$pmix/../share/pmix" ]; then cp -r "$pmix/../share/pmix" "$out/pmix/share/"; fi
+  copy_libs "$libdir" "$out/bin/mpirun" "$out"/plugins/*.so
+}
+
+# copy_libs DIR FILE...: every shared library the files need, outside glibc and the CUDA
+# toolkit (the GPU machine has those: libcudart, cuBLAS, NCCL).
+copy_libs() {
+  local dir="$1" lib
+  shift
+  for lib in $(ldd "$@" | awk '/=> \//{print $3}' | sort -u); do
+    case "$lib" in
+      */libc.so*|*/libm.so*|*/libpthread.so*|*/libdl.so*|*/librt.so*|*/ld-linux*|*/libcuda.so*|/usr/local/cuda*) ;;
+      *) cp -L "$lib" "$dir/" ;;
+    esac
+  done
+}
 
 if [ "$mode" = "prepare" ]; then
   set -e
   export PATH="/usr/local/cuda/bin:$PATH"
   build="$repo/build-gpu"
   cmake -S "$repo" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DQWEN3MOE_CUDA=ON \
-    -DQWEN3MOE_GRPC=OFF -DQWEN3MOE_MPI=OFF -DQWEN3MOE_WERROR=ON >/dev/null
-  ninja -C "$build" qwen3moe test_cuda_ops
+    -DQWEN3MOE_GRPC=OFF -DQWEN3MOE_MPI=ON -DQWEN3MOE_WERROR=ON >/dev/null
+  ninja -C "$build" qwen3moe "${gpu_tests[@]}" "${mpi_gpu_tests[@]}"
   rm -rf "$carry" && mkdir -p "$carry/lib" "$carry/bin"
-  cp "$build/qwen3moe" "$build/tests/test_cuda_ops" "$carry/bin/"
-  # Every shared library outside glibc and the CUDA toolkit (the GPU machine has those).
-  for lib in $(ldd "$carry/bin/qwen3moe" "$carry/bin/test_cuda_ops" | awk '/=> \//{print $3}' | sort -u); do
-    case "$lib" in
-      */libc.so*|*/libm.so*|*/libpthread.so*|*/libdl.so*|*/librt.so*|*/ld-linux*|*/libcuda.so*|/usr/local/cuda*) ;;
-      *) cp -L "$lib" "$carry/lib/" ;;
-    esac
-  done
-  echo "gpu-check: prepared $(du -sh "$carry" | cut -f1) in .gpu-carry ($(ls "$carry/lib" | wc -l) libraries)"
+  cp "$build/qwen3moe" "$carry/bin/"
+  for t in "${gpu_tests[@]}" "${mpi_gpu_tests[@]}"; do cp "$build/tests/$t" "$carry/bin/"; done
+  copy_libs "$carry/lib" "$carry"/bin/*
+  bundle_openmpi "$carry/openmpi" "$carry/lib"
+  echo "gpu-check: prepared $(du -sh "$carry" | cut -f1) in .gpu-carry ($(ls "$carry/lib" | wc -l) libraries; the device tool carries at most 64 MiB)"
   exit 0
 fi
 
 [ "$mode" = "run" ] || { echo "usage: gpu-check.sh prepare|run" >&2; exit 2; }
 [ -x "$carry/bin/qwen3moe" ] || { echo "gpu-check: run 'scripts/gpu-check.sh prepare' first (here)" >&2; exit 2; }
 export LD_LIBRARY_PATH="$carry/lib:/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}"
+# The carried Open MPI, where it now lies (see the top of this file).
+om="$carry/openmpi"
+export PATH="$om/bin:$PATH" OPAL_PREFIX="$om" OPAL_PKGLIBDIR="$om/plugins" \
+  OPAL_PKGDATADIR="$om/share" PMIX_PREFIX="$om/pmix" PMIX_PKGLIBDIR="$om/pmix/lib/pmix" \
+  PMIX_PKGDATADIR="$om/pmix/share/pmix"
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+# Containers often forbid the cross-process reads (CMA) of the shared-memory transport.
+export OMPI_MCA_btl_vader_single_copy_mechanism=none
+mpirun=(mpirun -np 2 --oversubscribe --bind-to none -x OMP_NUM_THREADS=1)
+if missing=$(ldd "$carry/bin/qwen3moe" | grep 'not found'); then
+  echo "gpu-check: libraries not found on this machine (NCCL is expected with CUDA):" >&2
+  echo "$missing" >&2
+fi
 export QWEN3MOE_FIXTURES_OVERRIDE="$repo/tests/fixtures"
 cd "$repo"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
 declare -a rows
 status=0
 
-start=$SECONDS
-"$carry/bin/test_cuda_ops" --gtest_color=no 2>&1 | tee /tmp/gpu-check-tests.log
-rc=${PIPESTATUS[0]}
-# Each test's result line ends with its time, "(N ms)"; the summary repeats names without it.
-passed=$(grep -c '^\[       OK \] .*ms)$' /tmp/gpu-check-tests.log || true)
-failed=$(grep -c '^\[  FAILED  \] .*ms)$' /tmp/gpu-check-tests.log || true)
-skipped=$(grep -c '^\[  SKIPPED \] .*ms)$' /tmp/gpu-check-tests.log || true)
-rows+=("gpu tests (CUDA vs CPU twins, fixture parity)|$passed passed, $failed failed, $skipped skipped|$((SECONDS - start)) s")
-[ "$rc" -eq 0 ] || status=1
+# gtest_row TITLE COMMAND...: runs a gtest binary (or mpirun of one) and adds its counts.
+gtest_row() {
+  local title="$1" rc passed failed skipped start=$SECONDS
+  shift
+  timeout 300 "$@" --gtest_color=no 2>&1 | tee /tmp/gpu-check-tests.log
+  rc=${PIPESTATUS[0]}
+  # Each test's result line ends with its time, "(N ms)"; the summary repeats names without it.
+  passed=$(grep -c '^\[       OK \] .*ms)$' /tmp/gpu-check-tests.log || true)
+  failed=$(grep -c '^\[  FAILED  \] .*ms)$' /tmp/gpu-check-tests.log || true)
+  skipped=$(grep -c '^\[  SKIPPED \] .*ms)$' /tmp/gpu-check-tests.log || true)
+  rows+=("$title|exit $rc: $passed passed, $failed failed, $skipped skipped|$((SECONDS - start)) s")
+  [ "$rc" -eq 0 ] || status=1
+}
+
+gtest_row "gpu tests (CUDA vs CPU twins, fixture parity)" "$carry/bin/test_cuda_ops"
+gtest_row "gpu communicators (local, host-staged, NCCL world 1)" "$carry/bin/test_cuda_communicators"
+# Rank 0 alone prints gtest's lines: the counts are rank 0's, the exit status every rank's.
+gtest_row "mpirun -np 2: host-staged cpu+cuda, NCCL (>= 2 GPUs)" "${mpirun[@]}" "$carry/bin/test_host_staged_communicator"
 
 start=$SECONDS
 out=$("$carry/bin/qwen3moe" logits --backend cuda --model tests/fixtures/hf-tiny/moe_a --ids 1,2,3,4,5 --out /tmp/gpu-logits.npy 2>&1)
 rc=$?
 rows+=("qwen3moe logits --backend cuda (moe_a)|exit $rc ${out:0:80}|$((SECONDS - start)) s")
 [ "$rc" -eq 0 ] || status=1
+
+# Two ranks against one: host-staged MPI on device buffers (ranks share the GPU when there is
+# one), then NCCL when every rank has its own GPU; the logits within the parity tests' bound.
+compare_npy() {
+  python3 - "$1" "$2" <<'PY'
+import struct, sys
+def load(path):
+    data = open(path, "rb").read()
+    n = struct.unpack("<H", data[8:10])[0]
+    body = data[10 + n:]
+    return struct.unpack("<%df" % (len(body) // 4), body)
+a, b = load(sys.argv[1]), load(sys.argv[2])
+assert len(a) == len(b), "shapes differ"
+err = max(abs(x - y) for x, y in zip(a, b))
+bound = 1e-3 * (1 + max(abs(x) for x in a))
+print("max |diff| %.3g (bound %.3g)" % (err, bound))
+sys.exit(0 if err <= bound else 1)
+PY
+}
+for comm in mpi nccl; do
+  start=$SECONDS
+  gpus=$(nvidia-smi -L 2>/dev/null | wc -l)
+  if [ "$comm" = nccl ] && [ "$gpus" -lt 2 ]; then
+    # One GPU: NCCL must refuse with one line on every rank, naming the shared GPU.
+    out=$("${mpirun[@]}" "$carry/bin/qwen3moe" logits --backend cuda --comm nccl \
+      --model tests/fixtures/hf-tiny/moe_a --ids 1,2,3,4,5 --out /tmp/gpu-logits-np2.npy 2>&1)
+    rc=$?
+    lines=$(echo "$out" | grep -c 'share GPU' || true)
+    verdict="exit $rc, $lines ranks named the shared GPU (expected: exit 1, 2)"
+    { [ "$rc" -ne 0 ] && [ "$lines" -eq 2 ]; } || status=1
+    rows+=("mpirun -np 2 logits --comm nccl on 1 GPU: refused|$verdict|$((SECONDS - start)) s")
+    continue
+  fi
+  out=$("${mpirun[@]}" "$carry/bin/qwen3moe" logits --backend cuda --comm "$comm" \
+    --model tests/fixtures/hf-tiny/moe_a --ids 1,2,3,4,5 --out /tmp/gpu-logits-np2.npy 2>&1)
+  rc=$?
+  echo "$out"
+  if [ "$rc" -eq 0 ]; then
+    verdict=$(compare_npy /tmp/gpu-logits.npy /tmp/gpu-logits-np2.npy 2>&1) || { rc=1; }
+  else
+    verdict="${out:0:80}"
+  fi
+  rows+=("mpirun -np 2 logits --backend cuda --comm $comm = np 1|exit $rc; $verdict|$((SECONDS - start)) s")
+  [ "$rc" -eq 0 ] || status=1
+done
 
 start=$SECONDS
 bench=$(timeout 300 "$carry/bin/qwen3moe" bench --backend cuda --random-weights --config configs/cpu-bench.json \
