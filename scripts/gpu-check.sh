@@ -16,7 +16,7 @@
 # Open MPI travels relocated: mpirun (orterun), its libraries, the plugins of its pkglibdir
 # (minus the InfiniBand/UCX/libfabric/PSM transports and their libraries: one node, shared
 # memory), its help files and PMIx's plugins, found there through OPAL_PREFIX, OPAL_PKGLIBDIR,
-# OPAL_PKGDATADIR and PMIX_PREFIX/PMIX_PKGLIBDIR/PMIX_PKGDATADIR (about 12 MB). Checked here with
+# OPAL_PKGDATADIR and PMIX_PREFIX/PMIX_PKGLIBDIR/PMIX_PKGDATADIR (about 12 MB, 4 MB packed). Checked here with
 # the system's Open MPI hidden (unshare -m, bind mounts over its folders and libraries): mpirun
 # -np 2 of an mpi test passes through the copy, and fails without the variables.
 set -uo pipefail
@@ -31,7 +31,7 @@ bundle_openmpi() {
   local out="$1" libdir="$2" pkglib pkgdata so pmix
   pkglib=$(ompi_info --path pkglibdir --parsable | sed -n 's/^path:pkglibdir://p')
   pkgdata=$(ompi_info --path pkgdatadir --parsable | sed -n 's/^path:pkgdatadir://p')
-  mkdir -p "$out/bin" "$out/plugins" "$out/pmix/lib" "$out/pmix/share"
+  mkdir -p "$out/bin" "$out/plugins" "$out/pmix/lib" "$out/pmix/share" "$libdir"
   cp -L "$(command -v orterun || command -v mpirun)" "$out/bin/mpirun"
   local skip='ucx|ofi|psm|openib|verbs|usnic|java|portals'
   local skiplib='libuc[pstm]|libfabric|libpsm|libibverbs|librdmacm|libnl-|libefa|libinfinipath'
@@ -71,7 +71,11 @@ if [ "$mode" = "prepare" ]; then
   cp "$build/qwen3moe" "$carry/bin/"
   for t in "${gpu_tests[@]}" "${mpi_gpu_tests[@]}"; do cp "$build/tests/$t" "$carry/bin/"; done
   copy_libs "$carry/lib" "$carry"/bin/*
-  bundle_openmpi "$carry/openmpi" "$carry/lib"
+  # Packed (gzip: about 4 MB instead of 12) so the carry stays well inside its 64 MiB.
+  tmp=$(mktemp -d)
+  bundle_openmpi "$tmp/openmpi" "$tmp/openmpi/lib"
+  tar -C "$tmp" -czf "$carry/openmpi.tar.gz" openmpi
+  rm -rf "$tmp"
   echo "gpu-check: prepared $(du -sh "$carry" | cut -f1) in .gpu-carry ($(ls "$carry/lib" | wc -l) libraries; the device tool carries at most 64 MiB)"
   exit 0
 fi
@@ -79,8 +83,11 @@ fi
 [ "$mode" = "run" ] || { echo "usage: gpu-check.sh prepare|run" >&2; exit 2; }
 [ -x "$carry/bin/qwen3moe" ] || { echo "gpu-check: run 'scripts/gpu-check.sh prepare' first (here)" >&2; exit 2; }
 export LD_LIBRARY_PATH="$carry/lib:/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}"
-# The carried Open MPI, where it now lies (see the top of this file).
-om="$carry/openmpi"
+# The carried Open MPI, unpacked, where it now lies (see the top of this file).
+rm -rf /tmp/gpu-check-mpi && mkdir -p /tmp/gpu-check-mpi
+tar -C /tmp/gpu-check-mpi -xzf "$carry/openmpi.tar.gz" || echo "gpu-check: no Open MPI unpacked" >&2
+om=/tmp/gpu-check-mpi/openmpi
+export LD_LIBRARY_PATH="$carry/lib:$om/lib:/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}"
 export PATH="$om/bin:$PATH" OPAL_PREFIX="$om" OPAL_PKGLIBDIR="$om/plugins" \
   OPAL_PKGDATADIR="$om/share" PMIX_PREFIX="$om/pmix" PMIX_PKGLIBDIR="$om/pmix/lib/pmix" \
   PMIX_PKGDATADIR="$om/pmix/share/pmix"
