@@ -409,10 +409,9 @@ void Model::moe_block(int64_t l, int64_t T) {
     backend_.scatter_add_rows(moe_out_, down_, moe_idx_, moe_scale_, pairs, H);  // [m, H]
     backend_.download(host_partial_.data(), moe_out_, size_t(m * H) * 4);
   }
-  host_y_.resize(size_t(std::max<int64_t>(1, mine * H)));
-  d.combine(host_partial_.data(), host_y_.data(), profiler_);
+  const float* y = d.combine(host_partial_.data(), profiler_);  // [mine, H]
   if (mine > 0) {
-    backend_.upload(o_, host_y_.data(), size_t(mine * H) * 4);
+    backend_.upload(o_, y, size_t(mine * H) * 4);
     backend_.add(xs_, o_, mine * H);
   }
   // Every rank's slice back to every rank: x replicated for the next layer.

@@ -102,7 +102,7 @@ class Model {
   A2aProfiler* profiler_ = nullptr;
   // Host staging of the dispatch (the CPU backend's memory is host memory already).
   std::vector<int32_t> host_ids_;
-  std::vector<float> host_w_, host_partial_, host_y_;
+  std::vector<float> host_w_, host_partial_;
 };
 
 }  // namespace qwen3moe

@@ -270,7 +270,8 @@ DispatchBenchResult run_dispatch_bench(Communicator& comm, const DispatchBenchOp
 
   // Token rows whose values name (rank, token, index), so a row delivered to or returned for
   // the wrong token cannot pass the check.
-  std::vector<float> x(static_cast<size_t>(T * H)), y(static_cast<size_t>(T * H));
+  std::vector<float> x(static_cast<size_t>(T * H));
+  const float* y = nullptr;  // combine's output
   for (int64_t t = 0; t < T; ++t)
     for (int64_t i = 0; i < H; ++i)
       x[size_t(t * H + i)] =
@@ -304,7 +305,7 @@ DispatchBenchResult run_dispatch_bench(Communicator& comm, const DispatchBenchOp
       float wsum = 0;
       for (int64_t j = 0; j < k; ++j) wsum += weights[size_t(t * k + j)];
       for (int64_t i = 0; i < H; ++i) {
-        const float expect = wsum * x[size_t(t * H + i)], got = y[size_t(t * H + i)];
+        const float expect = wsum * x[size_t(t * H + i)], got = y[t * H + i];
         wrong += !(std::fabs(got - expect) <= 1e-5f * std::fabs(expect) + 1e-6f);
       }
     }
@@ -316,7 +317,7 @@ DispatchBenchResult run_dispatch_bench(Communicator& comm, const DispatchBenchOp
   A2aProfiler profiler(R, W, E, {true});
   dispatch.dispatch(T, ids.data(), weights.data(), 0, &profiler);
   run_experts();
-  dispatch.combine(partial.data(), y.data(), &profiler);
+  y = dispatch.combine(partial.data(), &profiler);
   int64_t wrong = count_wrong();
   QWEN3MOE_CHECK(profiler.exchanges().size() == 2, "dispatch bench: expected 2 exchanges, got ",
                  profiler.exchanges().size());
@@ -395,7 +396,7 @@ DispatchBenchResult run_dispatch_bench(Communicator& comm, const DispatchBenchOp
     run_experts();
     comm.barrier();
     t0 = now_us();
-    dispatch.combine(partial.data(), y.data(), &profiler);
+    y = dispatch.combine(partial.data(), &profiler);
     const double dt_combine = now_us() - t0;
     comm.barrier();
     t0 = now_us();

@@ -26,6 +26,14 @@ void sum_rows(float* y, const float* const* src, int count, int64_t H) {
   }
 }
 
+// y[H] += each of src[0..count) in order.
+void add_rows(float* y, const float* const* src, int count, int64_t H) {
+  for (int c = 0; c < count; ++c) {
+    const float* s = src[c];
+    for (int64_t i = 0; i < H; ++i) y[i] += s[i];
+  }
+}
+
 }  // namespace
 
 ExpertDispatch::ExpertDispatch(Communicator& comm, int64_t hidden, int64_t num_experts,
@@ -67,7 +75,7 @@ void ExpertDispatch::reserve(int64_t max_tokens) {
   ensure_rows((1 + 2 * peers) * max_tokens, 0);
   meta_send_.reserve(size_t(std::max<int64_t>(1, peers * max_tokens * 2 * top_k_)));
   meta_recv_.reserve(size_t(std::max<int64_t>(1, peers * max_tokens * 2 * top_k_)));
-  back_buf_.reserve(size_t(std::max<int64_t>(1, peers * max_tokens * H)));
+  out_.reserve(size_t(std::max<int64_t>(1, world_ * max_tokens * H)));
   token_slot_.reserve(size_t(max_tokens * world_));
   for (auto& d : dest_tokens_) d.reserve(size_t(max_tokens));
   pair_rows_.reserve(size_t(world_ * max_tokens * top_k_));
@@ -283,15 +291,22 @@ void ExpertDispatch::dispatch(int64_t n, const int32_t* ids, const float* weight
   });
 }
 
-void ExpertDispatch::combine(const float* partial, float* y, A2aProfiler* profiler) {
-  const int64_t H = hidden_;
+const float* ExpertDispatch::combine(const float* partial, A2aProfiler* profiler) {
+  const int64_t H = hidden_, n = n_;
   const size_t w = static_cast<size_t>(world_);
   comm_.set_phase(layer_, "combine");
-  // The rows go back the way they came: what arrived from peer p returns to p.
+  // The rows go back the way they came: what arrived from peer p returns to p. The peer with
+  // the longest run of tokens sent in place returns its rows straight into their tokens' rows
+  // of the output (a whole pass saved at small world sizes); the others land after them.
   const double t0 = profiler ? profiler->now_us() : 0;
   exchange_counts(recv_rows_.data(), count_scratch_.data());
   const double t1 = profiler ? profiler->now_us() : 0;
-  int64_t back_rows = 0;
+  int direct = -1;
+  for (int p = 0; p < world_; ++p)
+    if (p != rank_ && send_row_[size_t(p)] < n && send_rows_[size_t(p)] > 0 &&
+        (direct < 0 || send_rows_[size_t(p)] > send_rows_[size_t(direct)]))
+      direct = p;
+  int64_t back = n;  // the other peers' rows follow the n output rows
   for (int p = 0; p < world_; ++p) {
     const size_t q = size_t(p);
     QWEN3MOE_CHECK(count_scratch_[q] == send_rows_[q], "combine: rank ", p, " returns ",
@@ -305,30 +320,37 @@ void ExpertDispatch::combine(const float* partial, float* y, A2aProfiler* profil
     // A peer's rows are contiguous in partial, as they arrived: sent from where they are.
     send_bytes_[q] = size_t(recv_rows_[q]) * size_t(H) * sizeof(float);
     send_off_[q] = size_t(block_row_[q] * H) * sizeof(float);
-    back_row_[q] = back_rows;
+    back_row_[q] = p == direct ? send_row_[q] : back;
     recv_bytes_[q] = size_t(send_rows_[q]) * size_t(H) * sizeof(float);
-    recv_off_[q] = size_t(back_rows * H) * sizeof(float);
-    back_rows += int64_t(send_rows_[q]);
+    recv_off_[q] = size_t(back_row_[q] * H) * sizeof(float);
+    if (p != direct) back += int64_t(send_rows_[q]);
   }
-  back_buf_.resize(size_t(std::max<int64_t>(1, back_rows * H)));
-  comm_.all_to_all_v(partial, send_bytes_.data(), send_off_.data(), back_buf_.data(),
+  out_.resize(size_t(std::max<int64_t>(1, back * H)));
+  comm_.all_to_all_v(partial, send_bytes_.data(), send_off_.data(), out_.data(),
                      recv_bytes_.data(), recv_off_.data());
   if (profiler)
     profiler->record_exchange(layer_, "combine", logical_bytes_, t0, t1 - t0,
                               profiler->now_us() - t1);
 
-  // Each token's rows summed in rank order, i.e. in ascending expert blocks, as the one-rank
-  // sum does; the own rank's row read in place from partial.
-  for (int64_t t = 0; t < n_; ++t) {
+  // Each token's rows summed: the direct peer's, already in place, then the others in rank
+  // order; the own rank's row read in place from partial. Tokens the direct peer did not
+  // serve hold an idle row there: overwritten.
+  float* y = out_.data();
+  for (int64_t t = 0; t < n; ++t) {
+    const bool seeded = direct >= 0 && token_slot_[size_t(t) * w + size_t(direct)] >= 0;
     int count = 0;
     for (int p = 0; p < world_; ++p) {
       const int32_t slot = token_slot_[size_t(t) * w + size_t(p)];
-      if (slot < 0) continue;
+      if (slot < 0 || (seeded && p == direct)) continue;
       sources_[size_t(count++)] =
-          p == rank_ ? partial + t * H : back_buf_.data() + (back_row_[size_t(p)] + slot) * H;
+          p == rank_ ? partial + t * H : y + (back_row_[size_t(p)] + slot) * H;
     }
-    sum_rows(y + t * H, sources_.data(), count, H);
+    if (seeded)
+      add_rows(y + t * H, sources_.data(), count, H);
+    else
+      sum_rows(y + t * H, sources_.data(), count, H);
   }
+  return y;
 }
 
 }  // namespace qwen3moe

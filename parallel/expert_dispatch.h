@@ -13,7 +13,8 @@
 //    the range not routed there as idle rows; other peers' rows are packed once; the expert
 //    ids and weights of the rows follow in a second, small exchange;
 //  - combine sends the partial rows straight from the caller's buffer (each peer's rows are
-//    contiguous there) and sums every token's contributions in one pass into y.
+//    contiguous there); one peer's rows land directly in the output rows of their tokens, the
+//    others' are summed onto them in one pass.
 // The profiler counts routed rows: those that stay local as dispatched to this rank (the
 // diagonal of the bytes matrix, delivered without a copy), idle rows not at all.
 #pragma once
@@ -57,9 +58,10 @@ class ExpertDispatch {
   const std::vector<float>& pair_weights() const { return pair_weights_; }
 
   // partial: [rows(), hidden], row r the weighted sum of this rank's experts' outputs for the
-  // token of row r (rows without pairs are not read). y: [n, hidden] of the last dispatch,
-  // overwritten with the sum over ranks, in rank order (the one-rank sum's order of experts).
-  void combine(const float* partial, float* y, A2aProfiler* profiler);
+  // token of row r (rows without pairs are not read). Returns [n, hidden] for the n tokens of
+  // the last dispatch, the sum over ranks (the rows returned in place first, then the others
+  // in rank order), valid until the next combine.
+  const float* combine(const float* partial, A2aProfiler* profiler);
 
  private:
   void ensure_rows(int64_t rows, int64_t keep);
@@ -77,14 +79,16 @@ class ExpertDispatch {
   // the index of its row in each destination's block (-1: not sent there). [n, world]
   std::vector<std::vector<int32_t>> dest_tokens_;
   std::vector<int32_t> token_slot_;
-  std::vector<float> meta_send_, meta_recv_, back_buf_;
+  std::vector<float> meta_send_, meta_recv_;
+  // [n + rows returned by peers other than the one returned in place, hidden]: the output.
+  std::vector<float> out_;
   // Per peer: the first row in buf_ of what it sent us and of what we send it (input rows in
   // place, or packed), the float offsets of its ids+weights both ways, and row counts.
   std::vector<int64_t> block_row_, send_row_;
   std::vector<size_t> meta_at_, meta_recv_at_;
   std::vector<uint64_t> send_rows_, recv_rows_, routed_in_, count_scratch_;
   std::vector<size_t> send_bytes_, send_off_, recv_bytes_, recv_off_, logical_bytes_;
-  std::vector<int64_t> back_row_;  // first row of each peer's rows in back_buf_
+  std::vector<int64_t> back_row_;  // first row of each peer's returned rows in out_
   std::vector<int64_t> offsets_, fill_;
   std::vector<int32_t> pair_rows_;
   std::vector<float> pair_weights_;
