@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "parallel/communicator.h"
+#include "parallel/nvtx_range.h"
 
 namespace qwen3moe {
 
@@ -74,11 +75,12 @@ class A2aProfiler {
   std::vector<std::vector<int64_t>> expert_tokens_;
 };
 
-// RAII span: records [construction, destruction) when the profiler is set.
+// RAII span: records [construction, destruction) when the profiler is set, and is an NVTX
+// range for Nsight either way.
 class ProfileSpan {
  public:
   ProfileSpan(A2aProfiler* p, const char* name, int64_t layer)
-      : p_(p), name_(name), layer_(layer), start_(p ? p->now_us() : 0) {}
+      : nvtx_(name, layer), p_(p), name_(name), layer_(layer), start_(p ? p->now_us() : 0) {}
   ~ProfileSpan() {
     if (p_) p_->record_span(name_, layer_, start_, p_->now_us() - start_);
   }
@@ -86,6 +88,7 @@ class ProfileSpan {
   ProfileSpan& operator=(const ProfileSpan&) = delete;
 
  private:
+  NvtxRange nvtx_;
   A2aProfiler* p_;
   const char* name_;
   int64_t layer_;

@@ -4,6 +4,7 @@
 #include <cstring>
 
 #include "kernels/check.h"
+#include "parallel/nvtx_range.h"
 
 namespace qwen3moe {
 namespace {
@@ -109,6 +110,7 @@ void ExpertDispatch::exchange_counts(const uint64_t* send, uint64_t* recv) {
 
 void ExpertDispatch::dispatch(int64_t n, const int32_t* ids, const float* weights, int64_t layer,
                               A2aProfiler* profiler) {
+  NvtxRange nvtx("dispatch", layer);
   QWEN3MOE_CHECK(n == n_, "dispatch of ", n, " tokens, but input() was sized for ", n_);
   const int64_t H = hidden_, k = top_k_, row = H + 2 * k;
   const size_t w = static_cast<size_t>(world_);
@@ -292,6 +294,7 @@ void ExpertDispatch::dispatch(int64_t n, const int32_t* ids, const float* weight
 }
 
 const float* ExpertDispatch::combine(const float* partial, A2aProfiler* profiler) {
+  NvtxRange nvtx("combine", layer_);
   const int64_t H = hidden_, n = n_;
   const size_t w = static_cast<size_t>(world_);
   comm_.set_phase(layer_, "combine");
