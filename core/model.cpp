@@ -16,6 +16,7 @@ struct Model::Layer {
   Weight gate, up, down;  // dense MLP, this rank's slice of the intermediate dimension
   Weight router;          // [E, H], replicated
   std::vector<Weight> expert_gate, expert_up, expert_down;  // this rank's experts
+  ExpertWeights gate_table, up_table, down_table;  // the same, as device tables (world 1)
 };
 
 namespace {
@@ -36,8 +37,31 @@ int64_t split_size(int64_t n, int parts, int i) {
 }
 }  // namespace
 
-Weight Model::slice(const TensorView& t, int64_t row_begin, int64_t rows, int64_t col_begin,
-                    int64_t cols) {
+namespace {
+uint64_t name_hash(const std::string& s) {
+  uint64_t h = 1469598103934665603ull;
+  for (unsigned char ch : s) h = (h ^ ch) * 1099511628211ull;
+  return h;
+}
+}  // namespace
+
+Weight Model::slice(const std::string& name, const std::vector<int64_t>& shape,
+                    int64_t row_begin, int64_t rows, int64_t col_begin, int64_t cols) {
+  if (!store_) {
+    Weight w{nullptr, DType::BF16, rows, cols, cols};
+    void* p = backend_.alloc(w.bytes());
+    owned_.push_back(p);
+    // The router's std is 1 so top-k choices are sharp (as core/random_checkpoint draws it).
+    const bool router = name.size() >= 15 && name.compare(name.size() - 15, 15, "mlp.gate.weight") == 0;
+    const float spread = router ? 1.0f : float(1.0 / std::sqrt(double(shape.back())));
+    backend_.fill_random(p, DType::BF16, rows * cols,
+                         random_seed_ ^ name_hash(name) ^ uint64_t(row_begin * 7919 + col_begin),
+                         0.0f, spread);
+    w.data = p;
+    resident_bytes_ += w.bytes();
+    return w;
+  }
+  const TensorView& t = store_->expect(name, shape);
   QWEN3MOE_CHECK(t.shape.size() == 2, "tensor '", t.name, "' must be 2-D, has shape ",
                  t.shape_str());
   QWEN3MOE_CHECK(t.dtype == DType::BF16 || t.dtype == DType::F16 || t.dtype == DType::F32,
@@ -53,7 +77,18 @@ Weight Model::slice(const TensorView& t, int64_t row_begin, int64_t rows, int64_
   return backend_.map_weight(w);
 }
 
-float* Model::upload_vector(const TensorView& t, int64_t begin, int64_t count) {
+float* Model::upload_vector(const std::string& name, const std::vector<int64_t>& shape,
+                            int64_t begin, int64_t count) {
+  if (!store_) {
+    float* p = static_cast<float*>(backend_.alloc(size_t(count) * sizeof(float)));
+    owned_.push_back(p);
+    const bool bias = name.size() >= 5 && name.compare(name.size() - 5, 5, ".bias") == 0;
+    backend_.fill_random(p, DType::F32, count, random_seed_ ^ name_hash(name) ^ uint64_t(begin),
+                         bias ? 0.0f : 1.0f, bias ? 0.02f : 0.2f);
+    resident_bytes_ += size_t(count) * sizeof(float);
+    return p;
+  }
+  const TensorView& t = store_->expect(name, shape);
   std::vector<float> host(static_cast<size_t>(count));
   Weight w{t.data, t.dtype, 1, t.numel(), t.numel()};
   QWEN3MOE_CHECK(t.dtype == DType::BF16 || t.dtype == DType::F16 || t.dtype == DType::F32,
@@ -74,9 +109,70 @@ float* Model::upload_vector(const TensorView& t, int64_t begin, int64_t count) {
   return dev;
 }
 
+std::vector<Weight> Model::random_experts(int64_t l, const char* proj, int64_t rows,
+                                          int64_t cols) {
+  // One allocation for all of this rank's experts: cudaMalloc rounds every allocation up to
+  // 2 MiB pages, and a 3 MiB expert (30B-A3B) alone would take 4.
+  const int64_t n = topo_.experts_per_rank();
+  const size_t each = size_t(rows * cols) * 2;
+  char* base = static_cast<char*>(backend_.alloc(each * size_t(n)));
+  owned_.push_back(base);
+  std::vector<Weight> out;
+  for (int64_t i = 0; i < n; ++i) {
+    const std::string name = expert_name(l, topo_.expert_begin() + i, proj);
+    Weight w{base + each * size_t(i), DType::BF16, rows, cols, cols};
+    backend_.fill_random(base + each * size_t(i), DType::BF16, rows * cols,
+                         random_seed_ ^ name_hash(name), 0.0f,
+                         float(1.0 / std::sqrt(double(cols))));
+    resident_bytes_ += w.bytes();
+    out.push_back(w);
+  }
+  return out;
+}
+
+ExpertWeights Model::expert_table(const std::vector<Weight>& experts) {
+  ExpertWeights t;
+  if (experts.empty()) return t;
+  std::vector<const void*> ptrs;
+  for (const Weight& w : experts) {
+    QWEN3MOE_CHECK(w.dtype == experts[0].dtype && w.rows == experts[0].rows &&
+                       w.cols == experts[0].cols && w.ld == w.cols,
+                   "experts of one layer differ in dtype or shape");
+    ptrs.push_back(w.data);
+  }
+  void* table = backend_.alloc(ptrs.size() * sizeof(void*));
+  owned_.push_back(table);
+  backend_.upload(table, ptrs.data(), ptrs.size() * sizeof(void*));
+  t.table = static_cast<const void* const*>(table);
+  t.dtype = experts[0].dtype;
+  t.rows = experts[0].rows;
+  t.cols = experts[0].cols;
+  return t;
+}
+
 Model::Model(const ModelConfig& config, const WeightStore& ws, Backend& backend,
              Communicator& comm, Communicator& host_comm, const Topology& topo)
-    : config_(config), backend_(backend), comm_(comm), host_comm_(host_comm), topo_(topo) {
+    : config_(config),
+      store_(&ws),
+      backend_(backend),
+      comm_(comm),
+      host_comm_(host_comm),
+      topo_(topo) {
+  load_weights();
+}
+
+Model::Model(const ModelConfig& config, const RandomWeights& random, Backend& backend,
+             Communicator& comm, Communicator& host_comm, const Topology& topo)
+    : config_(config),
+      random_seed_(random.seed),
+      backend_(backend),
+      comm_(comm),
+      host_comm_(host_comm),
+      topo_(topo) {
+  load_weights();
+}
+
+void Model::load_weights() {
   QWEN3MOE_CHECK(topo_.tp() == comm_.size(), "tp=", topo_.tp(), " is smaller than the world of ",
                  comm_.size(), " ranks; attention data parallelism is not supported yet");
   QWEN3MOE_CHECK(host_comm_.size() == comm_.size() && host_comm_.rank() == comm_.rank(),
@@ -88,62 +184,70 @@ Model::Model(const ModelConfig& config, const WeightStore& ws, Backend& backend,
   const int64_t hq = topo_.heads_per_rank(), kvl = topo_.kv_heads_per_rank();
   const int tp = topo_.tp(), tpr = topo_.tp_rank();
 
-  const TensorView& embed = ws.expect("model.embed_tokens.weight", {V, H});
   const int64_t vb = topo_.vocab_begin(), vn = topo_.vocab_end() - topo_.vocab_begin();
-  embed_ = slice(embed, vb, vn, 0, H);
+  embed_ = slice("model.embed_tokens.weight", {V, H}, vb, vn, 0, H);
   if (c.tie_word_embeddings) {
     lm_head_ = embed_;
   } else {
-    lm_head_ = slice(ws.expect("lm_head.weight", {V, H}), vb, vn, 0, H);
+    lm_head_ = slice("lm_head.weight", {V, H}, vb, vn, 0, H);
   }
-  final_norm_ = upload_vector(ws.expect("model.norm.weight", {H}), 0, H);
+  final_norm_ = upload_vector("model.norm.weight", {H}, 0, H);
 
   layers_.resize(size_t(c.num_hidden_layers));
   for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
     Layer& L = layers_[size_t(l)];
-    L.input_norm = upload_vector(ws.expect(layer_name(l, "input_layernorm.weight"), {H}), 0, H);
+    L.input_norm = upload_vector(layer_name(l, "input_layernorm.weight"), {H}, 0, H);
     L.post_norm =
-        upload_vector(ws.expect(layer_name(l, "post_attention_layernorm.weight"), {H}), 0, H);
-    L.q_norm = upload_vector(ws.expect(layer_name(l, "self_attn.q_norm.weight"), {D}), 0, D);
-    L.k_norm = upload_vector(ws.expect(layer_name(l, "self_attn.k_norm.weight"), {D}), 0, D);
+        upload_vector(layer_name(l, "post_attention_layernorm.weight"), {H}, 0, H);
+    L.q_norm = upload_vector(layer_name(l, "self_attn.q_norm.weight"), {D}, 0, D);
+    L.k_norm = upload_vector(layer_name(l, "self_attn.k_norm.weight"), {D}, 0, D);
     const int64_t q0 = topo_.head_begin() * D, kv0 = topo_.kv_head_begin() * D;
-    L.q = slice(ws.expect(layer_name(l, "self_attn.q_proj.weight"), {c.q_dim(), H}), q0, hq * D,
+    L.q = slice(layer_name(l, "self_attn.q_proj.weight"), {c.q_dim(), H}, q0, hq * D,
                 0, H);
-    L.k = slice(ws.expect(layer_name(l, "self_attn.k_proj.weight"), {c.kv_dim(), H}), kv0,
+    L.k = slice(layer_name(l, "self_attn.k_proj.weight"), {c.kv_dim(), H}, kv0,
                 kvl * D, 0, H);
-    L.v = slice(ws.expect(layer_name(l, "self_attn.v_proj.weight"), {c.kv_dim(), H}), kv0,
+    L.v = slice(layer_name(l, "self_attn.v_proj.weight"), {c.kv_dim(), H}, kv0,
                 kvl * D, 0, H);
-    L.o = slice(ws.expect(layer_name(l, "self_attn.o_proj.weight"), {H, c.q_dim()}), 0, H, q0,
+    L.o = slice(layer_name(l, "self_attn.o_proj.weight"), {H, c.q_dim()}, 0, H, q0,
                 hq * D);
     if (c.attention_bias) {
-      L.q_bias = upload_vector(ws.expect(layer_name(l, "self_attn.q_proj.bias"), {c.q_dim()}),
+      L.q_bias = upload_vector(layer_name(l, "self_attn.q_proj.bias"), {c.q_dim()},
                                q0, hq * D);
-      L.k_bias = upload_vector(ws.expect(layer_name(l, "self_attn.k_proj.bias"), {c.kv_dim()}),
+      L.k_bias = upload_vector(layer_name(l, "self_attn.k_proj.bias"), {c.kv_dim()},
                                kv0, kvl * D);
-      L.v_bias = upload_vector(ws.expect(layer_name(l, "self_attn.v_proj.bias"), {c.kv_dim()}),
+      L.v_bias = upload_vector(layer_name(l, "self_attn.v_proj.bias"), {c.kv_dim()},
                                kv0, kvl * D);
       // o_proj's bias is added once, by the first rank of the TP group.
       if (tpr == 0)
-        L.o_bias = upload_vector(ws.expect(layer_name(l, "self_attn.o_proj.bias"), {H}), 0, H);
+        L.o_bias = upload_vector(layer_name(l, "self_attn.o_proj.bias"), {H}, 0, H);
     }
     L.moe = c.is_moe_layer(l);
     if (L.moe) {
       const int64_t E = c.num_experts, I = c.moe_intermediate_size;
-      L.router = slice(ws.expect(layer_name(l, "mlp.gate.weight"), {E, H}), 0, E, 0, H);
+      L.router = slice(layer_name(l, "mlp.gate.weight"), {E, H}, 0, E, 0, H);
       if (!dispatch_)
         dispatch_ = std::make_unique<ExpertDispatch>(host_comm_, H, E, c.num_experts_per_tok);
-      for (int64_t e = topo_.expert_begin(); e < topo_.expert_begin() + topo_.experts_per_rank();
-           ++e) {
-        L.expert_gate.push_back(slice(ws.expect(expert_name(l, e, "gate_proj"), {I, H}), 0, I, 0, H));
-        L.expert_up.push_back(slice(ws.expect(expert_name(l, e, "up_proj"), {I, H}), 0, I, 0, H));
-        L.expert_down.push_back(slice(ws.expect(expert_name(l, e, "down_proj"), {H, I}), 0, H, 0, I));
+      if (!store_) {
+        L.expert_gate = random_experts(l, "gate_proj", I, H);
+        L.expert_up = random_experts(l, "up_proj", I, H);
+        L.expert_down = random_experts(l, "down_proj", H, I);
       }
+      for (int64_t e = topo_.expert_begin();
+           store_ && e < topo_.expert_begin() + topo_.experts_per_rank();
+           ++e) {
+        L.expert_gate.push_back(slice(expert_name(l, e, "gate_proj"), {I, H}, 0, I, 0, H));
+        L.expert_up.push_back(slice(expert_name(l, e, "up_proj"), {I, H}, 0, I, 0, H));
+        L.expert_down.push_back(slice(expert_name(l, e, "down_proj"), {H, I}, 0, H, 0, I));
+      }
+      L.gate_table = expert_table(L.expert_gate);
+      L.up_table = expert_table(L.expert_up);
+      L.down_table = expert_table(L.expert_down);
     } else {
       const int64_t I = c.intermediate_size;
       const int64_t i0 = split_begin(I, tp, tpr), in = split_size(I, tp, tpr);
-      L.gate = slice(ws.expect(layer_name(l, "mlp.gate_proj.weight"), {I, H}), i0, in, 0, H);
-      L.up = slice(ws.expect(layer_name(l, "mlp.up_proj.weight"), {I, H}), i0, in, 0, H);
-      L.down = slice(ws.expect(layer_name(l, "mlp.down_proj.weight"), {H, I}), 0, H, i0, in);
+      L.gate = slice(layer_name(l, "mlp.gate_proj.weight"), {I, H}, i0, in, 0, H);
+      L.up = slice(layer_name(l, "mlp.up_proj.weight"), {I, H}, i0, in, 0, H);
+      L.down = slice(layer_name(l, "mlp.down_proj.weight"), {H, I}, 0, H, i0, in);
     }
   }
 }
@@ -224,10 +328,16 @@ void Model::reserve(int64_t T, int64_t table_elems) {
     token_seq_ = i(N);
     slots_ = i(N);
     topk_ids_ = i(N * k);
+    moe_pos_ = i(N * k);
+    moe_offsets_ = i(std::max<int64_t>(1, c.num_experts) + 1);
+    moe_active_ = i(std::max<int64_t>(1, c.num_experts));
     moe_idx_ = i(N * k);
     logit_rows_ = i(N);
     tables_ = nullptr;
     table_capacity_ = 0;
+    // Graphs hold the old buffers' addresses.
+    graph_seen_.clear();
+    graph_id_.clear();
   }
   if (table_elems > table_capacity_) {
     if (tables_) {
@@ -235,6 +345,8 @@ void Model::reserve(int64_t T, int64_t table_elems) {
       workspace_.erase(std::find(workspace_.begin(), workspace_.end(), static_cast<void*>(tables_)));
     }
     table_capacity_ = std::max<int64_t>(table_elems, 2 * table_capacity_);
+    graph_seen_.clear();
+    graph_id_.clear();
     tables_ = static_cast<int32_t*>(backend_.alloc(size_t(table_capacity_) * sizeof(int32_t)));
     workspace_.push_back(tables_);
   }
@@ -242,7 +354,7 @@ void Model::reserve(int64_t T, int64_t table_elems) {
 
 void Model::forward(const StepBatch& b, KvCache& cache, std::vector<float>& logits) {
   const ModelConfig& c = config_;
-  const int64_t T = int64_t(b.tokens.size()), H = c.hidden_size;
+  const int64_t T = int64_t(b.tokens.size());
   QWEN3MOE_CHECK(T > 0, "forward: empty batch");
   QWEN3MOE_CHECK(b.positions.size() == size_t(T) && b.token_seq.size() == size_t(T) &&
                      b.slots.size() == size_t(T),
@@ -262,30 +374,42 @@ void Model::forward(const StepBatch& b, KvCache& cache, std::vector<float>& logi
   backend_.upload(slots_, b.slots.data(), size_t(T) * 4);
   backend_.upload(tables_, b.block_tables.data(), b.block_tables.size() * 4);
 
-  // Vocabulary-parallel embedding: each rank fills the rows of its slice, the sum completes it.
-  backend_.embedding(x_, embed_, tokens_, T, topo_.vocab_begin());
-  comm_.set_phase(-1, "embedding");
-  if (comm_.size() > 1) comm_.all_reduce_sum(x_, size_t(T * H));
-
-  for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
-    const bool moe = layers_[size_t(l)].moe;
-    attention_block(l, T, cache, moe);
-    if (moe)
-      moe_block(l, T);
-    else
-      mlp_block(l, T);
-  }
-
   const int64_t L = int64_t(b.logit_rows.size());
   const int64_t vl = topo_.vocab_end() - topo_.vocab_begin();
-  logits.assign(size_t(L * c.vocab_size), 0.0f);
-  if (L == 0) return;
   for (int32_t r : b.logit_rows)
     QWEN3MOE_CHECK(r >= 0 && r < T, "forward: logit row ", r, " outside the batch of ", T);
-  backend_.upload(logit_rows_, b.logit_rows.data(), size_t(L) * 4);
-  backend_.gather_rows(h_, x_, logit_rows_, L, H);
-  backend_.rmsnorm(h_, h_, final_norm_, L, H, float(c.rms_norm_eps));
-  backend_.matmul(logits_, h_, lm_head_, L);
+  if (L > 0) backend_.upload(logit_rows_, b.logit_rows.data(), size_t(L) * 4);
+  logits.assign(size_t(L * c.vocab_size), 0.0f);
+
+  // From the second step of a shape on, the step is one graph replay (world 1 only: the
+  // multi-rank path waits for the host between layers). The first runs eagerly so workspaces
+  // grow outside the capture.
+  const GraphKey key{T, b.max_blocks_per_seq, L, static_cast<const void*>(&cache)};
+  if (graphs_ && comm_.size() == 1 && !profiler_ && !count_experts_ && graph_seen_[key]++ > 0) {
+    auto it = graph_id_.find(key);
+    if (it == graph_id_.end() && backend_.begin_capture()) {
+      try {
+        run_layers(T, L, cache);
+      } catch (...) {
+        try {
+          backend_.end_capture();
+        } catch (...) {
+        }
+        throw;
+      }
+      it = graph_id_.emplace(key, backend_.end_capture()).first;
+    }
+    if (it != graph_id_.end())
+      backend_.replay(it->second);
+    else
+      run_layers(T, L, cache);
+  } else {
+    run_layers(T, L, cache);
+  }
+  if (L == 0) {
+    batch_ = nullptr;
+    return;
+  }
   if (comm_.size() == 1) {
     backend_.download(logits.data(), logits_, logits.size() * sizeof(float));
   } else {
@@ -307,6 +431,61 @@ void Model::forward(const StepBatch& b, KvCache& cache, std::vector<float>& logi
     }
   }
   batch_ = nullptr;
+}
+
+void Model::run_layers(int64_t T, int64_t L, KvCache& cache) {
+  const ModelConfig& c = config_;
+  const int64_t H = c.hidden_size;
+  // Vocabulary-parallel embedding: each rank fills the rows of its slice, the sum completes it.
+  backend_.embedding(x_, embed_, tokens_, T, topo_.vocab_begin());
+  comm_.set_phase(-1, "embedding");
+  if (comm_.size() > 1) comm_.all_reduce_sum(x_, size_t(T * H));
+
+  const bool local = comm_.size() == 1;
+  for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
+    const bool moe = layers_[size_t(l)].moe;
+    attention_block(l, T, cache, moe && !local);
+    if (!moe)
+      mlp_block(l, T);
+    else if (local)
+      moe_block_local(l, T);
+    else
+      moe_block(l, T);
+  }
+  if (L == 0) return;
+  backend_.gather_rows(h_, x_, logit_rows_, L, H);
+  backend_.rmsnorm(h_, h_, final_norm_, L, H, float(c.rms_norm_eps));
+  backend_.matmul(logits_, h_, lm_head_, L);
+}
+
+void Model::count_active_experts(bool on) {
+  count_experts_ = on;
+  if (on) experts_counted_ = 0;
+}
+
+void Model::moe_block_local(int64_t l, int64_t T) {
+  ProfileSpan span(profiler_, "experts", l);
+  const ModelConfig& c = config_;
+  const Layer& L = layers_[size_t(l)];
+  const int64_t H = c.hidden_size, E = c.num_experts, k = c.num_experts_per_tok;
+  const int64_t I = c.moe_intermediate_size, P = T * k;
+  backend_.rmsnorm(h_, x_, L.post_norm, T, H, float(c.rms_norm_eps));
+  backend_.matmul(router_logits_, h_, L.router, T);  // [T, E]
+  backend_.router_topk(topk_ids_, topk_w_, router_logits_, T, E, k, c.norm_topk_prob);
+  // Pairs sorted by expert: moe_idx_[P] their tokens, moe_pos_[T, k] where each went.
+  backend_.moe_align(moe_offsets_, moe_idx_, moe_pos_, moe_active_, topk_ids_, T, k, E);
+  if (count_experts_) {
+    host_offsets_.resize(size_t(E + 1));
+    backend_.download(host_offsets_.data(), moe_offsets_, host_offsets_.size() * 4);
+    for (int64_t e = 0; e < E; ++e) experts_counted_ += host_offsets_[size_t(e + 1)] > host_offsets_[size_t(e)];
+  }
+  backend_.gather_rows(rows_, h_, moe_idx_, P, H);  // [P, H]
+  backend_.moe_matmul(gate_, rows_, L.gate_table, moe_offsets_, moe_active_, E, P, T);  // [P, I]
+  backend_.moe_matmul(up_, rows_, L.up_table, moe_offsets_, moe_active_, E, P, T);      // [P, I]
+  backend_.silu_mul(act_, gate_, up_, P, I);
+  backend_.moe_matmul(down_, act_, L.down_table, moe_offsets_, moe_active_, E, P, T);  // [P, H]
+  // x[t] += sum_j w[t, j] * down[pos[t, j]]: the residual add and the weighted sum in one.
+  backend_.moe_combine(x_, down_, moe_pos_, topk_w_, T, k, H);
 }
 
 void Model::attention_block(int64_t l, int64_t T, KvCache& cache, bool scatter) {

@@ -5,7 +5,10 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <memory>
+#include <string>
+#include <tuple>
 #include <vector>
 
 #include "core/config.h"
@@ -30,6 +33,13 @@ struct StepBatch {
   std::vector<int32_t> logit_rows;    // tokens whose logits are returned, in this order
 };
 
+// Weights made on the backend itself (Backend::fill_random), no checkpoint: the benchmarks of
+// models too large to write to disk or copy through the host. Uniform values with the spreads
+// of core/random_checkpoint (matrices 1/sqrt(fan_in), router 1, norms 1 +- 0.2).
+struct RandomWeights {
+  uint64_t seed = 0;
+};
+
 class Model {
  public:
   // comm carries the collectives on backend memory (the hidden states); host_comm those on
@@ -41,6 +51,12 @@ class Model {
   Model(const ModelConfig& config, const WeightStore& weights, Backend& backend,
         Communicator& comm, const Topology& topo)
       : Model(config, weights, backend, comm, comm, topo) {}
+  // Weights made on the backend (benchmarks of models too large for a file or a host copy).
+  Model(const ModelConfig& config, const RandomWeights& random, Backend& backend,
+        Communicator& comm, Communicator& host_comm, const Topology& topo);
+  Model(const ModelConfig& config, const RandomWeights& random, Backend& backend,
+        Communicator& comm, const Topology& topo)
+      : Model(config, random, backend, comm, comm, topo) {}
   ~Model();
   Model(const Model&) = delete;
   Model& operator=(const Model&) = delete;
@@ -62,6 +78,16 @@ class Model {
   // Which layers are MoE layers, for the profiler.
   std::vector<bool> moe_layers() const;
 
+  // While on, the world-1 MoE counts the experts each forward's tokens select (a download per
+  // layer: for benchmarks' byte counts, never timed). Turning it on resets the count.
+  void count_active_experts(bool on);
+  // Experts with at least one token, summed over the MoE layers of the counted forwards.
+  int64_t active_experts_counted() const { return experts_counted_; }
+  // World 1: from the second forward of a shape on (tokens, block-table width, logit rows),
+  // replay a captured backend graph of the whole step instead of issuing every op (CUDA
+  // graphs; a no-op on the CPU). Callers keep the block-table width fixed so steps share one.
+  void set_graphs(bool on) { graphs_ = on; }
+
  private:
   struct Layer;
   // scatter: leave the attention output reduce-scattered over the ranks' token slices in xs_
@@ -69,12 +95,23 @@ class Model {
   void attention_block(int64_t layer, int64_t T, KvCache& cache, bool scatter);
   void mlp_block(int64_t layer, int64_t T);
   void moe_block(int64_t layer, int64_t T);
+  // World 1: router, moe_align, grouped GEMMs and combine all on the backend, no host trip.
+  void moe_block_local(int64_t layer, int64_t T);
+  // Embedding to lm_head of one step whose inputs are uploaded already: what a graph holds.
+  void run_layers(int64_t T, int64_t logit_rows, KvCache& cache);
+  void load_weights();
   void reserve(int64_t tokens, int64_t seqs_x_blocks);
-  float* upload_vector(const TensorView& t, int64_t begin, int64_t count);
-  Weight slice(const TensorView& t, int64_t row_begin, int64_t rows, int64_t col_begin,
-               int64_t cols);
+  // From the checkpoint (store_) or, without one, made on the backend.
+  float* upload_vector(const std::string& name, const std::vector<int64_t>& shape,
+                       int64_t begin, int64_t count);
+  Weight slice(const std::string& name, const std::vector<int64_t>& shape, int64_t row_begin,
+               int64_t rows, int64_t col_begin, int64_t cols);
+  ExpertWeights expert_table(const std::vector<Weight>& experts);
+  std::vector<Weight> random_experts(int64_t layer, const char* proj, int64_t rows, int64_t cols);
 
   ModelConfig config_;
+  const WeightStore* store_ = nullptr;  // null: RandomWeights
+  uint64_t random_seed_ = 0;
   Backend& backend_;
   Communicator& comm_;       // backend memory
   Communicator& host_comm_;  // host memory
@@ -98,6 +135,16 @@ class Model {
   float* moe_out_ = nullptr;  // [dispatch rows, H]: each row's weighted sum of local experts
   float* xs_ = nullptr;  // [per-rank token slice, H]: the residual of this rank's tokens
   const StepBatch* batch_ = nullptr;  // during forward
+  // World-1 MoE routing (moe_align): [E+1] offsets, [E] active experts, [N*k] where each
+  // (token, j) pair went; moe_idx_ holds each sorted pair's token.
+  int32_t *moe_offsets_ = nullptr, *moe_active_ = nullptr, *moe_pos_ = nullptr;
+  bool count_experts_ = false;
+  int64_t experts_counted_ = 0;
+  std::vector<int32_t> host_offsets_;
+  bool graphs_ = false;
+  // tokens, block-table width, logit rows, cache
+  using GraphKey = std::tuple<int64_t, int, int64_t, const void*>;
+  std::map<GraphKey, int> graph_seen_, graph_id_;
   std::unique_ptr<ExpertDispatch> dispatch_;
   A2aProfiler* profiler_ = nullptr;
   // Host staging of the dispatch (the CPU backend's memory is host memory already).
