@@ -15,6 +15,7 @@
 #include "kernels/check.h"
 #include "kernels/cpu/machine_peaks.h"
 #include "kernels/cpu/ops.h"
+#include "launcher/bench_cuda.h"
 #include "launcher/commands.h"
 #include "launcher/process.h"
 #include "launcher/profile.h"
@@ -31,6 +32,8 @@ struct BenchFlags {
   int decode_tokens = 64;
   uint64_t seed = 0;
   bool gemm = false;
+  std::string decode_batches = "1";  // --backend cuda only
+  int decode_context = 128;          // --backend cuda only
   ProfileOptions profile;
 };
 
@@ -90,7 +93,31 @@ void bench_gemm(const ModelConfig& c) {
   }
 }
 
+// --backend cuda: one GPU, random weights made on the device (launcher/bench_cuda.cpp).
+void run_bench_cuda(const BenchFlags& f) {
+  run_collectively([&] {
+    QWEN3MOE_CHECK(process().comm->size() == 1,
+                   "bench --backend cuda runs on one rank (one GPU); got ", process().comm->size());
+    QWEN3MOE_CHECK(f.random_weights != !f.runtime.model_dir.empty(),
+                   "give exactly one of --model DIR or --random-weights --config FILE");
+    QWEN3MOE_CHECK(!f.random_weights || !f.config.empty(), "--random-weights needs --config FILE");
+    QWEN3MOE_CHECK(!f.gemm, "--gemm compares the CPU GEMMs; it does not apply to --backend cuda");
+    CudaBenchOptions o;
+    o.model_dir = f.runtime.model_dir;
+    o.config_path = f.config;
+    o.seed = f.seed;
+    o.prompt_len = f.prompt_len;
+    o.decode_tokens = f.decode_tokens;
+    o.decode_context = f.decode_context;
+    o.decode_batches.clear();
+    for (int32_t b : parse_ids(f.decode_batches)) o.decode_batches.push_back(int(b));
+    QWEN3MOE_CHECK(!o.decode_batches.empty(), "--decode-batches: empty list");
+    run_cuda_bench(o);
+  });
+}
+
 void run_bench(BenchFlags f) {
+  if (f.runtime.backend == "cuda") return run_bench_cuda(f);
   namespace fs = std::filesystem;
   Process& proc = process();
   fs::path temp;
@@ -199,6 +226,12 @@ void register_bench(CLI::App& app) {
   cmd->add_option("--decode-tokens", f->decode_tokens, "Decode steps timed")->capture_default_str();
   cmd->add_option("--seed", f->seed, "Seed of weights and prompt")->capture_default_str();
   cmd->add_flag("--gemm", f->gemm, "Also compare the CPU GEMM algorithms on the model's shapes");
+  cmd->add_option("--decode-batches", f->decode_batches,
+                  "--backend cuda: batch sizes decoded, e.g. 1,16,64")
+      ->capture_default_str();
+  cmd->add_option("--decode-context", f->decode_context,
+                  "--backend cuda: tokens each decode sequence holds before the timed steps")
+      ->capture_default_str();
   add_runtime_flags(*cmd, f->runtime);
   add_profile_flags(*cmd, f->profile);
   cmd->callback([f] { run_bench(*f); });
