@@ -108,7 +108,7 @@ void run_cuda_bench(const CudaBenchOptions& o) {
   const bool random = o.model_dir.empty();
   const ModelConfig c = ModelConfig::load(random ? o.config_path : o.model_dir);
   QWEN3MOE_CHECK(o.prompt_len + 1 <= c.max_position_embeddings &&
-                     o.decode_context + 2 * o.decode_tokens + 4 <= c.max_position_embeddings,
+                     o.decode_context + 2 * o.decode_tokens + 6 <= c.max_position_embeddings,
                  "--prompt-len / --decode-context + --decode-tokens exceed max_position_embeddings=",
                  c.max_position_embeddings);
   std::printf("model          %s, %lld layers, hidden %lld, %s\n", c.architecture.c_str(),
@@ -147,8 +147,8 @@ void run_cuda_bench(const CudaBenchOptions& o) {
   // KV: the prefill sequence plus the largest decode batch, in 16-token blocks.
   constexpr int64_t kBlock = 16;
   const int max_b = *std::max_element(o.decode_batches.begin(), o.decode_batches.end());
-  // Context, the timed steps twice (eager, graph) and 3 untimed steps.
-  const int64_t per_seq = (o.decode_context + 2 * o.decode_tokens + 4 + kBlock - 1) / kBlock;
+  // Context, the timed steps twice (eager, graph) and 4 untimed steps.
+  const int64_t per_seq = (o.decode_context + 2 * o.decode_tokens + 6 + kBlock - 1) / kBlock;
   const int64_t blocks = (o.prompt_len + kBlock) / kBlock + int64_t(max_b) * per_seq + 1;
   KvCache cache(c, topo, *backend, blocks, kBlock);
   std::printf("kv cache       %lld blocks of %lld tokens, %.2f GB (f32)\n", (long long)blocks,
@@ -223,7 +223,10 @@ void run_cuda_bench(const CudaBenchOptions& o) {
       double t = 0;
       const int64_t ctx0 = seqs[0].length;
       try {
-        if (graphs) step();  // the capture: untimed
+        if (graphs) {  // untimed: the shape's first step runs eagerly, the second is captured
+          step();
+          step();
+        }
         const double a = now();
         for (int s = 0; s < o.decode_tokens; ++s) step();
         t = (now() - a) / o.decode_tokens;
