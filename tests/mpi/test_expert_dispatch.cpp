@@ -167,10 +167,11 @@ TEST(ExpertDispatch, AFewUnroutedTokensTravelAsIdleRows) {
 TEST(ExpertDispatch, ScatteredTokensArePacked) {
   const int W = world().size();
   const int32_t last = int32_t(4 * (W - 1));
-  // Even tokens to rank 0's experts only, odd tokens to the last rank's only.
+  // Every third token to the last rank's experts only, the others to rank 0's only: the last
+  // rank's range is two thirds idle.
   run_case({[](int r) { return int64_t(9 + 2 * r); },
             [last](int, int64_t t) {
-              const int32_t b = t % 2 ? last : 0;
+              const int32_t b = t % 3 == 1 ? last : 0;
               return std::vector<int32_t>{b, b + 1, b + 2};
             }},
            4 * W);
