@@ -4,7 +4,7 @@
 //
 // Two kernels, chosen on the host from the average rows per expert:
 // - gemv (decode, a few rows per expert): memory bound, so the point is to stream every
-//   active expert's weights exactly once at full bandwidth. One block owns kGemvRows weight
+//   active expert's weights exactly once at full bandwidth. One block owns R weight
 //   rows and reads them with 16-byte loads across its threads; every row of x the expert owns
 //   (up to MT at a time, from L1) is multiplied against the weights in registers, in f32 FMA,
 //   so the result has f32-activation accuracy with no split. The grid's y dimension walks the
@@ -26,7 +26,6 @@ namespace qwen3moe::cuda {
 namespace {
 
 constexpr int kGemvThreads = 128;
-constexpr int kGemvRows = 4;  // weight rows per block
 constexpr unsigned kFull = 0xffffffffu;
 
 // Rows [r0, r1) of x that this block's expert owns, and its weights; false: no expert here.
@@ -70,58 +69,60 @@ __device__ __forceinline__ float warp_sum(float v) {
   return v;
 }
 
-// grid (ceil(N / kGemvRows), slots); K % 8 == 0, rows 16-byte aligned. The block's 128
-// threads split K between them (16-byte groups t, t+128, ... of each of the kGemvRows rows),
-// so even a 512-row projection (k_proj) makes 128 blocks with the whole row in flight, and
-// the partial sums meet through warp shuffles and one shared-memory step.
-template <int MT>
+// grid (ceil(N / R), slots); K % 8 == 0, rows 16-byte aligned. The block's 128 threads split
+// K between them (16-byte groups t, t+128, ... of each of its R weight rows), so even a
+// 512-row projection (k_proj) makes 128 blocks at R = 4 with whole rows in flight; the partial
+// sums meet through warp shuffles and one shared-memory step. Every block reads its expert's
+// rows of x (from L2) once: x traffic is 2 * rows / R times the weight bytes, so more rows
+// per expert (MT >= 4) take R = 8.
+template <int MT, int R>
 __global__ void __launch_bounds__(kGemvThreads)
     gemv_kernel(float* y, const float* x, const void* const* table, const void* single,
                 const int32_t* offsets, const int32_t* active, int64_t rows_single, int N, int K,
                 const float* bias) {
   Group g;
   if (!find_group(&g, table, single, offsets, active, rows_single, blockIdx.y)) return;
-  __shared__ float red[kGemvThreads / 32][kGemvRows][MT];
+  __shared__ float red[kGemvThreads / 32][R][MT];
   const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
-  const int n0 = blockIdx.x * kGemvRows;
+  const int n0 = blockIdx.x * R;
   // Rows past N read row N-1 again (never stored): no branch in the streaming loop.
-  const uint4* wr[kGemvRows];
+  const uint4* wr[R];
 #pragma unroll
-  for (int r = 0; r < kGemvRows; ++r)
+  for (int r = 0; r < R; ++r)
     wr[r] = reinterpret_cast<const uint4*>(g.w + int64_t(min(n0 + r, N - 1)) * K);
   const int k8 = K / 8;  // 16-byte groups per row
   for (int64_t m0 = g.r0; m0 < g.r1; m0 += MT) {
     const int mc = int(min(int64_t(MT), g.r1 - m0));
-    float acc[kGemvRows][MT];
+    float acc[R][MT];
 #pragma unroll
-    for (int r = 0; r < kGemvRows; ++r)
+    for (int r = 0; r < R; ++r)
 #pragma unroll
       for (int m = 0; m < MT; ++m) acc[r][m] = 0.0f;
     const float4* xr = reinterpret_cast<const float4*>(x + m0 * K);
 #pragma unroll 2
     for (int q = threadIdx.x; q < k8; q += kGemvThreads) {
-      uint4 wv[kGemvRows];
+      uint4 wv[R];
 #pragma unroll
-      for (int r = 0; r < kGemvRows; ++r) wv[r] = __ldg(wr[r] + q);
+      for (int r = 0; r < R; ++r) wv[r] = __ldg(wr[r] + q);
 #pragma unroll
       for (int m = 0; m < MT; ++m) {
         if (m < mc) {
           const float4 a = __ldg(xr + int64_t(m) * (K / 4) + 2 * q);
           const float4 b = __ldg(xr + int64_t(m) * (K / 4) + 2 * q + 1);
 #pragma unroll
-          for (int r = 0; r < kGemvRows; ++r) acc[r][m] = dot8(wv[r], a, b, acc[r][m]);
+          for (int r = 0; r < R; ++r) acc[r][m] = dot8(wv[r], a, b, acc[r][m]);
         }
       }
     }
 #pragma unroll
-    for (int r = 0; r < kGemvRows; ++r)
+    for (int r = 0; r < R; ++r)
 #pragma unroll
       for (int m = 0; m < MT; ++m) {
         const float v = warp_sum(acc[r][m]);
         if (lane == 0) red[warp][r][m] = v;
       }
     __syncthreads();
-    if (threadIdx.x < kGemvRows * MT) {
+    if (threadIdx.x < R * MT) {
       const int r = threadIdx.x / MT, m = threadIdx.x % MT;
       float v = 0.0f;
 #pragma unroll
@@ -307,12 +308,12 @@ __global__ void plain_kernel(float* y, const float* x, const void* const* table,
     }
 }
 
-template <int MT>
+template <int MT, int R>
 void launch_gemv(float* y, const float* x, const void* const* table, const void* single,
                  const int32_t* offsets, const int32_t* active, int64_t rows_single, int N,
                  int K, const float* bias, int slots, cudaStream_t stream) {
-  const dim3 grid((N + kGemvRows - 1) / kGemvRows, slots);
-  gemv_kernel<MT><<<grid, kGemvThreads, 0, stream>>>(y, x, table, single, offsets, active,
+  const dim3 grid((N + R - 1) / R, slots);
+  gemv_kernel<MT, R><<<grid, kGemvThreads, 0, stream>>>(y, x, table, single, offsets, active,
                                                         rows_single, N, K, bias);
   QWEN3MOE_CUDA_LAUNCHED();
 }
@@ -323,13 +324,13 @@ void gemv_dispatch(int64_t max_rows, float* y, const float* x, const void* const
                    int64_t rows_single, int N, int K, const float* bias, int slots,
                    cudaStream_t stream) {
   if (max_rows <= 1)
-    launch_gemv<1>(y, x, table, single, offsets, active, rows_single, N, K, bias, slots, stream);
+    launch_gemv<1, 4>(y, x, table, single, offsets, active, rows_single, N, K, bias, slots, stream);
   else if (max_rows <= 2)
-    launch_gemv<2>(y, x, table, single, offsets, active, rows_single, N, K, bias, slots, stream);
+    launch_gemv<2, 4>(y, x, table, single, offsets, active, rows_single, N, K, bias, slots, stream);
   else if (max_rows <= 4)
-    launch_gemv<4>(y, x, table, single, offsets, active, rows_single, N, K, bias, slots, stream);
+    launch_gemv<4, 8>(y, x, table, single, offsets, active, rows_single, N, K, bias, slots, stream);
   else
-    launch_gemv<8>(y, x, table, single, offsets, active, rows_single, N, K, bias, slots, stream);
+    launch_gemv<8, 8>(y, x, table, single, offsets, active, rows_single, N, K, bias, slots, stream);
 }
 
 }  // namespace
