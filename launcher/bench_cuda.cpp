@@ -61,10 +61,10 @@ double prefill_flops(const ModelConfig& c, int64_t T) {
   const StepBytes b = step_bytes(c);
   int64_t moe = 0;
   for (int64_t l = 0; l < c.num_hidden_layers; ++l) moe += c.is_moe_layer(l);
-  const double per_token = (b.attention + b.router +
-                            double(moe) * double(c.num_experts_per_tok) * b.per_expert) / 2.0;
-  const double attn = 2.0 * 2.0 * double(c.num_hidden_layers) * double(c.q_dim()) * double(T) *
-                      double(T + 1) / 2.0;
+  const double per_token =
+      (b.attention + b.router + double(moe) * double(c.num_experts_per_tok) * b.per_expert) / 2.0;
+  const double attn =
+      2.0 * 2.0 * double(c.num_hidden_layers) * double(c.q_dim()) * double(T) * double(T + 1) / 2.0;
   return 2.0 * per_token * double(T) + 2.0 * double(c.vocab_size) * double(c.hidden_size) + attn;
 }
 
@@ -107,28 +107,31 @@ void run_cuda_bench(const CudaBenchOptions& o) {
     QWEN3MOE_CHECK(b > 0 && b <= 4096, "--decode-batches: batch size ", b, " outside 1..4096");
   const bool random = o.model_dir.empty();
   const ModelConfig c = ModelConfig::load(random ? o.config_path : o.model_dir);
-  QWEN3MOE_CHECK(o.prompt_len + 1 <= c.max_position_embeddings &&
-                     o.decode_context + 2 * o.decode_tokens + 6 <= c.max_position_embeddings,
-                 "--prompt-len / --decode-context + --decode-tokens exceed max_position_embeddings=",
-                 c.max_position_embeddings);
+  QWEN3MOE_CHECK(
+      o.prompt_len + 1 <= c.max_position_embeddings &&
+          o.decode_context + 2 * o.decode_tokens + 6 <= c.max_position_embeddings,
+      "--prompt-len / --decode-context + --decode-tokens exceed max_position_embeddings=",
+      c.max_position_embeddings);
   std::printf("model          %s, %lld layers, hidden %lld, %s\n", c.architecture.c_str(),
               (long long)c.num_hidden_layers, (long long)c.hidden_size,
               c.is_moe() ? (std::to_string(c.num_experts) + " experts top-" +
-                            std::to_string(c.num_experts_per_tok)).c_str()
+                            std::to_string(c.num_experts_per_tok))
+                               .c_str()
                          : "dense");
   // The ceilings first, while the card's memory is still free.
   const double hbm = cuda::measure_copy_bandwidth();
   const double gemm = cuda::measure_bf16_gemm_peak();
-  std::printf("gpu            %s; HBM %.0f GB/s (measured: 1 GiB cudaMemcpy device to device, "
-              "read + write, median of 10), bf16 GEMM %.0f TFLOP/s (measured: cublasGemmEx "
-              "8192^3 bf16 in, f32 out and compute, median of 10)\n",
-              cuda::device_name().c_str(), hbm, gemm);
+  std::printf(
+      "gpu            %s; HBM %.0f GB/s (measured: 1 GiB cudaMemcpy device to device, "
+      "read + write, median of 10), bf16 GEMM %.0f TFLOP/s (measured: cublasGemmEx "
+      "8192^3 bf16 in, f32 out and compute, median of 10)\n",
+      cuda::device_name().c_str(), hbm, gemm);
 
   auto backend = make_cuda_backend(0);
   auto host_comm = make_local_communicator();
   auto comm = make_local_device_communicator(*backend);
-  const Topology topo(0, 1, 1, {c.num_attention_heads, c.num_key_value_heads, c.num_experts,
-                                c.vocab_size});
+  const Topology topo(0, 1, 1,
+                      {c.num_attention_heads, c.num_key_value_heads, c.num_experts, c.vocab_size});
   double t0 = now();
   WeightStore store;
   std::unique_ptr<Model> model;
@@ -173,9 +176,10 @@ void run_cuda_bench(const CudaBenchOptions& o) {
     std::sort(secs.begin(), secs.end());
     const double t = secs[secs.size() / 2];
     const double tflops = prefill_flops(c, o.prompt_len) / t / 1e12;
-    std::printf("prefill        %d tokens in %.1f ms (median of 3): %.0f tok/s, %.1f TFLOP/s = "
-                "%.1f%% of the measured bf16 GEMM rate\n",
-                o.prompt_len, t * 1e3, o.prompt_len / t, tflops, 100.0 * tflops / gemm);
+    std::printf(
+        "prefill        %d tokens in %.1f ms (median of 3): %.0f tok/s, %.1f TFLOP/s = "
+        "%.1f%% of the measured bf16 GEMM rate\n",
+        o.prompt_len, t * 1e3, o.prompt_len / t, tflops, 100.0 * tflops / gemm);
   }
 
   // ---- decode at each batch size ----
@@ -239,13 +243,14 @@ void run_cuda_bench(const CudaBenchOptions& o) {
       const double experts = touched * sb.per_expert;
       const double bytes = sb.attention + sb.router + experts + sb.lm_head + B * sb.embed_row + kv;
       const double gbs = bytes / t / 1e9;
-      std::printf("decode b=%-4d  %s, %d steps: %.2f ms/step, %.0f tok/s; reads %.3f GB/step "
-                  "(attention %.2f, router %.3f, experts %.2f = %.1f of %lld per layer, lm_head "
-                  "%.2f, KV %.3f): %.0f GB/s = %.1f%% of measured HBM\n",
-                  B, graphs ? "graph" : "eager", o.decode_tokens, t * 1e3, B / t, bytes / 1e9,
-                  sb.attention / 1e9, sb.router / 1e9, experts / 1e9,
-                  touched / double(std::max<int64_t>(1, moe_layers)), (long long)c.num_experts,
-                  sb.lm_head / 1e9, kv / 1e9, gbs, 100.0 * gbs / hbm);
+      std::printf(
+          "decode b=%-4d  %s, %d steps: %.2f ms/step, %.0f tok/s; reads %.3f GB/step "
+          "(attention %.2f, router %.3f, experts %.2f = %.1f of %lld per layer, lm_head "
+          "%.2f, KV %.3f): %.0f GB/s = %.1f%% of measured HBM\n",
+          B, graphs ? "graph" : "eager", o.decode_tokens, t * 1e3, B / t, bytes / 1e9,
+          sb.attention / 1e9, sb.router / 1e9, experts / 1e9,
+          touched / double(std::max<int64_t>(1, moe_layers)), (long long)c.num_experts,
+          sb.lm_head / 1e9, kv / 1e9, gbs, 100.0 * gbs / hbm);
     }
     model->set_graphs(false);
   }

@@ -310,8 +310,8 @@ __global__ void plain_kernel(float* y, const float* x, const void* const* table,
 
 template <int MT, int R>
 void launch_gemv(float* y, const float* x, const void* const* table, const void* single,
-                 const int32_t* offsets, const int32_t* active, int64_t rows_single, int N,
-                 int K, const float* bias, int slots, cudaStream_t stream) {
+                 const int32_t* offsets, const int32_t* active, int64_t rows_single, int N, int K,
+                 const float* bias, int slots, cudaStream_t stream) {
   const dim3 grid((N + R - 1) / R, slots);
   gemv_kernel<MT, R><<<grid, kGemvThreads, 0, stream>>>(y, x, table, single, offsets, active,
                                                         rows_single, N, K, bias);
@@ -341,8 +341,8 @@ bool gemv_applies(const Weight& w, int64_t m) {
 
 void gemv(float* y, const float* x, const Weight& w, int64_t m, const float* bias,
           cudaStream_t stream) {
-  QWEN3MOE_CHECK(gemv_applies(w, m), "gemv: weights ", w.rows, "x", w.cols, " ld ", w.ld,
-                 " dtype ", dtype_name(w.dtype), " with m=", m, " need bf16, K % 8 == 0, ld = K",
+  QWEN3MOE_CHECK(gemv_applies(w, m), "gemv: weights ", w.rows, "x", w.cols, " ld ", w.ld, " dtype ",
+                 dtype_name(w.dtype), " with m=", m, " need bf16, K % 8 == 0, ld = K",
                  " and m <= ", kGemvMaxRows);
   if (m == 0 || w.rows == 0) return;
   gemv_dispatch(m, y, x, nullptr, w.data, nullptr, nullptr, m, int(w.rows), int(w.cols), bias, 1,
@@ -358,8 +358,8 @@ void moe_matmul(float* y, const float* x, const ExpertWeights& w, const int32_t*
                 const int32_t* active, int64_t experts, int64_t rows, int64_t tokens,
                 cudaStream_t stream) {
   if (rows == 0 || w.rows == 0) return;
-  QWEN3MOE_CHECK(w.rows <= INT32_MAX && w.cols <= INT32_MAX, "moe_matmul: expert of ", w.rows,
-                 "x", w.cols, " is too large");
+  QWEN3MOE_CHECK(w.rows <= INT32_MAX && w.cols <= INT32_MAX, "moe_matmul: expert of ", w.rows, "x",
+                 w.cols, " is too large");
   const int N = int(w.rows), K = int(w.cols);
   const int slots = int(std::min(experts, rows));
   switch (moe_matmul_path(w, experts, rows)) {
@@ -380,7 +380,8 @@ void moe_matmul(float* y, const float* x, const ExpertWeights& w, const int32_t*
       const dim3 grid((N + 255) / 256, slots);
       switch (w.dtype) {
         case DType::BF16:
-          plain_kernel<__nv_bfloat16><<<grid, 256, 0, stream>>>(y, x, w.table, offsets, active, N, K);
+          plain_kernel<__nv_bfloat16>
+              <<<grid, 256, 0, stream>>>(y, x, w.table, offsets, active, N, K);
           break;
         case DType::F32:
           plain_kernel<float><<<grid, 256, 0, stream>>>(y, x, w.table, offsets, active, N, K);

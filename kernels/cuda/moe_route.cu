@@ -12,11 +12,13 @@
 namespace qwen3moe::cuda {
 namespace {
 
-constexpr int kChunk = 64;          // tokens per chunk
-constexpr int kMaxExperts = 1024;   // one thread per expert in a block
+constexpr int kChunk = 64;                      // tokens per chunk
+constexpr int kMaxExperts = 1024;               // one thread per expert in a block
 constexpr int kMaxPairsPerChunk = kChunk * 32;  // k <= 32
 
-int threads_for(int64_t experts) { return int((experts + 31) / 32 * 32); }
+int threads_for(int64_t experts) {
+  return int((experts + 31) / 32 * 32);
+}
 
 // Pairs of chunk c staged in shared memory: [n] ids, n = chunk tokens * k.
 __device__ int stage_chunk(int32_t* s_ids, const int32_t* ids, int64_t tokens, int64_t k,
@@ -88,9 +90,9 @@ __device__ void write_offsets(int count, int64_t experts, int64_t total_pairs, i
 }
 
 // Decode: every token in one chunk, one block.
-__global__ void align_one_chunk_kernel(int32_t* offsets, int32_t* pair_token,
-                                       int32_t* pair_index, int32_t* active, const int32_t* ids,
-                                       int64_t tokens, int64_t k, int64_t experts) {
+__global__ void align_one_chunk_kernel(int32_t* offsets, int32_t* pair_token, int32_t* pair_index,
+                                       int32_t* active, const int32_t* ids, int64_t tokens,
+                                       int64_t k, int64_t experts) {
   __shared__ int32_t s_ids[kMaxPairsPerChunk];
   __shared__ int2 buf[kMaxExperts];
   const int n = stage_chunk(s_ids, ids, tokens, k, 0);
@@ -103,8 +105,8 @@ __global__ void align_one_chunk_kernel(int32_t* offsets, int32_t* pair_token,
 }
 
 // Prefill, 1 of 3: counts[c, e] = pairs of expert e in chunk c.
-__global__ void align_count_kernel(int32_t* counts, const int32_t* ids, int64_t tokens,
-                                   int64_t k, int64_t experts) {
+__global__ void align_count_kernel(int32_t* counts, const int32_t* ids, int64_t tokens, int64_t k,
+                                   int64_t experts) {
   __shared__ int32_t s_ids[kMaxPairsPerChunk];
   const int n = stage_chunk(s_ids, ids, tokens, k, blockIdx.x);
   __syncthreads();
@@ -132,9 +134,8 @@ __global__ void align_scan_kernel(int32_t* counts, int32_t* offsets, int32_t* ac
 }
 
 // 3 of 3: every chunk places its pairs from the positions the scan gave it.
-__global__ void align_place_kernel(int32_t* pair_token, int32_t* pair_index,
-                                   const int32_t* starts, const int32_t* ids, int64_t tokens,
-                                   int64_t k, int64_t experts) {
+__global__ void align_place_kernel(int32_t* pair_token, int32_t* pair_index, const int32_t* starts,
+                                   const int32_t* ids, int64_t tokens, int64_t k, int64_t experts) {
   __shared__ int32_t s_ids[kMaxPairsPerChunk];
   const int n = stage_chunk(s_ids, ids, tokens, k, blockIdx.x);
   __syncthreads();
@@ -176,19 +177,18 @@ void moe_align(int32_t* offsets, int32_t* pair_token, int32_t* pair_index, int32
   const int threads = threads_for(experts);
   const int64_t chunks = (tokens + kChunk - 1) / kChunk;
   if (chunks <= 1) {
-    align_one_chunk_kernel<<<1, threads, 0, stream>>>(offsets, pair_token, pair_index, active,
-                                                      ids, tokens, k, experts);
+    align_one_chunk_kernel<<<1, threads, 0, stream>>>(offsets, pair_token, pair_index, active, ids,
+                                                      tokens, k, experts);
     QWEN3MOE_CUDA_LAUNCHED();
     return;
   }
-  QWEN3MOE_CHECK(workspace != nullptr, "moe_align: ", tokens,
-                 " tokens need a workspace of ", moe_align_workspace_bytes(tokens, experts),
-                 " bytes");
+  QWEN3MOE_CHECK(workspace != nullptr, "moe_align: ", tokens, " tokens need a workspace of ",
+                 moe_align_workspace_bytes(tokens, experts), " bytes");
   auto* counts = static_cast<int32_t*>(workspace);  // [chunks, E]
   align_count_kernel<<<int(chunks), threads, 0, stream>>>(counts, ids, tokens, k, experts);
   QWEN3MOE_CUDA_LAUNCHED();
-  align_scan_kernel<<<1, threads, 0, stream>>>(counts, offsets, active, pair_token, chunks,
-                                               tokens, k, experts);
+  align_scan_kernel<<<1, threads, 0, stream>>>(counts, offsets, active, pair_token, chunks, tokens,
+                                               k, experts);
   QWEN3MOE_CUDA_LAUNCHED();
   align_place_kernel<<<int(chunks), threads, 0, stream>>>(pair_token, pair_index, counts, ids,
                                                           tokens, k, experts);

@@ -23,8 +23,9 @@ struct RandomModel {
       : config(ModelConfig::load(testing::fixture("hf-tiny/moe_a"))),
         backend(make_cpu_backend(2)),
         comm(make_local_communicator()),
-        topo(0, 1, 1, {config.num_attention_heads, config.num_key_value_heads,
-                       config.num_experts, config.vocab_size}),
+        topo(0, 1, 1,
+             {config.num_attention_heads, config.num_key_value_heads, config.num_experts,
+              config.vocab_size}),
         model(config, RandomWeights{seed}, *backend, *comm, topo),
         cache(config, topo, *backend, 16, 16) {}
   ModelConfig config;

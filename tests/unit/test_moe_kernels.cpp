@@ -52,8 +52,11 @@ Aligned align(const std::vector<int32_t>& ids, int64_t T, int64_t k, int64_t E) 
 }
 
 TEST(MoeKernels, AlignSortsPairsByExpertThenToken) {
-  for (auto [T, k, E] : {std::tuple<int64_t, int64_t, int64_t>{1, 8, 128}, {5, 2, 8},
-                         {64, 8, 128}, {300, 8, 128}, {37, 4, 16}}) {
+  for (auto [T, k, E] : {std::tuple<int64_t, int64_t, int64_t>{1, 8, 128},
+                         {5, 2, 8},
+                         {64, 8, 128},
+                         {300, 8, 128},
+                         {37, 4, 16}}) {
     const std::vector<int32_t> ids = random_ids(T, k, E, uint32_t(T * 31 + E));
     const Aligned a = align(ids, T, k, E);
     // Reference: every (expert, token, j) triple sorted.
