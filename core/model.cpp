@@ -468,7 +468,7 @@ void Model::moe_block_local(int64_t l, int64_t T) {
   const ModelConfig& c = config_;
   const Layer& L = layers_[size_t(l)];
   const int64_t H = c.hidden_size, E = c.num_experts, k = c.num_experts_per_tok;
-  const int64_t I = c.moe_intermediate_size, P = T * k;
+  const int64_t P = T * k;
   backend_.rmsnorm(h_, x_, L.post_norm, T, H, float(c.rms_norm_eps));
   backend_.matmul(router_logits_, h_, L.router, T);  // [T, E]
   backend_.router_topk(topk_ids_, topk_w_, router_logits_, T, E, k, c.norm_topk_prob);
@@ -480,9 +480,9 @@ void Model::moe_block_local(int64_t l, int64_t T) {
     for (int64_t e = 0; e < E; ++e) experts_counted_ += host_offsets_[size_t(e + 1)] > host_offsets_[size_t(e)];
   }
   backend_.gather_rows(rows_, h_, moe_idx_, P, H);  // [P, H]
-  backend_.moe_matmul(gate_, rows_, L.gate_table, moe_offsets_, moe_active_, E, P, T);  // [P, I]
-  backend_.moe_matmul(up_, rows_, L.up_table, moe_offsets_, moe_active_, E, P, T);      // [P, I]
-  backend_.silu_mul(act_, gate_, up_, P, I);
+  // act = silu(rows · gate^T) * (rows · up^T): [P, I]
+  backend_.moe_swiglu(act_, gate_, up_, rows_, L.gate_table, L.up_table, moe_offsets_,
+                      moe_active_, E, P, T);
   backend_.moe_matmul(down_, act_, L.down_table, moe_offsets_, moe_active_, E, P, T);  // [P, H]
   // x[t] += sum_j w[t, j] * down[pos[t, j]]: the residual add and the weighted sum in one.
   backend_.moe_combine(x_, down_, moe_pos_, topk_w_, T, k, H);

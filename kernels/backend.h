@@ -131,6 +131,13 @@ class Backend {
   virtual void moe_matmul(float* y, const float* x, const ExpertWeights& w,
                           const int32_t* offsets, const int32_t* active, int64_t experts,
                           int64_t rows, int64_t tokens) = 0;
+  // act[rows, I] = silu(x · gate[e]^T) * (x · up[e]^T) over the sorted pairs: moe_matmul of
+  // gate and up and silu_mul as one op, so decode streams both projections in one launch.
+  // gate_out and up_out [rows, I] are scratch the backend may use (prefill, the CPU).
+  virtual void moe_swiglu(float* act, float* gate_out, float* up_out, const float* x,
+                          const ExpertWeights& gate, const ExpertWeights& up,
+                          const int32_t* offsets, const int32_t* active, int64_t experts,
+                          int64_t rows, int64_t tokens) = 0;
   // out[t] += sum_j weights[t, j] * in[pair_index[t, j]] for rows of `dim` (skipping index -1):
   // the weighted sum of each token's expert outputs, as a gather (deterministic, no atomics).
   virtual void moe_combine(float* out, const float* in, const int32_t* pair_index,

@@ -259,8 +259,9 @@ void run_cuda_bench(const CudaBenchOptions& o) {
       "activations (hi + lo: twice the tensor work the TFLOP/s above counts), experts moe_matmul "
       "wmma (split-bf16 WMMA 64x64 tiles, one launch per projection), attention attention.cu "
       "(one block per token and head, f32). decode: projections and lm_head the gemv kernel "
-      "(m <= 8; cuBLAS split-bf16 above), experts moe_align + moe_matmul gemv (active experts "
-      "only, one launch per projection) + moe_combine, attention attention.cu; 'eager' launches "
+      "(m <= 8; cuBLAS split-bf16 above), experts moe_align + moe_swiglu gemv (gate, up and "
+      "silu in one launch over the active experts only) + moe_matmul gemv (down) + moe_combine, "
+      "router router.cu (a warp per token), attention attention.cu; 'eager' launches "
       "every kernel, 'graph' replays one captured CUDA graph per step\n");
 }
 

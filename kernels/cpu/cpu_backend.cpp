@@ -88,6 +88,11 @@ class CpuBackend final : public Backend {
                   const int32_t* active, int64_t experts, int64_t rows, int64_t tokens) override {
     cpu::moe_matmul(y, x, w, offsets, active, experts, rows, tokens);
   }
+  void moe_swiglu(float* act, float* gate_out, float* up_out, const float* x,
+                  const ExpertWeights& gate, const ExpertWeights& up, const int32_t* offsets,
+                  const int32_t* active, int64_t experts, int64_t rows, int64_t tokens) override {
+    cpu::moe_swiglu(act, gate_out, up_out, x, gate, up, offsets, active, experts, rows, tokens);
+  }
   void moe_combine(float* out, const float* in, const int32_t* pair_index, const float* weights,
                    int64_t tokens, int64_t k, int64_t dim) override {
     cpu::moe_combine(out, in, pair_index, weights, tokens, k, dim);

@@ -49,6 +49,14 @@ void moe_matmul(float* y, const float* x, const ExpertWeights& w, const int32_t*
   grouped_matmul(y, x, ws.data(), off.data(), int(experts));
 }
 
+void moe_swiglu(float* act, float* gate_out, float* up_out, const float* x,
+                const ExpertWeights& gate, const ExpertWeights& up, const int32_t* offsets,
+                const int32_t* active, int64_t experts, int64_t rows, int64_t tokens) {
+  moe_matmul(gate_out, x, gate, offsets, active, experts, rows, tokens);
+  moe_matmul(up_out, x, up, offsets, active, experts, rows, tokens);
+  silu_mul(act, gate_out, up_out, offsets[experts], gate.rows);
+}
+
 void moe_combine(float* out, const float* in, const int32_t* pair_index, const float* weights,
                  int64_t tokens, int64_t k, int64_t dim) {
 #pragma omp parallel for schedule(static) if (tokens * k * dim > 65536)

@@ -42,6 +42,9 @@ void moe_align(int32_t* offsets, int32_t* pair_token, int32_t* pair_index, int32
                const int32_t* ids, int64_t tokens, int64_t k, int64_t experts);
 void moe_matmul(float* y, const float* x, const ExpertWeights& w, const int32_t* offsets,
                 const int32_t* active, int64_t experts, int64_t rows, int64_t tokens);
+void moe_swiglu(float* act, float* gate_out, float* up_out, const float* x,
+                const ExpertWeights& gate, const ExpertWeights& up, const int32_t* offsets,
+                const int32_t* active, int64_t experts, int64_t rows, int64_t tokens);
 void moe_combine(float* out, const float* in, const int32_t* pair_index, const float* weights,
                  int64_t tokens, int64_t k, int64_t dim);
 void fill_random(void* dst, DType dtype, int64_t n, uint64_t seed, float mean, float std);

@@ -32,6 +32,7 @@ constexpr unsigned kFull = 0xffffffffu;
 struct Group {
   int64_t r0, r1;
   const __nv_bfloat16* w;
+  int e;
 };
 
 __device__ bool find_group(Group* g, const void* const* table, const void* single,
@@ -41,6 +42,7 @@ __device__ bool find_group(Group* g, const void* const* table, const void* singl
     g->r0 = 0;
     g->r1 = rows_single;
     g->w = static_cast<const __nv_bfloat16*>(single);
+    g->e = 0;
     return true;
   }
   const int e = active[slot];
@@ -48,6 +50,7 @@ __device__ bool find_group(Group* g, const void* const* table, const void* singl
   g->r0 = offsets[e];
   g->r1 = offsets[e + 1];
   g->w = static_cast<const __nv_bfloat16*>(table[e]);
+  g->e = e;
   return true;
 }
 
@@ -75,47 +78,52 @@ __device__ __forceinline__ float warp_sum(float v) {
 // sums meet through warp shuffles and one shared-memory step. Every block reads its expert's
 // rows of x (from L2) once: x traffic is 2 * rows / R times the weight bytes, so more rows
 // per expert (MT >= 4) take R = 8.
-template <int MT, int R>
+// kGlu (the experts' gate and up at once): the block streams R rows of table (gate) and the
+// same R rows of table2 (up), and writes silu(gate) * up: one launch, no gate/up round trip.
+template <int MT, int R, bool kGlu>
 __global__ void __launch_bounds__(kGemvThreads)
-    gemv_kernel(float* y, const float* x, const void* const* table, const void* single,
-                const int32_t* offsets, const int32_t* active, int64_t rows_single, int N, int K,
-                const float* bias) {
+    gemv_kernel(float* y, const float* x, const void* const* table, const void* const* table2,
+                const void* single, const int32_t* offsets, const int32_t* active,
+                int64_t rows_single, int N, int K, const float* bias) {
+  constexpr int RR = kGlu ? 2 * R : R;  // weight rows streamed
   Group g;
   if (!find_group(&g, table, single, offsets, active, rows_single, blockIdx.y)) return;
-  __shared__ float red[kGemvThreads / 32][R][MT];
+  __shared__ float red[kGemvThreads / 32][RR][MT];
   const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
   const int n0 = blockIdx.x * R;
+  const auto* w2 = kGlu ? static_cast<const __nv_bfloat16*>(table2[g.e]) : nullptr;
   // Rows past N read row N-1 again (never stored): no branch in the streaming loop.
-  const uint4* wr[R];
+  const uint4* wr[RR];
 #pragma unroll
-  for (int r = 0; r < R; ++r)
-    wr[r] = reinterpret_cast<const uint4*>(g.w + int64_t(min(n0 + r, N - 1)) * K);
+  for (int r = 0; r < RR; ++r)
+    wr[r] = reinterpret_cast<const uint4*>((r < R ? g.w : w2) +
+                                           int64_t(min(n0 + r % R, N - 1)) * K);
   const int k8 = K / 8;  // 16-byte groups per row
   for (int64_t m0 = g.r0; m0 < g.r1; m0 += MT) {
     const int mc = int(min(int64_t(MT), g.r1 - m0));
-    float acc[R][MT];
+    float acc[RR][MT];
 #pragma unroll
-    for (int r = 0; r < R; ++r)
+    for (int r = 0; r < RR; ++r)
 #pragma unroll
       for (int m = 0; m < MT; ++m) acc[r][m] = 0.0f;
     const float4* xr = reinterpret_cast<const float4*>(x + m0 * K);
 #pragma unroll 2
     for (int q = threadIdx.x; q < k8; q += kGemvThreads) {
-      uint4 wv[R];
+      uint4 wv[RR];
 #pragma unroll
-      for (int r = 0; r < R; ++r) wv[r] = __ldg(wr[r] + q);
+      for (int r = 0; r < RR; ++r) wv[r] = __ldg(wr[r] + q);
 #pragma unroll
       for (int m = 0; m < MT; ++m) {
         if (m < mc) {
           const float4 a = __ldg(xr + int64_t(m) * (K / 4) + 2 * q);
           const float4 b = __ldg(xr + int64_t(m) * (K / 4) + 2 * q + 1);
 #pragma unroll
-          for (int r = 0; r < R; ++r) acc[r][m] = dot8(wv[r], a, b, acc[r][m]);
+          for (int r = 0; r < RR; ++r) acc[r][m] = dot8(wv[r], a, b, acc[r][m]);
         }
       }
     }
 #pragma unroll
-    for (int r = 0; r < R; ++r)
+    for (int r = 0; r < RR; ++r)
 #pragma unroll
       for (int m = 0; m < MT; ++m) {
         const float v = warp_sum(acc[r][m]);
@@ -127,7 +135,15 @@ __global__ void __launch_bounds__(kGemvThreads)
       float v = 0.0f;
 #pragma unroll
       for (int w = 0; w < kGemvThreads / 32; ++w) v += red[w][r][m];
-      if (m < mc && n0 + r < N) y[(m0 + m) * N + n0 + r] = v + (bias ? bias[n0 + r] : 0.0f);
+      if constexpr (kGlu) {
+        float u = 0.0f;
+#pragma unroll
+        for (int w = 0; w < kGemvThreads / 32; ++w) u += red[w][R + r][m];
+        v = v / (1.0f + expf(-v)) * u;  // silu_mul's formula
+      } else if (bias) {
+        v += bias[n0 + r];
+      }
+      if (m < mc && n0 + r < N) y[(m0 + m) * N + n0 + r] = v;
     }
     __syncthreads();  // red is reused by the next chunk of rows
   }
@@ -308,13 +324,14 @@ __global__ void plain_kernel(float* y, const float* x, const void* const* table,
     }
 }
 
-template <int MT, int R>
+template <int MT, int R, bool kGlu = false>
 void launch_gemv(float* y, const float* x, const void* const* table, const void* single,
                  const int32_t* offsets, const int32_t* active, int64_t rows_single, int N, int K,
-                 const float* bias, int slots, cudaStream_t stream) {
+                 const float* bias, int slots, cudaStream_t stream,
+                 const void* const* table2 = nullptr) {
   const dim3 grid((N + R - 1) / R, slots);
-  gemv_kernel<MT, R><<<grid, kGemvThreads, 0, stream>>>(y, x, table, single, offsets, active,
-                                                        rows_single, N, K, bias);
+  gemv_kernel<MT, R, kGlu><<<grid, kGemvThreads, 0, stream>>>(
+      y, x, table, table2, single, offsets, active, rows_single, N, K, bias);
   QWEN3MOE_CUDA_LAUNCHED();
 }
 
@@ -331,6 +348,20 @@ void gemv_dispatch(int64_t max_rows, float* y, const float* x, const void* const
     launch_gemv<4, 8>(y, x, table, single, offsets, active, rows_single, N, K, bias, slots, stream);
   else
     launch_gemv<8, 8>(y, x, table, single, offsets, active, rows_single, N, K, bias, slots, stream);
+}
+
+// gate and up streamed together (R = 4 rows of each: the x reuse of R = 8 unfused).
+void gemv_glu_dispatch(int64_t max_rows, float* y, const float* x, const void* const* gate,
+                       const void* const* up, const int32_t* offsets, const int32_t* active,
+                       int N, int K, int slots, cudaStream_t stream) {
+  if (max_rows <= 1)
+    launch_gemv<1, 4, true>(y, x, gate, nullptr, offsets, active, 0, N, K, nullptr, slots, stream, up);
+  else if (max_rows <= 2)
+    launch_gemv<2, 4, true>(y, x, gate, nullptr, offsets, active, 0, N, K, nullptr, slots, stream, up);
+  else if (max_rows <= 4)
+    launch_gemv<4, 4, true>(y, x, gate, nullptr, offsets, active, 0, N, K, nullptr, slots, stream, up);
+  else
+    launch_gemv<8, 4, true>(y, x, gate, nullptr, offsets, active, 0, N, K, nullptr, slots, stream, up);
 }
 
 }  // namespace
@@ -394,6 +425,24 @@ void moe_matmul(float* y, const float* x, const ExpertWeights& w, const int32_t*
       return;
     }
   }
+}
+
+void moe_swiglu(float* act, float* gate_out, float* up_out, const float* x,
+                const ExpertWeights& gate, const ExpertWeights& up, const int32_t* offsets,
+                const int32_t* active, int64_t experts, int64_t rows, int64_t tokens,
+                cudaStream_t stream) {
+  if (rows == 0 || gate.rows == 0) return;
+  QWEN3MOE_CHECK(gate.rows == up.rows && gate.cols == up.cols && gate.dtype == up.dtype,
+                 "moe_swiglu: gate ", gate.rows, "x", gate.cols, " and up ", up.rows, "x",
+                 up.cols, " differ");
+  if (moe_matmul_path(gate, experts, rows) == MoeMatmulPath::kGemv) {
+    gemv_glu_dispatch(std::min(tokens, rows), act, x, gate.table, up.table, offsets, active,
+                      int(gate.rows), int(gate.cols), int(std::min(experts, rows)), stream);
+    return;
+  }
+  moe_matmul(gate_out, x, gate, offsets, active, experts, rows, tokens, stream);
+  moe_matmul(up_out, x, up, offsets, active, experts, rows, tokens, stream);
+  silu_mul(act, gate_out, up_out, rows, gate.rows, stream);
 }
 
 }  // namespace qwen3moe::cuda

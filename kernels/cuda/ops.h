@@ -68,6 +68,12 @@ MoeMatmulPath moe_matmul_path(const ExpertWeights& w, int64_t experts, int64_t r
 void moe_matmul(float* y, const float* x, const ExpertWeights& w, const int32_t* offsets,
                 const int32_t* active, int64_t experts, int64_t rows, int64_t tokens,
                 cudaStream_t stream);
+// act = silu(x · gate^T) * (x · up^T) per expert: one launch on the gemv path (gate_out and
+// up_out unused), else two moe_matmul launches into them and silu_mul.
+void moe_swiglu(float* act, float* gate_out, float* up_out, const float* x,
+                const ExpertWeights& gate, const ExpertWeights& up, const int32_t* offsets,
+                const int32_t* active, int64_t experts, int64_t rows, int64_t tokens,
+                cudaStream_t stream);
 void moe_combine(float* out, const float* in, const int32_t* pair_index, const float* weights,
                  int64_t tokens, int64_t k, int64_t dim, cudaStream_t stream);
 void fill_random(void* dst, DType dtype, int64_t n, uint64_t seed, float mean, float std,

@@ -235,6 +235,43 @@ TEST_F(CudaOps, MoeMatmulMatchesCpu) {
   }
 }
 
+// The fused gate+up+silu gemv (decode) and the unfused path (prefill) against the CPU.
+TEST_F(CudaOps, MoeSwigluMatchesCpu) {
+  for (auto [T, k, E] : {std::tuple<int64_t, int64_t, int64_t>{1, 8, 128}, {2, 8, 128},
+                         {4, 8, 128}, {64, 8, 128}, {512, 8, 128}}) {
+    const int64_t I = 96, H = 256, P = T * k;
+    const std::vector<int32_t> ids = router_like_ids(T, k, E, uint32_t(T * 3 + 1));
+    std::vector<int32_t> off(static_cast<size_t>(E + 1)), tok(static_cast<size_t>(P)),
+        idx(static_cast<size_t>(P)), act(static_cast<size_t>(E));
+    cpu->moe_align(off.data(), tok.data(), idx.data(), act.data(), ids.data(), T, k, E);
+    std::vector<uint16_t> g16, u16;
+    for (float v : randn(size_t(E * I * H), 71, 0.1f)) g16.push_back(f32_to_bf16(v));
+    for (float v : randn(size_t(E * I * H), 72, 0.1f)) u16.push_back(f32_to_bf16(v));
+    const uint16_t* dg = dev(g16);
+    const uint16_t* du = dev(u16);
+    std::vector<const void*> hg, hu, tg, tu;
+    for (int64_t e = 0; e < E; ++e) {
+      hg.push_back(g16.data() + e * I * H);
+      hu.push_back(u16.data() + e * I * H);
+      tg.push_back(dg + e * I * H);
+      tu.push_back(du + e * I * H);
+    }
+    const std::vector<float> x = randn(size_t(P * H), 73);
+    std::vector<float> want(size_t(P * I)), gs(want.size()), us(want.size());
+    cpu->moe_swiglu(want.data(), gs.data(), us.data(), x.data(),
+                    ExpertWeights{hg.data(), DType::BF16, I, H},
+                    ExpertWeights{hu.data(), DType::BF16, I, H}, off.data(), act.data(), E, P, T);
+    float* y = dev(std::vector<float>(want.size(), NAN));
+    float* s1 = dev(std::vector<float>(want.size()));
+    float* s2 = dev(std::vector<float>(want.size()));
+    gpu->moe_swiglu(y, s1, s2, dev(x),
+                    ExpertWeights{reinterpret_cast<const void* const*>(dev(tg)), DType::BF16, I, H},
+                    ExpertWeights{reinterpret_cast<const void* const*>(dev(tu)), DType::BF16, I, H},
+                    dev(off), dev(act), E, P, T);
+    expect_close(host(y, want.size()), want, 1e-4f, 1e-4f, "moe_swiglu");
+  }
+}
+
 TEST_F(CudaOps, MoeCombineMatchesCpu) {
   const int64_t T = 70, k = 8, E = 128, D = 200;
   const std::vector<int32_t> ids = router_like_ids(T, k, E, 41);

@@ -116,6 +116,32 @@ TEST(MoeKernels, MatmulEqualsPerPairReference) {
       }
 }
 
+// moe_swiglu is silu(gate) * up of the two grouped GEMMs.
+TEST(MoeKernels, SwigluIsSiluOfGateTimesUp) {
+  const int64_t T = 11, k = 2, E = 4, I = 24, H = 32;
+  const std::vector<int32_t> ids = random_ids(T, k, E, 61);
+  const Aligned a = align(ids, T, k, E);
+  std::vector<uint16_t> g16, u16;
+  for (float v : randn(size_t(E * I * H), 62, 0.2f)) g16.push_back(f32_to_bf16(v));
+  for (float v : randn(size_t(E * I * H), 63, 0.2f)) u16.push_back(f32_to_bf16(v));
+  std::vector<const void*> gt, ut;
+  for (int64_t e = 0; e < E; ++e) {
+    gt.push_back(g16.data() + e * I * H);
+    ut.push_back(u16.data() + e * I * H);
+  }
+  const ExpertWeights gate{gt.data(), DType::BF16, I, H}, up{ut.data(), DType::BF16, I, H};
+  const std::vector<float> x = randn(size_t(T * k * H), 64);
+  std::vector<float> act(size_t(T * k * I)), gs(act.size()), us(act.size());
+  cpu::moe_swiglu(act.data(), gs.data(), us.data(), x.data(), gate, up, a.offsets.data(),
+                  a.active.data(), E, T * k, T);
+  std::vector<float> g(act.size()), u(act.size());
+  cpu::moe_matmul(g.data(), x.data(), gate, a.offsets.data(), a.active.data(), E, T * k, T);
+  cpu::moe_matmul(u.data(), x.data(), up, a.offsets.data(), a.active.data(), E, T * k, T);
+  for (size_t i = 0; i < act.size(); ++i)
+    ASSERT_NEAR(act[i], g[i] / (1.0 + std::exp(-double(g[i]))) * u[i], 1e-5 * (1 + std::fabs(act[i])))
+        << i;
+}
+
 TEST(MoeKernels, CombineAddsEachTokensWeightedExpertRows) {
   const int64_t T = 7, k = 3, E = 5, D = 33;
   const std::vector<int32_t> ids = random_ids(T, k, E, 11);
