@@ -184,7 +184,7 @@ rows+=("bench --backend cuda (configs/cpu-bench.json)|exit $rc; $(echo "$bench" 
 [ "$rc" -eq 0 ] || status=1
 
 # Qwen3-30B-A3B shape, weights made on the GPU (61 GB bf16: no file, no host copy), KV for
-# 64 x 196 tokens (2.7 GB f32): fits an 80 GB H100. Goals (issue 7): decode b=1 >= 85% and
+# 64 x 208 tokens + the 512-token prefill (2.7 GB f32): fits an 80 GB H100. Goals (issue 7): decode b=1 >= 85% and
 # b=64 >= 70% of the HBM copy bandwidth over the bytes a step reads; prefill >= 60% of the
 # bf16 GEMM rate. One row per figure; the bench's own lines name the kernels behind each.
 start=$SECONDS
