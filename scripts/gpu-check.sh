@@ -95,6 +95,15 @@ export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 # Containers often forbid the cross-process reads (CMA) of the shared-memory transport.
 export OMPI_MCA_btl_vader_single_copy_mechanism=none
 mpirun=(mpirun -np 2 --oversubscribe --bind-to none -x OMP_NUM_THREADS=1)
+# The GPU machine's CUDA may lack NCCL while its PyTorch wheels carry one (nvidia-nccl-cu13):
+# use that copy for whatever the toolkit does not have.
+if ldd "$carry/bin/qwen3moe" | grep -q 'not found'; then
+  for lib in $(ldd "$carry/bin/qwen3moe" | awk '/not found/{print $1}'); do
+    found=$(find /opt /usr/local /usr/lib -name "$lib" -print -quit 2>/dev/null)
+    [ -n "$found" ] && export LD_LIBRARY_PATH="$LD_LIBRARY_PATH:$(dirname "$found")" &&
+      echo "gpu-check: $lib from $(dirname "$found")"
+  done
+fi
 if missing=$(ldd "$carry/bin/qwen3moe" | grep 'not found'); then
   echo "gpu-check: libraries not found on this machine (NCCL is expected with CUDA):" >&2
   echo "$missing" >&2
