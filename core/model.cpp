@@ -415,11 +415,14 @@ void Model::forward(const StepBatch& b, KvCache& cache, std::vector<float>& logi
   } else {
     // Every rank's slice is padded to the largest slice for the gather.
     const int64_t per = (c.vocab_size + topo_.tp() - 1) / topo_.tp();
-    std::vector<float> mine(size_t(L * per), 0.0f), all(size_t(L * per * comm_.size()));
-    std::vector<float> local(size_t(L * vl));
-    backend_.download(local.data(), logits_, local.size() * sizeof(float));
+    // Kept between steps: no allocation per step once the largest batch has been seen. The
+    // padding of a short slice is never read.
+    std::vector<float>& mine = host_logits_mine_;
+    std::vector<float>& all = host_logits_all_;
+    mine.resize(size_t(L * per));
+    all.resize(size_t(L * per * comm_.size()));
     for (int64_t r = 0; r < L; ++r)
-      std::copy_n(local.data() + r * vl, vl, mine.data() + r * per);
+      backend_.download(mine.data() + r * per, logits_ + r * vl, size_t(vl) * sizeof(float));
     host_comm_.set_phase(-1, "logits");
     host_comm_.all_gather(mine.data(), all.data(), mine.size() * sizeof(float));
     for (int p = 0; p < topo_.tp(); ++p) {

@@ -150,6 +150,8 @@ class Model {
   // Host staging of the dispatch (the CPU backend's memory is host memory already).
   std::vector<int32_t> host_ids_;
   std::vector<float> host_w_, host_partial_;
+  // Host staging of the vocabulary-parallel logits gather: [L, per] mine, [W, L, per] all.
+  std::vector<float> host_logits_mine_, host_logits_all_;
 };
 
 }  // namespace qwen3moe
