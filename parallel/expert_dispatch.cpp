@@ -45,8 +45,8 @@ ExpertDispatch::ExpertDispatch(Communicator& comm, int64_t hidden, int64_t num_e
       top_k_(top_k),
       world_(comm.size()),
       rank_(comm.rank()) {
-  QWEN3MOE_CHECK(num_experts % world_ == 0, num_experts, " experts cannot be split over ep=",
-                 world_);
+  QWEN3MOE_CHECK(num_experts % world_ == 0, num_experts,
+                 " experts cannot be split over ep=", world_);
   experts_per_rank_ = num_experts / world_;
   local_experts_ = experts_per_rank_;
   const size_t w = static_cast<size_t>(world_);
@@ -329,8 +329,8 @@ const float* ExpertDispatch::combine(const float* partial, A2aProfiler* profiler
     if (p != direct) back += int64_t(send_rows_[q]);
   }
   out_.resize(size_t(std::max<int64_t>(1, back * H)));
-  comm_.all_to_all_v(partial, send_bytes_.data(), send_off_.data(), out_.data(),
-                     recv_bytes_.data(), recv_off_.data());
+  comm_.all_to_all_v(partial, send_bytes_.data(), send_off_.data(), out_.data(), recv_bytes_.data(),
+                     recv_off_.data());
   if (profiler)
     profiler->record_exchange(layer_, "combine", logical_bytes_, t0, t1 - t0,
                               profiler->now_us() - t1);
