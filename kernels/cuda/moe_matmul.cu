@@ -130,7 +130,9 @@ __global__ void __launch_bounds__(kGemvThreads)
         if (lane == 0) red[warp][r][m] = v;
       }
     __syncthreads();
-    if (threadIdx.x < R * MT) {
+    // Rows past N (the clamped re-reads of row N-1) and past the chunk store nothing and
+    // read no bias: bias has N entries.
+    if (threadIdx.x < R * MT && threadIdx.x % MT < mc && n0 + int(threadIdx.x) / MT < N) {
       const int r = threadIdx.x / MT, m = threadIdx.x % MT;
       float v = 0.0f;
 #pragma unroll
@@ -143,7 +145,7 @@ __global__ void __launch_bounds__(kGemvThreads)
       } else if (bias) {
         v += bias[n0 + r];
       }
-      if (m < mc && n0 + r < N) y[(m0 + m) * N + n0 + r] = v;
+      y[(m0 + m) * N + n0 + r] = v;
     }
     __syncthreads();  // red is reused by the next chunk of rows
   }
