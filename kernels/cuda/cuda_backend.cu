@@ -31,6 +31,7 @@ class CudaBackend final : public Backend {
     if (ws_.ptr) cudaFree(ws_.ptr);
     if (align_ws_) cudaFree(align_ws_);
     for (cudaGraphExec_t g : graphs_) cudaGraphExecDestroy(g);
+    for (void* p : retired_) cudaFree(p);
     cudaFree(blas_ws_);
     cublasDestroy(blas_);
     cudaStreamDestroy(stream_);
@@ -138,12 +139,7 @@ class CudaBackend final : public Backend {
   void moe_align(int32_t* offsets, int32_t* pair_token, int32_t* pair_index, int32_t* active,
                  const int32_t* ids, int64_t tokens, int64_t k, int64_t experts) override {
     const size_t need = cuda::moe_align_workspace_bytes(tokens, experts);
-    if (need > align_ws_bytes_) {
-      QWEN3MOE_CUDA_CHECK(cudaStreamSynchronize(stream_));
-      if (align_ws_) QWEN3MOE_CUDA_CHECK(cudaFree(align_ws_));
-      align_ws_bytes_ = need + need / 2;
-      QWEN3MOE_CUDA_CHECK(cudaMalloc(&align_ws_, align_ws_bytes_));
-    }
+    if (need > align_ws_bytes_) grow(&align_ws_, &align_ws_bytes_, need, "moe_align");
     cuda::moe_align(offsets, pair_token, pair_index, active, ids, tokens, k, experts, align_ws_,
                     stream_);
   }
@@ -206,15 +202,29 @@ class CudaBackend final : public Backend {
   }
 
   void reserve_workspace(size_t bytes) {
-    if (bytes <= ws_.bytes) return;
+    if (bytes > ws_.bytes) grow(&ws_.ptr, &ws_.bytes, bytes, "GEMM");
+  }
+
+  // A scratch buffer grown to need (+ half). Never during a capture (cudaMalloc is illegal
+  // there). The graphs captured so far hold the old buffer's address and are replayed later,
+  // so once a graph exists the old buffer is kept until the backend goes, not freed.
+  void grow(void** ptr, size_t* bytes, size_t need, const char* what) {
     cudaStreamCaptureStatus capturing = cudaStreamCaptureStatusNone;
     QWEN3MOE_CUDA_CHECK(cudaStreamIsCapturing(stream_, &capturing));
-    QWEN3MOE_CHECK(capturing == cudaStreamCaptureStatusNone, "CUDA graph capture: the GEMM "
-                   "workspace must grow to ", bytes, " bytes; run the step once uncaptured first");
+    QWEN3MOE_CHECK(capturing == cudaStreamCaptureStatusNone, "CUDA graph capture: the ", what,
+                   " workspace must grow to ", need, " bytes; run the step once uncaptured first");
     QWEN3MOE_CUDA_CHECK(cudaStreamSynchronize(stream_));
-    if (ws_.ptr) QWEN3MOE_CUDA_CHECK(cudaFree(ws_.ptr));
-    ws_.bytes = bytes + bytes / 2;
-    QWEN3MOE_CUDA_CHECK(cudaMalloc(&ws_.ptr, ws_.bytes));
+    if (*ptr) {
+      if (graphs_.empty())
+        QWEN3MOE_CUDA_CHECK(cudaFree(*ptr));
+      else
+        retired_.push_back(*ptr);
+    }
+    *ptr = nullptr;
+    *bytes = 0;
+    const size_t size = need + need / 2;
+    QWEN3MOE_CUDA_CHECK(cudaMalloc(ptr, size));
+    *bytes = size;
   }
 
   cudaStream_t stream_ = nullptr;
@@ -229,6 +239,7 @@ class CudaBackend final : public Backend {
   std::vector<cudaGraphExec_t> graphs_;
   void* align_ws_ = nullptr;  // moe_align's per-chunk counts (prefill)
   size_t align_ws_bytes_ = 0;
+  std::vector<void*> retired_;  // outgrown workspaces that captured graphs may still use
 };
 
 }  // namespace
