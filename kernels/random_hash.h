@@ -1,8 +1,8 @@
 // The hash behind Backend::fill_random, shared by the CPU twin and the CUDA kernel so both
 // produce the same bits: splitmix64 of (seed, index), the top 24 bits as a uniform in [0, 1)
 // (exact in f32), mapped to mean + std * sqrt(3) * (2u - 1), which has the given mean and std.
-// Every float operation is a single rounded step in a fixed order (the CUDA side uses the
-// explicit _rn intrinsics) so no compiler's FMA contraction changes a bit.
+// The uniform is exact and the map one explicit fused multiply-add (std::fma on the CPU,
+// __fmaf_rn on CUDA), so no compiler's FMA contraction (or its absence) changes a bit.
 #pragma once
 
 #include <cstdint>

@@ -78,9 +78,10 @@ void fill_random(void* dst, DType dtype, int64_t n, uint64_t seed, float mean, f
   const float scale = std * 1.7320508f;  // sqrt(3): a uniform on [-1, 1) has std 1/sqrt(3)
 #pragma omp parallel for schedule(static) if (n > 65536)
   for (int64_t i = 0; i < n; ++i) {
-    const float u = random_unit(seed, i);
-    const float prod = scale * u;
-    const float v = mean + prod;
+    // One fused multiply-add, one rounding, as the CUDA twin's __fmaf_rn: written as
+    // mean + scale * u, GCC contracts it into an FMA (-mfma, even with -std=c++20) or not
+    // (no FMA unit), and nvcc likewise, so neither side may leave the choice to the compiler.
+    const float v = std::fma(scale, random_unit(seed, i), mean);
     if (dtype == DType::BF16)
       static_cast<uint16_t*>(dst)[i] = f32_to_bf16(v);
     else

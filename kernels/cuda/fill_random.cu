@@ -13,8 +13,8 @@ template <typename T>
 __global__ void fill_random_kernel(T* dst, int64_t n, uint64_t seed, float mean, float scale) {
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n;
        i += int64_t(gridDim.x) * blockDim.x) {
-    // _rn: one rounding per operation, no FMA contraction, as on the CPU.
-    const float v = __fadd_rn(mean, __fmul_rn(scale, random_unit(seed, i)));
+    // One explicit FMA (one rounding), as the CPU twin's std::fma.
+    const float v = __fmaf_rn(scale, random_unit(seed, i), mean);
     if constexpr (sizeof(T) == 2)
       dst[i] = __float2bfloat16_rn(v);
     else
