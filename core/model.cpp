@@ -477,10 +477,21 @@ void Model::moe_block_local(int64_t l, int64_t T) {
   backend_.router_topk(topk_ids_, topk_w_, router_logits_, T, E, k, c.norm_topk_prob);
   // Pairs sorted by expert: moe_idx_[P] their tokens, moe_pos_[T, k] where each went.
   backend_.moe_align(moe_offsets_, moe_idx_, moe_pos_, moe_active_, topk_ids_, T, k, E);
-  if (count_experts_) {
+  if (count_experts_ || profiler_) {
     host_offsets_.resize(size_t(E + 1));
     backend_.download(host_offsets_.data(), moe_offsets_, host_offsets_.size() * 4);
-    for (int64_t e = 0; e < E; ++e) experts_counted_ += host_offsets_[size_t(e + 1)] > host_offsets_[size_t(e)];
+    for (int64_t e = 0; e < E; ++e) {
+      const int64_t n = host_offsets_[size_t(e + 1)] - host_offsets_[size_t(e)];
+      experts_counted_ += n > 0;
+      if (profiler_) profiler_->record_expert_tokens(l, e, n);
+    }
+  }
+  if (profiler_) {
+    // One rank: every token's rows are routed to this rank's experts and stay in place, as
+    // ExpertDispatch counts its own rank's rows (the diagonal of the bytes matrix).
+    const double now = profiler_->now_us();
+    profiler_->record_exchange(l, "dispatch", {size_t(T * (H + 2 * k)) * sizeof(float)}, now, 0, 0);
+    profiler_->record_exchange(l, "combine", {size_t(T * H) * sizeof(float)}, now, 0, 0);
   }
   backend_.gather_rows(rows_, h_, moe_idx_, P, H);  // [P, H]
   // act = silu(rows · gate^T) * (rows · up^T): [P, I]

@@ -7,6 +7,8 @@
 #include <atomic>
 #include <chrono>
 #include <cmath>
+#include <filesystem>
+#include <fstream>
 #include <limits>
 #include <memory>
 #include <nlohmann/json.hpp>
@@ -416,6 +418,51 @@ TEST(ServeLimits, SigtermEndsStreamsAndExitsZero) {
   term.join();
   EXPECT_EQ(st.error_code(), grpc::StatusCode::UNAVAILABLE) << st.error_message();
   EXPECT_EQ(exit_status, 0) << server.log();
+  std::filesystem::remove_all(dir);
+}
+
+// serve --profile-a2a writes the profile at shutdown, and it conserves the tokens the requests
+// moved: every MoE layer routed (prompt + new - 1) x top-k token-expert pairs per request.
+TEST(ServeProfile, ProfileWrittenAtShutdownConservesTokens) {
+  const std::string dir =
+      model_dir(::testing::TempDir() + "qwen3moe_e2e_prof_" + std::to_string(getpid()));
+  const std::string prof = dir + "/prof";
+  ServerProcess server(dir, {"--profile-a2a", prof});
+  ASSERT_TRUE(server.ok());
+  auto stub = pb::Inference::NewStub(
+      grpc::CreateChannel(server.addr(), grpc::InsecureChannelCredentials()));
+  const std::vector<std::vector<int32_t>> prompts = {{1, 2, 3}, {7, 8, 9, 10, 11}};
+  const int new_tokens = 6;
+  int64_t tokens = 0;
+  for (const auto& prompt : prompts) {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(60));
+    auto reader = stub->Generate(&ctx, ids_request(prompt, new_tokens));
+    pb::GenerateResponse r;
+    while (reader->Read(&r)) {
+    }
+    ASSERT_TRUE(reader->Finish().ok());
+    tokens += int64_t(prompt.size()) + new_tokens - 1;
+  }
+  ASSERT_EQ(server.terminate(std::chrono::seconds(30)), 0) << server.log();
+
+  std::ifstream in(prof + "/a2a.json");
+  ASSERT_TRUE(in.good()) << "no " << prof << "/a2a.json; log:\n" << server.log();
+  const nlohmann::json a2a = nlohmann::json::parse(in);
+  std::ifstream cfg_in(dir + "/config.json");
+  const nlohmann::json cfg = nlohmann::json::parse(cfg_in);
+  const int64_t k = cfg["num_experts_per_tok"];
+  EXPECT_EQ(a2a["world_size"], world_size());
+  ASSERT_EQ(a2a["layers"].size(), cfg["num_hidden_layers"].get<size_t>());
+  for (const auto& layer : a2a["layers"]) {
+    if (!layer["moe"].get<bool>()) continue;
+    int64_t pairs = 0;
+    for (int64_t c : layer["tokens_per_expert"].get<std::vector<int64_t>>()) pairs += c;
+    EXPECT_EQ(pairs, tokens * k) << "layer " << layer["layer"];
+    EXPECT_GT(layer["dispatch_bytes"].get<uint64_t>(), 0u);
+  }
+  EXPECT_TRUE(std::filesystem::exists(prof + "/trace.json"));
+  EXPECT_TRUE(std::filesystem::exists(prof + "/report.html"));
   std::filesystem::remove_all(dir);
 }
 
