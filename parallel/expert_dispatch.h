@@ -8,10 +8,10 @@
 // Copies are the cost on host memory, so there are as few as the exchange allows:
 //  - a rank's own tokens stay where the caller wrote them (input()); its experts read them in
 //    place, and nothing goes through the communicator for them;
-//  - rows for a peer whose tokens nearly fill a contiguous range of the input (at small world
-//    sizes, nearly always all of it) are sent from the input as they are, the few tokens in
-//    the range not routed there as idle rows; other peers' rows are packed once; the expert
-//    ids and weights of the rows follow in a second, small exchange;
+//  - rows for a peer whose tokens fill at least half of a contiguous range of the input (at
+//    small world sizes, nearly always all of it) are sent from the input as they are, the
+//    tokens in the range not routed there as idle rows; other peers' rows are packed once;
+//    the expert ids and weights of the rows follow in a second, small exchange;
 //  - combine sends the partial rows straight from the caller's buffer (each peer's rows are
 //    contiguous there); one peer's rows land directly in the output rows of their tokens, the
 //    others' are summed onto them in one pass.
