@@ -73,8 +73,12 @@ class Model {
   // Runs the batch, writing its K/V into cache; logits [logit_rows, vocab] in host memory.
   void forward(const StepBatch& batch, KvCache& cache, std::vector<float>& logits);
 
-  // Records every dispatch/combine and the phases of each step (nullptr: off).
-  void set_profiler(A2aProfiler* profiler) { profiler_ = profiler; }
+  // Records the phases and exchanges of every step (nullptr: off); its spans wait for the
+  // backend's queued work so they hold device time.
+  void set_profiler(A2aProfiler* profiler) {
+    profiler_ = profiler;
+    if (profiler_) profiler_->set_device_sync([this] { backend_.synchronize(); });
+  }
   // Which layers are MoE layers, for the profiler.
   std::vector<bool> moe_layers() const;
 

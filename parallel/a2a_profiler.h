@@ -7,6 +7,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -44,6 +45,13 @@ class A2aProfiler {
 
   void set_step(int64_t step) { step_ = step; }
   int64_t step() const { return step_; }
+  // Work queued on an asynchronous device (a CUDA stream) is timed by waiting for it at each
+  // span's start and end, so a span holds its kernels' device time, not their launch time.
+  // The model sets its backend's synchronize while profiling; without it spans are host time.
+  void set_device_sync(std::function<void()> sync) { device_sync_ = std::move(sync); }
+  void sync_device() const {
+    if (device_sync_) device_sync_();
+  }
   void record_exchange(int64_t layer, const char* phase, const std::vector<size_t>& bytes_to,
                        double start_us, double wait_us, double transfer_us);
   // count token-expert pairs routed to `expert` (a global expert id) in `layer`.
@@ -73,6 +81,7 @@ class A2aProfiler {
   std::vector<A2aExchange> exchanges_;
   std::vector<A2aSpan> spans_;
   std::vector<std::vector<int64_t>> expert_tokens_;
+  std::function<void()> device_sync_;
 };
 
 // RAII span: records [construction, destruction) when the profiler is set, and is an NVTX
@@ -80,14 +89,21 @@ class A2aProfiler {
 class ProfileSpan {
  public:
   ProfileSpan(A2aProfiler* p, const char* name, int64_t layer)
-      : nvtx_(name, layer), p_(p), name_(name), layer_(layer), start_(p ? p->now_us() : 0) {}
+      : nvtx_(name, layer), p_(p), name_(name), layer_(layer), start_(begin(p)) {}
   ~ProfileSpan() {
-    if (p_) p_->record_span(name_, layer_, start_, p_->now_us() - start_);
+    if (!p_) return;
+    p_->sync_device();
+    p_->record_span(name_, layer_, start_, p_->now_us() - start_);
   }
   ProfileSpan(const ProfileSpan&) = delete;
   ProfileSpan& operator=(const ProfileSpan&) = delete;
 
  private:
+  static double begin(A2aProfiler* p) {
+    if (!p) return 0;
+    p->sync_device();  // what was queued before the span is not the span's
+    return p->now_us();
+  }
   NvtxRange nvtx_;
   A2aProfiler* p_;
   const char* name_;

@@ -9,6 +9,8 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <sstream>
+#include <string>
+#include <vector>
 
 #include "kernels/check.h"
 #include "parallel/a2a_profiler.h"
@@ -78,6 +80,26 @@ TEST(PlacementWhatIf, BadArgumentsNameTheNumbers) {
               std::string::npos)
         << e.what();
   }
+}
+
+// A span waits for the device at both ends when a device sync is set, so its time is the
+// device time of the work queued inside it; the work queued before it is waited for first.
+TEST(A2aProfiler, SpansWaitForTheDeviceAtBothEnds) {
+  A2aProfiler p(0, 1, 4, {true});
+  std::vector<std::string> calls;
+  p.set_device_sync([&] { calls.push_back("sync"); });
+  {
+    ProfileSpan span(&p, "experts", 0);
+    calls.push_back("work");
+  }
+  EXPECT_EQ(calls, (std::vector<std::string>{"sync", "work", "sync"}));
+  ASSERT_EQ(p.spans().size(), 1u);
+  EXPECT_EQ(p.spans()[0].name, "experts");
+  EXPECT_GE(p.spans()[0].dur_us, 0.0);
+  // No profiler: no span, no sync.
+  calls.clear();
+  { ProfileSpan off(nullptr, "experts", 0); }
+  EXPECT_TRUE(calls.empty());
 }
 
 TEST(A2aReport, SingleRankFiles) {
