@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <queue>
 
+#include "core/open_table.h"
+
 namespace qwen3moe {
 
 const std::array<char32_t, 256>& byte_to_char() {
@@ -29,8 +31,7 @@ int byte_of_char(char32_t c) {
 }
 
 void MergeTable::reserve(size_t n) {
-  size_t cap = 16;
-  while (cap * 3 < n * 4) cap *= 2;  // load at most 3/4
+  const size_t cap = open_table_capacity(n);
   if (cap <= slots_.size()) return;
   std::vector<Slot> old = std::move(slots_);
   slots_.assign(cap, Slot{});
@@ -48,7 +49,7 @@ void MergeTable::grow() {
 }
 
 void MergeTable::insert(int32_t left, int32_t right, Merge merge) {
-  if ((size_ + 1) * 4 > slots_.size() * 3) grow();
+  if (open_table_needs_room(size_, slots_.size())) grow();
   const uint64_t key = pack(left, right);
   for (size_t i = hash(key) & mask_;; i = (i + 1) & mask_) {
     Slot& s = slots_[i];

@@ -9,13 +9,14 @@
 #include <string_view>
 #include <vector>
 
+#include "core/open_table.h"
+
 namespace qwen3moe {
 
 class StringIdMap {
  public:
   void reserve(size_t n) {
-    size_t cap = 16;
-    while (cap * 3 < n * 4) cap *= 2;  // load at most 3/4
+    const size_t cap = open_table_capacity(n);
     if (cap <= slots_.size()) return;
     std::vector<Slot> old = std::move(slots_);
     slots_.assign(cap, Slot{});
@@ -28,7 +29,7 @@ class StringIdMap {
 
   // Sets key -> id, replacing an existing id of the same key.
   void set(std::string_view key, int32_t id) {
-    if ((size_ + 1) * 4 > slots_.size() * 3) reserve(size_ * 2 + 16);
+    if (open_table_needs_room(size_, slots_.size())) reserve(size_ * 2 + 16);
     Slot s{hash(key), key.data() == nullptr ? "" : key.data(), static_cast<uint32_t>(key.size()),
            id};
     place(s);
