@@ -1,5 +1,7 @@
 #include "core/checkpoint_layout.h"
 
+#include <cmath>
+
 namespace qwen3moe {
 
 std::vector<TensorSpec> checkpoint_layout(const ModelConfig& c) {
@@ -41,6 +43,23 @@ std::vector<TensorSpec> checkpoint_layout(const ModelConfig& c) {
   out.push_back({"model.norm.weight", {H}, TensorKind::kNorm});
   if (!c.tie_word_embeddings) out.push_back({"lm_head.weight", {V, H}, TensorKind::kMatrix});
   return out;
+}
+
+RandomInit random_init(TensorKind kind, int64_t fan_in) {
+  switch (kind) {
+    case TensorKind::kNorm: return {1.0, 0.2};
+    case TensorKind::kRouter: return {0.0, 1.0};
+    case TensorKind::kBias: return {0.0, 0.02};
+    case TensorKind::kMatrix:
+    case TensorKind::kEmbedding: break;
+  }
+  return {0.0, 1.0 / std::sqrt(double(fan_in))};
+}
+
+uint64_t tensor_name_hash(const std::string& name) {
+  uint64_t h = 1469598103934665603ull;
+  for (unsigned char ch : name) h = (h ^ ch) * 1099511628211ull;
+  return h;
 }
 
 }  // namespace qwen3moe

@@ -27,4 +27,16 @@ struct TensorSpec {
 
 std::vector<TensorSpec> checkpoint_layout(const ModelConfig& config);
 
+// How random weights of each kind are drawn (the test fixtures' scheme), on the host by
+// write_random_checkpoint and on the device by Model's random weights: norms 1 + 0.2·N,
+// the router std 1 so top-k choices are sharp, biases std 0.02, matrices and embeddings std
+// 1/sqrt(fan_in).
+struct RandomInit {
+  double mean = 0, std = 1;
+};
+RandomInit random_init(TensorKind kind, int64_t fan_in);
+
+// The stable hash of a tensor's name (FNV-1a) that random weights are seeded with.
+uint64_t tensor_name_hash(const std::string& name);
+
 }  // namespace qwen3moe

@@ -4,6 +4,7 @@
 #include <cmath>
 #include <string>
 
+#include "core/checkpoint_layout.h"
 #include "kernels/check.h"
 
 namespace qwen3moe {
@@ -37,26 +38,19 @@ int64_t split_size(int64_t n, int parts, int i) {
 }
 }  // namespace
 
-namespace {
-uint64_t name_hash(const std::string& s) {
-  uint64_t h = 1469598103934665603ull;
-  for (unsigned char ch : s) h = (h ^ ch) * 1099511628211ull;
-  return h;
-}
-}  // namespace
-
 Weight Model::slice(const std::string& name, const std::vector<int64_t>& shape,
                     int64_t row_begin, int64_t rows, int64_t col_begin, int64_t cols) {
   if (!store_) {
     Weight w{nullptr, DType::BF16, rows, cols, cols};
     void* p = backend_.alloc(w.bytes());
     owned_.push_back(p);
-    // The router's std is 1 so top-k choices are sharp (as core/random_checkpoint draws it).
-    const bool router = name.size() >= 15 && name.compare(name.size() - 15, 15, "mlp.gate.weight") == 0;
-    const float spread = router ? 1.0f : float(1.0 / std::sqrt(double(shape.back())));
-    backend_.fill_random(p, DType::BF16, rows * cols,
-                         random_seed_ ^ name_hash(name) ^ uint64_t(row_begin * 7919 + col_begin),
-                         0.0f, spread);
+    const RandomInit init = random_init(
+        name.ends_with("mlp.gate.weight") ? TensorKind::kRouter : TensorKind::kMatrix,
+        shape.back());
+    backend_.fill_random(
+        p, DType::BF16, rows * cols,
+        random_seed_ ^ tensor_name_hash(name) ^ uint64_t(row_begin * 7919 + col_begin),
+        float(init.mean), float(init.std));
     w.data = p;
     resident_bytes_ += w.bytes();
     return w;
@@ -82,9 +76,11 @@ float* Model::upload_vector(const std::string& name, const std::vector<int64_t>&
   if (!store_) {
     float* p = static_cast<float*>(backend_.alloc(size_t(count) * sizeof(float)));
     owned_.push_back(p);
-    const bool bias = name.size() >= 5 && name.compare(name.size() - 5, 5, ".bias") == 0;
-    backend_.fill_random(p, DType::F32, count, random_seed_ ^ name_hash(name) ^ uint64_t(begin),
-                         bias ? 0.0f : 1.0f, bias ? 0.02f : 0.2f);
+    const RandomInit init =
+        random_init(name.ends_with(".bias") ? TensorKind::kBias : TensorKind::kNorm, count);
+    backend_.fill_random(p, DType::F32, count,
+                         random_seed_ ^ tensor_name_hash(name) ^ uint64_t(begin),
+                         float(init.mean), float(init.std));
     resident_bytes_ += size_t(count) * sizeof(float);
     return p;
   }
@@ -121,9 +117,10 @@ std::vector<Weight> Model::random_experts(int64_t l, const char* proj, int64_t r
   for (int64_t i = 0; i < n; ++i) {
     const std::string name = expert_name(l, topo_.expert_begin() + i, proj);
     Weight w{base + each * size_t(i), DType::BF16, rows, cols, cols};
+    const RandomInit init = random_init(TensorKind::kMatrix, cols);
     backend_.fill_random(base + each * size_t(i), DType::BF16, rows * cols,
-                         random_seed_ ^ name_hash(name), 0.0f,
-                         float(1.0 / std::sqrt(double(cols))));
+                         random_seed_ ^ tensor_name_hash(name), float(init.mean),
+                         float(init.std));
     resident_bytes_ += w.bytes();
     out.push_back(w);
   }

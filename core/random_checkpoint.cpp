@@ -18,27 +18,15 @@
 namespace qwen3moe {
 namespace {
 
-uint64_t fnv1a(const std::string& s) {
-  uint64_t h = 1469598103934665603ull;
-  for (unsigned char ch : s) h = (h ^ ch) * 1099511628211ull;
-  return h;
-}
-
 // Fills one tensor. Chunks of 64K elements each have their own generator, seeded from the
 // tensor's name, so the weights are the same whatever the number of threads.
 void fill(std::vector<uint16_t>& out, const TensorSpec& spec, uint64_t seed) {
   const int64_t n = spec.numel();
   out.resize(size_t(n));
-  double mean = 0, std = 1;
-  switch (spec.kind) {
-    case TensorKind::kNorm: mean = 1.0; std = 0.2; break;
-    case TensorKind::kRouter: std = 1.0; break;
-    case TensorKind::kBias: std = 0.02; break;
-    case TensorKind::kMatrix:
-    case TensorKind::kEmbedding: std = 1.0 / std::sqrt(double(spec.shape.back())); break;
-  }
+  const RandomInit init = random_init(spec.kind, spec.shape.back());
+  const double mean = init.mean, std = init.std;
   constexpr int64_t kChunk = 1 << 16;
-  const uint64_t base = seed * 0x9e3779b97f4a7c15ull ^ fnv1a(spec.name);
+  const uint64_t base = seed * 0x9e3779b97f4a7c15ull ^ tensor_name_hash(spec.name);
 #pragma omp parallel for schedule(dynamic, 4)
   for (int64_t c = 0; c < (n + kChunk - 1) / kChunk; ++c) {
     Rng rng(base + uint64_t(c));
