@@ -9,7 +9,6 @@
 #include "launcher/bench_cuda.h"
 
 #include <algorithm>
-#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <memory>
@@ -22,6 +21,7 @@
 #include "kernels/backend.h"
 #include "kernels/check.h"
 #include "kernels/cuda/device_peaks.h"
+#include "launcher/bench_common.h"
 #include "parallel/communicator.h"
 #include "parallel/local_device_communicator.h"
 #include "parallel/topology.h"
@@ -29,10 +29,6 @@
 #ifdef QWEN3MOE_HAVE_CUDA
 namespace qwen3moe::launcher {
 namespace {
-
-double now() {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
-}
 
 // Bytes of weights (bf16) one step reads outside the experts, and per expert.
 struct StepBytes {
@@ -56,16 +52,14 @@ StepBytes step_bytes(const ModelConfig& c) {
   return b;
 }
 
-// FLOPs of one prefill of T tokens (logits of the last position only).
-double prefill_flops(const ModelConfig& c, int64_t T) {
+// Weights one prefill token uses, as parameters (bf16: 2 bytes each), the lm_head included.
+double active_params(const ModelConfig& c) {
   const StepBytes b = step_bytes(c);
   int64_t moe = 0;
   for (int64_t l = 0; l < c.num_hidden_layers; ++l) moe += c.is_moe_layer(l);
-  const double per_token =
-      (b.attention + b.router + double(moe) * double(c.num_experts_per_tok) * b.per_expert) / 2.0;
-  const double attn =
-      2.0 * 2.0 * double(c.num_hidden_layers) * double(c.q_dim()) * double(T) * double(T + 1) / 2.0;
-  return 2.0 * per_token * double(T) + 2.0 * double(c.vocab_size) * double(c.hidden_size) + attn;
+  return (b.attention + b.router + double(moe) * double(c.num_experts_per_tok) * b.per_expert +
+          b.lm_head) /
+         2.0;
 }
 
 // A batch of one new token for each sequence (or a run of prompt tokens for one).
@@ -132,7 +126,7 @@ void run_cuda_bench(const CudaBenchOptions& o) {
   auto comm = make_local_device_communicator(*backend);
   const Topology topo(0, 1, 1,
                       {c.num_attention_heads, c.num_key_value_heads, c.num_experts, c.vocab_size});
-  double t0 = now();
+  double t0 = bench_now();
   WeightStore store;
   std::unique_ptr<Model> model;
   if (random) {
@@ -145,7 +139,7 @@ void run_cuda_bench(const CudaBenchOptions& o) {
   std::printf("weights        %.2f GB %s in %.1f s\n", double(model->resident_weight_bytes()) / 1e9,
               random ? "made on the GPU (fill_random: hash of seed and index, uniform)"
                      : "copied from the checkpoint",
-              now() - t0);
+              bench_now() - t0);
 
   // KV: the prefill sequence plus the largest decode batch, in 16-token blocks.
   constexpr int64_t kBlock = 16;
@@ -169,13 +163,13 @@ void run_cuda_bench(const CudaBenchOptions& o) {
     b.logit_rows = {int32_t(o.prompt_len - 1)};
     std::vector<double> secs;
     for (int rep = 0; rep < 4; ++rep) {  // the first grows the workspaces: untimed
-      const double a = now();
+      const double a = bench_now();
       model->forward(b, cache, logits);  // ends with the logits' download: synchronous
-      if (rep > 0) secs.push_back(now() - a);
+      if (rep > 0) secs.push_back(bench_now() - a);
     }
     std::sort(secs.begin(), secs.end());
     const double t = secs[secs.size() / 2];
-    const double tflops = prefill_flops(c, o.prompt_len) / t / 1e12;
+    const double tflops = prefill_flops(c, active_params(c), o.prompt_len) / t / 1e12;
     std::printf(
         "prefill        %d tokens in %.1f ms (median of 3): %.0f tok/s, %.1f TFLOP/s = "
         "%.1f%% of the measured bf16 GEMM rate\n",
@@ -231,9 +225,9 @@ void run_cuda_bench(const CudaBenchOptions& o) {
           step();
           step();
         }
-        const double a = now();
+        const double a = bench_now();
         for (int s = 0; s < o.decode_tokens; ++s) step();
-        t = (now() - a) / o.decode_tokens;
+        t = (bench_now() - a) / o.decode_tokens;
       } catch (const std::exception& e) {
         std::printf("decode b=%-4d  %s: FAILED: %s\n", B, graphs ? "graph" : "eager", e.what());
         model->set_graphs(false);

@@ -4,7 +4,6 @@
 #include <omp.h>
 #include <unistd.h>
 
-#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
@@ -15,6 +14,7 @@
 #include "kernels/check.h"
 #include "kernels/cpu/machine_peaks.h"
 #include "kernels/cpu/ops.h"
+#include "launcher/bench_common.h"
 #include "launcher/bench_cuda.h"
 #include "launcher/commands.h"
 #include "launcher/process.h"
@@ -37,20 +37,6 @@ struct BenchFlags {
   ProfileOptions profile;
 };
 
-double now() {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
-}
-
-// FLOPs of one prefill of T tokens: 2 per active weight per token (the lm_head only for the
-// last position, the one whose logits are taken), plus attention's QK^T and PV over the causal
-// triangle.
-double prefill_flops(const ModelConfig& c, double active_params, int64_t T) {
-  const double attn = 2.0 * 2.0 * double(c.num_hidden_layers) * double(c.q_dim()) *
-                      double(T) * double(T + 1) / 2.0;
-  const double lm_head = double(c.vocab_size) * double(c.hidden_size);
-  return 2.0 * (active_params - lm_head) * double(T) + 2.0 * lm_head + attn;
-}
-
 void bench_gemm(const ModelConfig& c) {
   std::printf("\nGEMM algorithms on this model's shapes (bf16 weights, f32 activations)\n");
   std::printf("%-22s %6s %12s %12s %10s %10s\n", "shape [N x K]", "M", "own GFLOP/s",
@@ -71,7 +57,7 @@ void bench_gemm(const ModelConfig& c) {
       double best[2] = {1e30, 1e30};
       for (int path = 0; path < 2; ++path) {
         for (int rep = 0; rep < 5; ++rep) {
-          const double t0 = now();
+          const double t0 = bench_now();
           int iters = 0;
           do {
             if (path == 0)
@@ -79,8 +65,8 @@ void bench_gemm(const ModelConfig& c) {
             else
               cpu::matmul_blas(y.data(), x.data(), weight, M, nullptr);
             ++iters;
-          } while (now() - t0 < 0.05);
-          best[path] = std::min(best[path], (now() - t0) / iters);
+          } while (bench_now() - t0 < 0.05);
+          best[path] = std::min(best[path], (bench_now() - t0) / iters);
         }
       }
       const double flops = 2.0 * double(M * N * K), bytes = double(N * K * 2);
