@@ -222,7 +222,8 @@ void Model::load_weights() {
     if (L.moe) {
       const int64_t E = c.num_experts, I = c.moe_intermediate_size;
       L.router = slice(layer_name(l, "mlp.gate.weight"), {E, H}, 0, E, 0, H);
-      if (!dispatch_)
+      // One rank runs its MoE layers on the backend (moe_block_local): no dispatch.
+      if (!dispatch_ && comm_.size() > 1)
         dispatch_ = std::make_unique<ExpertDispatch>(host_comm_, H, E, c.num_experts_per_tok);
       if (!store_) {
         L.expert_gate = random_experts(l, "gate_proj", I, H);
@@ -302,8 +303,9 @@ void Model::reserve(int64_t T, int64_t table_elems) {
     h_ = f(N * H);
     o_ = f(N * H);
     xs_ = f(N * H);
-    // Dispatch rows: own tokens, rows packed for the peers, the peers' tokens.
-    const int64_t dispatch_rows = (2 * W - 1) * (N / W);
+    // Dispatch rows: own tokens, rows packed for the peers, the peers' tokens (none without
+    // a dispatcher: one rank, or no MoE layers).
+    const int64_t dispatch_rows = dispatch_ ? (2 * W - 1) * (N / W) : 0;
     if (dispatch_) dispatch_->reserve(N / W);
     recv_ = f(dispatch_rows * H);
     moe_out_ = f(dispatch_rows * H);
