@@ -60,7 +60,7 @@ std::unique_ptr<Runtime> load_runtime(const RuntimeOptions& o) {
       for (size_t r = 0; r < all.size(); ++r) line += " " + std::to_string(int64_t(all[r] / 1e6));
       std::fprintf(stderr, "%s; %s; collectives: %s\n", line.c_str(),
                    rt->topo->describe().c_str(),
-                   (rt->model_comm ? rt->model_comm : process().comm)->name().c_str());
+                   (rt->model_comm ? rt->model_comm.get() : rt->comm)->name().c_str());
     }
   }
   return rt;
