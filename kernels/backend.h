@@ -8,7 +8,7 @@
 #include <memory>
 #include <string>
 
-#include "kernels/dtype.h"
+#include "kernels/common/dtype.h"
 
 struct CUstream_st;  // cudaStream_t is CUstream_st*; declared here to keep CUDA headers out
 

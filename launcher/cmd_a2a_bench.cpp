@@ -7,10 +7,10 @@
 #include <memory>
 #include <string>
 
-#include "kernels/check.h"
+#include "kernels/common/check.h"
 #include "launcher/commands.h"
 #include "launcher/process.h"
-#include "parallel/a2a_bench.h"
+#include "bench/a2a_bench.h"
 
 namespace qwen3moe::launcher {
 namespace {

@@ -8,14 +8,14 @@
 #include <cstdio>
 #include <filesystem>
 
-#include "core/generate.h"
-#include "core/random_checkpoint.h"
-#include "core/sampling.h"
-#include "kernels/check.h"
-#include "kernels/cpu/machine_peaks.h"
+#include "core/engine/generate.h"
+#include "core/checkpoint/random_checkpoint.h"
+#include "core/engine/sampling.h"
+#include "kernels/common/check.h"
+#include "kernels/cpu/peaks.h"
 #include "kernels/cpu/ops.h"
-#include "launcher/bench_common.h"
-#include "launcher/bench_cuda.h"
+#include "bench/bench_common.h"
+#include "bench/cuda_bench.h"
 #include "launcher/commands.h"
 #include "launcher/process.h"
 #include "launcher/profile.h"
@@ -79,7 +79,7 @@ void bench_gemm(const ModelConfig& c) {
   }
 }
 
-// --backend cuda: one GPU, random weights made on the device (launcher/bench_cuda.cpp).
+// --backend cuda: one GPU, random weights made on the device (bench/cuda_bench.cpp).
 void run_bench_cuda(const BenchFlags& f) {
   run_collectively([&] {
     QWEN3MOE_CHECK(process().comm->size() == 1,

@@ -14,7 +14,7 @@
 #include <thread>
 #include <vector>
 
-#include "kernels/check.h"
+#include "kernels/common/check.h"
 #include "launcher/commands.h"
 #include "launcher/prompt_input.h"
 #include "launcher/runtime.h"

@@ -6,10 +6,10 @@
 #include <nlohmann/json.hpp>
 #include <optional>
 
-#include "core/generate.h"
-#include "core/stream_decoder.h"
-#include "core/tokenizer.h"
-#include "kernels/check.h"
+#include "core/engine/generate.h"
+#include "core/text/stream_decoder.h"
+#include "core/text/tokenizer.h"
+#include "kernels/common/check.h"
 #include "launcher/commands.h"
 #include "launcher/process.h"
 #include "launcher/profile.h"

@@ -1,7 +1,7 @@
 // qwen3moe init-random: a Hugging Face folder with random bf16 weights for a config.
 #include <unistd.h>
 
-#include "core/random_checkpoint.h"
+#include "core/checkpoint/random_checkpoint.h"
 #include "launcher/commands.h"
 
 namespace qwen3moe::launcher {

@@ -3,11 +3,11 @@
 #include <filesystem>
 #include <map>
 
-#include "core/checkpoint_layout.h"
-#include "core/config.h"
-#include "core/kv_cache.h"
-#include "core/safetensors.h"
-#include "kernels/check.h"
+#include "core/checkpoint/layout.h"
+#include "core/checkpoint/config.h"
+#include "core/model/kv_cache.h"
+#include "core/checkpoint/safetensors.h"
+#include "kernels/common/check.h"
 #include "launcher/commands.h"
 #include "parallel/topology.h"
 

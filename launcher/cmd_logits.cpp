@@ -1,6 +1,6 @@
 // qwen3moe logits: one prefill over --ids; rank 0 writes float32 [T, V] logits as .npy.
-#include "core/generate.h"
-#include "core/npy.h"
+#include "core/engine/generate.h"
+#include "core/checkpoint/npy.h"
 #include "launcher/commands.h"
 #include "launcher/process.h"
 #include "launcher/runtime.h"

@@ -17,10 +17,10 @@
 #include <string>
 #include <thread>
 
-#include "core/chat_template.h"
-#include "core/engine.h"
-#include "core/tokenizer.h"
-#include "kernels/check.h"
+#include "core/text/chat_template.h"
+#include "core/engine/engine.h"
+#include "core/text/tokenizer.h"
+#include "kernels/common/check.h"
 #include "launcher/commands.h"
 #include "launcher/process.h"
 #include "launcher/profile.h"

@@ -6,11 +6,11 @@
 #include <memory>
 #include <string>
 
-#include "core/chat_template.h"
-#include "core/tokenizer.h"
-#include "core/tokenizer_json.h"
-#include "kernels/check.h"
-#include "core/json_string.h"
+#include "core/text/chat_template.h"
+#include "core/text/tokenizer.h"
+#include "core/text/json_cursor.h"
+#include "kernels/common/check.h"
+#include "core/text/json_string.h"
 #include "launcher/commands.h"
 
 namespace qwen3moe::launcher {

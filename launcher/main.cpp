@@ -3,7 +3,7 @@
 #include <cstdio>
 #include <exception>
 
-#include "kernels/check.h"
+#include "kernels/common/check.h"
 #include "launcher/commands.h"
 #include "launcher/process.h"
 

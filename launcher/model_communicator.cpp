@@ -1,10 +1,10 @@
 #include "launcher/model_communicator.h"
 
-#include "kernels/check.h"
-#include "parallel/host_staged_communicator.h"
-#include "parallel/local_device_communicator.h"
+#include "kernels/common/check.h"
+#include "parallel/comm/host_staged_communicator.h"
+#include "parallel/comm/local_device_communicator.h"
 #ifdef QWEN3MOE_HAVE_NCCL
-#include "parallel/nccl/nccl_communicator.h"
+#include "parallel/comm/nccl/nccl_communicator.h"
 #endif
 
 namespace qwen3moe::launcher {

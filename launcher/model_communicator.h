@@ -11,7 +11,7 @@
 #include <string>
 
 #include "kernels/backend.h"
-#include "parallel/communicator.h"
+#include "parallel/comm/communicator.h"
 
 namespace qwen3moe::launcher {
 

@@ -4,7 +4,7 @@
 #include <vector>
 
 #ifdef QWEN3MOE_HAVE_MPI
-#include "parallel/mpi/mpi_communicator.h"
+#include "parallel/comm/mpi/mpi_communicator.h"
 #endif
 
 namespace qwen3moe::launcher {

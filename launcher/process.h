@@ -6,8 +6,8 @@
 #include <memory>
 #include <string>
 
-#include "kernels/check.h"
-#include "parallel/communicator.h"
+#include "kernels/common/check.h"
+#include "parallel/comm/communicator.h"
 
 namespace qwen3moe::launcher {
 

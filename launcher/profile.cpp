@@ -3,7 +3,7 @@
 #include <cstdio>
 #include <filesystem>
 
-#include "kernels/check.h"
+#include "kernels/common/check.h"
 #include "launcher/process.h"
 
 namespace qwen3moe::launcher {

@@ -1,14 +1,14 @@
 // --profile-a2a DIR and --whatif-redundant R on the model-running subcommands: the all-to-all
-// profiler (parallel/a2a_profiler.h) set up around a run and written at its end.
+// profiler (parallel/profile/a2a_profiler.h) set up around a run and written at its end.
 #pragma once
 
 #include <CLI/CLI.hpp>
 #include <memory>
 #include <string>
 
-#include "core/model.h"
-#include "parallel/a2a_profiler.h"
-#include "parallel/communicator.h"
+#include "core/model/model.h"
+#include "parallel/profile/a2a_profiler.h"
+#include "parallel/comm/communicator.h"
 
 namespace qwen3moe::launcher {
 

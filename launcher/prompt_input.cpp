@@ -3,7 +3,7 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
-#include "kernels/check.h"
+#include "kernels/common/check.h"
 #include "launcher/runtime.h"
 
 namespace qwen3moe::launcher {

@@ -3,7 +3,7 @@
 #include <charconv>
 #include <cstdio>
 
-#include "kernels/check.h"
+#include "kernels/common/check.h"
 #include "launcher/model_communicator.h"
 #include "launcher/process.h"
 

@@ -9,12 +9,12 @@
 
 #include <CLI/CLI.hpp>
 
-#include "core/config.h"
-#include "core/kv_cache.h"
-#include "core/model.h"
-#include "core/safetensors.h"
+#include "core/checkpoint/config.h"
+#include "core/model/kv_cache.h"
+#include "core/model/model.h"
+#include "core/checkpoint/safetensors.h"
 #include "kernels/backend.h"
-#include "parallel/communicator.h"
+#include "parallel/comm/communicator.h"
 #include "parallel/topology.h"
 
 namespace qwen3moe::launcher {

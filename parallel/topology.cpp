@@ -3,7 +3,7 @@
 #include <algorithm>
 #include <sstream>
 
-#include "kernels/check.h"
+#include "kernels/common/check.h"
 
 namespace qwen3moe {
 

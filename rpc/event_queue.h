@@ -8,7 +8,7 @@
 #include <deque>
 #include <mutex>
 
-#include "core/engine.h"
+#include "core/engine/engine.h"
 
 namespace qwen3moe::rpc {
 

@@ -9,9 +9,9 @@
 #include <thread>
 #include <vector>
 
-#include "core/percentile.h"
-#include "core/sampling.h"
-#include "kernels/check.h"
+#include "core/engine/percentile.h"
+#include "kernels/common/rng.h"
+#include "kernels/common/check.h"
 #include "rpc/qwen3moe.grpc.pb.h"
 
 namespace qwen3moe::rpc {

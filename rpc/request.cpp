@@ -4,7 +4,7 @@
 #include <string>
 #include <vector>
 
-#include "kernels/check.h"
+#include "kernels/common/check.h"
 
 namespace qwen3moe::rpc {
 namespace {

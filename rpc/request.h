@@ -6,9 +6,9 @@
 
 #include <cstdint>
 
-#include "core/chat_template.h"
-#include "core/engine.h"
-#include "core/tokenizer.h"
+#include "core/text/chat_template.h"
+#include "core/engine/engine.h"
+#include "core/text/tokenizer.h"
 #include "rpc/qwen3moe.pb.h"
 
 namespace qwen3moe::rpc {

@@ -5,7 +5,7 @@
 
 #include <cstdio>
 
-#include "kernels/check.h"
+#include "kernels/common/check.h"
 
 namespace qwen3moe::rpc {
 namespace {

@@ -14,7 +14,7 @@
 #include <string>
 #include <thread>
 
-#include "core/engine.h"
+#include "core/engine/engine.h"
 #include "rpc/service.h"
 
 namespace qwen3moe::rpc {

@@ -5,7 +5,7 @@
 #include <memory>
 #include <utility>
 
-#include "kernels/check.h"
+#include "kernels/common/check.h"
 #include "rpc/event_queue.h"
 
 namespace qwen3moe::rpc {

@@ -5,7 +5,7 @@
 #include <memory>
 
 #include "mpi_world.h"
-#include "parallel/mpi/mpi_communicator.h"
+#include "parallel/comm/mpi/mpi_communicator.h"
 
 namespace qwen3moe::testing {
 namespace {

@@ -12,9 +12,9 @@
 #include <string>
 #include <vector>
 
-#include "core/config.h"
-#include "core/safetensors.h"
-#include "kernels/check.h"
+#include "core/checkpoint/config.h"
+#include "core/checkpoint/safetensors.h"
+#include "kernels/common/check.h"
 
 namespace qwen3moe::testing {
 

@@ -15,7 +15,7 @@
 #include <string>
 #include <vector>
 
-#include "kernels/check.h"
+#include "kernels/common/check.h"
 
 namespace qwen3moe::testing {
 

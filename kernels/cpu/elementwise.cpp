@@ -3,7 +3,7 @@
 #include <cmath>
 #include <cstring>
 
-#include "kernels/check.h"
+#include "kernels/common/check.h"
 #include "kernels/cpu/ops.h"
 
 namespace qwen3moe::cpu {

@@ -14,7 +14,7 @@
 #include <algorithm>
 #include <vector>
 
-#include "kernels/check.h"
+#include "kernels/common/check.h"
 #include "kernels/cpu/ops.h"
 #include "kernels/cpu/simd.h"
 

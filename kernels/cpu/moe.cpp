@@ -5,9 +5,9 @@
 #include <cstring>
 #include <vector>
 
-#include "kernels/check.h"
+#include "kernels/common/check.h"
 #include "kernels/cpu/ops.h"
-#include "kernels/random_hash.h"
+#include "kernels/common/random_hash.h"
 
 namespace qwen3moe::cpu {
 

@@ -1,11 +1,11 @@
-// The CUDA members of the project's one check family (kernels/check.h): a failed CUDA or
+// The CUDA members of the project's one check family (kernels/common/check.h): a failed CUDA or
 // cuBLAS call becomes a qwen3moe::Error naming the call, file:line and the library's message.
 #pragma once
 
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
 
-#include "kernels/check.h"
+#include "kernels/common/check.h"
 
 #define QWEN3MOE_CUDA_CHECK(call)                                                      \
   do {                                                                                 \

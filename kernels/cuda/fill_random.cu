@@ -1,10 +1,10 @@
 // Random weights made on the device (bench --random-weights --backend cuda): the hash of
-// kernels/random_hash.h per element, the same bits as the CPU twin, at write bandwidth.
+// kernels/common/random_hash.h per element, the same bits as the CPU twin, at write bandwidth.
 #include <cuda_bf16.h>
 
 #include "kernels/cuda/cuda_check.h"
 #include "kernels/cuda/ops.h"
-#include "kernels/random_hash.h"
+#include "kernels/common/random_hash.h"
 
 namespace qwen3moe::cuda {
 namespace {

@@ -16,7 +16,7 @@
 #include <thread>
 #include <vector>
 
-#include "core/utf8.h"
+#include "core/text/utf8.h"
 #include "e2e/server_process.h"
 #include "rpc/grpc_health.grpc.pb.h"
 #include "rpc/qwen3moe.grpc.pb.h"

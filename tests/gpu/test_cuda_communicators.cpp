@@ -7,10 +7,10 @@
 #include <gtest/gtest.h>
 
 #include "communicator_checks.h"
-#include "parallel/host_staged_communicator.h"
-#include "parallel/local_device_communicator.h"
+#include "parallel/comm/host_staged_communicator.h"
+#include "parallel/comm/local_device_communicator.h"
 #ifdef QWEN3MOE_HAVE_NCCL
-#include "parallel/nccl/nccl_communicator.h"
+#include "parallel/comm/nccl/nccl_communicator.h"
 #endif
 
 namespace qwen3moe {

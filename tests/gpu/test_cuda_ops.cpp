@@ -10,14 +10,14 @@
 #include <tuple>
 #include <vector>
 
-#include "core/generate.h"
-#include "core/kv_cache.h"
-#include "core/model.h"
+#include "core/engine/generate.h"
+#include "core/model/kv_cache.h"
+#include "core/model/model.h"
 #include "kernels/backend.h"
 #include "kernels/cuda/ops.h"
-#include "kernels/dtype.h"
+#include "kernels/common/dtype.h"
 #include "model_fixture.h"
-#include "parallel/local_device_communicator.h"
+#include "parallel/comm/local_device_communicator.h"
 
 namespace qwen3moe {
 namespace {

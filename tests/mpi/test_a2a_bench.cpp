@@ -9,9 +9,9 @@
 #include <string>
 #include <vector>
 
-#include "kernels/check.h"
+#include "kernels/common/check.h"
 #include "mpi_world.h"
-#include "parallel/a2a_bench.h"
+#include "bench/a2a_bench.h"
 
 namespace qwen3moe {
 namespace {

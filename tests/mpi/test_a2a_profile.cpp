@@ -11,11 +11,11 @@
 #include <set>
 #include <sstream>
 
-#include "core/generate.h"
-#include "core/random_checkpoint.h"
+#include "core/engine/generate.h"
+#include "core/checkpoint/random_checkpoint.h"
 #include "model_fixture.h"
 #include "mpi_world.h"
-#include "parallel/a2a_profiler.h"
+#include "parallel/profile/a2a_profiler.h"
 
 namespace qwen3moe {
 namespace {

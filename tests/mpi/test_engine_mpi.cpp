@@ -4,8 +4,8 @@
 
 #include <map>
 
-#include "core/engine.h"
-#include "core/generate.h"
+#include "core/engine/engine.h"
+#include "core/engine/generate.h"
 #include "model_fixture.h"
 #include "mpi_world.h"
 

@@ -11,9 +11,9 @@
 
 #include "communicator_checks.h"
 #include "mpi_world.h"
-#include "parallel/host_staged_communicator.h"
+#include "parallel/comm/host_staged_communicator.h"
 #ifdef QWEN3MOE_HAVE_NCCL
-#include "parallel/nccl/nccl_communicator.h"
+#include "parallel/comm/nccl/nccl_communicator.h"
 #endif
 
 namespace qwen3moe {

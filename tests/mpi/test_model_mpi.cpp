@@ -6,7 +6,7 @@
 #include <algorithm>
 #include <cmath>
 
-#include "core/generate.h"
+#include "core/engine/generate.h"
 #include "model_fixture.h"
 #include "mpi_world.h"
 

@@ -10,8 +10,8 @@
 #include <filesystem>
 #include <fstream>
 
-#include "core/generate.h"
-#include "core/random_checkpoint.h"
+#include "core/engine/generate.h"
+#include "core/checkpoint/random_checkpoint.h"
 #include "model_fixture.h"
 #include "mpi_world.h"
 

@@ -12,10 +12,10 @@
 #include <string>
 #include <vector>
 
-#include "kernels/check.h"
-#include "parallel/a2a_profiler.h"
-#include "parallel/a2a_report.h"
-#include "parallel/a2a_whatif.h"
+#include "kernels/common/check.h"
+#include "parallel/profile/a2a_profiler.h"
+#include "parallel/profile/a2a_report.h"
+#include "parallel/profile/a2a_whatif.h"
 
 namespace qwen3moe {
 namespace {

@@ -3,9 +3,9 @@
 // constructs the interpreter does not implement.
 #include <gtest/gtest.h>
 
-#include "core/chat_template.h"
-#include "core/tokenizer.h"
-#include "kernels/check.h"
+#include "core/text/chat_template.h"
+#include "core/text/tokenizer.h"
+#include "kernels/common/check.h"
 #include "tokenizer_test_util.h"
 
 namespace qwen3moe {

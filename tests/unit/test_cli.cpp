@@ -13,9 +13,9 @@
 #include <string>
 #include <vector>
 
-#include "core/generate.h"
-#include "core/npy.h"
-#include "core/safetensors.h"
+#include "core/engine/generate.h"
+#include "core/checkpoint/npy.h"
+#include "core/checkpoint/safetensors.h"
 #include "model_fixture.h"
 #include "test_util.h"
 

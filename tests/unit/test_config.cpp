@@ -7,7 +7,7 @@
 #include <string>
 #include <vector>
 
-#include "core/config.h"
+#include "core/checkpoint/config.h"
 #include "test_util.h"
 
 namespace qwen3moe {
@@ -219,7 +219,7 @@ TEST(Config, OtherBadValues) {
                      "cannot open", "/nonexistent/qwen3/config.json");
 }
 
-// Known bug (core/config.cpp, model_type read with get<std::string>() unchecked): a non-string
+// Known bug (core/checkpoint/config.cpp, model_type read with get<std::string>() unchecked): a non-string
 // model_type escapes as nlohmann::json::type_error instead of an Error naming the field.
 TEST(Config, NonStringModelTypeIsNamed) {
   EXPECT_ERROR_NAMES(error_with(dense_config(), "model_type", 5), "model_type", "5");

@@ -4,8 +4,8 @@
 #include <gtest/gtest.h>
 
 #include "communicator_checks.h"
-#include "parallel/host_staged_communicator.h"
-#include "parallel/local_device_communicator.h"
+#include "parallel/comm/host_staged_communicator.h"
+#include "parallel/comm/local_device_communicator.h"
 
 namespace qwen3moe {
 namespace {

@@ -9,9 +9,9 @@
 #include <map>
 #include <random>
 
-#include "core/engine.h"
-#include "core/generate.h"
-#include "kernels/check.h"
+#include "core/engine/engine.h"
+#include "core/engine/generate.h"
+#include "kernels/common/check.h"
 #include "model_fixture.h"
 
 namespace qwen3moe {

@@ -5,7 +5,7 @@
 #include <algorithm>
 #include <cmath>
 
-#include "core/generate.h"
+#include "core/engine/generate.h"
 #include "model_fixture.h"
 
 namespace qwen3moe {

@@ -7,12 +7,12 @@
 #include <memory>
 #include <vector>
 
-#include "core/config.h"
-#include "core/kv_cache.h"
-#include "core/model.h"
+#include "core/checkpoint/config.h"
+#include "core/model/kv_cache.h"
+#include "core/model/model.h"
 #include "kernels/backend.h"
 #include "model_fixture.h"
-#include "parallel/communicator.h"
+#include "parallel/comm/communicator.h"
 #include "parallel/topology.h"
 
 namespace qwen3moe {

@@ -9,8 +9,8 @@
 #include <nlohmann/json.hpp>
 #include <random>
 
-#include "core/generate.h"
-#include "core/random_checkpoint.h"
+#include "core/engine/generate.h"
+#include "core/checkpoint/random_checkpoint.h"
 #include "model_fixture.h"
 #include "reference_forward.h"
 #include "test_util.h"

@@ -11,7 +11,7 @@
 
 #include "kernels/backend.h"
 #include "kernels/cpu/ops.h"
-#include "kernels/dtype.h"
+#include "kernels/common/dtype.h"
 
 namespace qwen3moe {
 namespace {

@@ -9,7 +9,7 @@
 #include <string>
 #include <vector>
 
-#include "core/safetensors.h"
+#include "core/checkpoint/safetensors.h"
 #include "test_util.h"
 
 namespace qwen3moe {

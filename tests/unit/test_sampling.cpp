@@ -8,7 +8,7 @@
 #include <random>
 #include <vector>
 
-#include "core/sampling.h"
+#include "core/engine/sampling.h"
 #include "test_util.h"
 
 namespace qwen3moe {

@@ -5,8 +5,8 @@
 
 #include <random>
 
-#include "core/stream_decoder.h"
-#include "core/utf8.h"
+#include "core/text/stream_decoder.h"
+#include "core/text/utf8.h"
 #include "tokenizer_test_util.h"
 
 namespace qwen3moe {

@@ -7,9 +7,9 @@
 #include <cstdlib>
 #include <thread>
 
-#include "core/tokenizer.h"
-#include "core/utf8.h"
-#include "kernels/check.h"
+#include "core/text/tokenizer.h"
+#include "core/text/utf8.h"
+#include "kernels/common/check.h"
 #include "tokenizer_test_util.h"
 
 namespace qwen3moe {

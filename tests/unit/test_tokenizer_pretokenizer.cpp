@@ -4,8 +4,8 @@
 // digits of other scripts, emoji joiners), with the match ends Oniguruma finds (onig_split.py).
 #include <gtest/gtest.h>
 
-#include "core/pretokenizer.h"
-#include "kernels/check.h"
+#include "core/text/pretokenizer.h"
+#include "kernels/common/check.h"
 #include "tokenizer_test_util.h"
 
 namespace qwen3moe {

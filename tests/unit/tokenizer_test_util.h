@@ -12,8 +12,8 @@
 #include <string>
 #include <vector>
 
-#include "core/bpe.h"
-#include "core/utf8.h"
+#include "core/text/bpe.h"
+#include "core/text/utf8.h"
 
 namespace qwen3moe::testing {
 

@@ -1,0 +1,198 @@
+#include "core/checkpoint/config.h"
+
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "kernels/common/check.h"
+
+namespace qwen3moe {
+namespace {
+
+using json = nlohmann::json;
+
+// Field readers that name the file, the field and the value in every error.
+struct Reader {
+  const json& j;
+  const std::string& source;
+
+  bool has(const char* key) const { return j.contains(key) && !j[key].is_null(); }
+
+  int64_t integer(const char* key, bool required, int64_t fallback = 0) const {
+    if (!has(key)) {
+      QWEN3MOE_CHECK(!required, source, ": missing field '", key, "'");
+      return fallback;
+    }
+    const json& v = j[key];
+    QWEN3MOE_CHECK(v.is_number_integer(), source, ": field '", key,
+                   "' must be an integer, got ", v.dump());
+    return v.get<int64_t>();
+  }
+  double number(const char* key, bool required, double fallback = 0) const {
+    if (!has(key)) {
+      QWEN3MOE_CHECK(!required, source, ": missing field '", key, "'");
+      return fallback;
+    }
+    const json& v = j[key];
+    QWEN3MOE_CHECK(v.is_number(), source, ": field '", key, "' must be a number, got ", v.dump());
+    return v.get<double>();
+  }
+  bool boolean(const char* key, bool fallback) const {
+    if (!has(key)) return fallback;
+    const json& v = j[key];
+    QWEN3MOE_CHECK(v.is_boolean(), source, ": field '", key, "' must be true or false, got ",
+                   v.dump());
+    return v.get<bool>();
+  }
+  void positive(const char* key, int64_t v) const {
+    QWEN3MOE_CHECK(v > 0, source, ": field '", key, "' must be positive, got ", v);
+  }
+};
+
+}  // namespace
+
+bool ModelConfig::is_moe_layer(int64_t layer) const {
+  if (num_experts <= 0) return false;
+  if (std::find(mlp_only_layers.begin(), mlp_only_layers.end(), layer) != mlp_only_layers.end())
+    return false;
+  return (layer + 1) % decoder_sparse_step == 0;
+}
+
+ModelConfig ModelConfig::from_json_text(const std::string& text, const std::string& source) {
+  json j;
+  try {
+    j = json::parse(text);
+  } catch (const json::parse_error& e) {
+    QWEN3MOE_FAIL(source, ": not valid JSON (", e.what(), ")");
+  }
+  QWEN3MOE_CHECK(j.is_object(), source, ": expected a JSON object");
+  Reader r{j, source};
+  ModelConfig c;
+
+  QWEN3MOE_CHECK(r.has("architectures") && j["architectures"].is_array() &&
+                     !j["architectures"].empty() && j["architectures"][0].is_string(),
+                 source, ": missing field 'architectures'");
+  c.architecture = j["architectures"][0].get<std::string>();
+  QWEN3MOE_CHECK(c.architecture == "Qwen3ForCausalLM" || c.architecture == "Qwen3MoeForCausalLM",
+                 source, ": unsupported architecture '", c.architecture,
+                 "' (expected Qwen3ForCausalLM or Qwen3MoeForCausalLM)");
+  const bool moe = c.architecture == "Qwen3MoeForCausalLM";
+  if (r.has("model_type")) {
+    QWEN3MOE_CHECK(j["model_type"].is_string(), source,
+                   ": field 'model_type' must be a string, got ", j["model_type"].dump());
+    c.model_type = j["model_type"].get<std::string>();
+  }
+
+  c.vocab_size = r.integer("vocab_size", true);
+  c.hidden_size = r.integer("hidden_size", true);
+  c.num_hidden_layers = r.integer("num_hidden_layers", true);
+  c.num_attention_heads = r.integer("num_attention_heads", true);
+  c.num_key_value_heads = r.integer("num_key_value_heads", false, c.num_attention_heads);
+  c.intermediate_size = r.integer("intermediate_size", !moe);
+  c.max_position_embeddings = r.integer("max_position_embeddings", true);
+  r.positive("vocab_size", c.vocab_size);
+  r.positive("hidden_size", c.hidden_size);
+  r.positive("num_hidden_layers", c.num_hidden_layers);
+  r.positive("num_attention_heads", c.num_attention_heads);
+  r.positive("num_key_value_heads", c.num_key_value_heads);
+  r.positive("max_position_embeddings", c.max_position_embeddings);
+  QWEN3MOE_CHECK(c.num_attention_heads % c.num_key_value_heads == 0, source,
+                 ": num_attention_heads=", c.num_attention_heads,
+                 " is not a multiple of num_key_value_heads=", c.num_key_value_heads);
+  if (r.has("head_dim")) {
+    c.head_dim = r.integer("head_dim", true);
+  } else {
+    QWEN3MOE_CHECK(c.hidden_size % c.num_attention_heads == 0, source, ": hidden_size=",
+                   c.hidden_size, " is not divisible by num_attention_heads=",
+                   c.num_attention_heads, " and no head_dim is given");
+    c.head_dim = c.hidden_size / c.num_attention_heads;
+  }
+  r.positive("head_dim", c.head_dim);
+  QWEN3MOE_CHECK(c.head_dim % 2 == 0, source, ": field 'head_dim' must be even for RoPE, got ",
+                 c.head_dim);
+
+  if (moe) {
+    c.num_experts = r.integer("num_experts", true);
+    c.num_experts_per_tok = r.integer("num_experts_per_tok", true);
+    c.moe_intermediate_size = r.integer("moe_intermediate_size", true);
+    c.decoder_sparse_step = r.integer("decoder_sparse_step", false, 1);
+    c.norm_topk_prob = r.boolean("norm_topk_prob", false);
+    r.positive("num_experts", c.num_experts);
+    r.positive("num_experts_per_tok", c.num_experts_per_tok);
+    r.positive("moe_intermediate_size", c.moe_intermediate_size);
+    r.positive("decoder_sparse_step", c.decoder_sparse_step);
+    QWEN3MOE_CHECK(c.num_experts_per_tok <= c.num_experts, source, ": num_experts_per_tok=",
+                   c.num_experts_per_tok, " exceeds num_experts=", c.num_experts);
+    if (r.has("mlp_only_layers")) {
+      QWEN3MOE_CHECK(j["mlp_only_layers"].is_array(), source,
+                     ": field 'mlp_only_layers' must be a list, got ", j["mlp_only_layers"].dump());
+      for (const json& v : j["mlp_only_layers"]) {
+        QWEN3MOE_CHECK(v.is_number_integer() && v.get<int64_t>() >= 0 &&
+                           v.get<int64_t>() < c.num_hidden_layers,
+                       source, ": mlp_only_layers holds ", v.dump(),
+                       ", not a layer index below num_hidden_layers=", c.num_hidden_layers);
+        c.mlp_only_layers.push_back(v.get<int64_t>());
+      }
+    }
+    bool any_dense = false;
+    for (int64_t l = 0; l < c.num_hidden_layers; ++l) any_dense |= !c.is_moe_layer(l);
+    if (any_dense) {
+      QWEN3MOE_CHECK(c.intermediate_size > 0, source,
+                     ": field 'intermediate_size' must be positive when some layers are dense, got ",
+                     c.intermediate_size);
+    }
+  } else {
+    r.positive("intermediate_size", c.intermediate_size);
+  }
+
+  c.rope_theta = r.number("rope_theta", false, 10000.0);
+  QWEN3MOE_CHECK(c.rope_theta > 0, source, ": field 'rope_theta' must be positive, got ",
+                 c.rope_theta);
+  if (r.has("rope_scaling")) {
+    const json& rs = j["rope_scaling"];
+    std::string type = rs.is_object() ? rs.value("rope_type", rs.value("type", "")) : "";
+    QWEN3MOE_CHECK(type == "default", source, ": rope_scaling ", rs.dump(),
+                   " is not supported (only absent, null or rope_type \"default\")");
+  }
+  QWEN3MOE_CHECK(!r.boolean("use_sliding_window", false), source,
+                 ": use_sliding_window=true is not supported (Qwen3 checkpoints ship false)");
+  c.rms_norm_eps = r.number("rms_norm_eps", false, 1e-6);
+  QWEN3MOE_CHECK(c.rms_norm_eps > 0, source, ": field 'rms_norm_eps' must be positive, got ",
+                 c.rms_norm_eps);
+  c.tie_word_embeddings = r.boolean("tie_word_embeddings", false);
+  c.attention_bias = r.boolean("attention_bias", false);
+  if (r.has("hidden_act")) {
+    const std::string act = j["hidden_act"].is_string() ? j["hidden_act"].get<std::string>() : j["hidden_act"].dump();
+    QWEN3MOE_CHECK(act == "silu", source, ": hidden_act '", act, "' is not supported (only silu)");
+  }
+  if (r.has("eos_token_id")) {
+    const json& e = j["eos_token_id"];
+    auto add = [&](const json& v) {
+      QWEN3MOE_CHECK(v.is_number_integer() && v.get<int64_t>() >= 0, source,
+                     ": eos_token_id holds ", v.dump(), ", not a token id");
+      c.eos_token_ids.push_back(int32_t(v.get<int64_t>()));
+    };
+    if (e.is_array()) {
+      for (const json& v : e) add(v);
+    } else {
+      add(e);
+    }
+  }
+  if (r.has("torch_dtype") && j["torch_dtype"].is_string())
+    c.torch_dtype = j["torch_dtype"].get<std::string>();
+  return c;
+}
+
+ModelConfig ModelConfig::load(const std::string& path) {
+  std::filesystem::path p(path);
+  if (std::filesystem::is_directory(p)) p /= "config.json";
+  std::ifstream in(p);
+  QWEN3MOE_CHECK(in.good(), "cannot open ", p.string());
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return from_json_text(ss.str(), p.string());
+}
+
+}  // namespace qwen3moe

@@ -1,0 +1,417 @@
+#include "core/engine/engine.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "core/engine/debug_stall.h"
+#include "core/engine/percentile.h"
+#include "core/text/stream_decoder.h"
+#include "kernels/common/check.h"
+
+namespace qwen3moe {
+
+using Clock = std::chrono::steady_clock;
+
+struct Engine::Sequence {
+  uint64_t handle = 0;
+  GenerationRequest req;
+  EventSink sink;
+  std::unique_ptr<SequenceKv> kv;
+  int64_t blocks_needed = 0;  // reserved at admission for prompt + max_new_tokens
+  int64_t prefilled = 0;      // prompt tokens already in the cache
+  int32_t generated = 0;      // tokens sampled so far
+  int32_t last_token = -1;    // fed at the next decode step
+  std::optional<Sampler> sampler;
+  std::optional<StreamDecoder> decoder;
+  std::string held;                // decoded text held back: it may begin a stop string
+  std::vector<int32_t> ids_out;    // ids of this step's message
+  bool done = false;
+  Clock::time_point submitted = Clock::now(), first_token{};
+};
+
+namespace {
+
+int64_t blocks_for(int64_t tokens, int64_t block_size) {
+  return (tokens + block_size - 1) / block_size;
+}
+
+// Length of the longest suffix of text that is a proper prefix of some stop string: those
+// bytes may still become a stop string, so they are not streamed yet.
+size_t stop_prefix_suffix(const std::string& text, const std::vector<std::string>& stops) {
+  size_t best = 0;
+  for (const std::string& s : stops)
+    for (size_t n = std::min(text.size(), s.size() - 1); n > best; --n)
+      if (text.compare(text.size() - n, n, s, 0, n) == 0) {
+        best = n;
+        break;
+      }
+  return best;
+}
+
+void keep_last(std::vector<double>& v, double x, size_t n) {
+  v.push_back(x);
+  if (v.size() > n) v.erase(v.begin(), v.begin() + int64_t(v.size() - n));
+}
+
+}  // namespace
+
+Engine::Engine(Model& model, KvCache& cache, Communicator& comm, const Tokenizer* tokenizer,
+               const EngineOptions& options)
+    : model_(model), cache_(cache), comm_(comm), tokenizer_(tokenizer), options_(options) {
+  free_blocks_ = cache.free_blocks();
+  QWEN3MOE_CHECK(options.max_batch > 0, "max_batch must be positive, got ", options.max_batch);
+  QWEN3MOE_CHECK(options.max_queue >= 0, "max_queue must be >= 0, got ", options.max_queue);
+  QWEN3MOE_CHECK(options.prefill_budget > 0, "prefill_budget must be positive, got ",
+                 options.prefill_budget);
+}
+
+Engine::~Engine() = default;
+
+void Engine::validate(const GenerationRequest& r) const {
+  const ModelConfig& c = model_.config();
+  QWEN3MOE_CHECK(!r.prompt.empty(), "prompt: the prompt is empty");
+  for (size_t i = 0; i < r.prompt.size(); ++i)
+    QWEN3MOE_CHECK(r.prompt[i] >= 0 && r.prompt[i] < c.vocab_size, "token_ids: id ", r.prompt[i],
+                   " at index ", i, " is outside the vocabulary [0, ", c.vocab_size, ")");
+  QWEN3MOE_CHECK(r.max_new_tokens > 0, "max_new_tokens must be positive, got ",
+                 r.max_new_tokens);
+  const int64_t total = int64_t(r.prompt.size()) + r.max_new_tokens;
+  QWEN3MOE_CHECK(total <= c.max_position_embeddings, "max_new_tokens: prompt of ",
+                 r.prompt.size(), " tokens + max_new_tokens ", r.max_new_tokens,
+                 " exceeds the context of ", c.max_position_embeddings);
+  qwen3moe::validate(r.sampling);
+  QWEN3MOE_CHECK(int32_t(r.stop.size()) <= options_.max_stop_strings, "stop: ", r.stop.size(),
+                 " stop strings, at most ", options_.max_stop_strings);
+  for (const std::string& s : r.stop) {
+    QWEN3MOE_CHECK(!s.empty() && int32_t(s.size()) <= options_.max_stop_length,
+                   "stop: stop string of ", s.size(), " bytes, must be 1..",
+                   options_.max_stop_length);
+  }
+  QWEN3MOE_CHECK(r.stop.empty() || tokenizer_, "stop: stop strings need a tokenizer");
+  const int64_t need = blocks_for(total, cache_.block_size());
+  QWEN3MOE_CHECK(need <= cache_.num_blocks(), "max_new_tokens: the request needs ", need,
+                 " KV blocks, the cache has ", cache_.num_blocks());
+}
+
+uint64_t Engine::submit(GenerationRequest request, EventSink sink) {
+  validate(request);
+  auto s = std::make_unique<Sequence>();
+  s->req = std::move(request);
+  s->sink = std::move(sink);
+  s->blocks_needed =
+      blocks_for(int64_t(s->req.prompt.size()) + s->req.max_new_tokens, cache_.block_size());
+  s->sampler.emplace(s->req.sampling);
+  if (tokenizer_) s->decoder.emplace(*tokenizer_);
+  std::lock_guard<std::mutex> lock(mu_);
+  QWEN3MOE_CHECK(!stopping_, "the server is shutting down");
+  if (int32_t(queue_.size()) >= options_.max_queue)
+    throw QueueFull("the queue is full (" + std::to_string(queue_.size()) + " requests waiting)");
+  s->handle = next_handle_++;
+  const uint64_t handle = s->handle;
+  queue_.push_back(std::move(s));
+  wake_.notify_one();
+  return handle;
+}
+
+void Engine::cancel(uint64_t handle) {
+  std::lock_guard<std::mutex> lock(mu_);
+  cancelled_.push_back(handle);
+  wake_.notify_one();
+}
+
+void Engine::shutdown() {
+  std::lock_guard<std::mutex> lock(mu_);
+  stopping_ = true;
+  wake_.notify_one();
+}
+
+bool Engine::idle() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return queue_.empty() && running_count_ == 0;
+}
+
+EngineStats Engine::stats() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  EngineStats st;
+  st.running = running_count_;
+  st.queued = int32_t(queue_.size());
+  st.free_blocks = free_blocks_;
+  st.total_blocks = cache_.num_blocks();
+  st.tokens_generated = tokens_generated_;
+  st.requests_finished = requests_finished_;
+  st.steps = steps_;
+  if (recent_tokens_.size() >= 2) {
+    const double secs =
+        std::chrono::duration<double>(recent_tokens_.back().first - recent_tokens_.front().first)
+            .count();
+    int64_t n = 0;
+    for (size_t i = 1; i < recent_tokens_.size(); ++i) n += recent_tokens_[i].second;
+    st.tokens_per_second = secs > 0 ? double(n) / secs : 0;
+  }
+  st.ttft_p50_ms = percentile(ttft_ms_, 0.5);
+  st.ttft_p90_ms = percentile(ttft_ms_, 0.9);
+  st.ttft_p99_ms = percentile(ttft_ms_, 0.99);
+  st.e2e_p50_ms = percentile(e2e_ms_, 0.5);
+  st.e2e_p90_ms = percentile(e2e_ms_, 0.9);
+  st.e2e_p99_ms = percentile(e2e_ms_, 0.99);
+  const bool has_work = !queue_.empty() || running_count_ > 0;
+  st.seconds_since_step =
+      has_work ? std::chrono::duration<double>(Clock::now() - last_step_).count() : 0.0;
+  return st;
+}
+
+void Engine::finish(Sequence& s, const std::string& reason, const std::string& error,
+                    bool flush_decoder) {
+  if (s.done) return;
+  s.done = true;
+  GenerationEvent ev;
+  ev.token_ids = std::move(s.ids_out);
+  s.ids_out.clear();
+  // Text held back for a possible stop string is text after all; bytes still in the decoder
+  // too, unless a stop string cut the text before them.
+  ev.text = std::move(s.held);
+  if (flush_decoder && s.decoder) ev.text += s.decoder->finish();
+  s.held.clear();
+  ev.finish_reason = reason;
+  ev.error = error;
+  ev.prompt_tokens = int32_t(s.req.prompt.size());
+  ev.completion_tokens = s.generated;
+  if (s.kv) s.kv->release();
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    ++requests_finished_;
+    keep_last(e2e_ms_,
+              std::chrono::duration<double, std::milli>(Clock::now() - s.submitted).count(), 1000);
+  }
+  if (s.sink) s.sink(ev);
+}
+
+void Engine::emit_token(Sequence& s, int32_t token) {
+  ++s.generated;
+  s.last_token = token;
+  s.ids_out.push_back(token);
+  if (s.generated == 1) {
+    s.first_token = Clock::now();
+    std::lock_guard<std::mutex> lock(mu_);
+    keep_last(ttft_ms_,
+              std::chrono::duration<double, std::milli>(s.first_token - s.submitted).count(), 1000);
+  }
+  const ModelConfig& c = model_.config();
+  const bool eos = std::find(c.eos_token_ids.begin(), c.eos_token_ids.end(), token) !=
+                   c.eos_token_ids.end();
+  if (eos && !s.req.ignore_eos) return finish(s, "stop");
+  if (s.decoder) s.held += s.decoder->push(token);
+  // A stop string ends the text exactly before it, also when it spans tokens.
+  size_t cut = std::string::npos;
+  for (const std::string& stop : s.req.stop) cut = std::min(cut, s.held.find(stop));
+  if (cut != std::string::npos) {
+    s.held.resize(cut);
+    return finish(s, "stop", "", /*flush_decoder=*/false);
+  }
+  const int64_t pos = int64_t(s.req.prompt.size()) + s.generated;
+  if (s.generated >= s.req.max_new_tokens || pos >= c.max_position_embeddings)
+    return finish(s, "length");
+  const size_t hold = stop_prefix_suffix(s.held, s.req.stop);
+  GenerationEvent ev;
+  ev.token_ids = std::move(s.ids_out);
+  s.ids_out.clear();
+  ev.text = s.held.substr(0, s.held.size() - hold);
+  s.held.erase(0, s.held.size() - hold);
+  if (s.sink) s.sink(ev);
+}
+
+void Engine::broadcast_plan(const StepBatch& b, bool stop) {
+  if (comm_.size() == 1) return;
+  comm_.set_phase(-1, "step plan");
+  int64_t header[6] = {stop ? 1 : 0,
+                       int64_t(b.tokens.size()),
+                       int64_t(b.block_tables.size()),
+                       b.max_blocks_per_seq,
+                       int64_t(b.logit_rows.size()),
+                       0};
+  comm_.broadcast(header, sizeof(header), 0);
+  if (stop) return;
+  std::vector<int32_t> payload;
+  for (const auto* v : {&b.tokens, &b.positions, &b.token_seq, &b.slots, &b.block_tables,
+                        &b.logit_rows})
+    payload.insert(payload.end(), v->begin(), v->end());
+  comm_.broadcast(payload.data(), payload.size() * sizeof(int32_t), 0);
+}
+
+void Engine::follow() {
+  QWEN3MOE_CHECK(comm_.rank() != 0, "follow() runs on ranks other than 0");
+  std::vector<float> logits;
+  for (;;) {
+    comm_.set_phase(-1, "step plan");
+    int64_t header[6];
+    comm_.broadcast(header, sizeof(header), 0);
+    if (header[0]) return;
+    if (header[1] == 0) continue;  // a keep-alive from an idle scheduler
+    const size_t T = size_t(header[1]), tables = size_t(header[2]), L = size_t(header[4]);
+    std::vector<int32_t> payload(4 * T + tables + L);
+    comm_.broadcast(payload.data(), payload.size() * sizeof(int32_t), 0);
+    StepBatch b;
+    auto take = [&, at = size_t(0)](std::vector<int32_t>& v, size_t n) mutable {
+      v.assign(payload.begin() + int64_t(at), payload.begin() + int64_t(at + n));
+      at += n;
+    };
+    take(b.tokens, T);
+    take(b.positions, T);
+    take(b.token_seq, T);
+    take(b.slots, T);
+    take(b.block_tables, tables);
+    take(b.logit_rows, L);
+    b.max_blocks_per_seq = int(header[3]);
+    model_.forward(b, cache_, logits);
+  }
+}
+
+bool Engine::step() {
+  QWEN3MOE_CHECK(comm_.rank() == 0, "the scheduler runs on rank 0");
+  std::vector<uint64_t> cancelled;
+  bool stopping;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    cancelled.swap(cancelled_);
+    stopping = stopping_;
+  }
+  const auto now = Clock::now();
+  auto ended = [&](const Sequence& s) -> const char* {
+    if (stopping || std::find(cancelled.begin(), cancelled.end(), s.handle) != cancelled.end())
+      return "cancelled";
+    if (now >= s.req.deadline) return "deadline";
+    return nullptr;
+  };
+  // Queued requests that were cancelled or expired never run.
+  std::vector<std::unique_ptr<Sequence>> dropped;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (auto it = queue_.begin(); it != queue_.end();) {
+      if (ended(**it)) {
+        dropped.push_back(std::move(*it));
+        it = queue_.erase(it);
+      } else {
+        ++it;
+      }
+    }
+  }
+  for (auto& s : dropped) finish(*s, ended(*s));
+  for (auto& s : running_)
+    if (const char* why = ended(*s)) finish(*s, why);
+
+  // Admission: FIFO, while the batch has room and the free blocks cover the whole request.
+  int64_t committed = 0;  // blocks running sequences may still take
+  for (const auto& s : running_)
+    if (!s->done) committed += s->blocks_needed - int64_t(s->kv->blocks().size());
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    while (!stopping && !queue_.empty() && int32_t(running_.size()) < options_.max_batch) {
+      Sequence& next = *queue_.front();
+      if (cache_.free_blocks() - committed < next.blocks_needed) break;
+      committed += next.blocks_needed;
+      next.kv = std::make_unique<SequenceKv>(cache_);
+      running_.push_back(std::move(queue_.front()));
+      queue_.pop_front();
+    }
+  }
+
+  // The batch: every decoding sequence's next token, then prompt chunks up to the budget.
+  StepBatch b;
+  std::vector<Sequence*> sampled;  // in logit-row order
+  std::vector<Sequence*> in_batch;
+  int64_t budget = options_.prefill_budget;
+  for (auto& sp : running_) {
+    Sequence& s = *sp;
+    if (s.done) continue;
+    const int64_t P = int64_t(s.req.prompt.size());
+    const int32_t seq = int32_t(in_batch.size());
+    if (s.prefilled < P) {
+      const int64_t n = std::min(budget, P - s.prefilled);
+      if (n == 0) continue;
+      for (int64_t i = 0; i < n; ++i) {
+        b.tokens.push_back(s.req.prompt[size_t(s.prefilled + i)]);
+        b.positions.push_back(int32_t(s.prefilled + i));
+        b.token_seq.push_back(seq);
+      }
+      s.kv->append(n, b.slots);
+      s.prefilled += n;
+      budget -= n;
+      if (s.prefilled == P) {
+        b.logit_rows.push_back(int32_t(b.tokens.size() - 1));
+        sampled.push_back(&s);
+      }
+    } else {
+      b.tokens.push_back(s.last_token);
+      b.positions.push_back(int32_t(P + s.generated - 1));
+      b.token_seq.push_back(seq);
+      s.kv->append(1, b.slots);
+      b.logit_rows.push_back(int32_t(b.tokens.size() - 1));
+      sampled.push_back(&s);
+    }
+    in_batch.push_back(&s);
+  }
+
+  bool worked = !b.tokens.empty();
+  if (worked) {
+    int max_blocks = 0;
+    for (Sequence* s : in_batch) max_blocks = std::max(max_blocks, int(s->kv->blocks().size()));
+    b.max_blocks_per_seq = max_blocks;
+    b.block_tables.assign(in_batch.size() * size_t(max_blocks), 0);
+    for (size_t i = 0; i < in_batch.size(); ++i) {
+      const auto& blocks = in_batch[i]->kv->blocks();
+      std::copy(blocks.begin(), blocks.end(), b.block_tables.begin() + int64_t(i * size_t(max_blocks)));
+    }
+    debug_stall_if_asked(comm_.rank(), steps_);
+    broadcast_plan(b, false);
+    comm_.set_step(steps_);
+    model_.forward(b, cache_, logits_);
+    const int64_t V = model_.config().vocab_size;
+    for (size_t r = 0; r < sampled.size(); ++r)
+      emit_token(*sampled[r], sampled[r]->sampler->sample(logits_.data() + int64_t(r) * V, V));
+  }
+
+  // Finished sequences leave the batch; their blocks went back in finish().
+  running_.erase(std::remove_if(running_.begin(), running_.end(),
+                                [](const std::unique_ptr<Sequence>& s) { return s->done; }),
+                 running_.end());
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    running_count_ = int32_t(running_.size());
+    free_blocks_ = cache_.free_blocks();
+    if (worked) {
+      ++steps_;
+      last_step_ = Clock::now();
+      tokens_generated_ += int64_t(sampled.size());
+      recent_tokens_.emplace_back(last_step_, int64_t(sampled.size()));
+      while (!recent_tokens_.empty() && last_step_ - recent_tokens_.front().first > std::chrono::seconds(10))
+        recent_tokens_.pop_front();
+    }
+  }
+  return worked || !dropped.empty();
+}
+
+void Engine::serve() {
+  // While idle, followers wait inside a broadcast for the next plan; an empty plan every
+  // second keeps that wait short, so the collective watchdog only sees real hangs.
+  auto last_plan = Clock::now();
+  for (;;) {
+    const bool worked = step();
+    if (worked) {
+      last_plan = Clock::now();
+    } else if (comm_.size() > 1 && Clock::now() - last_plan > std::chrono::seconds(1)) {
+      broadcast_plan(StepBatch{}, false);
+      last_plan = Clock::now();
+    }
+    bool stop_now = false;
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      if (stopping_ && queue_.empty() && running_.empty()) stop_now = true;
+      else if (!worked && cancelled_.empty() && !stopping_)
+        wake_.wait_for(lock, std::chrono::milliseconds(20));
+    }
+    if (stop_now) break;
+  }
+  broadcast_plan(StepBatch{}, true);
+}
+
+}  // namespace qwen3moe

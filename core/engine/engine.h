@@ -1,0 +1,145 @@
+// The serving engine: continuous batching over the paged KV cache, driven by rank 0 and
+// followed in lockstep by every other rank (DESIGN.md "One decode step across ranks").
+//
+// Rank 0 owns the scheduler: requests join a FIFO queue from any thread (submit), and each
+// step it (1) drops cancelled and expired sequences, freeing their blocks, (2) admits waiting
+// requests while the batch has room and the free blocks cover the whole request (prompt +
+// max_new_tokens, reserved at admission so a running sequence never waits for memory),
+// (3) builds one batch of every running sequence's next decode token plus prefill chunks of
+// admitted prompts up to a token budget (chunked prefill), (4) broadcasts it as a step plan,
+// (5) runs the forward, samples on rank 0, and streams events (whole UTF-8 text, stop strings
+// cut exactly) to each request's sink. Other ranks run follow(): receive a plan, forward,
+// repeat, until the shutdown plan.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "core/model/kv_cache.h"
+#include "core/model/model.h"
+#include "core/engine/sampling.h"
+#include "core/text/tokenizer.h"
+#include "parallel/comm/communicator.h"
+
+namespace qwen3moe {
+
+struct EngineOptions {
+  int32_t max_batch = 32;          // sequences running at once
+  int32_t max_queue = 256;         // waiting requests; beyond: QueueFull
+  int64_t prefill_budget = 256;    // prompt tokens per step (chunked prefill)
+  int32_t max_stop_strings = 8;
+  int32_t max_stop_length = 64;    // bytes per stop string
+};
+
+struct GenerationRequest {
+  std::string request_id;
+  std::vector<int32_t> prompt;
+  SamplingParams sampling;
+  int32_t max_new_tokens = 64;
+  std::vector<std::string> stop;  // text stop strings (not included in the output)
+  bool ignore_eos = false;
+  // Past this point the sequence ends with finish_reason "deadline" and frees its blocks.
+  std::chrono::steady_clock::time_point deadline = std::chrono::steady_clock::time_point::max();
+};
+
+// One message of a request's stream. finish_reason is "" until the last message, then
+// "stop" | "length" | "cancelled" | "deadline" | "error" (error carries the message).
+struct GenerationEvent {
+  std::vector<int32_t> token_ids;
+  std::string text;  // whole UTF-8 characters only
+  std::string finish_reason;
+  std::string error;
+  int32_t prompt_tokens = 0;
+  int32_t completion_tokens = 0;
+};
+using EventSink = std::function<void(const GenerationEvent&)>;
+
+// submit() when the queue is full.
+class QueueFull : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+struct EngineStats {
+  int32_t running = 0, queued = 0;
+  int64_t free_blocks = 0, total_blocks = 0;
+  int64_t tokens_generated = 0, requests_finished = 0, steps = 0;
+  double tokens_per_second = 0;      // over the last 10 s of steps
+  double ttft_p50_ms = 0, ttft_p90_ms = 0, ttft_p99_ms = 0;  // time to first token
+  double e2e_p50_ms = 0, e2e_p90_ms = 0, e2e_p99_ms = 0;     // whole request
+  double seconds_since_step = 0;     // for health: work waiting but no step
+};
+
+class Engine {
+ public:
+  // tokenizer may be null (then events carry ids only and stop strings are rejected).
+  Engine(Model& model, KvCache& cache, Communicator& comm, const Tokenizer* tokenizer,
+         const EngineOptions& options);
+  ~Engine();
+
+  // Rank 0, any thread. Validates (Error naming the field and value), queues, returns the
+  // request's handle. Throws QueueFull when max_queue requests are waiting.
+  uint64_t submit(GenerationRequest request, EventSink sink);
+  // Rank 0, any thread: ends the request at the next step ("cancelled"), freeing its blocks.
+  void cancel(uint64_t handle);
+  EngineStats stats() const;
+
+  // Rank 0: runs steps until shutdown() (blocks; call from the engine thread), sending an
+  // empty keep-alive plan each idle second. Every other rank: follow() instead. Both return after the shutdown plan has been run by all ranks.
+  void serve();
+  void follow();
+  // Rank 0, any thread: stops admitting, ends running and queued requests with "cancelled",
+  // and makes serve() send the shutdown plan and return.
+  void shutdown();
+
+  // One scheduler step on rank 0 (serve() loops on it); false when there was nothing to do.
+  // Exposed for tests that drive the engine without a thread.
+  bool step();
+  bool idle() const;
+
+ private:
+  struct Sequence;
+  void validate(const GenerationRequest& r) const;
+  // Sends the last message (held text, and unless a stop string cut it, the decoder's rest),
+  // frees the blocks and marks the sequence done.
+  void finish(Sequence& s, const std::string& reason, const std::string& error = "",
+              bool flush_decoder = true);
+  void emit_token(Sequence& s, int32_t token);
+  void broadcast_plan(const StepBatch& batch, bool stop);
+
+  Model& model_;
+  KvCache& cache_;
+  Communicator& comm_;
+  const Tokenizer* tokenizer_;
+  EngineOptions options_;
+
+  mutable std::mutex mu_;  // guards queue_, cancelled_, stopping_, stats_ fields below
+  std::condition_variable wake_;
+  std::deque<std::unique_ptr<Sequence>> queue_;
+  std::vector<uint64_t> cancelled_;
+  bool stopping_ = false;
+  uint64_t next_handle_ = 1;
+
+  std::vector<std::unique_ptr<Sequence>> running_;  // scheduler thread only
+  std::vector<float> logits_;
+
+  // Statistics (under mu_).
+  int32_t running_count_ = 0;
+  int64_t free_blocks_ = 0;
+  int64_t tokens_generated_ = 0, requests_finished_ = 0, steps_ = 0;
+  std::deque<std::pair<std::chrono::steady_clock::time_point, int64_t>> recent_tokens_;
+  std::vector<double> ttft_ms_, e2e_ms_;
+  std::chrono::steady_clock::time_point last_step_ = std::chrono::steady_clock::now();
+};
+
+}  // namespace qwen3moe

@@ -1,0 +1,614 @@
+#include "core/model/model.h"
+
+#include <algorithm>
+#include <cmath>
+#include <string>
+
+#include "core/checkpoint/layout.h"
+#include "kernels/common/check.h"
+
+namespace qwen3moe {
+
+struct Model::Layer {
+  float *input_norm = nullptr, *post_norm = nullptr, *q_norm = nullptr, *k_norm = nullptr;
+  Weight q, k, v, o;
+  float *q_bias = nullptr, *k_bias = nullptr, *v_bias = nullptr, *o_bias = nullptr;
+  bool moe = false;
+  Weight gate, up, down;  // dense MLP, this rank's slice of the intermediate dimension
+  Weight router;          // [E, H], replicated
+  std::vector<Weight> expert_gate, expert_up, expert_down;  // this rank's experts
+  ExpertWeights gate_table, up_table, down_table;  // the same, as device tables (world 1)
+};
+
+namespace {
+std::string layer_name(int64_t l, const char* rest) {
+  return "model.layers." + std::to_string(l) + "." + rest;
+}
+std::string expert_name(int64_t l, int64_t e, const char* proj) {
+  return "model.layers." + std::to_string(l) + ".mlp.experts." + std::to_string(e) + "." + proj +
+         ".weight";
+}
+// Even split of n over parts; the last parts may be shorter (or empty).
+int64_t split_begin(int64_t n, int parts, int i) {
+  const int64_t per = (n + parts - 1) / parts;
+  return std::min(n, per * i);
+}
+int64_t split_size(int64_t n, int parts, int i) {
+  return std::min(n, split_begin(n, parts, i) + (n + parts - 1) / parts) - split_begin(n, parts, i);
+}
+}  // namespace
+
+Weight Model::slice(const std::string& name, const std::vector<int64_t>& shape,
+                    int64_t row_begin, int64_t rows, int64_t col_begin, int64_t cols) {
+  if (!store_) {
+    Weight w{nullptr, DType::BF16, rows, cols, cols};
+    void* p = backend_.alloc(w.bytes());
+    owned_.push_back(p);
+    const RandomInit init = random_init(
+        name.ends_with("mlp.gate.weight") ? TensorKind::kRouter : TensorKind::kMatrix,
+        shape.back());
+    backend_.fill_random(
+        p, DType::BF16, rows * cols,
+        random_seed_ ^ tensor_name_hash(name) ^ uint64_t(row_begin * 7919 + col_begin),
+        float(init.mean), float(init.std));
+    w.data = p;
+    resident_bytes_ += w.bytes();
+    return w;
+  }
+  const TensorView& t = store_->expect(name, shape);
+  QWEN3MOE_CHECK(t.shape.size() == 2, "tensor '", t.name, "' must be 2-D, has shape ",
+                 t.shape_str());
+  QWEN3MOE_CHECK(t.dtype == DType::BF16 || t.dtype == DType::F16 || t.dtype == DType::F32,
+                 "tensor '", t.name, "' has dtype ", dtype_name(t.dtype),
+                 "; weights must be BF16, F16 or F32");
+  Weight w;
+  w.dtype = t.dtype;
+  w.rows = rows;
+  w.cols = cols;
+  w.ld = t.shape[1];
+  w.data = t.data + (size_t(row_begin) * size_t(w.ld) + size_t(col_begin)) * dtype_size(t.dtype);
+  resident_bytes_ += w.bytes();
+  return backend_.map_weight(w);
+}
+
+float* Model::upload_vector(const std::string& name, const std::vector<int64_t>& shape,
+                            int64_t begin, int64_t count) {
+  if (!store_) {
+    float* p = static_cast<float*>(backend_.alloc(size_t(count) * sizeof(float)));
+    owned_.push_back(p);
+    const RandomInit init =
+        random_init(name.ends_with(".bias") ? TensorKind::kBias : TensorKind::kNorm, count);
+    backend_.fill_random(p, DType::F32, count,
+                         random_seed_ ^ tensor_name_hash(name) ^ uint64_t(begin),
+                         float(init.mean), float(init.std));
+    resident_bytes_ += size_t(count) * sizeof(float);
+    return p;
+  }
+  const TensorView& t = store_->expect(name, shape);
+  std::vector<float> host(static_cast<size_t>(count));
+  Weight w{t.data, t.dtype, 1, t.numel(), t.numel()};
+  QWEN3MOE_CHECK(t.dtype == DType::BF16 || t.dtype == DType::F16 || t.dtype == DType::F32,
+                 "tensor '", t.name, "' has dtype ", dtype_name(t.dtype),
+                 "; weights must be BF16, F16 or F32");
+  for (int64_t i = 0; i < count; ++i) {
+    const int64_t j = begin + i;
+    switch (w.dtype) {
+      case DType::BF16: host[size_t(i)] = bf16_to_f32(reinterpret_cast<const uint16_t*>(t.data)[j]); break;
+      case DType::F16: host[size_t(i)] = f16_to_f32(reinterpret_cast<const uint16_t*>(t.data)[j]); break;
+      default: host[size_t(i)] = reinterpret_cast<const float*>(t.data)[j]; break;
+    }
+  }
+  float* dev = static_cast<float*>(backend_.alloc(host.size() * sizeof(float)));
+  backend_.upload(dev, host.data(), host.size() * sizeof(float));
+  owned_.push_back(dev);
+  resident_bytes_ += host.size() * sizeof(float);
+  return dev;
+}
+
+std::vector<Weight> Model::random_experts(int64_t l, const char* proj, int64_t rows,
+                                          int64_t cols) {
+  // One allocation for all of this rank's experts: cudaMalloc rounds every allocation up to
+  // 2 MiB pages, and a 3 MiB expert (30B-A3B) alone would take 4.
+  const int64_t n = topo_.experts_per_rank();
+  const size_t each = size_t(rows * cols) * 2;
+  char* base = static_cast<char*>(backend_.alloc(each * size_t(n)));
+  owned_.push_back(base);
+  std::vector<Weight> out;
+  for (int64_t i = 0; i < n; ++i) {
+    const std::string name = expert_name(l, topo_.expert_begin() + i, proj);
+    Weight w{base + each * size_t(i), DType::BF16, rows, cols, cols};
+    const RandomInit init = random_init(TensorKind::kMatrix, cols);
+    backend_.fill_random(base + each * size_t(i), DType::BF16, rows * cols,
+                         random_seed_ ^ tensor_name_hash(name), float(init.mean),
+                         float(init.std));
+    resident_bytes_ += w.bytes();
+    out.push_back(w);
+  }
+  return out;
+}
+
+ExpertWeights Model::expert_table(const std::vector<Weight>& experts) {
+  ExpertWeights t;
+  if (experts.empty()) return t;
+  std::vector<const void*> ptrs;
+  for (const Weight& w : experts) {
+    QWEN3MOE_CHECK(w.dtype == experts[0].dtype && w.rows == experts[0].rows &&
+                       w.cols == experts[0].cols && w.ld == w.cols,
+                   "experts of one layer differ in dtype or shape");
+    ptrs.push_back(w.data);
+  }
+  void* table = backend_.alloc(ptrs.size() * sizeof(void*));
+  owned_.push_back(table);
+  backend_.upload(table, ptrs.data(), ptrs.size() * sizeof(void*));
+  t.table = static_cast<const void* const*>(table);
+  t.dtype = experts[0].dtype;
+  t.rows = experts[0].rows;
+  t.cols = experts[0].cols;
+  return t;
+}
+
+Model::Model(const ModelConfig& config, const WeightStore& ws, Backend& backend,
+             Communicator& comm, Communicator& host_comm, const Topology& topo)
+    : config_(config),
+      store_(&ws),
+      backend_(backend),
+      comm_(comm),
+      host_comm_(host_comm),
+      topo_(topo) {
+  load_weights();
+}
+
+Model::Model(const ModelConfig& config, const RandomWeights& random, Backend& backend,
+             Communicator& comm, Communicator& host_comm, const Topology& topo)
+    : config_(config),
+      random_seed_(random.seed),
+      backend_(backend),
+      comm_(comm),
+      host_comm_(host_comm),
+      topo_(topo) {
+  load_weights();
+}
+
+void Model::load_weights() {
+  QWEN3MOE_CHECK(topo_.tp() == comm_.size(), "tp=", topo_.tp(), " is smaller than the world of ",
+                 comm_.size(), " ranks; attention data parallelism is not supported yet");
+  QWEN3MOE_CHECK(host_comm_.size() == comm_.size() && host_comm_.rank() == comm_.rank(),
+                 "the host communicator (rank ", host_comm_.rank(), " of ", host_comm_.size(),
+                 ") is not the device one's world (rank ", comm_.rank(), " of ", comm_.size(),
+                 ")");
+  const ModelConfig& c = config_;
+  const int64_t H = c.hidden_size, D = c.head_dim, V = c.vocab_size;
+  const int64_t hq = topo_.heads_per_rank(), kvl = topo_.kv_heads_per_rank();
+  const int tp = topo_.tp(), tpr = topo_.tp_rank();
+
+  const int64_t vb = topo_.vocab_begin(), vn = topo_.vocab_end() - topo_.vocab_begin();
+  embed_ = slice("model.embed_tokens.weight", {V, H}, vb, vn, 0, H);
+  if (c.tie_word_embeddings) {
+    lm_head_ = embed_;
+  } else {
+    lm_head_ = slice("lm_head.weight", {V, H}, vb, vn, 0, H);
+  }
+  final_norm_ = upload_vector("model.norm.weight", {H}, 0, H);
+
+  layers_.resize(size_t(c.num_hidden_layers));
+  for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
+    Layer& L = layers_[size_t(l)];
+    L.input_norm = upload_vector(layer_name(l, "input_layernorm.weight"), {H}, 0, H);
+    L.post_norm =
+        upload_vector(layer_name(l, "post_attention_layernorm.weight"), {H}, 0, H);
+    L.q_norm = upload_vector(layer_name(l, "self_attn.q_norm.weight"), {D}, 0, D);
+    L.k_norm = upload_vector(layer_name(l, "self_attn.k_norm.weight"), {D}, 0, D);
+    const int64_t q0 = topo_.head_begin() * D, kv0 = topo_.kv_head_begin() * D;
+    L.q = slice(layer_name(l, "self_attn.q_proj.weight"), {c.q_dim(), H}, q0, hq * D,
+                0, H);
+    L.k = slice(layer_name(l, "self_attn.k_proj.weight"), {c.kv_dim(), H}, kv0,
+                kvl * D, 0, H);
+    L.v = slice(layer_name(l, "self_attn.v_proj.weight"), {c.kv_dim(), H}, kv0,
+                kvl * D, 0, H);
+    L.o = slice(layer_name(l, "self_attn.o_proj.weight"), {H, c.q_dim()}, 0, H, q0,
+                hq * D);
+    if (c.attention_bias) {
+      L.q_bias = upload_vector(layer_name(l, "self_attn.q_proj.bias"), {c.q_dim()},
+                               q0, hq * D);
+      L.k_bias = upload_vector(layer_name(l, "self_attn.k_proj.bias"), {c.kv_dim()},
+                               kv0, kvl * D);
+      L.v_bias = upload_vector(layer_name(l, "self_attn.v_proj.bias"), {c.kv_dim()},
+                               kv0, kvl * D);
+      // o_proj's bias is added once, by the first rank of the TP group.
+      if (tpr == 0)
+        L.o_bias = upload_vector(layer_name(l, "self_attn.o_proj.bias"), {H}, 0, H);
+    }
+    L.moe = c.is_moe_layer(l);
+    if (L.moe) {
+      const int64_t E = c.num_experts, I = c.moe_intermediate_size;
+      L.router = slice(layer_name(l, "mlp.gate.weight"), {E, H}, 0, E, 0, H);
+      // One rank runs its MoE layers on the backend (moe_block_local): no dispatch.
+      if (!dispatch_ && comm_.size() > 1)
+        dispatch_ = std::make_unique<ExpertDispatch>(host_comm_, H, E, c.num_experts_per_tok);
+      if (!store_) {
+        L.expert_gate = random_experts(l, "gate_proj", I, H);
+        L.expert_up = random_experts(l, "up_proj", I, H);
+        L.expert_down = random_experts(l, "down_proj", H, I);
+      }
+      for (int64_t e = topo_.expert_begin();
+           store_ && e < topo_.expert_begin() + topo_.experts_per_rank();
+           ++e) {
+        L.expert_gate.push_back(slice(expert_name(l, e, "gate_proj"), {I, H}, 0, I, 0, H));
+        L.expert_up.push_back(slice(expert_name(l, e, "up_proj"), {I, H}, 0, I, 0, H));
+        L.expert_down.push_back(slice(expert_name(l, e, "down_proj"), {H, I}, 0, H, 0, I));
+      }
+      L.gate_table = expert_table(L.expert_gate);
+      L.up_table = expert_table(L.expert_up);
+      L.down_table = expert_table(L.expert_down);
+    } else {
+      const int64_t I = c.intermediate_size;
+      const int64_t i0 = split_begin(I, tp, tpr), in = split_size(I, tp, tpr);
+      L.gate = slice(layer_name(l, "mlp.gate_proj.weight"), {I, H}, i0, in, 0, H);
+      L.up = slice(layer_name(l, "mlp.up_proj.weight"), {I, H}, i0, in, 0, H);
+      L.down = slice(layer_name(l, "mlp.down_proj.weight"), {H, I}, 0, H, i0, in);
+    }
+  }
+}
+
+std::vector<bool> Model::moe_layers() const {
+  std::vector<bool> out;
+  for (const Layer& L : layers_) out.push_back(L.moe);
+  return out;
+}
+
+Model::~Model() {
+  for (void* p : owned_) backend_.free(p);
+  for (void* p : workspace_) backend_.free(p);
+}
+
+size_t Model::active_weight_bytes_per_token() const {
+  size_t bytes = lm_head_.bytes();
+  for (const Layer& L : layers_) {
+    bytes += L.q.bytes() + L.k.bytes() + L.v.bytes() + L.o.bytes();
+    if (L.moe) {
+      bytes += L.router.bytes();
+      // Each token uses k of E experts; on average k/E of this rank's experts.
+      size_t experts = 0;
+      for (size_t e = 0; e < L.expert_gate.size(); ++e)
+        experts += L.expert_gate[e].bytes() + L.expert_up[e].bytes() + L.expert_down[e].bytes();
+      bytes += size_t(double(experts) * double(config_.num_experts_per_tok) /
+                      double(config_.num_experts));
+    } else {
+      bytes += L.gate.bytes() + L.up.bytes() + L.down.bytes();
+    }
+  }
+  return bytes;
+}
+
+void Model::reserve(int64_t T, int64_t table_elems) {
+  if (T > capacity_) {
+    for (void* p : workspace_) backend_.free(p);
+    workspace_.clear();
+    // A multiple of the world size, so token slices of a reduce-scatter are equal.
+    const int64_t W = comm_.size();
+    capacity_ = (std::max<int64_t>(T, 2 * capacity_) + W - 1) / W * W;
+    const ModelConfig& c = config_;
+    const int64_t N = capacity_, H = c.hidden_size, D = c.head_dim;
+    const int64_t hq = topo_.heads_per_rank(), kvl = topo_.kv_heads_per_rank();
+    const int64_t k = std::max<int64_t>(1, c.num_experts_per_tok);
+    const int64_t ffn = std::max(c.intermediate_size, k * c.moe_intermediate_size);
+    const int64_t vocab_local = topo_.vocab_end() - topo_.vocab_begin();
+    auto f = [&](int64_t n) {
+      void* p = backend_.alloc(size_t(std::max<int64_t>(n, 1)) * sizeof(float));
+      workspace_.push_back(p);
+      return static_cast<float*>(p);
+    };
+    auto i = [&](int64_t n) { return reinterpret_cast<int32_t*>(f(n)); };
+    x_ = f(N * H);
+    h_ = f(N * H);
+    o_ = f(N * H);
+    xs_ = f(N * H);
+    // Dispatch rows: own tokens, rows packed for the peers, the peers' tokens (none without
+    // a dispatcher: one rank, or no MoE layers).
+    const int64_t dispatch_rows = dispatch_ ? (2 * W - 1) * (N / W) : 0;
+    if (dispatch_) dispatch_->reserve(N / W);
+    recv_ = f(dispatch_rows * H);
+    moe_out_ = f(dispatch_rows * H);
+    q_ = f(N * hq * D);
+    attn_ = f(N * hq * D);
+    k_ = f(N * kvl * D);
+    v_ = f(N * kvl * D);
+    gate_ = f(N * ffn);
+    up_ = f(N * ffn);
+    act_ = f(N * ffn);
+    down_ = f(N * k * H);
+    rows_ = f(N * k * H);
+    router_logits_ = f(N * std::max<int64_t>(1, c.num_experts));
+    topk_w_ = f(N * k);
+    moe_scale_ = f(N * k);
+    logits_ = f(N * vocab_local);
+    tokens_ = i(N);
+    positions_ = i(N);
+    token_seq_ = i(N);
+    slots_ = i(N);
+    topk_ids_ = i(N * k);
+    moe_pos_ = i(N * k);
+    moe_offsets_ = i(std::max<int64_t>(1, c.num_experts) + 1);
+    moe_active_ = i(std::max<int64_t>(1, c.num_experts));
+    moe_idx_ = i(N * k);
+    logit_rows_ = i(N);
+    tables_ = nullptr;
+    table_capacity_ = 0;
+    // Graphs hold the old buffers' addresses.
+    graph_seen_.clear();
+    graph_id_.clear();
+  }
+  if (table_elems > table_capacity_) {
+    if (tables_) {
+      backend_.free(tables_);
+      workspace_.erase(std::find(workspace_.begin(), workspace_.end(), static_cast<void*>(tables_)));
+    }
+    table_capacity_ = std::max<int64_t>(table_elems, 2 * table_capacity_);
+    graph_seen_.clear();
+    graph_id_.clear();
+    tables_ = static_cast<int32_t*>(backend_.alloc(size_t(table_capacity_) * sizeof(int32_t)));
+    workspace_.push_back(tables_);
+  }
+}
+
+void Model::forward(const StepBatch& b, KvCache& cache, std::vector<float>& logits) {
+  const ModelConfig& c = config_;
+  const int64_t T = int64_t(b.tokens.size());
+  QWEN3MOE_CHECK(T > 0, "forward: empty batch");
+  QWEN3MOE_CHECK(b.positions.size() == size_t(T) && b.token_seq.size() == size_t(T) &&
+                     b.slots.size() == size_t(T),
+                 "forward: tokens, positions, token_seq and slots differ in length");
+  for (int64_t t = 0; t < T; ++t) {
+    QWEN3MOE_CHECK(b.tokens[t] >= 0 && b.tokens[t] < c.vocab_size, "token id ", b.tokens[t],
+                   " is outside the vocabulary [0, ", c.vocab_size, ")");
+    QWEN3MOE_CHECK(b.positions[t] >= 0 && b.positions[t] < c.max_position_embeddings,
+                   "position ", b.positions[t], " is beyond max_position_embeddings=",
+                   c.max_position_embeddings);
+  }
+  reserve(T, int64_t(b.block_tables.size()));
+  batch_ = &b;
+  backend_.upload(tokens_, b.tokens.data(), size_t(T) * 4);
+  backend_.upload(positions_, b.positions.data(), size_t(T) * 4);
+  backend_.upload(token_seq_, b.token_seq.data(), size_t(T) * 4);
+  backend_.upload(slots_, b.slots.data(), size_t(T) * 4);
+  backend_.upload(tables_, b.block_tables.data(), b.block_tables.size() * 4);
+
+  const int64_t L = int64_t(b.logit_rows.size());
+  const int64_t vl = topo_.vocab_end() - topo_.vocab_begin();
+  for (int32_t r : b.logit_rows)
+    QWEN3MOE_CHECK(r >= 0 && r < T, "forward: logit row ", r, " outside the batch of ", T);
+  if (L > 0) backend_.upload(logit_rows_, b.logit_rows.data(), size_t(L) * 4);
+  logits.assign(size_t(L * c.vocab_size), 0.0f);
+
+  // From the second step of a shape on, the step is one graph replay (world 1 only: the
+  // multi-rank path waits for the host between layers). The first runs eagerly so workspaces
+  // grow outside the capture.
+  const GraphKey key{T, b.max_blocks_per_seq, L, static_cast<const void*>(&cache)};
+  if (graphs_ && comm_.size() == 1 && !profiler_ && !count_experts_ && graph_seen_[key]++ > 0) {
+    auto it = graph_id_.find(key);
+    if (it == graph_id_.end() && backend_.begin_capture()) {
+      try {
+        run_layers(T, L, cache);
+      } catch (...) {
+        try {
+          backend_.end_capture();
+        } catch (...) {
+        }
+        throw;
+      }
+      it = graph_id_.emplace(key, backend_.end_capture()).first;
+    }
+    if (it != graph_id_.end())
+      backend_.replay(it->second);
+    else
+      run_layers(T, L, cache);
+  } else {
+    run_layers(T, L, cache);
+  }
+  if (L == 0) {
+    batch_ = nullptr;
+    return;
+  }
+  if (comm_.size() == 1) {
+    backend_.download(logits.data(), logits_, logits.size() * sizeof(float));
+  } else {
+    // Every rank's slice is padded to the largest slice for the gather.
+    const int64_t per = (c.vocab_size + topo_.tp() - 1) / topo_.tp();
+    // Kept between steps: no allocation per step once the largest batch has been seen. The
+    // padding of a short slice is never read.
+    std::vector<float>& mine = host_logits_mine_;
+    std::vector<float>& all = host_logits_all_;
+    mine.resize(size_t(L * per));
+    all.resize(size_t(L * per * comm_.size()));
+    for (int64_t r = 0; r < L; ++r)
+      backend_.download(mine.data() + r * per, logits_ + r * vl, size_t(vl) * sizeof(float));
+    host_comm_.set_phase(-1, "logits");
+    host_comm_.all_gather(mine.data(), all.data(), mine.size() * sizeof(float));
+    for (int p = 0; p < topo_.tp(); ++p) {
+      const int64_t v0 = std::min<int64_t>(c.vocab_size, p * per);
+      const int64_t vn = std::min<int64_t>(c.vocab_size, v0 + per) - v0;
+      for (int64_t r = 0; r < L; ++r)
+        std::copy_n(all.data() + (size_t(p) * size_t(L) + size_t(r)) * size_t(per), vn,
+                    logits.data() + r * c.vocab_size + v0);
+    }
+  }
+  batch_ = nullptr;
+}
+
+void Model::run_layers(int64_t T, int64_t L, KvCache& cache) {
+  const ModelConfig& c = config_;
+  const int64_t H = c.hidden_size;
+  // Vocabulary-parallel embedding: each rank fills the rows of its slice, the sum completes it.
+  backend_.embedding(x_, embed_, tokens_, T, topo_.vocab_begin());
+  comm_.set_phase(-1, "embedding");
+  if (comm_.size() > 1) comm_.all_reduce_sum(x_, size_t(T * H));
+
+  const bool local = comm_.size() == 1;
+  for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
+    const bool moe = layers_[size_t(l)].moe;
+    attention_block(l, T, cache, moe && !local);
+    if (!moe)
+      mlp_block(l, T);
+    else if (local)
+      moe_block_local(l, T);
+    else
+      moe_block(l, T);
+  }
+  if (L == 0) return;
+  backend_.gather_rows(h_, x_, logit_rows_, L, H);
+  backend_.rmsnorm(h_, h_, final_norm_, L, H, float(c.rms_norm_eps));
+  backend_.matmul(logits_, h_, lm_head_, L);
+}
+
+void Model::count_active_experts(bool on) {
+  count_experts_ = on;
+  if (on) experts_counted_ = 0;
+}
+
+void Model::moe_block_local(int64_t l, int64_t T) {
+  ProfileSpan span(profiler_, "experts", l);
+  const ModelConfig& c = config_;
+  const Layer& L = layers_[size_t(l)];
+  const int64_t H = c.hidden_size, E = c.num_experts, k = c.num_experts_per_tok;
+  const int64_t P = T * k;
+  backend_.rmsnorm(h_, x_, L.post_norm, T, H, float(c.rms_norm_eps));
+  backend_.matmul(router_logits_, h_, L.router, T);  // [T, E]
+  backend_.router_topk(topk_ids_, topk_w_, router_logits_, T, E, k, c.norm_topk_prob);
+  // Pairs sorted by expert: moe_idx_[P] their tokens, moe_pos_[T, k] where each went.
+  backend_.moe_align(moe_offsets_, moe_idx_, moe_pos_, moe_active_, topk_ids_, T, k, E);
+  if (count_experts_ || profiler_) {
+    host_offsets_.resize(size_t(E + 1));
+    backend_.download(host_offsets_.data(), moe_offsets_, host_offsets_.size() * 4);
+    for (int64_t e = 0; e < E; ++e) {
+      const int64_t n = host_offsets_[size_t(e + 1)] - host_offsets_[size_t(e)];
+      experts_counted_ += n > 0;
+      if (profiler_) profiler_->record_expert_tokens(l, e, n);
+    }
+  }
+  if (profiler_) {
+    // One rank: every token's rows are routed to this rank's experts and stay in place, as
+    // ExpertDispatch counts its own rank's rows (the diagonal of the bytes matrix).
+    const double now = profiler_->now_us();
+    profiler_->record_exchange(l, "dispatch", {size_t(T * (H + 2 * k)) * sizeof(float)}, now, 0, 0);
+    profiler_->record_exchange(l, "combine", {size_t(T * H) * sizeof(float)}, now, 0, 0);
+  }
+  backend_.gather_rows(rows_, h_, moe_idx_, P, H);  // [P, H]
+  // act = silu(rows · gate^T) * (rows · up^T): [P, I]
+  backend_.moe_swiglu(act_, gate_, up_, rows_, L.gate_table, L.up_table, moe_offsets_,
+                      moe_active_, E, P, T);
+  backend_.moe_matmul(down_, act_, L.down_table, moe_offsets_, moe_active_, E, P, T);  // [P, H]
+  // x[t] += sum_j w[t, j] * down[pos[t, j]]: the residual add and the weighted sum in one.
+  backend_.moe_combine(x_, down_, moe_pos_, topk_w_, T, k, H);
+}
+
+void Model::attention_block(int64_t l, int64_t T, KvCache& cache, bool scatter) {
+  ProfileSpan span(profiler_, "attention", l);
+  comm_.set_phase(l, "attention");
+  const ModelConfig& c = config_;
+  const Layer& L = layers_[size_t(l)];
+  const int64_t H = c.hidden_size, D = c.head_dim;
+  const int64_t hq = topo_.heads_per_rank(), kvl = topo_.kv_heads_per_rank();
+  const float eps = float(c.rms_norm_eps);
+  backend_.rmsnorm(h_, x_, L.input_norm, T, H, eps);
+  backend_.matmul(q_, h_, L.q, T, L.q_bias);  // [T, hq*D]
+  backend_.matmul(k_, h_, L.k, T, L.k_bias);  // [T, kvl*D]
+  backend_.matmul(v_, h_, L.v, T, L.v_bias);  // [T, kvl*D]
+  backend_.rmsnorm(q_, q_, L.q_norm, T * hq, D, eps);
+  backend_.rmsnorm(k_, k_, L.k_norm, T * kvl, D, eps);
+  backend_.rope(q_, positions_, T, hq, D, float(c.rope_theta));
+  backend_.rope(k_, positions_, T, kvl, D, float(c.rope_theta));
+  backend_.kv_cache_write(cache.k(l), cache.v(l), k_, v_, slots_, T, kvl * D);
+  AttentionBatch ab;
+  ab.num_tokens = int(T);
+  ab.positions = positions_;
+  ab.token_seq = token_seq_;
+  ab.block_tables = tables_;
+  ab.max_blocks_per_seq = batch_->max_blocks_per_seq;
+  ab.block_size = int(cache.block_size());
+  backend_.attention(attn_, q_, cache.k(l), cache.v(l), ab, hq, kvl, D,
+                     float(1.0 / std::sqrt(double(D))));
+  backend_.matmul(o_, attn_, L.o, T, L.o_bias);  // [T, H], partial over this rank's heads
+  if (!scatter) {
+    if (comm_.size() > 1) comm_.all_reduce_sum(o_, size_t(T * H));
+    backend_.add(x_, o_, T * H);
+    return;
+  }
+  // Reduce-scatter: rank r gets the summed rows [r*per, (r+1)*per) (padding rows are zero),
+  // and adds them to its slice of the residual.
+  const int64_t W = comm_.size(), per = (T + W - 1) / W;
+  if (per * W > T) backend_.zero(o_ + T * H, size_t((per * W - T) * H) * sizeof(float));
+  comm_.reduce_scatter_sum(o_, xs_, size_t(per * H));
+  const int64_t r0 = comm_.rank() * per, mine = std::clamp<int64_t>(T - r0, 0, per);
+  if (mine > 0) backend_.add(xs_, x_ + r0 * H, mine * H);
+}
+
+void Model::mlp_block(int64_t l, int64_t T) {
+  ProfileSpan span(profiler_, "dense_mlp", l);
+  comm_.set_phase(l, "dense_mlp");
+  const ModelConfig& c = config_;
+  const Layer& L = layers_[size_t(l)];
+  const int64_t H = c.hidden_size, I = L.gate.rows;
+  backend_.rmsnorm(h_, x_, L.post_norm, T, H, float(c.rms_norm_eps));
+  backend_.matmul(gate_, h_, L.gate, T);  // [T, I]
+  backend_.matmul(up_, h_, L.up, T);      // [T, I]
+  backend_.silu_mul(act_, gate_, up_, T, I);
+  backend_.matmul(o_, act_, L.down, T);  // [T, H]
+  if (comm_.size() > 1) comm_.all_reduce_sum(o_, size_t(T * H));
+  backend_.add(x_, o_, T * H);
+}
+
+void Model::moe_block(int64_t l, int64_t T) {
+  const ModelConfig& c = config_;
+  const Layer& L = layers_[size_t(l)];
+  const int64_t H = c.hidden_size, E = c.num_experts, k = c.num_experts_per_tok;
+  const int64_t I = c.moe_intermediate_size;
+  const int64_t W = comm_.size(), per = (T + W - 1) / W;
+  const int64_t mine = std::clamp<int64_t>(T - comm_.rank() * per, 0, per);
+  // This rank's tokens: xs_[0, mine) after attention. Router on them.
+  if (mine > 0) {
+    ProfileSpan span(profiler_, "router", l);
+    backend_.rmsnorm(h_, xs_, L.post_norm, mine, H, float(c.rms_norm_eps));
+    backend_.matmul(router_logits_, h_, L.router, mine);  // [mine, E]
+    backend_.router_topk(topk_ids_, topk_w_, router_logits_, mine, E, k, c.norm_topk_prob);
+  }
+  host_ids_.resize(size_t(mine * k));
+  host_w_.resize(size_t(mine * k));
+  backend_.download(host_ids_.data(), topk_ids_, host_ids_.size() * 4);
+  backend_.download(host_w_.data(), topk_w_, host_w_.size() * 4);
+
+  ExpertDispatch& d = *dispatch_;
+  backend_.download(d.input(mine), h_, size_t(mine * H) * 4);
+  d.dispatch(mine, host_ids_.data(), host_w_.data(), l, profiler_);
+  const int64_t m = d.rows(), pairs = d.expert_offsets().back();
+  // Rows without pairs are never read by combine: no need to clear them.
+  host_partial_.resize(size_t(std::max<int64_t>(1, m * H)));
+  if (pairs > 0) {
+    ProfileSpan span(profiler_, "experts", l);
+    // Experts over the pairs grouped by expert; each row with pairs gets the weighted sum of
+    // the outputs of this rank's experts for it (summed in ascending expert order).
+    backend_.upload(recv_, d.row_data(), size_t(m * H) * 4);  // [m, H]
+    backend_.upload(moe_idx_, d.pair_rows().data(), size_t(pairs) * 4);
+    backend_.upload(moe_scale_, d.pair_weights().data(), size_t(pairs) * 4);
+    backend_.gather_rows(rows_, recv_, moe_idx_, pairs, H);  // [pairs, H]
+    backend_.grouped_matmul(gate_, rows_, L.expert_gate.data(), d.expert_offsets().data(),
+                            int(d.local_experts()));
+    backend_.grouped_matmul(up_, rows_, L.expert_up.data(), d.expert_offsets().data(),
+                            int(d.local_experts()));
+    backend_.silu_mul(act_, gate_, up_, pairs, I);  // [pairs, I]
+    backend_.grouped_matmul(down_, act_, L.expert_down.data(), d.expert_offsets().data(),
+                            int(d.local_experts()));
+    backend_.zero(moe_out_, size_t(m * H) * sizeof(float));
+    backend_.scatter_add_rows(moe_out_, down_, moe_idx_, moe_scale_, pairs, H);  // [m, H]
+    backend_.download(host_partial_.data(), moe_out_, size_t(m * H) * 4);
+  }
+  const float* y = d.combine(host_partial_.data(), profiler_);  // [mine, H]
+  if (mine > 0) {
+    backend_.upload(o_, y, size_t(mine * H) * 4);
+    backend_.add(xs_, o_, mine * H);
+  }
+  // Every rank's slice back to every rank: x replicated for the next layer.
+  comm_.set_phase(l, "moe all_gather");
+  comm_.all_gather(xs_, x_, size_t(per * H) * sizeof(float));
+}
+
+}  // namespace qwen3moe

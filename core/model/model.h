@@ -1,0 +1,161 @@
+// The Qwen3 / Qwen3-MoE forward (DESIGN.md "The model"), written against Backend for the math
+// and Communicator + Topology for the split across ranks, so the same code runs on one CPU
+// process or many GPUs. It holds this rank's slice of the weights and a workspace that grows
+// only when a batch is larger than any before it.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <tuple>
+#include <vector>
+
+#include "core/checkpoint/config.h"
+#include "core/model/kv_cache.h"
+#include "core/checkpoint/safetensors.h"
+#include "kernels/backend.h"
+#include "parallel/profile/a2a_profiler.h"
+#include "parallel/comm/communicator.h"
+#include "parallel/moe/expert_dispatch.h"
+#include "parallel/topology.h"
+
+namespace qwen3moe {
+
+// One step's tokens, from one or more sequences, prefill and decode mixed.
+struct StepBatch {
+  std::vector<int32_t> tokens;        // [T]
+  std::vector<int32_t> positions;     // [T] position of each token in its sequence
+  std::vector<int32_t> token_seq;     // [T] which sequence (row of block_tables)
+  std::vector<int32_t> slots;         // [T] KV-cache slot each token's K/V goes to
+  std::vector<int32_t> block_tables;  // [S, max_blocks_per_seq]
+  int max_blocks_per_seq = 0;
+  std::vector<int32_t> logit_rows;    // tokens whose logits are returned, in this order
+};
+
+// Weights made on the backend itself (Backend::fill_random), no checkpoint: the benchmarks of
+// models too large to write to disk or copy through the host. Uniform values with the spreads
+// of core/random_checkpoint (matrices 1/sqrt(fan_in), router 1, norms 1 +- 0.2).
+struct RandomWeights {
+  uint64_t seed = 0;
+};
+
+class Model {
+ public:
+  // comm carries the collectives on backend memory (the hidden states); host_comm those on
+  // host memory (expert dispatch, the logits gather). With the CPU backend they are one
+  // communicator; with CUDA, comm is NCCL, host-staged MPI or the local device communicator.
+  Model(const ModelConfig& config, const WeightStore& weights, Backend& backend,
+        Communicator& comm, Communicator& host_comm, const Topology& topo);
+  // Both on `comm`: a backend whose memory is host memory (the CPU backend).
+  Model(const ModelConfig& config, const WeightStore& weights, Backend& backend,
+        Communicator& comm, const Topology& topo)
+      : Model(config, weights, backend, comm, comm, topo) {}
+  // Weights made on the backend (benchmarks of models too large for a file or a host copy).
+  Model(const ModelConfig& config, const RandomWeights& random, Backend& backend,
+        Communicator& comm, Communicator& host_comm, const Topology& topo);
+  Model(const ModelConfig& config, const RandomWeights& random, Backend& backend,
+        Communicator& comm, const Topology& topo)
+      : Model(config, random, backend, comm, comm, topo) {}
+  ~Model();
+  Model(const Model&) = delete;
+  Model& operator=(const Model&) = delete;
+
+  const ModelConfig& config() const { return config_; }
+  const Topology& topology() const { return topo_; }
+  Backend& backend() { return backend_; }
+  // Bytes of the weights this rank reads through the backend (its slices only).
+  size_t resident_weight_bytes() const { return resident_bytes_; }
+  // Bytes of weights one decode token reads on this rank: attention, dense MLPs, top-k of the
+  // local experts on average, the lm_head slice. For bandwidth figures.
+  size_t active_weight_bytes_per_token() const;
+
+  // Runs the batch, writing its K/V into cache; logits [logit_rows, vocab] in host memory.
+  void forward(const StepBatch& batch, KvCache& cache, std::vector<float>& logits);
+
+  // Records the phases and exchanges of every step (nullptr: off); its spans wait for the
+  // backend's queued work so they hold device time.
+  void set_profiler(A2aProfiler* profiler) {
+    profiler_ = profiler;
+    if (profiler_) profiler_->set_device_sync([this] { backend_.synchronize(); });
+  }
+  // Which layers are MoE layers, for the profiler.
+  std::vector<bool> moe_layers() const;
+
+  // While on, the world-1 MoE counts the experts each forward's tokens select (a download per
+  // layer: for benchmarks' byte counts, never timed). Turning it on resets the count.
+  void count_active_experts(bool on);
+  // Experts with at least one token, summed over the MoE layers of the counted forwards.
+  int64_t active_experts_counted() const { return experts_counted_; }
+  // World 1: from the second forward of a shape on (tokens, block-table width, logit rows),
+  // replay a captured backend graph of the whole step instead of issuing every op (CUDA
+  // graphs; a no-op on the CPU). Callers keep the block-table width fixed so steps share one.
+  void set_graphs(bool on) { graphs_ = on; }
+
+ private:
+  struct Layer;
+  // scatter: leave the attention output reduce-scattered over the ranks' token slices in xs_
+  // (a MoE layer follows) instead of all-reduced into x_.
+  void attention_block(int64_t layer, int64_t T, KvCache& cache, bool scatter);
+  void mlp_block(int64_t layer, int64_t T);
+  void moe_block(int64_t layer, int64_t T);
+  // World 1: router, moe_align, grouped GEMMs and combine all on the backend, no host trip.
+  void moe_block_local(int64_t layer, int64_t T);
+  // Embedding to lm_head of one step whose inputs are uploaded already: what a graph holds.
+  void run_layers(int64_t T, int64_t logit_rows, KvCache& cache);
+  void load_weights();
+  void reserve(int64_t tokens, int64_t seqs_x_blocks);
+  // From the checkpoint (store_) or, without one, made on the backend.
+  float* upload_vector(const std::string& name, const std::vector<int64_t>& shape,
+                       int64_t begin, int64_t count);
+  Weight slice(const std::string& name, const std::vector<int64_t>& shape, int64_t row_begin,
+               int64_t rows, int64_t col_begin, int64_t cols);
+  ExpertWeights expert_table(const std::vector<Weight>& experts);
+  std::vector<Weight> random_experts(int64_t layer, const char* proj, int64_t rows, int64_t cols);
+
+  ModelConfig config_;
+  const WeightStore* store_ = nullptr;  // null: RandomWeights
+  uint64_t random_seed_ = 0;
+  Backend& backend_;
+  Communicator& comm_;       // backend memory
+  Communicator& host_comm_;  // host memory
+  Topology topo_;
+  std::vector<Layer> layers_;
+  Weight embed_, lm_head_;
+  float* final_norm_ = nullptr;
+  std::vector<void*> owned_;  // backend buffers to free
+  size_t resident_bytes_ = 0;
+
+  // Workspace (backend memory), sized for capacity_ tokens.
+  int64_t capacity_ = 0, table_capacity_ = 0;
+  std::vector<void*> workspace_;
+  float *x_ = nullptr, *h_ = nullptr, *q_ = nullptr, *k_ = nullptr, *v_ = nullptr,
+        *attn_ = nullptr, *o_ = nullptr, *gate_ = nullptr, *up_ = nullptr, *act_ = nullptr,
+        *down_ = nullptr, *router_logits_ = nullptr, *topk_w_ = nullptr, *rows_ = nullptr,
+        *logits_ = nullptr, *moe_scale_ = nullptr;
+  int32_t *tokens_ = nullptr, *positions_ = nullptr, *token_seq_ = nullptr, *slots_ = nullptr,
+          *tables_ = nullptr, *topk_ids_ = nullptr, *moe_idx_ = nullptr, *logit_rows_ = nullptr;
+  float* recv_ = nullptr;     // [dispatch rows, H]: ExpertDispatch::row_data() on the backend
+  float* moe_out_ = nullptr;  // [dispatch rows, H]: each row's weighted sum of local experts
+  float* xs_ = nullptr;  // [per-rank token slice, H]: the residual of this rank's tokens
+  const StepBatch* batch_ = nullptr;  // during forward
+  // World-1 MoE routing (moe_align): [E+1] offsets, [E] active experts, [N*k] where each
+  // (token, j) pair went; moe_idx_ holds each sorted pair's token.
+  int32_t *moe_offsets_ = nullptr, *moe_active_ = nullptr, *moe_pos_ = nullptr;
+  bool count_experts_ = false;
+  int64_t experts_counted_ = 0;
+  std::vector<int32_t> host_offsets_;
+  bool graphs_ = false;
+  // tokens, block-table width, logit rows, cache
+  using GraphKey = std::tuple<int64_t, int, int64_t, const void*>;
+  std::map<GraphKey, int> graph_seen_, graph_id_;
+  std::unique_ptr<ExpertDispatch> dispatch_;
+  A2aProfiler* profiler_ = nullptr;
+  // Host staging of the dispatch (the CPU backend's memory is host memory already).
+  std::vector<int32_t> host_ids_;
+  std::vector<float> host_w_, host_partial_;
+  // Host staging of the vocabulary-parallel logits gather: [L, per] mine, [W, L, per] all.
+  std::vector<float> host_logits_mine_, host_logits_all_;
+};
+
+}  // namespace qwen3moe

@@ -1,0 +1,112 @@
+// The CPU Backend: host memory, the kernels of kernels/cpu, OpenMP threads over the cores.
+#include <omp.h>
+
+#include <cstdlib>
+#include <cstring>
+
+#include "kernels/common/check.h"
+#include "kernels/cpu/ops.h"
+
+namespace qwen3moe {
+namespace {
+
+class CpuBackend final : public Backend {
+ public:
+  explicit CpuBackend(int threads) {
+    if (threads > 0) omp_set_num_threads(threads);
+  }
+  std::string name() const override { return "cpu"; }
+
+  void* alloc(size_t bytes) override {
+    // 64-byte aligned for AVX loads and to keep rows off shared cache lines.
+    void* p = std::aligned_alloc(64, (bytes + 63) / 64 * 64);
+    QWEN3MOE_CHECK(p != nullptr, "out of host memory allocating ", bytes, " bytes");
+    return p;
+  }
+  void free(void* ptr) override { std::free(ptr); }
+  void upload(void* dst, const void* src, size_t bytes) override { std::memcpy(dst, src, bytes); }
+  void download(void* dst, const void* src, size_t bytes) override {
+    std::memcpy(dst, src, bytes);
+  }
+  Weight map_weight(const Weight& host) override { return host; }
+  void zero(void* ptr, size_t bytes) override { std::memset(ptr, 0, bytes); }
+  void copy(void* dst, const void* src, size_t bytes) override {
+    if (bytes && dst != src) std::memmove(dst, src, bytes);
+  }
+  void synchronize() override {}
+
+  void matmul(float* y, const float* x, const Weight& w, int64_t m, const float* bias) override {
+    cpu::matmul(y, x, w, m, bias);
+  }
+  void grouped_matmul(float* y, const float* x, const Weight* w, const int64_t* offsets,
+                      int num_groups) override {
+    cpu::grouped_matmul(y, x, w, offsets, num_groups);
+  }
+  void rmsnorm(float* y, const float* x, const float* w, int64_t rows, int64_t dim,
+               float eps) override {
+    cpu::rmsnorm(y, x, w, rows, dim, eps);
+  }
+  void rope(float* x, const int32_t* positions, int64_t tokens, int64_t heads, int64_t head_dim,
+            float theta) override {
+    cpu::rope(x, positions, tokens, heads, head_dim, theta);
+  }
+  void kv_cache_write(float* k_cache, float* v_cache, const float* k, const float* v,
+                      const int32_t* slots, int64_t tokens, int64_t kv_dim) override {
+    cpu::kv_cache_write(k_cache, v_cache, k, v, slots, tokens, kv_dim);
+  }
+  void attention(float* out, const float* q, const float* k_cache, const float* v_cache,
+                 const AttentionBatch& batch, int64_t q_heads, int64_t kv_heads,
+                 int64_t head_dim, float scale) override {
+    cpu::attention(out, q, k_cache, v_cache, batch, q_heads, kv_heads, head_dim, scale);
+  }
+  void silu_mul(float* out, const float* gate, const float* up, int64_t rows,
+                int64_t dim) override {
+    cpu::silu_mul(out, gate, up, rows, dim);
+  }
+  void router_topk(int32_t* ids, float* weights, const float* logits, int64_t tokens,
+                   int64_t experts, int64_t k, bool normalize) override {
+    cpu::router_topk(ids, weights, logits, tokens, experts, k, normalize);
+  }
+  void embedding(float* out, const Weight& table, const int32_t* ids, int64_t tokens,
+                 int64_t row_offset) override {
+    cpu::embedding(out, table, ids, tokens, row_offset);
+  }
+  void gather_rows(float* out, const float* in, const int32_t* idx, int64_t n, int64_t dim,
+                   int64_t in_stride) override {
+    cpu::gather_rows(out, in, idx, n, dim, in_stride);
+  }
+  void scatter_add_rows(float* out, const float* in, const int32_t* idx, const float* scale,
+                        int64_t n, int64_t dim) override {
+    cpu::scatter_add_rows(out, in, idx, scale, n, dim);
+  }
+  void add(float* y, const float* x, int64_t n) override { cpu::add(y, x, n); }
+  void moe_align(int32_t* offsets, int32_t* pair_token, int32_t* pair_index, int32_t* active,
+                 const int32_t* ids, int64_t tokens, int64_t k, int64_t experts) override {
+    cpu::moe_align(offsets, pair_token, pair_index, active, ids, tokens, k, experts);
+  }
+  void moe_matmul(float* y, const float* x, const ExpertWeights& w, const int32_t* offsets,
+                  const int32_t* active, int64_t experts, int64_t rows, int64_t tokens) override {
+    cpu::moe_matmul(y, x, w, offsets, active, experts, rows, tokens);
+  }
+  void moe_swiglu(float* act, float* gate_out, float* up_out, const float* x,
+                  const ExpertWeights& gate, const ExpertWeights& up, const int32_t* offsets,
+                  const int32_t* active, int64_t experts, int64_t rows, int64_t tokens) override {
+    cpu::moe_swiglu(act, gate_out, up_out, x, gate, up, offsets, active, experts, rows, tokens);
+  }
+  void moe_combine(float* out, const float* in, const int32_t* pair_index, const float* weights,
+                   int64_t tokens, int64_t k, int64_t dim) override {
+    cpu::moe_combine(out, in, pair_index, weights, tokens, k, dim);
+  }
+  void fill_random(void* dst, DType dtype, int64_t n, uint64_t seed, float mean,
+                   float std) override {
+    cpu::fill_random(dst, dtype, n, seed, mean, std);
+  }
+};
+
+}  // namespace
+
+std::unique_ptr<Backend> make_cpu_backend(int threads) {
+  return std::make_unique<CpuBackend>(threads);
+}
+
+}  // namespace qwen3moe

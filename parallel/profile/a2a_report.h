@@ -1,0 +1,43 @@
+// The writing side of the all-to-all profiler (parallel/profile/a2a_profiler.h): every rank's records
+// gathered on rank 0, and the three outputs made from them. Split from the recorder so the
+// summary, trace and page can be tested without a job.
+#pragma once
+
+#include <cstdint>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "parallel/profile/a2a_profiler.h"
+#include "parallel/comm/communicator.h"
+
+namespace qwen3moe {
+
+// All ranks' records. Exchanges are collective, so the n-th exchange of every rank is the same
+// (step, layer, phase) and rows of `exchanges` line up by index.
+struct A2aRecords {
+  int world = 1;
+  int64_t num_experts = 0;
+  std::vector<bool> moe_layer;
+  std::vector<std::vector<A2aExchange>> exchanges;  // [rank][n]
+  std::vector<std::vector<A2aSpan>> spans;          // [rank][n]
+  std::vector<std::vector<int64_t>> expert_tokens;  // [layer][expert], summed over ranks
+};
+
+// The records of one process (tests, and the world-1 path).
+A2aRecords local_records(const A2aProfiler& p);
+
+// Collective: every rank sends its records to rank 0; the result is complete on rank 0 only.
+A2aRecords gather_records(const A2aProfiler& p, Communicator& comm);
+
+// DIR/a2a.json: per-layer totals, per-step detail, imbalance, bandwidth, wait vs transfer and
+// the placement what-if (whatif_redundant hottest experts replicated).
+nlohmann::json a2a_summary(const A2aRecords& r, int whatif_redundant);
+
+// DIR/trace.json: Chrome/Perfetto trace events, one track per rank on rank 0's clock.
+nlohmann::json a2a_trace(const A2aRecords& r);
+
+// DIR/report.html from the summary: one self-contained page of inline SVG plots.
+std::string a2a_report_html(const nlohmann::json& summary);
+
+}  // namespace qwen3moe
