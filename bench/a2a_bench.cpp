@@ -10,7 +10,7 @@
 #include "parallel/profile/a2a_profiler.h"
 #include "parallel/moe/expert_dispatch.h"
 
-namespace qwen3moe {
+namespace qwen3moe::bench {
 namespace {
 
 constexpr size_t kMaxSweepBytes = size_t(1) << 30;  // host buffers: send + recv of this size
@@ -451,4 +451,4 @@ DispatchBenchResult run_dispatch_bench(Communicator& comm, const DispatchBenchOp
   return res;
 }
 
-}  // namespace qwen3moe
+}  // namespace qwen3moe::bench

@@ -14,7 +14,7 @@
 
 #include "parallel/comm/communicator.h"
 
-namespace qwen3moe {
+namespace qwen3moe::bench {
 
 struct AlltoallSweepOptions {
   size_t min_bytes = 1024;              // total bytes each rank sends, smallest size
@@ -102,4 +102,11 @@ struct DispatchBenchResult {
 
 DispatchBenchResult run_dispatch_bench(Communicator& comm, const DispatchBenchOptions& o);
 
-}  // namespace qwen3moe
+// The tables `a2a-bench` prints on rank 0 (bench/a2a_bench_table.cpp): the run's options in
+// '#' header lines, then one row per size (alltoall) or per phase (dispatch).
+void print_alltoall_table(const std::string& comm_name, int world, const AlltoallSweepOptions& o,
+                          const std::vector<AlltoallRow>& rows);
+void print_dispatch_table(const std::string& comm_name, int world, const DispatchBenchOptions& o,
+                          const DispatchBenchResult& r);
+
+}  // namespace qwen3moe::bench

@@ -6,7 +6,7 @@
 
 #include "core/checkpoint/config.h"
 
-namespace qwen3moe::launcher {
+namespace qwen3moe::bench {
 
 inline double bench_now() {
   return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
@@ -22,4 +22,4 @@ inline double prefill_flops(const ModelConfig& c, double active_params, int64_t 
   return 2.0 * (active_params - lm_head) * double(T) + 2.0 * lm_head + attn;
 }
 
-}  // namespace qwen3moe::launcher
+}  // namespace qwen3moe::bench

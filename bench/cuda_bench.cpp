@@ -27,7 +27,7 @@
 #include "parallel/topology.h"
 
 #ifdef QWEN3MOE_HAVE_CUDA
-namespace qwen3moe::launcher {
+namespace qwen3moe::bench {
 namespace {
 
 // Bytes of weights (bf16) one step reads outside the experts, and per expert.
@@ -259,12 +259,12 @@ void run_cuda_bench(const CudaBenchOptions& o) {
       "every kernel, 'graph' replays one captured CUDA graph per step\n");
 }
 
-}  // namespace qwen3moe::launcher
+}  // namespace qwen3moe::bench
 #else
 #include "kernels/common/check.h"
-namespace qwen3moe::launcher {
+namespace qwen3moe::bench {
 void run_cuda_bench(const CudaBenchOptions&) {
   QWEN3MOE_FAIL("bench --backend cuda: this build has no CUDA (configure with nvcc present)");
 }
-}  // namespace qwen3moe::launcher
+}  // namespace qwen3moe::bench
 #endif

@@ -6,7 +6,7 @@
 #include <string>
 #include <vector>
 
-namespace qwen3moe::launcher {
+namespace qwen3moe::bench {
 
 struct CudaBenchOptions {
   std::string model_dir;    // a checkpoint, or
@@ -20,4 +20,4 @@ struct CudaBenchOptions {
 
 void run_cuda_bench(const CudaBenchOptions& options);
 
-}  // namespace qwen3moe::launcher
+}  // namespace qwen3moe::bench

@@ -1,21 +1,13 @@
-// qwen3moe bench: prefill and decode throughput of the whole engine, in hardware units and as a
-// share of what this machine measurably does (memory bandwidth, FMA peak). --gemm compares
-// the two CPU GEMM algorithms on this model's shapes.
-#include <omp.h>
+// qwen3moe bench: the flags, the checkpoint (given or random) and the runtime; the harnesses
+// themselves are bench/cpu_bench.h (CPU: engine throughput, --gemm) and bench/cuda_bench.h.
 #include <unistd.h>
 
-#include <cmath>
-#include <cstdio>
 #include <filesystem>
 
-#include "core/engine/generate.h"
-#include "core/checkpoint/random_checkpoint.h"
-#include "core/engine/sampling.h"
-#include "kernels/common/check.h"
-#include "kernels/cpu/peaks.h"
-#include "kernels/cpu/ops.h"
-#include "bench/bench_common.h"
+#include "bench/cpu_bench.h"
 #include "bench/cuda_bench.h"
+#include "core/checkpoint/random_checkpoint.h"
+#include "kernels/common/check.h"
 #include "launcher/commands.h"
 #include "launcher/process.h"
 #include "launcher/profile.h"
@@ -37,48 +29,6 @@ struct BenchFlags {
   ProfileOptions profile;
 };
 
-void bench_gemm(const ModelConfig& c) {
-  std::printf("\nGEMM algorithms on this model's shapes (bf16 weights, f32 activations)\n");
-  std::printf("%-22s %6s %12s %12s %10s %10s\n", "shape [N x K]", "M", "own GFLOP/s",
-              "blas GFLOP/s", "own GB/s", "blas GB/s");
-  const int64_t shapes[][2] = {{c.q_dim(), c.hidden_size},
-                               {c.hidden_size, c.q_dim()},
-                               {c.is_moe() ? c.moe_intermediate_size : c.intermediate_size,
-                                c.hidden_size},
-                               {c.vocab_size, c.hidden_size}};  // lm_head: far larger than L3
-  for (const auto& s : shapes) {
-    const int64_t N = s[0], K = s[1];
-    std::vector<uint16_t> w(size_t(N * K));
-    Rng rng(1);
-    for (auto& v : w) v = f32_to_bf16(float(rng.uniform() - 0.5));
-    const Weight weight{w.data(), DType::BF16, N, K, K};
-    for (int64_t M : {1, 4, 16, 32, 64, 512}) {
-      std::vector<float> x(size_t(M * K), 0.5f), y(size_t(M * N));
-      double best[2] = {1e30, 1e30};
-      for (int path = 0; path < 2; ++path) {
-        for (int rep = 0; rep < 5; ++rep) {
-          const double t0 = bench_now();
-          int iters = 0;
-          do {
-            if (path == 0)
-              cpu::matmul_own(y.data(), x.data(), weight, M, nullptr);
-            else
-              cpu::matmul_blas(y.data(), x.data(), weight, M, nullptr);
-            ++iters;
-          } while (bench_now() - t0 < 0.05);
-          best[path] = std::min(best[path], (bench_now() - t0) / iters);
-        }
-      }
-      const double flops = 2.0 * double(M * N * K), bytes = double(N * K * 2);
-      char shape[32];
-      std::snprintf(shape, sizeof(shape), "%lld x %lld", (long long)N, (long long)K);
-      std::printf("%-22s %6lld %12.1f %12.1f %10.1f %10.1f\n", shape, (long long)M,
-                  flops / best[0] / 1e9, flops / best[1] / 1e9, bytes / best[0] / 1e9,
-                  bytes / best[1] / 1e9);
-    }
-  }
-}
-
 // --backend cuda: one GPU, random weights made on the device (bench/cuda_bench.cpp).
 void run_bench_cuda(const BenchFlags& f) {
   run_collectively([&] {
@@ -88,7 +38,7 @@ void run_bench_cuda(const BenchFlags& f) {
                    "give exactly one of --model DIR or --random-weights --config FILE");
     QWEN3MOE_CHECK(!f.random_weights || !f.config.empty(), "--random-weights needs --config FILE");
     QWEN3MOE_CHECK(!f.gemm, "--gemm compares the CPU GEMMs; it does not apply to --backend cuda");
-    CudaBenchOptions o;
+    bench::CudaBenchOptions o;
     o.model_dir = f.runtime.model_dir;
     o.config_path = f.config;
     o.seed = f.seed;
@@ -98,7 +48,7 @@ void run_bench_cuda(const BenchFlags& f) {
     o.decode_batches.clear();
     for (int32_t b : parse_ids(f.decode_batches)) o.decode_batches.push_back(int(b));
     QWEN3MOE_CHECK(!o.decode_batches.empty(), "--decode-batches: empty list");
-    run_cuda_bench(o);
+    bench::run_cuda_bench(o);
   });
 }
 
@@ -141,63 +91,19 @@ void run_bench(BenchFlags f) {
                    f.prompt_len, " + --decode-tokens ", f.decode_tokens,
                    " exceeds max_position_embeddings=", c.max_position_embeddings);
   });
-  const int threads = omp_get_max_threads();
-  const bool root = proc.root();
-  if (root)
-    std::printf("model          %s, %lld layers, hidden %lld, %s\n", c.architecture.c_str(),
-              (long long)c.num_hidden_layers, (long long)c.hidden_size,
-              c.is_moe() ? (std::to_string(c.num_experts) + " experts top-" +
-                            std::to_string(c.num_experts_per_tok)).c_str()
-                         : "dense");
-  if (root)
-    std::printf("weights        %.3f GB resident, %.3f GB read per decode token\n",
-              double(rt->model->resident_weight_bytes()) / 1e9,
-              double(rt->model->active_weight_bytes_per_token()) / 1e9);
-  const double bw = cpu::measure_read_bandwidth();
-  const double peak = cpu::measure_fma_peak();
-  if (root)
-    std::printf("machine        %d threads, memory read %.1f GB/s (measured, 1 GiB stream), "
-              "f32 FMA peak %.1f GFLOP/s (measured, AVX2)\n",
-              threads, bw, peak);
-
-  Rng rng(f.seed + 1);
-  std::vector<int32_t> prompt(size_t(f.prompt_len));
-  for (auto& t : prompt) t = int32_t(rng.next() % uint64_t(c.vocab_size));
   auto cache = cache_for(*rt, f.prompt_len + f.decode_tokens);
-
-  // Warm-up: page in the weights and grow the workspace.
-  {
-    GenerateOptions warm;
-    warm.max_new_tokens = 2;
-    warm.sampling.temperature = 0;
-    warm.ignore_eos = true;
-    generate(*rt->model, *rt->comm, *cache, prompt, warm);
-  }
-  GenerateOptions go;
-  go.max_new_tokens = f.decode_tokens + 1;  // the first token comes from the prefill
-  go.sampling.temperature = 0;
-  go.ignore_eos = true;
+  bench::CpuBenchOptions o;
+  o.prompt_len = f.prompt_len;
+  o.decode_tokens = f.decode_tokens;
+  o.seed = f.seed;
+  bench::CpuBench b(*rt->model, *rt->comm, *cache, o, proc.root());
+  b.warm_up();
   // Only the timed run is profiled (the warm-up would double the counts).
   A2aProfileScope profile(f.profile, *rt->model, *rt->comm);
-  go.profiler = profile.get();
-  const GenerateResult r = generate(*rt->model, *rt->comm, *cache, prompt, go);
+  const GenerateResult r = b.run(profile.get());
   profile.finish();
-
-  if (!root) return;
-  // Weights read per token on this rank, as parameters (bf16: 2 bytes each).
-  const double active_params = double(rt->model->active_weight_bytes_per_token()) / 2.0;
-  const double pf = prefill_flops(c, active_params, f.prompt_len);
-  const double prefill_tps = f.prompt_len / r.prefill_seconds;
-  const double decode_steps = double(r.output_ids.size() - 1);
-  const double decode_tps = decode_steps / r.decode_seconds;
-  const double gbs = decode_tps * double(rt->model->active_weight_bytes_per_token()) / 1e9;
-  std::printf("prefill        %d tokens in %.3f s: %.1f tok/s, %.1f GFLOP/s = %.1f%% of FMA peak\n",
-              f.prompt_len, r.prefill_seconds, prefill_tps, pf / r.prefill_seconds / 1e9,
-              100.0 * pf / r.prefill_seconds / 1e9 / peak);
-  std::printf("decode b=1     %.0f tokens in %.3f s: %.1f tok/s, %.1f ms/token, weights %.1f GB/s = "
-              "%.1f%% of measured bandwidth\n",
-              decode_steps, r.decode_seconds, decode_tps, 1e3 / decode_tps, gbs, 100.0 * gbs / bw);
-  if (f.gemm) bench_gemm(c);
+  b.print(r);
+  if (f.gemm && proc.root()) bench::run_gemm_bench(c);
 }
 
 }  // namespace

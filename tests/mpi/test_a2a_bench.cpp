@@ -13,7 +13,7 @@
 #include "mpi_world.h"
 #include "bench/a2a_bench.h"
 
-namespace qwen3moe {
+namespace qwen3moe::bench {
 namespace {
 
 Communicator& world() {
@@ -221,4 +221,4 @@ TEST(A2aBench, BadOptionsNameTheProblem) {
 }
 
 }  // namespace
-}  // namespace qwen3moe
+}  // namespace qwen3moe::bench
