@@ -1,4 +1,4 @@
-// The all-to-all benchmark behind `qwen3moe a2a-bench` (DESIGN.md "All-to-all profiler"):
+// The all-to-all benchmark behind `qwen3moe a2a-bench` (README "a2a-bench"):
 // - a sweep of a raw all_to_all_v with equal per-peer sizes, reported like nccl-tests
 //   (size count type time algbw busbw #wrong, busbw = algbw·(n−1)/n);
 // - the real ExpertDispatch dispatch + combine under a synthetic router (uniform or zipf over

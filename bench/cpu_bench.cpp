@@ -40,15 +40,15 @@ CpuBench::CpuBench(Model& model, Communicator& comm, KvCache& cache,
 }
 
 void CpuBench::warm_up() {
-  GenerateOptions warm;
+  GenerationOptions warm;
   warm.max_new_tokens = 2;
   warm.sampling.temperature = 0;
   warm.ignore_eos = true;
   generate(model_, comm_, cache_, prompt_, warm);
 }
 
-GenerateResult CpuBench::run(A2aProfiler* profiler) {
-  GenerateOptions go;
+GenerationResult CpuBench::run(A2aProfiler* profiler) {
+  GenerationOptions go;
   go.max_new_tokens = options_.decode_tokens + 1;  // the first token comes from the prefill
   go.sampling.temperature = 0;
   go.ignore_eos = true;
@@ -56,7 +56,7 @@ GenerateResult CpuBench::run(A2aProfiler* profiler) {
   return generate(model_, comm_, cache_, prompt_, go);
 }
 
-void CpuBench::print(const GenerateResult& r) const {
+void CpuBench::print(const GenerationResult& r) const {
   if (!print_) return;
   const ModelConfig& c = model_.config();
   // Weights read per token on this rank, as parameters (bf16: 2 bytes each).

@@ -31,9 +31,9 @@ class CpuBench {
   // Two untimed tokens: pages in the weights and grows the workspace.
   void warm_up();
   // The timed run; each forward is one step of `profiler` when it is set.
-  GenerateResult run(A2aProfiler* profiler);
+  GenerationResult run(A2aProfiler* profiler);
   // The prefill and decode lines of a result of run().
-  void print(const GenerateResult& r) const;
+  void print(const GenerationResult& r) const;
 
  private:
   Model& model_;

@@ -100,7 +100,7 @@ void run_bench(BenchFlags f) {
   b.warm_up();
   // Only the timed run is profiled (the warm-up would double the counts).
   A2aProfileScope profile(f.profile, *rt->model, *rt->comm);
-  const GenerateResult r = b.run(profile.get());
+  const GenerationResult r = b.run(profile.get());
   profile.finish();
   b.print(r);
   if (f.gemm && proc.root()) bench::run_gemm_bench(c);

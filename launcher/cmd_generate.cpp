@@ -23,7 +23,7 @@ struct GenerateFlags {
   RuntimeOptions runtime;
   PromptInput input;
   std::string tokenizer_dir;  // default: the model folder
-  GenerateOptions gen;
+  GenerationOptions gen;
   bool json = false;
   ProfileOptions profile;
 };
@@ -52,9 +52,9 @@ void run_generate(const GenerateFlags& f) {
   if (tokenizer) decoder.emplace(*tokenizer);
   const auto& eos = rt->config.eos_token_ids;
   A2aProfileScope profile(f.profile, *rt->model, *rt->comm);
-  GenerateOptions gen = f.gen;
+  GenerationOptions gen = f.gen;
   gen.profiler = profile.get();
-  GenerateResult r = generate(*rt->model, *rt->comm, *cache, prompt, gen, [&](int32_t id) {
+  GenerationResult r = generate(*rt->model, *rt->comm, *cache, prompt, gen, [&](int32_t id) {
     if (!stream) return;
     const bool is_eos = std::find(eos.begin(), eos.end(), id) != eos.end();
     if (decoder && !(is_eos && !f.gen.ignore_eos)) {

@@ -20,7 +20,7 @@ struct ProfileOptions {
 void add_profile_flags(CLI::App& cmd, ProfileOptions& o);
 
 // Collective on construction and on finish(). While alive, the model records into the
-// profiler; set_step numbers the forwards (GenerateOptions::profiler does it for generate).
+// profiler; set_step numbers the forwards (GenerationOptions::profiler does it for generate).
 // finish() writes the files (rank 0); the line saying where is printed when the scope ends,
 // after the command's own output. Without finish(), e.g. when the run threw, nothing is
 // written, since the peers may not reach the gather.

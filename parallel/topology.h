@@ -37,7 +37,8 @@ class Topology {
   int64_t expert_begin() const { return (rank_ % ep_) * experts_per_rank_; }
   int expert_owner(int64_t expert) const { return int(expert / experts_per_rank_); }
 
-  // Vocabulary rows [vocab_begin, vocab_end) live on this rank; the last rank takes the rest.
+  // Vocabulary rows [vocab_begin, vocab_end) live on this rank: every tp rank gets
+  // ceil(vocab / tp) rows, so the last one(s) hold fewer (none when tp exceeds the vocabulary).
   int64_t vocab_begin() const { return vocab_begin_; }
   int64_t vocab_end() const { return vocab_end_; }
 

@@ -1,5 +1,5 @@
 // The serving engine: continuous batching over the paged KV cache, driven by rank 0 and
-// followed in lockstep by every other rank (DESIGN.md "One decode step across ranks").
+// followed in lockstep by every other rank (README "Across ranks").
 //
 // Rank 0 owns the scheduler: requests join a FIFO queue from any thread (submit), and each
 // step it (1) drops cancelled and expired sequences, freeing their blocks, (2) admits waiting

@@ -55,8 +55,8 @@ std::vector<float> prefill_logits(Model& model, KvCache& cache, const std::vecto
   return logits;
 }
 
-GenerateResult generate(Model& model, Communicator& comm, KvCache& cache,
-                        const std::vector<int32_t>& prompt, const GenerateOptions& options,
+GenerationResult generate(Model& model, Communicator& comm, KvCache& cache,
+                        const std::vector<int32_t>& prompt, const GenerationOptions& options,
                         const std::function<void(int32_t)>& on_token) {
   const ModelConfig& config = model.config();
   validate_prompt(config, prompt);
@@ -65,7 +65,7 @@ GenerateResult generate(Model& model, Communicator& comm, KvCache& cache,
   validate(options.sampling);
   Sampler sampler(options.sampling);
   SequenceKv seq(cache);
-  GenerateResult result;
+  GenerationResult result;
   result.finish_reason = "length";
   std::vector<float> logits;
   const int64_t V = config.vocab_size;

@@ -14,7 +14,7 @@
 
 namespace qwen3moe {
 
-struct GenerateOptions {
+struct GenerationOptions {
   int32_t max_new_tokens = 32;
   SamplingParams sampling;
   bool ignore_eos = false;
@@ -22,7 +22,7 @@ struct GenerateOptions {
   A2aProfiler* profiler = nullptr;
 };
 
-struct GenerateResult {
+struct GenerationResult {
   std::vector<int32_t> output_ids;
   std::string finish_reason;  // "stop" (EOS) | "length"
   double prefill_seconds = 0;
@@ -35,8 +35,8 @@ void validate_prompt(const ModelConfig& config, const std::vector<int32_t>& prom
 
 // Runs prefill over the prompt into a fresh sequence; on_token (may be empty) sees every new
 // id as soon as it is chosen.
-GenerateResult generate(Model& model, Communicator& comm, KvCache& cache,
-                        const std::vector<int32_t>& prompt, const GenerateOptions& options,
+GenerationResult generate(Model& model, Communicator& comm, KvCache& cache,
+                        const std::vector<int32_t>& prompt, const GenerationOptions& options,
                         const std::function<void(int32_t)>& on_token = {});
 
 // One prefill over ids; logits of every position, [T, V].

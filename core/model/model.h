@@ -1,4 +1,5 @@
-// The Qwen3 / Qwen3-MoE forward (DESIGN.md "The model"), written against Backend for the math
+// The Qwen3 / Qwen3-MoE forward, equal to Hugging Face's Qwen3ForCausalLM and
+// Qwen3MoeForCausalLM (tests/fixtures hold their float64 logits), written against Backend for the math
 // and Communicator + Topology for the split across ranks, so the same code runs on one CPU
 // process or many GPUs. It holds this rank's slice of the weights and a workspace that grows
 // only when a batch is larger than any before it.

@@ -1,5 +1,5 @@
 // Collectives between the ranks of one job. The model calls these at the marked points of a
-// step (DESIGN.md "One decode step across ranks"); with one rank they are local copies.
+// step (README "Across ranks"); with one rank they are local copies.
 // Counts are in elements of the stated type; buffers are backend memory of the caller's
 // backend (host for the CPU backend).
 #pragma once

@@ -1,5 +1,4 @@
-// MoE token dispatch and combine across expert-parallel ranks (DESIGN.md "One decode step
-// across ranks"). After the router, each token goes ONCE to each rank that owns at least one of
+// MoE token dispatch and combine across expert-parallel ranks (README "Across ranks"). After the router, each token goes ONCE to each rank that owns at least one of
 // its top-k experts, carrying its expert ids and weights; the owner's experts run over what
 // arrived, the owner forms the weighted sum of its experts' outputs per token, and combine
 // sends one row per (token, rank) back, where the rows are summed. Counts are exchanged first,

@@ -58,12 +58,12 @@ ProfiledRun profiled_greedy(const std::string& model_dir, const std::string& tag
   p.sync_clock(world());
   m.model.set_profiler(&p);
   const std::vector<int32_t> prompt = {3, 17, 42, 99, 5, 250, 11};
-  GenerateOptions o;
+  GenerationOptions o;
   o.max_new_tokens = 6;
   o.sampling.temperature = 0;
   o.ignore_eos = true;
   o.profiler = &p;
-  const GenerateResult r = generate(m.model, world(), m.cache, prompt, o);
+  const GenerationResult r = generate(m.model, world(), m.cache, prompt, o);
   m.model.set_profiler(nullptr);
   EXPECT_EQ(r.output_ids.size(), 6u);
 

@@ -44,7 +44,7 @@ TEST(MpiEngine, RanksFollowRankZerosPlans) {
   e.serve();  // idle and stopping: sends the shutdown plan to the followers
   testing::LoadedModel single(dir, nullptr, 1);
   for (int r = 0; r < 4; ++r) {
-    GenerateOptions g;
+    GenerationOptions g;
     g.max_new_tokens = 10;
     g.sampling.temperature = 0;
     g.ignore_eos = true;

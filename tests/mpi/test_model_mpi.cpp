@@ -52,11 +52,11 @@ TEST_P(MpiParity, GreedyTokensEqualReference) {
     const std::string key = "greedy_" + std::to_string(g);
     const auto prompt = tensor_values<int32_t>(ref.get(key + ".prompt"));
     const auto expected = tensor_values<int32_t>(ref.get(key + ".output"));
-    GenerateOptions o;
+    GenerationOptions o;
     o.max_new_tokens = int32_t(expected.size());
     o.sampling.temperature = 0;
     o.ignore_eos = true;
-    const GenerateResult r = generate(split.model, world(), split.cache, prompt, o);
+    const GenerationResult r = generate(split.model, world(), split.cache, prompt, o);
     EXPECT_EQ(r.output_ids, expected) << key << " on " << world().size() << " ranks";
   }
 }

@@ -63,12 +63,12 @@ TEST(MpiVariants, SplitModelEqualsOneRank) {
   }
   EXPECT_LE(err, 1e-4f * (1 + max_ref)) << "on " << world().size() << " ranks";
 
-  GenerateOptions o;
+  GenerationOptions o;
   o.max_new_tokens = 24;
   o.sampling.temperature = 0;
   o.ignore_eos = true;
-  const GenerateResult ra = generate(split.model, world(), split.cache, prompt, o);
-  const GenerateResult rb = generate(single.model, *single.comm, single.cache, prompt, o);
+  const GenerationResult ra = generate(split.model, world(), split.cache, prompt, o);
+  const GenerationResult rb = generate(single.model, *single.comm, single.cache, prompt, o);
   EXPECT_EQ(ra.output_ids, rb.output_ids) << "on " << world().size() << " ranks";
   world().barrier();
   if (world().rank() == 0) std::filesystem::remove_all(dir);

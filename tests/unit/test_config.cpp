@@ -161,7 +161,7 @@ TEST(Config, BadMlpOnlyLayers) {
 }
 
 TEST(Config, MoeLayerRule) {
-  // DESIGN.md: MoE iff not in mlp_only_layers and (layer + 1) % decoder_sparse_step == 0.
+  // As transformers' Qwen3MoeDecoderLayer: MoE iff not in mlp_only_layers and (layer + 1) % decoder_sparse_step == 0.
   json j = moe_config();
   j["num_hidden_layers"] = 6;
   j["decoder_sparse_step"] = 2;

@@ -53,7 +53,7 @@ EventSink collect(Collected& c) {
 
 std::vector<int32_t> solo_greedy(const std::vector<int32_t>& prompt, int32_t n) {
   LoadedModel m(fixture("hf-tiny/moe_a"));
-  GenerateOptions o;
+  GenerationOptions o;
   o.max_new_tokens = n;
   o.sampling.temperature = 0;
   o.ignore_eos = true;

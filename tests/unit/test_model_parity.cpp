@@ -50,11 +50,11 @@ TEST_P(Parity, GreedyContinuationMatchesReference) {
     const auto prompt = tensor_values<int32_t>(ref.get(key + ".prompt"));
     const auto expected = tensor_values<int32_t>(ref.get(key + ".output"));
     const auto scores = tensor_values<float>(ref.get(key + ".scores"));
-    GenerateOptions o;
+    GenerationOptions o;
     o.max_new_tokens = int32_t(expected.size());
     o.sampling.temperature = 0;
     o.ignore_eos = true;
-    const GenerateResult r = generate(m.model, *m.comm, m.cache, prompt, o);
+    const GenerationResult r = generate(m.model, *m.comm, m.cache, prompt, o);
     ASSERT_EQ(r.output_ids.size(), expected.size()) << key;
     for (size_t s = 0; s < expected.size(); ++s) {
       if (r.output_ids[s] == expected[s]) continue;

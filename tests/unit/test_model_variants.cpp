@@ -190,12 +190,12 @@ TEST_P(Variants, LogitsMatchFloat64Reference) {
 }
 
 TEST_P(Variants, GreedyContinuationMatchesReference) {
-  GenerateOptions o;
+  GenerationOptions o;
   o.max_new_tokens = 20;
   o.sampling.temperature = 0;
   o.ignore_eos = true;
   const std::vector<int32_t> prompt(prompt_.begin(), prompt_.begin() + 5);
-  const GenerateResult r = generate(model_->model, *model_->comm, model_->cache, prompt, o);
+  const GenerationResult r = generate(model_->model, *model_->comm, model_->cache, prompt, o);
   ASSERT_EQ(r.output_ids.size(), 20u);
   // Up to the first difference both sequences coincide, so one reference pass over prompt +
   // output gives the reference's own greedy choice at every step.
