@@ -7,8 +7,8 @@
 #include <cstring>
 
 #include "kernels/common/check.h"
-#include "parallel/profile/a2a_profiler.h"
 #include "parallel/moe/expert_dispatch.h"
+#include "parallel/profile/a2a_profiler.h"
 
 namespace qwen3moe::bench {
 namespace {

@@ -16,8 +16,8 @@ inline double bench_now() {
 // lm_head, which counts only for the last position, the one whose logits are taken), plus
 // attention's QK^T and PV over the causal triangle.
 inline double prefill_flops(const ModelConfig& c, double active_params, int64_t T) {
-  const double attn = 2.0 * 2.0 * double(c.num_hidden_layers) * double(c.q_dim()) *
-                      double(T) * double(T + 1) / 2.0;
+  const double attn =
+      2.0 * 2.0 * double(c.num_hidden_layers) * double(c.q_dim()) * double(T) * double(T + 1) / 2.0;
   const double lm_head = double(c.vocab_size) * double(c.hidden_size);
   return 2.0 * (active_params - lm_head) * double(T) + 2.0 * lm_head + attn;
 }

@@ -13,8 +13,8 @@
 
 namespace qwen3moe::bench {
 
-CpuBench::CpuBench(Model& model, Communicator& comm, KvCache& cache,
-                   const CpuBenchOptions& options, bool print)
+CpuBench::CpuBench(Model& model, Communicator& comm, KvCache& cache, const CpuBenchOptions& options,
+                   bool print)
     : model_(model), comm_(comm), cache_(cache), options_(options), print_(print) {
   const ModelConfig& c = model.config();
   if (print_)
@@ -31,9 +31,10 @@ CpuBench::CpuBench(Model& model, Communicator& comm, KvCache& cache,
   read_gbs_ = cpu::measure_read_bandwidth();
   fma_gflops_ = cpu::measure_fma_peak();
   if (print_)
-    std::printf("machine        %d threads, memory read %.1f GB/s (measured, 1 GiB stream), "
-                "f32 FMA peak %.1f GFLOP/s (measured, AVX2)\n",
-                omp_get_max_threads(), read_gbs_, fma_gflops_);
+    std::printf(
+        "machine        %d threads, memory read %.1f GB/s (measured, 1 GiB stream), "
+        "f32 FMA peak %.1f GFLOP/s (measured, AVX2)\n",
+        omp_get_max_threads(), read_gbs_, fma_gflops_);
   Rng rng(options.seed + 1);
   prompt_.resize(size_t(options.prompt_len));
   for (auto& t : prompt_) t = int32_t(rng.next() % uint64_t(c.vocab_size));
@@ -69,21 +70,21 @@ void CpuBench::print(const GenerationResult& r) const {
   std::printf("prefill        %d tokens in %.3f s: %.1f tok/s, %.1f GFLOP/s = %.1f%% of FMA peak\n",
               options_.prompt_len, r.prefill_seconds, prefill_tps, pf / r.prefill_seconds / 1e9,
               100.0 * pf / r.prefill_seconds / 1e9 / fma_gflops_);
-  std::printf("decode b=1     %.0f tokens in %.3f s: %.1f tok/s, %.1f ms/token, weights %.1f GB/s = "
-              "%.1f%% of measured bandwidth\n",
-              decode_steps, r.decode_seconds, decode_tps, 1e3 / decode_tps, gbs,
-              100.0 * gbs / read_gbs_);
+  std::printf(
+      "decode b=1     %.0f tokens in %.3f s: %.1f tok/s, %.1f ms/token, weights %.1f GB/s = "
+      "%.1f%% of measured bandwidth\n",
+      decode_steps, r.decode_seconds, decode_tps, 1e3 / decode_tps, gbs, 100.0 * gbs / read_gbs_);
 }
 
 void run_gemm_bench(const ModelConfig& c) {
   std::printf("\nGEMM algorithms on this model's shapes (bf16 weights, f32 activations)\n");
   std::printf("%-22s %6s %12s %12s %10s %10s\n", "shape [N x K]", "M", "own GFLOP/s",
               "blas GFLOP/s", "own GB/s", "blas GB/s");
-  const int64_t shapes[][2] = {{c.q_dim(), c.hidden_size},
-                               {c.hidden_size, c.q_dim()},
-                               {c.is_moe() ? c.moe_intermediate_size : c.intermediate_size,
-                                c.hidden_size},
-                               {c.vocab_size, c.hidden_size}};  // lm_head: far larger than L3
+  const int64_t shapes[][2] = {
+      {c.q_dim(), c.hidden_size},
+      {c.hidden_size, c.q_dim()},
+      {c.is_moe() ? c.moe_intermediate_size : c.intermediate_size, c.hidden_size},
+      {c.vocab_size, c.hidden_size}};  // lm_head: far larger than L3
   for (const auto& s : shapes) {
     const int64_t N = s[0], K = s[1];
     std::vector<uint16_t> w(size_t(N * K));

@@ -13,15 +13,15 @@
 #include <cstdio>
 #include <memory>
 
+#include "bench/bench_common.h"
 #include "core/checkpoint/config.h"
+#include "core/checkpoint/safetensors.h"
 #include "core/model/kv_cache.h"
 #include "core/model/model.h"
-#include "core/checkpoint/safetensors.h"
-#include "kernels/common/rng.h"
 #include "kernels/backend.h"
 #include "kernels/common/check.h"
+#include "kernels/common/rng.h"
 #include "kernels/cuda/peaks.h"
-#include "bench/bench_common.h"
 #include "parallel/comm/communicator.h"
 #include "parallel/comm/local_device_communicator.h"
 #include "parallel/topology.h"

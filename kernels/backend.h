@@ -107,11 +107,11 @@ class Backend {
                          int64_t row_offset) = 0;
   // out[i] = in[idx[i]] for rows of `dim` (dispatch permute); rows of `in` are in_stride
   // floats apart (0: dim), so rows can be read in place from a packed receive buffer.
-  virtual void gather_rows(float* out, const float* in, const int32_t* idx, int64_t n,
-                           int64_t dim, int64_t in_stride = 0) = 0;
+  virtual void gather_rows(float* out, const float* in, const int32_t* idx, int64_t n, int64_t dim,
+                           int64_t in_stride = 0) = 0;
   // out[idx[i]] += scale[i] * in[i] for rows of `dim` (combine unpermute + weighted sum).
-  virtual void scatter_add_rows(float* out, const float* in, const int32_t* idx,
-                                const float* scale, int64_t n, int64_t dim) = 0;
+  virtual void scatter_add_rows(float* out, const float* in, const int32_t* idx, const float* scale,
+                                int64_t n, int64_t dim) = 0;
   // y[n] += x[n]
   virtual void add(float* y, const float* x, int64_t n) = 0;
 
@@ -128,9 +128,8 @@ class Backend {
   // y[offsets[e]:offsets[e+1]] = x[offsets[e]:offsets[e+1]] · w[e]^T, all experts in one call.
   // rows = T*k and tokens = T (no expert has more than T rows), both known on the host, size
   // the launch without reading offsets; rows past offsets[E] (dropped ids) are left alone.
-  virtual void moe_matmul(float* y, const float* x, const ExpertWeights& w,
-                          const int32_t* offsets, const int32_t* active, int64_t experts,
-                          int64_t rows, int64_t tokens) = 0;
+  virtual void moe_matmul(float* y, const float* x, const ExpertWeights& w, const int32_t* offsets,
+                          const int32_t* active, int64_t experts, int64_t rows, int64_t tokens) = 0;
   // act[rows, I] = silu(x · gate[e]^T) * (x · up[e]^T) over the sorted pairs: moe_matmul of
   // gate and up and silu_mul as one op, so decode streams both projections in one launch.
   // gate_out and up_out [rows, I] are scratch the backend may use (prefill, the CPU).

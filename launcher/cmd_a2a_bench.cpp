@@ -6,10 +6,10 @@
 #include <memory>
 #include <string>
 
+#include "bench/a2a_bench.h"
 #include "kernels/common/check.h"
 #include "launcher/commands.h"
 #include "launcher/process.h"
-#include "bench/a2a_bench.h"
 
 namespace qwen3moe::launcher {
 namespace {

@@ -61,8 +61,7 @@ void run_bench(BenchFlags f) {
     QWEN3MOE_CHECK(f.random_weights != !f.runtime.model_dir.empty(),
                    "give exactly one of --model DIR or --random-weights --config FILE");
     QWEN3MOE_CHECK(f.prompt_len > 0, "--prompt-len must be positive, got ", f.prompt_len);
-    QWEN3MOE_CHECK(f.decode_tokens > 0, "--decode-tokens must be positive, got ",
-                   f.decode_tokens);
+    QWEN3MOE_CHECK(f.decode_tokens > 0, "--decode-tokens must be positive, got ", f.decode_tokens);
     if (!f.random_weights) return;
     QWEN3MOE_CHECK(!f.config.empty(), "--random-weights needs --config FILE");
     // One checkpoint for the whole job, written by rank 0 under rank 0's pid (one machine).

@@ -114,7 +114,8 @@ void register_generate(CLI::App& app) {
       ->capture_default_str();
   cmd->add_option("--temperature", f->gen.sampling.temperature, "0 is greedy")
       ->capture_default_str();
-  cmd->add_option("--top-p", f->gen.sampling.top_p, "Nucleus mass in (0, 1]")->capture_default_str();
+  cmd->add_option("--top-p", f->gen.sampling.top_p, "Nucleus mass in (0, 1]")
+      ->capture_default_str();
   cmd->add_option("--top-k", f->gen.sampling.top_k, "Keep the k most likely tokens (0: all)")
       ->capture_default_str();
   cmd->add_option("--seed", f->gen.sampling.seed, "Sampling seed")->capture_default_str();

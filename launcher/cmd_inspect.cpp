@@ -3,10 +3,10 @@
 #include <filesystem>
 #include <map>
 
-#include "core/checkpoint/layout.h"
 #include "core/checkpoint/config.h"
-#include "core/model/kv_cache.h"
+#include "core/checkpoint/layout.h"
 #include "core/checkpoint/safetensors.h"
+#include "core/model/kv_cache.h"
 #include "kernels/common/check.h"
 #include "launcher/commands.h"
 #include "parallel/topology.h"
@@ -59,7 +59,8 @@ void run_inspect(const InspectFlags& f) {
   std::unique_ptr<WeightStore> store;
   if (!f.model_dir.empty() &&
       (std::filesystem::exists(std::filesystem::path(f.model_dir) / "model.safetensors") ||
-       std::filesystem::exists(std::filesystem::path(f.model_dir) / "model.safetensors.index.json")))
+       std::filesystem::exists(std::filesystem::path(f.model_dir) /
+                               "model.safetensors.index.json")))
     store = std::make_unique<WeightStore>(WeightStore::open(f.model_dir));
 
   const std::vector<TensorSpec> layout = checkpoint_layout(c);
@@ -73,8 +74,8 @@ void run_inspect(const InspectFlags& f) {
     const double n = double(s.numel()), b = n * double(dtype_size(dt));
     bytes_by_dtype[dtype_name(dt)] += b;
     total += n;
-    const bool is_attn = s.name.find("self_attn.") != std::string::npos &&
-                         s.name.find("_norm") == std::string::npos;
+    const bool is_attn =
+        s.name.find("self_attn.") != std::string::npos && s.name.find("_norm") == std::string::npos;
     if (s.expert >= 0) {
       active += n * double(c.num_experts_per_tok) / double(c.num_experts);
       experts += b / double(ep);
@@ -101,17 +102,18 @@ void run_inspect(const InspectFlags& f) {
   std::printf("layers         %lld (%lld moe, %lld dense): %s\n", (long long)c.num_hidden_layers,
               (long long)moe_layers, (long long)(c.num_hidden_layers - moe_layers),
               layer_kinds(c).c_str());
-  std::printf("hidden         %lld, heads %lld q / %lld kv, head_dim %lld, vocab %lld, context %lld\n",
-              (long long)c.hidden_size, (long long)c.num_attention_heads,
-              (long long)c.num_key_value_heads, (long long)c.head_dim, (long long)c.vocab_size,
-              (long long)c.max_position_embeddings);
+  std::printf(
+      "hidden         %lld, heads %lld q / %lld kv, head_dim %lld, vocab %lld, context %lld\n",
+      (long long)c.hidden_size, (long long)c.num_attention_heads, (long long)c.num_key_value_heads,
+      (long long)c.head_dim, (long long)c.vocab_size, (long long)c.max_position_embeddings);
   if (c.is_moe())
     std::printf("experts        %lld, top-%lld, moe_intermediate %lld, norm_topk_prob %s\n",
                 (long long)c.num_experts, (long long)c.num_experts_per_tok,
                 (long long)c.moe_intermediate_size, c.norm_topk_prob ? "true" : "false");
   std::printf("parameters     total %.3f B, active per token %.3f B\n", total / 1e9, active / 1e9);
   std::printf("weights        %s", store ? "" : "(no checkpoint: assuming BF16) ");
-  for (const auto& [dt, b] : bytes_by_dtype) std::printf("%s %s  ", dt.c_str(), human_bytes(b).c_str());
+  for (const auto& [dt, b] : bytes_by_dtype)
+    std::printf("%s %s  ", dt.c_str(), human_bytes(b).c_str());
   std::printf("\n");
   const double kv_per_token = double(KvCache::bytes_per_token(c, topo));
   std::printf("\nplan: world %d, tp %d, ep %d  (per rank)\n", world, f.tp, ep);
@@ -126,7 +128,8 @@ void run_inspect(const InspectFlags& f) {
               c.tie_word_embeddings ? ", tied lm_head" : " + lm_head",
               (long long)topo.vocab_begin(), (long long)topo.vocab_end());
   std::printf("  replicated  %s  (norms, routers)\n", human_bytes(replicated).c_str());
-  std::printf("  total       %s\n", human_bytes(attn + experts + dense + vocab + replicated).c_str());
+  std::printf("  total       %s\n",
+              human_bytes(attn + experts + dense + vocab + replicated).c_str());
   std::printf("  kv cache    %s per token (f32)\n", human_bytes(kv_per_token).c_str());
 }
 

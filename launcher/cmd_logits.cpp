@@ -1,6 +1,6 @@
 // qwen3moe logits: one prefill over --ids; rank 0 writes float32 [T, V] logits as .npy.
-#include "core/engine/generate.h"
 #include "core/checkpoint/npy.h"
+#include "core/engine/generate.h"
 #include "launcher/commands.h"
 #include "launcher/process.h"
 #include "launcher/runtime.h"
@@ -8,7 +8,8 @@
 namespace qwen3moe::launcher {
 
 void register_logits(CLI::App& app) {
-  auto* cmd = app.add_subcommand("logits", "Prefill token ids and write the logits of every position (.npy)");
+  auto* cmd = app.add_subcommand("logits",
+                                 "Prefill token ids and write the logits of every position (.npy)");
   auto o = std::make_shared<RuntimeOptions>();
   auto ids = std::make_shared<std::string>();
   auto out = std::make_shared<std::string>();

@@ -17,8 +17,8 @@
 #include <string>
 #include <thread>
 
-#include "core/text/chat_template.h"
 #include "core/engine/engine.h"
+#include "core/text/chat_template.h"
 #include "core/text/tokenizer.h"
 #include "kernels/common/check.h"
 #include "launcher/commands.h"

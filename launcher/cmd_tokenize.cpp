@@ -7,10 +7,10 @@
 #include <string>
 
 #include "core/text/chat_template.h"
-#include "core/text/tokenizer.h"
 #include "core/text/json_cursor.h"
-#include "kernels/common/check.h"
 #include "core/text/json_string.h"
+#include "core/text/tokenizer.h"
+#include "kernels/common/check.h"
 #include "launcher/commands.h"
 
 namespace qwen3moe::launcher {

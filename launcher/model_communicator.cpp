@@ -9,9 +9,8 @@
 
 namespace qwen3moe::launcher {
 
-std::unique_ptr<Communicator> make_model_communicator(const std::string& choice,
-                                                      Backend& backend, int device,
-                                                      Communicator& host) {
+std::unique_ptr<Communicator> make_model_communicator(const std::string& choice, Backend& backend,
+                                                      int device, Communicator& host) {
   QWEN3MOE_CHECK(choice == "auto" || choice == "mpi" || choice == "nccl", "unknown --comm '",
                  choice, "' (expected auto, mpi or nccl)");
   if (backend.name() == "cpu") {
@@ -27,8 +26,9 @@ std::unique_ptr<Communicator> make_model_communicator(const std::string& choice,
                    " (use --comm mpi, or as many GPUs as ranks)");
     return make_nccl_communicator(host, backend);
 #else
-    QWEN3MOE_FAIL("--comm nccl: this build has no NCCL (nccl.h and libnccl were not found "
-                  "when it was configured); use --comm mpi");
+    QWEN3MOE_FAIL(
+        "--comm nccl: this build has no NCCL (nccl.h and libnccl were not found "
+        "when it was configured); use --comm mpi");
 #endif
   }
   if (host.size() == 1) return make_local_device_communicator(backend);

@@ -18,8 +18,7 @@ namespace qwen3moe::launcher {
 // Collective over `host` (every rank must call it with the same choice and backend kind);
 // `device` is the CUDA device this rank's backend runs on. nullptr: use `host` itself (CPU
 // backend). Errors name the bad choice and the reason.
-std::unique_ptr<Communicator> make_model_communicator(const std::string& choice,
-                                                      Backend& backend, int device,
-                                                      Communicator& host);
+std::unique_ptr<Communicator> make_model_communicator(const std::string& choice, Backend& backend,
+                                                      int device, Communicator& host);
 
 }  // namespace qwen3moe::launcher

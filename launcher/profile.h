@@ -7,8 +7,8 @@
 #include <string>
 
 #include "core/model/model.h"
-#include "parallel/profile/a2a_profiler.h"
 #include "parallel/comm/communicator.h"
+#include "parallel/profile/a2a_profiler.h"
 
 namespace qwen3moe::launcher {
 

@@ -37,10 +37,10 @@ ChatInput read_chat_file(const std::string& path) {
                    "--chat: ", path, ": message ", i, " needs string 'role' and 'content'");
     ChatMessage msg;
     msg.role = m["role"].get<std::string>();
-    QWEN3MOE_CHECK(msg.role == "system" || msg.role == "user" || msg.role == "assistant" ||
-                       msg.role == "tool",
-                   "--chat: ", path, ": message ", i, " has unknown role '", msg.role,
-                   "' (expected system, user, assistant or tool)");
+    QWEN3MOE_CHECK(
+        msg.role == "system" || msg.role == "user" || msg.role == "assistant" || msg.role == "tool",
+        "--chat: ", path, ": message ", i, " has unknown role '", msg.role,
+        "' (expected system, user, assistant or tool)");
     msg.content = m["content"].get<std::string>();
     if (m.contains("reasoning_content") && m["reasoning_content"].is_string())
       msg.reasoning_content = m["reasoning_content"].get<std::string>();

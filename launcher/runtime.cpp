@@ -58,8 +58,7 @@ std::unique_ptr<Runtime> load_runtime(const RuntimeOptions& o) {
     if (rt->comm->rank() == 0) {
       std::string line = "[rank 0] qwen3moe: weights per rank (MB):";
       for (size_t r = 0; r < all.size(); ++r) line += " " + std::to_string(int64_t(all[r] / 1e6));
-      std::fprintf(stderr, "%s; %s; collectives: %s\n", line.c_str(),
-                   rt->topo->describe().c_str(),
+      std::fprintf(stderr, "%s; %s; collectives: %s\n", line.c_str(), rt->topo->describe().c_str(),
                    (rt->model_comm ? rt->model_comm.get() : rt->comm)->name().c_str());
     }
   }
@@ -68,8 +67,8 @@ std::unique_ptr<Runtime> load_runtime(const RuntimeOptions& o) {
 
 std::unique_ptr<KvCache> cache_for(Runtime& rt, int64_t tokens) {
   constexpr int64_t kBlock = 16;
-  return std::make_unique<KvCache>(rt.config, *rt.topo, *rt.backend, (tokens + kBlock - 1) / kBlock + 1,
-                                   kBlock);
+  return std::make_unique<KvCache>(rt.config, *rt.topo, *rt.backend,
+                                   (tokens + kBlock - 1) / kBlock + 1, kBlock);
 }
 
 std::vector<int32_t> parse_ids(const std::string& text) {

@@ -2,17 +2,16 @@
 // topology and the model, plus the small parsers the commands share.
 #pragma once
 
+#include <CLI/CLI.hpp>
 #include <cstdint>
 #include <memory>
 #include <string>
 #include <vector>
 
-#include <CLI/CLI.hpp>
-
 #include "core/checkpoint/config.h"
+#include "core/checkpoint/safetensors.h"
 #include "core/model/kv_cache.h"
 #include "core/model/model.h"
-#include "core/checkpoint/safetensors.h"
 #include "kernels/backend.h"
 #include "parallel/comm/communicator.h"
 #include "parallel/topology.h"
@@ -22,9 +21,9 @@ namespace qwen3moe::launcher {
 struct RuntimeOptions {
   std::string model_dir;
   std::string backend = "cpu";
-  std::string comm = "auto";  // launcher/model_communicator.h
-  int tp = 0;       // 0: the world size
-  int threads = 0;  // 0: all cores
+  std::string comm = "auto";       // launcher/model_communicator.h
+  int tp = 0;                      // 0: the world size
+  int threads = 0;                 // 0: all cores
   double collective_timeout = 60;  // seconds; multi-rank jobs only
 };
 

@@ -12,8 +12,8 @@ Topology::Topology(int rank, int world, int tp, const TopologyShape& s) {
   QWEN3MOE_CHECK(rank >= 0 && rank < world, "rank ", rank, " outside world of ", world);
   if (tp <= 0) tp = world;
   QWEN3MOE_CHECK(world % tp == 0, "tp=", tp, " does not divide the world size ", world);
-  QWEN3MOE_CHECK(s.num_heads % tp == 0, s.num_heads, " attention heads cannot be split over tp=",
-                 tp);
+  QWEN3MOE_CHECK(s.num_heads % tp == 0, s.num_heads,
+                 " attention heads cannot be split over tp=", tp);
   if (tp > s.num_kv_heads) {
     QWEN3MOE_CHECK(tp % s.num_kv_heads == 0, s.num_kv_heads,
                    " key/value heads cannot be replicated over tp=", tp,

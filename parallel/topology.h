@@ -10,9 +10,9 @@
 namespace qwen3moe {
 
 struct TopologyShape {
-  int64_t num_heads = 0;     // query heads
+  int64_t num_heads = 0;  // query heads
   int64_t num_kv_heads = 0;
-  int64_t num_experts = 0;   // 0 for a dense model
+  int64_t num_experts = 0;  // 0 for a dense model
   int64_t vocab_size = 0;
 };
 

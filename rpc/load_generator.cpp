@@ -10,8 +10,8 @@
 #include <vector>
 
 #include "core/engine/percentile.h"
-#include "kernels/common/rng.h"
 #include "kernels/common/check.h"
+#include "kernels/common/rng.h"
 #include "rpc/qwen3moe.grpc.pb.h"
 
 namespace qwen3moe::rpc {

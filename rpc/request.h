@@ -6,8 +6,8 @@
 
 #include <cstdint>
 
-#include "core/text/chat_template.h"
 #include "core/engine/engine.h"
+#include "core/text/chat_template.h"
 #include "core/text/tokenizer.h"
 #include "rpc/qwen3moe.pb.h"
 

@@ -10,9 +10,9 @@
 #include <cstdint>
 #include <string>
 
-#include "core/text/chat_template.h"
 #include "core/checkpoint/config.h"
 #include "core/engine/engine.h"
+#include "core/text/chat_template.h"
 #include "core/text/tokenizer.h"
 #include "rpc/qwen3moe.grpc.pb.h"
 #include "rpc/request.h"

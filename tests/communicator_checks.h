@@ -113,7 +113,8 @@ inline void check_all_to_all_v(Communicator& comm, Backend& backend) {
   }
   std::vector<float> h(s_total / sizeof(float), -7.0f);
   for (int p = 0; p < W; ++p)
-    for (size_t i = 0; i < count(R, p); ++i) h[so[size_t(p)] / sizeof(float) + i] = payload(R, p, i);
+    for (size_t i = 0; i < count(R, p); ++i)
+      h[so[size_t(p)] / sizeof(float) + i] = payload(R, p, i);
   DeviceBuffer send(backend, h);
   DeviceBuffer recv(backend, std::vector<float>(r_total / sizeof(float), -1.0f));
   comm.all_to_all_v(send.f(), sb.data(), so.data(), recv.f(), rb.data(), ro.data());

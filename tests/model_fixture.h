@@ -9,9 +9,9 @@
 #include <vector>
 
 #include "core/checkpoint/config.h"
+#include "core/checkpoint/safetensors.h"
 #include "core/model/kv_cache.h"
 #include "core/model/model.h"
-#include "core/checkpoint/safetensors.h"
 #include "kernels/backend.h"
 #include "parallel/comm/communicator.h"
 #include "parallel/topology.h"
@@ -27,8 +27,7 @@ inline std::string fixture(const std::string& rel) {
 
 // The model on this process's rank of `comm` (a one-rank communicator when none is given).
 struct LoadedModel {
-  explicit LoadedModel(const std::string& dir, Communicator* shared_comm = nullptr,
-                       int threads = 2)
+  explicit LoadedModel(const std::string& dir, Communicator* shared_comm = nullptr, int threads = 2)
       : config(ModelConfig::load(dir)),
         weights(WeightStore::open(dir)),
         backend(make_cpu_backend(threads)),

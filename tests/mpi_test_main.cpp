@@ -11,7 +11,9 @@ namespace qwen3moe::testing {
 namespace {
 std::unique_ptr<Communicator> g_world;
 }
-Communicator& world() { return *g_world; }
+Communicator& world() {
+  return *g_world;
+}
 }  // namespace qwen3moe::testing
 
 int main(int argc, char** argv) {

@@ -39,7 +39,8 @@ class ReferenceForward {
       add(x, c_.is_moe_layer(l) ? moe(h, T, p) : swiglu(h, T, p + "mlp."));
     }
     const std::vector<double> h = rmsnorm(x, T, H, w("model.norm.weight"));
-    const std::string head = c_.tie_word_embeddings ? "model.embed_tokens.weight" : "lm_head.weight";
+    const std::string head =
+        c_.tie_word_embeddings ? "model.embed_tokens.weight" : "lm_head.weight";
     return linear(h, T, w(head), V, H, nullptr);
   }
 
@@ -91,7 +92,8 @@ class ReferenceForward {
       double ss = 0;
       for (int64_t i = 0; i < dim; ++i) ss += x[size_t(r * dim + i)] * x[size_t(r * dim + i)];
       const double inv = 1.0 / std::sqrt(ss / double(dim) + c_.rms_norm_eps);
-      for (int64_t i = 0; i < dim; ++i) y[size_t(r * dim + i)] = g[size_t(i)] * x[size_t(r * dim + i)] * inv;
+      for (int64_t i = 0; i < dim; ++i)
+        y[size_t(r * dim + i)] = g[size_t(i)] * x[size_t(r * dim + i)] * inv;
     }
     return y;
   }
@@ -110,7 +112,8 @@ class ReferenceForward {
         }
   }
 
-  std::vector<double> attention(const std::vector<double>& h, int64_t T, const std::string& p) const {
+  std::vector<double> attention(const std::vector<double>& h, int64_t T,
+                                const std::string& p) const {
     const int64_t H = c_.hidden_size, D = c_.head_dim, nq = c_.num_attention_heads,
                   nkv = c_.num_key_value_heads;
     const bool bias = c_.attention_bias;
@@ -141,7 +144,8 @@ class ReferenceForward {
         for (double& e : s) sum += (e = std::exp(e - mx));
         for (int64_t u = 0; u <= t; ++u)
           for (int64_t i = 0; i < D; ++i)
-            out[size_t((t * nq + hh) * D + i)] += s[size_t(u)] / sum * v[size_t((u * nkv + kh) * D + i)];
+            out[size_t((t * nq + hh) * D + i)] +=
+                s[size_t(u)] / sum * v[size_t((u * nkv + kh) * D + i)];
       }
     return linear(out, T, w(p + "self_attn.o_proj.weight"), H, nq * D,
                   bias ? &w(p + "self_attn.o_proj.bias") : nullptr);

@@ -26,8 +26,9 @@ inline std::string fresh_dir(const std::string& tag) {
   std::string name = info ? std::string(info->test_suite_name()) + "." + info->name() : "none";
   for (char& ch : name)
     if (ch == '/') ch = '_';
-  const std::filesystem::path p = std::filesystem::path(::testing::TempDir()) /
-                                  ("qwen3moe_" + std::to_string(::getpid()) + "_" + name + "_" + tag);
+  const std::filesystem::path p =
+      std::filesystem::path(::testing::TempDir()) /
+      ("qwen3moe_" + std::to_string(::getpid()) + "_" + name + "_" + tag);
   std::filesystem::remove_all(p);
   std::filesystem::create_directories(p);
   return p.string();
@@ -59,12 +60,12 @@ inline std::string error_of(const std::function<void()>& fn) {
 }
 
 // Every needle must appear in the message.
-#define EXPECT_ERROR_NAMES(message, ...)                                        \
-  do {                                                                          \
-    const std::string msg_ = (message);                                        \
-    for (const std::string& needle_ : std::vector<std::string>{__VA_ARGS__})   \
-      EXPECT_NE(msg_.find(needle_), std::string::npos)                         \
-          << "error message does not name '" << needle_ << "': " << msg_;      \
+#define EXPECT_ERROR_NAMES(message, ...)                                     \
+  do {                                                                       \
+    const std::string msg_ = (message);                                      \
+    for (const std::string& needle_ : std::vector<std::string>{__VA_ARGS__}) \
+      EXPECT_NE(msg_.find(needle_), std::string::npos)                       \
+          << "error message does not name '" << needle_ << "': " << msg_;    \
   } while (0)
 
 // |got - want| <= atol + rtol * |want| elementwise; reports the worst element by name.
@@ -72,8 +73,7 @@ template <typename G, typename W>
 ::testing::AssertionResult all_close(const std::vector<G>& got, const std::vector<W>& want,
                                      double atol, double rtol) {
   if (got.size() != want.size())
-    return ::testing::AssertionFailure()
-           << "size " << got.size() << " != expected " << want.size();
+    return ::testing::AssertionFailure() << "size " << got.size() << " != expected " << want.size();
   double worst = -1;
   size_t at = 0;
   for (size_t i = 0; i < got.size(); ++i) {
@@ -94,8 +94,7 @@ template <typename G, typename W>
 template <typename T>
 ::testing::AssertionResult all_equal(const std::vector<T>& got, const std::vector<T>& want) {
   if (got.size() != want.size())
-    return ::testing::AssertionFailure()
-           << "size " << got.size() << " != expected " << want.size();
+    return ::testing::AssertionFailure() << "size " << got.size() << " != expected " << want.size();
   for (size_t i = 0; i < got.size(); ++i)
     if (!(got[i] == want[i]))
       return ::testing::AssertionFailure()

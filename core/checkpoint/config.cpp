@@ -26,8 +26,8 @@ struct Reader {
       return fallback;
     }
     const json& v = j[key];
-    QWEN3MOE_CHECK(v.is_number_integer(), source, ": field '", key,
-                   "' must be an integer, got ", v.dump());
+    QWEN3MOE_CHECK(v.is_number_integer(), source, ": field '", key, "' must be an integer, got ",
+                   v.dump());
     return v.get<int64_t>();
   }
   double number(const char* key, bool required, double fallback = 0) const {
@@ -104,9 +104,10 @@ ModelConfig ModelConfig::from_json_text(const std::string& text, const std::stri
   if (r.has("head_dim")) {
     c.head_dim = r.integer("head_dim", true);
   } else {
-    QWEN3MOE_CHECK(c.hidden_size % c.num_attention_heads == 0, source, ": hidden_size=",
-                   c.hidden_size, " is not divisible by num_attention_heads=",
-                   c.num_attention_heads, " and no head_dim is given");
+    QWEN3MOE_CHECK(c.hidden_size % c.num_attention_heads == 0, source,
+                   ": hidden_size=", c.hidden_size,
+                   " is not divisible by num_attention_heads=", c.num_attention_heads,
+                   " and no head_dim is given");
     c.head_dim = c.hidden_size / c.num_attention_heads;
   }
   r.positive("head_dim", c.head_dim);
@@ -123,8 +124,9 @@ ModelConfig ModelConfig::from_json_text(const std::string& text, const std::stri
     r.positive("num_experts_per_tok", c.num_experts_per_tok);
     r.positive("moe_intermediate_size", c.moe_intermediate_size);
     r.positive("decoder_sparse_step", c.decoder_sparse_step);
-    QWEN3MOE_CHECK(c.num_experts_per_tok <= c.num_experts, source, ": num_experts_per_tok=",
-                   c.num_experts_per_tok, " exceeds num_experts=", c.num_experts);
+    QWEN3MOE_CHECK(c.num_experts_per_tok <= c.num_experts, source,
+                   ": num_experts_per_tok=", c.num_experts_per_tok,
+                   " exceeds num_experts=", c.num_experts);
     if (r.has("mlp_only_layers")) {
       QWEN3MOE_CHECK(j["mlp_only_layers"].is_array(), source,
                      ": field 'mlp_only_layers' must be a list, got ", j["mlp_only_layers"].dump());
@@ -139,9 +141,10 @@ ModelConfig ModelConfig::from_json_text(const std::string& text, const std::stri
     bool any_dense = false;
     for (int64_t l = 0; l < c.num_hidden_layers; ++l) any_dense |= !c.is_moe_layer(l);
     if (any_dense) {
-      QWEN3MOE_CHECK(c.intermediate_size > 0, source,
-                     ": field 'intermediate_size' must be positive when some layers are dense, got ",
-                     c.intermediate_size);
+      QWEN3MOE_CHECK(
+          c.intermediate_size > 0, source,
+          ": field 'intermediate_size' must be positive when some layers are dense, got ",
+          c.intermediate_size);
     }
   } else {
     r.positive("intermediate_size", c.intermediate_size);
@@ -164,7 +167,8 @@ ModelConfig ModelConfig::from_json_text(const std::string& text, const std::stri
   c.tie_word_embeddings = r.boolean("tie_word_embeddings", false);
   c.attention_bias = r.boolean("attention_bias", false);
   if (r.has("hidden_act")) {
-    const std::string act = j["hidden_act"].is_string() ? j["hidden_act"].get<std::string>() : j["hidden_act"].dump();
+    const std::string act =
+        j["hidden_act"].is_string() ? j["hidden_act"].get<std::string>() : j["hidden_act"].dump();
     QWEN3MOE_CHECK(act == "silu", source, ": hidden_act '", act, "' is not supported (only silu)");
   }
   if (r.has("eos_token_id")) {

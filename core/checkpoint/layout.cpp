@@ -47,11 +47,15 @@ std::vector<TensorSpec> checkpoint_layout(const ModelConfig& c) {
 
 RandomInit random_init(TensorKind kind, int64_t fan_in) {
   switch (kind) {
-    case TensorKind::kNorm: return {1.0, 0.2};
-    case TensorKind::kRouter: return {0.0, 1.0};
-    case TensorKind::kBias: return {0.0, 0.02};
+    case TensorKind::kNorm:
+      return {1.0, 0.2};
+    case TensorKind::kRouter:
+      return {0.0, 1.0};
+    case TensorKind::kBias:
+      return {0.0, 0.02};
     case TensorKind::kMatrix:
-    case TensorKind::kEmbedding: break;
+    case TensorKind::kEmbedding:
+      break;
   }
   return {0.0, 1.0 / std::sqrt(double(fan_in))};
 }

@@ -8,12 +8,12 @@
 #include <sstream>
 #include <vector>
 
-#include "core/checkpoint/layout.h"
 #include "core/checkpoint/config.h"
+#include "core/checkpoint/layout.h"
 #include "core/checkpoint/progress.h"
 #include "core/checkpoint/safetensors.h"
-#include "kernels/common/rng.h"
 #include "kernels/common/check.h"
+#include "kernels/common/rng.h"
 
 namespace qwen3moe {
 namespace {
@@ -36,7 +36,8 @@ void fill(std::vector<uint16_t>& out, const TensorSpec& spec, uint64_t seed) {
       const double u1 = 1.0 - rng.uniform(), u2 = rng.uniform();
       const double r = std::sqrt(-2.0 * std::log(u1));
       out[size_t(i)] = f32_to_bf16(float(mean + std * r * std::cos(2 * M_PI * u2)));
-      if (i + 1 < end) out[size_t(i + 1)] = f32_to_bf16(float(mean + std * r * std::sin(2 * M_PI * u2)));
+      if (i + 1 < end)
+        out[size_t(i + 1)] = f32_to_bf16(float(mean + std * r * std::sin(2 * M_PI * u2)));
     }
   }
 }

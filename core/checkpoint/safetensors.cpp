@@ -33,7 +33,9 @@ std::string shape_to_string(const std::vector<int64_t>& shape) {
   return os.str();
 }
 
-std::string TensorView::shape_str() const { return shape_to_string(shape); }
+std::string TensorView::shape_str() const {
+  return shape_to_string(shape);
+}
 
 SafetensorsFile::SafetensorsFile(const std::string& path) : path_(path) {
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
@@ -94,15 +96,14 @@ SafetensorsFile::SafetensorsFile(const std::string& path) : path_(path) {
         t.shape.push_back(int64_t(dim));
       }
       const json& off = e["data_offsets"];
-      QWEN3MOE_CHECK(off[0].is_number_unsigned() && off[1].is_number_unsigned(), path,
-                     ": tensor '", name, "' has invalid data_offsets ", off.dump());
+      QWEN3MOE_CHECK(off[0].is_number_unsigned() && off[1].is_number_unsigned(), path, ": tensor '",
+                     name, "' has invalid data_offsets ", off.dump());
       const uint64_t begin = off[0].get<uint64_t>(), end = off[1].get<uint64_t>();
-      QWEN3MOE_CHECK(begin <= end && end <= data_size, path, ": tensor '", name,
-                     "' byte range [", begin, ", ", end, ") lies outside the data section (",
-                     data_size, " bytes)");
+      QWEN3MOE_CHECK(begin <= end && end <= data_size, path, ": tensor '", name, "' byte range [",
+                     begin, ", ", end, ") lies outside the data section (", data_size, " bytes)");
       t.bytes = size_t(end - begin);
-      QWEN3MOE_CHECK(t.bytes == numel * dtype_size(t.dtype), path, ": tensor '", name,
-                     "' shape ", t.shape_str(), " x ", dtype_name(t.dtype), " needs ",
+      QWEN3MOE_CHECK(t.bytes == numel * dtype_size(t.dtype), path, ": tensor '", name, "' shape ",
+                     t.shape_str(), " x ", dtype_name(t.dtype), " needs ",
                      numel * dtype_size(t.dtype), " bytes but its range holds ", t.bytes);
       t.data = data + begin;
       ranges.emplace_back(size_t(begin), size_t(end));
@@ -151,9 +152,9 @@ WeightStore WeightStore::open(const std::string& dir) {
   } catch (const json::parse_error& e) {
     QWEN3MOE_FAIL(index_path.string(), ": not valid JSON (", e.what(), ")");
   }
-  QWEN3MOE_CHECK(index.is_object() && index.contains("weight_map") &&
-                     index["weight_map"].is_object(),
-                 index_path.string(), ": missing 'weight_map'");
+  QWEN3MOE_CHECK(
+      index.is_object() && index.contains("weight_map") && index["weight_map"].is_object(),
+      index_path.string(), ": missing 'weight_map'");
   WeightStore ws;
   ws.where_ = dir;
   std::map<std::string, std::shared_ptr<SafetensorsFile>> shards;
@@ -199,9 +200,8 @@ void write_safetensors(const std::string& path, const std::vector<TensorToWrite>
   for (const auto& t : tensors) {
     size_t n = dtype_size(t.dtype);
     for (int64_t d : t.shape) n *= size_t(d);
-    header[t.name] = {{"dtype", dtype_name(t.dtype)},
-                      {"shape", t.shape},
-                      {"data_offsets", {offset, offset + n}}};
+    header[t.name] = {
+        {"dtype", dtype_name(t.dtype)}, {"shape", t.shape}, {"data_offsets", {offset, offset + n}}};
     offset += n;
   }
   std::string h = header.dump();

@@ -23,8 +23,8 @@ struct Engine::Sequence {
   int32_t last_token = -1;    // fed at the next decode step
   std::optional<Sampler> sampler;
   std::optional<StreamDecoder> decoder;
-  std::string held;                // decoded text held back: it may begin a stop string
-  std::vector<int32_t> ids_out;    // ids of this step's message
+  std::string held;              // decoded text held back: it may begin a stop string
+  std::vector<int32_t> ids_out;  // ids of this step's message
   bool done = false;
   Clock::time_point submitted = Clock::now(), first_token{};
 };
@@ -73,12 +73,11 @@ void Engine::validate(const GenerationRequest& r) const {
   for (size_t i = 0; i < r.prompt.size(); ++i)
     QWEN3MOE_CHECK(r.prompt[i] >= 0 && r.prompt[i] < c.vocab_size, "token_ids: id ", r.prompt[i],
                    " at index ", i, " is outside the vocabulary [0, ", c.vocab_size, ")");
-  QWEN3MOE_CHECK(r.max_new_tokens > 0, "max_new_tokens must be positive, got ",
-                 r.max_new_tokens);
+  QWEN3MOE_CHECK(r.max_new_tokens > 0, "max_new_tokens must be positive, got ", r.max_new_tokens);
   const int64_t total = int64_t(r.prompt.size()) + r.max_new_tokens;
-  QWEN3MOE_CHECK(total <= c.max_position_embeddings, "max_new_tokens: prompt of ",
-                 r.prompt.size(), " tokens + max_new_tokens ", r.max_new_tokens,
-                 " exceeds the context of ", c.max_position_embeddings);
+  QWEN3MOE_CHECK(total <= c.max_position_embeddings, "max_new_tokens: prompt of ", r.prompt.size(),
+                 " tokens + max_new_tokens ", r.max_new_tokens, " exceeds the context of ",
+                 c.max_position_embeddings);
   qwen3moe::validate(r.sampling);
   QWEN3MOE_CHECK(int32_t(r.stop.size()) <= options_.max_stop_strings, "stop: ", r.stop.size(),
                  " stop strings, at most ", options_.max_stop_strings);
@@ -197,8 +196,8 @@ void Engine::emit_token(Sequence& s, int32_t token) {
               std::chrono::duration<double, std::milli>(s.first_token - s.submitted).count(), 1000);
   }
   const ModelConfig& c = model_.config();
-  const bool eos = std::find(c.eos_token_ids.begin(), c.eos_token_ids.end(), token) !=
-                   c.eos_token_ids.end();
+  const bool eos =
+      std::find(c.eos_token_ids.begin(), c.eos_token_ids.end(), token) != c.eos_token_ids.end();
   if (eos && !s.req.ignore_eos) return finish(s, "stop");
   if (s.decoder) s.held += s.decoder->push(token);
   // A stop string ends the text exactly before it, also when it spans tokens.
@@ -223,17 +222,14 @@ void Engine::emit_token(Sequence& s, int32_t token) {
 void Engine::broadcast_plan(const StepBatch& b, bool stop) {
   if (comm_.size() == 1) return;
   comm_.set_phase(-1, "step plan");
-  int64_t header[6] = {stop ? 1 : 0,
-                       int64_t(b.tokens.size()),
-                       int64_t(b.block_tables.size()),
-                       b.max_blocks_per_seq,
-                       int64_t(b.logit_rows.size()),
-                       0};
+  int64_t header[6] = {
+      stop ? 1 : 0,         int64_t(b.tokens.size()),     int64_t(b.block_tables.size()),
+      b.max_blocks_per_seq, int64_t(b.logit_rows.size()), 0};
   comm_.broadcast(header, sizeof(header), 0);
   if (stop) return;
   std::vector<int32_t> payload;
-  for (const auto* v : {&b.tokens, &b.positions, &b.token_seq, &b.slots, &b.block_tables,
-                        &b.logit_rows})
+  for (const auto* v :
+       {&b.tokens, &b.positions, &b.token_seq, &b.slots, &b.block_tables, &b.logit_rows})
     payload.insert(payload.end(), v->begin(), v->end());
   comm_.broadcast(payload.data(), payload.size() * sizeof(int32_t), 0);
 }
@@ -359,7 +355,8 @@ bool Engine::step() {
     b.block_tables.assign(in_batch.size() * size_t(max_blocks), 0);
     for (size_t i = 0; i < in_batch.size(); ++i) {
       const auto& blocks = in_batch[i]->kv->blocks();
-      std::copy(blocks.begin(), blocks.end(), b.block_tables.begin() + int64_t(i * size_t(max_blocks)));
+      std::copy(blocks.begin(), blocks.end(),
+                b.block_tables.begin() + int64_t(i * size_t(max_blocks)));
     }
     debug_stall_if_asked(comm_.rank(), steps_);
     broadcast_plan(b, false);
@@ -383,7 +380,8 @@ bool Engine::step() {
       last_step_ = Clock::now();
       tokens_generated_ += int64_t(sampled.size());
       recent_tokens_.emplace_back(last_step_, int64_t(sampled.size()));
-      while (!recent_tokens_.empty() && last_step_ - recent_tokens_.front().first > std::chrono::seconds(10))
+      while (!recent_tokens_.empty() &&
+             last_step_ - recent_tokens_.front().first > std::chrono::seconds(10))
         recent_tokens_.pop_front();
     }
   }
@@ -405,7 +403,8 @@ void Engine::serve() {
     bool stop_now = false;
     {
       std::unique_lock<std::mutex> lock(mu_);
-      if (stopping_ && queue_.empty() && running_.empty()) stop_now = true;
+      if (stopping_ && queue_.empty() && running_.empty())
+        stop_now = true;
       else if (!worked && cancelled_.empty() && !stopping_)
         wake_.wait_for(lock, std::chrono::milliseconds(20));
     }

@@ -25,20 +25,20 @@
 #include <string>
 #include <vector>
 
+#include "core/engine/sampling.h"
 #include "core/model/kv_cache.h"
 #include "core/model/model.h"
-#include "core/engine/sampling.h"
 #include "core/text/tokenizer.h"
 #include "parallel/comm/communicator.h"
 
 namespace qwen3moe {
 
 struct EngineOptions {
-  int32_t max_batch = 32;          // sequences running at once
-  int32_t max_queue = 256;         // waiting requests; beyond: QueueFull
-  int64_t prefill_budget = 256;    // prompt tokens per step (chunked prefill)
+  int32_t max_batch = 32;        // sequences running at once
+  int32_t max_queue = 256;       // waiting requests; beyond: QueueFull
+  int64_t prefill_budget = 256;  // prompt tokens per step (chunked prefill)
   int32_t max_stop_strings = 8;
-  int32_t max_stop_length = 64;    // bytes per stop string
+  int32_t max_stop_length = 64;  // bytes per stop string
 };
 
 struct GenerationRequest {
@@ -74,10 +74,10 @@ struct EngineStats {
   int32_t running = 0, queued = 0;
   int64_t free_blocks = 0, total_blocks = 0;
   int64_t tokens_generated = 0, requests_finished = 0, steps = 0;
-  double tokens_per_second = 0;      // over the last 10 s of steps
+  double tokens_per_second = 0;                              // over the last 10 s of steps
   double ttft_p50_ms = 0, ttft_p90_ms = 0, ttft_p99_ms = 0;  // time to first token
   double e2e_p50_ms = 0, e2e_p90_ms = 0, e2e_p99_ms = 0;     // whole request
-  double seconds_since_step = 0;     // for health: work waiting but no step
+  double seconds_since_step = 0;                             // for health: work waiting but no step
 };
 
 class Engine {
@@ -95,7 +95,8 @@ class Engine {
   EngineStats stats() const;
 
   // Rank 0: runs steps until shutdown() (blocks; call from the engine thread), sending an
-  // empty keep-alive plan each idle second. Every other rank: follow() instead. Both return after the shutdown plan has been run by all ranks.
+  // empty keep-alive plan each idle second. Every other rank: follow() instead. Both return after
+  // the shutdown plan has been run by all ranks.
   void serve();
   void follow();
   // Rank 0, any thread: stops admitting, ends running and queued requests with "cancelled",

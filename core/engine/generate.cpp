@@ -14,8 +14,8 @@ double now_seconds() {
 }
 
 // A batch of one sequence: the tokens from position `start` on.
-StepBatch single_sequence_batch(const std::vector<int32_t>& tokens, int64_t start,
-                                SequenceKv& seq, bool all_logits) {
+StepBatch single_sequence_batch(const std::vector<int32_t>& tokens, int64_t start, SequenceKv& seq,
+                                bool all_logits) {
   StepBatch b;
   b.tokens = tokens;
   const int64_t T = int64_t(tokens.size());
@@ -42,8 +42,8 @@ void validate_prompt(const ModelConfig& config, const std::vector<int32_t>& prom
     QWEN3MOE_CHECK(prompt[i] >= 0 && prompt[i] < config.vocab_size, "token id ", prompt[i],
                    " at index ", i, " is outside the vocabulary [0, ", config.vocab_size, ")");
   QWEN3MOE_CHECK(int64_t(prompt.size()) <= config.max_position_embeddings, "prompt of ",
-                 prompt.size(), " tokens is longer than max_position_embeddings=",
-                 config.max_position_embeddings);
+                 prompt.size(),
+                 " tokens is longer than max_position_embeddings=", config.max_position_embeddings);
 }
 
 std::vector<float> prefill_logits(Model& model, KvCache& cache, const std::vector<int32_t>& ids) {
@@ -56,8 +56,8 @@ std::vector<float> prefill_logits(Model& model, KvCache& cache, const std::vecto
 }
 
 GenerationResult generate(Model& model, Communicator& comm, KvCache& cache,
-                        const std::vector<int32_t>& prompt, const GenerationOptions& options,
-                        const std::function<void(int32_t)>& on_token) {
+                          const std::vector<int32_t>& prompt, const GenerationOptions& options,
+                          const std::function<void(int32_t)>& on_token) {
   const ModelConfig& config = model.config();
   validate_prompt(config, prompt);
   QWEN3MOE_CHECK(options.max_new_tokens > 0, "max_new_tokens must be positive, got ",

@@ -7,9 +7,9 @@
 #include <string>
 #include <vector>
 
+#include "core/engine/sampling.h"
 #include "core/model/kv_cache.h"
 #include "core/model/model.h"
-#include "core/engine/sampling.h"
 #include "parallel/profile/a2a_profiler.h"
 
 namespace qwen3moe {
@@ -36,8 +36,8 @@ void validate_prompt(const ModelConfig& config, const std::vector<int32_t>& prom
 // Runs prefill over the prompt into a fresh sequence; on_token (may be empty) sees every new
 // id as soon as it is chosen.
 GenerationResult generate(Model& model, Communicator& comm, KvCache& cache,
-                        const std::vector<int32_t>& prompt, const GenerationOptions& options,
-                        const std::function<void(int32_t)>& on_token = {});
+                          const std::vector<int32_t>& prompt, const GenerationOptions& options,
+                          const std::function<void(int32_t)>& on_token = {});
 
 // One prefill over ids; logits of every position, [T, V].
 std::vector<float> prefill_logits(Model& model, KvCache& cache, const std::vector<int32_t>& ids);

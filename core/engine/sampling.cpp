@@ -9,8 +9,8 @@
 namespace qwen3moe {
 
 void validate(const SamplingParams& p) {
-  QWEN3MOE_CHECK(std::isfinite(p.temperature) && p.temperature >= 0, "temperature must be >= 0, got ",
-                 p.temperature);
+  QWEN3MOE_CHECK(std::isfinite(p.temperature) && p.temperature >= 0,
+                 "temperature must be >= 0, got ", p.temperature);
   QWEN3MOE_CHECK(std::isfinite(p.top_p) && p.top_p > 0 && p.top_p <= 1,
                  "top_p must be in (0, 1], got ", p.top_p);
   QWEN3MOE_CHECK(p.top_k >= 0, "top_k must be >= 0, got ", p.top_k);
@@ -23,7 +23,9 @@ int32_t argmax(const float* logits, int64_t n) {
   return int32_t(best);
 }
 
-Sampler::Sampler(const SamplingParams& p) : p_(p), rng_(p.seed) { validate(p); }
+Sampler::Sampler(const SamplingParams& p) : p_(p), rng_(p.seed) {
+  validate(p);
+}
 
 std::vector<double> Sampler::probabilities(const float* logits, int64_t vocab) const {
   std::vector<double> prob(size_t(vocab), 0.0);
@@ -34,7 +36,8 @@ std::vector<double> Sampler::probabilities(const float* logits, int64_t vocab) c
   if (p_.top_k == 0 && p_.top_p >= 1.0f) {  // plain softmax: no ordering needed
     const double mx = double(logits[argmax(logits, vocab)]) / p_.temperature;
     double sum = 0;
-    for (int64_t i = 0; i < vocab; ++i) sum += prob[size_t(i)] = std::exp(double(logits[i]) / p_.temperature - mx);
+    for (int64_t i = 0; i < vocab; ++i)
+      sum += prob[size_t(i)] = std::exp(double(logits[i]) / p_.temperature - mx);
     for (double& v : prob) v /= sum;
     return prob;
   }

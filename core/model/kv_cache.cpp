@@ -29,7 +29,9 @@ KvCache::~KvCache() {
   for (float* p : v_) backend_.free(p);
 }
 
-size_t KvCache::bytes_per_token() const { return 2 * k_.size() * size_t(kv_dim_) * sizeof(float); }
+size_t KvCache::bytes_per_token() const {
+  return 2 * k_.size() * size_t(kv_dim_) * sizeof(float);
+}
 
 size_t KvCache::bytes_per_token(const ModelConfig& config, const Topology& topo) {
   return 2 * size_t(config.num_hidden_layers) * size_t(topo.kv_heads_per_rank() * config.head_dim) *
@@ -44,7 +46,9 @@ int32_t KvCache::allocate_block() {
   return b;
 }
 
-void KvCache::free_block(int32_t block) { free_.push_back(block); }
+void KvCache::free_block(int32_t block) {
+  free_.push_back(block);
+}
 
 void SequenceKv::append(int64_t n, std::vector<int32_t>& slots) {
   const int64_t bs = cache_->block_size();

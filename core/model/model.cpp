@@ -17,7 +17,7 @@ struct Model::Layer {
   Weight gate, up, down;  // dense MLP, this rank's slice of the intermediate dimension
   Weight router;          // [E, H], replicated
   std::vector<Weight> expert_gate, expert_up, expert_down;  // this rank's experts
-  ExpertWeights gate_table, up_table, down_table;  // the same, as device tables (world 1)
+  ExpertWeights gate_table, up_table, down_table;           // the same, as device tables (world 1)
 };
 
 namespace {
@@ -38,15 +38,15 @@ int64_t split_size(int64_t n, int parts, int i) {
 }
 }  // namespace
 
-Weight Model::slice(const std::string& name, const std::vector<int64_t>& shape,
-                    int64_t row_begin, int64_t rows, int64_t col_begin, int64_t cols) {
+Weight Model::slice(const std::string& name, const std::vector<int64_t>& shape, int64_t row_begin,
+                    int64_t rows, int64_t col_begin, int64_t cols) {
   if (!store_) {
     Weight w{nullptr, DType::BF16, rows, cols, cols};
     void* p = backend_.alloc(w.bytes());
     owned_.push_back(p);
-    const RandomInit init = random_init(
-        name.ends_with("mlp.gate.weight") ? TensorKind::kRouter : TensorKind::kMatrix,
-        shape.back());
+    const RandomInit init =
+        random_init(name.ends_with("mlp.gate.weight") ? TensorKind::kRouter : TensorKind::kMatrix,
+                    shape.back());
     backend_.fill_random(
         p, DType::BF16, rows * cols,
         random_seed_ ^ tensor_name_hash(name) ^ uint64_t(row_begin * 7919 + col_begin),
@@ -79,8 +79,8 @@ float* Model::upload_vector(const std::string& name, const std::vector<int64_t>&
     const RandomInit init =
         random_init(name.ends_with(".bias") ? TensorKind::kBias : TensorKind::kNorm, count);
     backend_.fill_random(p, DType::F32, count,
-                         random_seed_ ^ tensor_name_hash(name) ^ uint64_t(begin),
-                         float(init.mean), float(init.std));
+                         random_seed_ ^ tensor_name_hash(name) ^ uint64_t(begin), float(init.mean),
+                         float(init.std));
     resident_bytes_ += size_t(count) * sizeof(float);
     return p;
   }
@@ -93,9 +93,15 @@ float* Model::upload_vector(const std::string& name, const std::vector<int64_t>&
   for (int64_t i = 0; i < count; ++i) {
     const int64_t j = begin + i;
     switch (w.dtype) {
-      case DType::BF16: host[size_t(i)] = bf16_to_f32(reinterpret_cast<const uint16_t*>(t.data)[j]); break;
-      case DType::F16: host[size_t(i)] = f16_to_f32(reinterpret_cast<const uint16_t*>(t.data)[j]); break;
-      default: host[size_t(i)] = reinterpret_cast<const float*>(t.data)[j]; break;
+      case DType::BF16:
+        host[size_t(i)] = bf16_to_f32(reinterpret_cast<const uint16_t*>(t.data)[j]);
+        break;
+      case DType::F16:
+        host[size_t(i)] = f16_to_f32(reinterpret_cast<const uint16_t*>(t.data)[j]);
+        break;
+      default:
+        host[size_t(i)] = reinterpret_cast<const float*>(t.data)[j];
+        break;
     }
   }
   float* dev = static_cast<float*>(backend_.alloc(host.size() * sizeof(float)));
@@ -105,8 +111,7 @@ float* Model::upload_vector(const std::string& name, const std::vector<int64_t>&
   return dev;
 }
 
-std::vector<Weight> Model::random_experts(int64_t l, const char* proj, int64_t rows,
-                                          int64_t cols) {
+std::vector<Weight> Model::random_experts(int64_t l, const char* proj, int64_t rows, int64_t cols) {
   // One allocation for all of this rank's experts: cudaMalloc rounds every allocation up to
   // 2 MiB pages, and a 3 MiB expert (30B-A3B) alone would take 4.
   const int64_t n = topo_.experts_per_rank();
@@ -119,8 +124,7 @@ std::vector<Weight> Model::random_experts(int64_t l, const char* proj, int64_t r
     Weight w{base + each * size_t(i), DType::BF16, rows, cols, cols};
     const RandomInit init = random_init(TensorKind::kMatrix, cols);
     backend_.fill_random(base + each * size_t(i), DType::BF16, rows * cols,
-                         random_seed_ ^ tensor_name_hash(name), float(init.mean),
-                         float(init.std));
+                         random_seed_ ^ tensor_name_hash(name), float(init.mean), float(init.std));
     resident_bytes_ += w.bytes();
     out.push_back(w);
   }
@@ -147,8 +151,8 @@ ExpertWeights Model::expert_table(const std::vector<Weight>& experts) {
   return t;
 }
 
-Model::Model(const ModelConfig& config, const WeightStore& ws, Backend& backend,
-             Communicator& comm, Communicator& host_comm, const Topology& topo)
+Model::Model(const ModelConfig& config, const WeightStore& ws, Backend& backend, Communicator& comm,
+             Communicator& host_comm, const Topology& topo)
     : config_(config),
       store_(&ws),
       backend_(backend),
@@ -174,8 +178,7 @@ void Model::load_weights() {
                  comm_.size(), " ranks; attention data parallelism is not supported yet");
   QWEN3MOE_CHECK(host_comm_.size() == comm_.size() && host_comm_.rank() == comm_.rank(),
                  "the host communicator (rank ", host_comm_.rank(), " of ", host_comm_.size(),
-                 ") is not the device one's world (rank ", comm_.rank(), " of ", comm_.size(),
-                 ")");
+                 ") is not the device one's world (rank ", comm_.rank(), " of ", comm_.size(), ")");
   const ModelConfig& c = config_;
   const int64_t H = c.hidden_size, D = c.head_dim, V = c.vocab_size;
   const int64_t hq = topo_.heads_per_rank(), kvl = topo_.kv_heads_per_rank();
@@ -194,29 +197,20 @@ void Model::load_weights() {
   for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
     Layer& L = layers_[size_t(l)];
     L.input_norm = upload_vector(layer_name(l, "input_layernorm.weight"), {H}, 0, H);
-    L.post_norm =
-        upload_vector(layer_name(l, "post_attention_layernorm.weight"), {H}, 0, H);
+    L.post_norm = upload_vector(layer_name(l, "post_attention_layernorm.weight"), {H}, 0, H);
     L.q_norm = upload_vector(layer_name(l, "self_attn.q_norm.weight"), {D}, 0, D);
     L.k_norm = upload_vector(layer_name(l, "self_attn.k_norm.weight"), {D}, 0, D);
     const int64_t q0 = topo_.head_begin() * D, kv0 = topo_.kv_head_begin() * D;
-    L.q = slice(layer_name(l, "self_attn.q_proj.weight"), {c.q_dim(), H}, q0, hq * D,
-                0, H);
-    L.k = slice(layer_name(l, "self_attn.k_proj.weight"), {c.kv_dim(), H}, kv0,
-                kvl * D, 0, H);
-    L.v = slice(layer_name(l, "self_attn.v_proj.weight"), {c.kv_dim(), H}, kv0,
-                kvl * D, 0, H);
-    L.o = slice(layer_name(l, "self_attn.o_proj.weight"), {H, c.q_dim()}, 0, H, q0,
-                hq * D);
+    L.q = slice(layer_name(l, "self_attn.q_proj.weight"), {c.q_dim(), H}, q0, hq * D, 0, H);
+    L.k = slice(layer_name(l, "self_attn.k_proj.weight"), {c.kv_dim(), H}, kv0, kvl * D, 0, H);
+    L.v = slice(layer_name(l, "self_attn.v_proj.weight"), {c.kv_dim(), H}, kv0, kvl * D, 0, H);
+    L.o = slice(layer_name(l, "self_attn.o_proj.weight"), {H, c.q_dim()}, 0, H, q0, hq * D);
     if (c.attention_bias) {
-      L.q_bias = upload_vector(layer_name(l, "self_attn.q_proj.bias"), {c.q_dim()},
-                               q0, hq * D);
-      L.k_bias = upload_vector(layer_name(l, "self_attn.k_proj.bias"), {c.kv_dim()},
-                               kv0, kvl * D);
-      L.v_bias = upload_vector(layer_name(l, "self_attn.v_proj.bias"), {c.kv_dim()},
-                               kv0, kvl * D);
+      L.q_bias = upload_vector(layer_name(l, "self_attn.q_proj.bias"), {c.q_dim()}, q0, hq * D);
+      L.k_bias = upload_vector(layer_name(l, "self_attn.k_proj.bias"), {c.kv_dim()}, kv0, kvl * D);
+      L.v_bias = upload_vector(layer_name(l, "self_attn.v_proj.bias"), {c.kv_dim()}, kv0, kvl * D);
       // o_proj's bias is added once, by the first rank of the TP group.
-      if (tpr == 0)
-        L.o_bias = upload_vector(layer_name(l, "self_attn.o_proj.bias"), {H}, 0, H);
+      if (tpr == 0) L.o_bias = upload_vector(layer_name(l, "self_attn.o_proj.bias"), {H}, 0, H);
     }
     L.moe = c.is_moe_layer(l);
     if (L.moe) {
@@ -231,8 +225,7 @@ void Model::load_weights() {
         L.expert_down = random_experts(l, "down_proj", H, I);
       }
       for (int64_t e = topo_.expert_begin();
-           store_ && e < topo_.expert_begin() + topo_.experts_per_rank();
-           ++e) {
+           store_ && e < topo_.expert_begin() + topo_.experts_per_rank(); ++e) {
         L.expert_gate.push_back(slice(expert_name(l, e, "gate_proj"), {I, H}, 0, I, 0, H));
         L.expert_up.push_back(slice(expert_name(l, e, "up_proj"), {I, H}, 0, I, 0, H));
         L.expert_down.push_back(slice(expert_name(l, e, "down_proj"), {H, I}, 0, H, 0, I));
@@ -341,7 +334,8 @@ void Model::reserve(int64_t T, int64_t table_elems) {
   if (table_elems > table_capacity_) {
     if (tables_) {
       backend_.free(tables_);
-      workspace_.erase(std::find(workspace_.begin(), workspace_.end(), static_cast<void*>(tables_)));
+      workspace_.erase(
+          std::find(workspace_.begin(), workspace_.end(), static_cast<void*>(tables_)));
     }
     table_capacity_ = std::max<int64_t>(table_elems, 2 * table_capacity_);
     graph_seen_.clear();
@@ -361,9 +355,9 @@ void Model::forward(const StepBatch& b, KvCache& cache, std::vector<float>& logi
   for (int64_t t = 0; t < T; ++t) {
     QWEN3MOE_CHECK(b.tokens[t] >= 0 && b.tokens[t] < c.vocab_size, "token id ", b.tokens[t],
                    " is outside the vocabulary [0, ", c.vocab_size, ")");
-    QWEN3MOE_CHECK(b.positions[t] >= 0 && b.positions[t] < c.max_position_embeddings,
-                   "position ", b.positions[t], " is beyond max_position_embeddings=",
-                   c.max_position_embeddings);
+    QWEN3MOE_CHECK(b.positions[t] >= 0 && b.positions[t] < c.max_position_embeddings, "position ",
+                   b.positions[t],
+                   " is beyond max_position_embeddings=", c.max_position_embeddings);
   }
   reserve(T, int64_t(b.block_tables.size()));
   batch_ = &b;
@@ -494,8 +488,8 @@ void Model::moe_block_local(int64_t l, int64_t T) {
   }
   backend_.gather_rows(rows_, h_, moe_idx_, P, H);  // [P, H]
   // act = silu(rows · gate^T) * (rows · up^T): [P, I]
-  backend_.moe_swiglu(act_, gate_, up_, rows_, L.gate_table, L.up_table, moe_offsets_,
-                      moe_active_, E, P, T);
+  backend_.moe_swiglu(act_, gate_, up_, rows_, L.gate_table, L.up_table, moe_offsets_, moe_active_,
+                      E, P, T);
   backend_.moe_matmul(down_, act_, L.down_table, moe_offsets_, moe_active_, E, P, T);  // [P, H]
   // x[t] += sum_j w[t, j] * down[pos[t, j]]: the residual add and the weighted sum in one.
   backend_.moe_combine(x_, down_, moe_pos_, topk_w_, T, k, H);

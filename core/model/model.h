@@ -1,6 +1,6 @@
 // The Qwen3 / Qwen3-MoE forward, equal to Hugging Face's Qwen3ForCausalLM and
-// Qwen3MoeForCausalLM (tests/fixtures hold their float64 logits), written against Backend for the math
-// and Communicator + Topology for the split across ranks, so the same code runs on one CPU
+// Qwen3MoeForCausalLM (tests/fixtures hold their float64 logits), written against Backend for the
+// math and Communicator + Topology for the split across ranks, so the same code runs on one CPU
 // process or many GPUs. It holds this rank's slice of the weights and a workspace that grows
 // only when a batch is larger than any before it.
 #pragma once
@@ -13,12 +13,12 @@
 #include <vector>
 
 #include "core/checkpoint/config.h"
-#include "core/model/kv_cache.h"
 #include "core/checkpoint/safetensors.h"
+#include "core/model/kv_cache.h"
 #include "kernels/backend.h"
-#include "parallel/profile/a2a_profiler.h"
 #include "parallel/comm/communicator.h"
 #include "parallel/moe/expert_dispatch.h"
+#include "parallel/profile/a2a_profiler.h"
 #include "parallel/topology.h"
 
 namespace qwen3moe {
@@ -31,7 +31,7 @@ struct StepBatch {
   std::vector<int32_t> slots;         // [T] KV-cache slot each token's K/V goes to
   std::vector<int32_t> block_tables;  // [S, max_blocks_per_seq]
   int max_blocks_per_seq = 0;
-  std::vector<int32_t> logit_rows;    // tokens whose logits are returned, in this order
+  std::vector<int32_t> logit_rows;  // tokens whose logits are returned, in this order
 };
 
 // Weights made on the backend itself (Backend::fill_random), no checkpoint: the benchmarks of
@@ -46,11 +46,11 @@ class Model {
   // comm carries the collectives on backend memory (the hidden states); host_comm those on
   // host memory (expert dispatch, the logits gather). With the CPU backend they are one
   // communicator; with CUDA, comm is NCCL, host-staged MPI or the local device communicator.
-  Model(const ModelConfig& config, const WeightStore& weights, Backend& backend,
-        Communicator& comm, Communicator& host_comm, const Topology& topo);
+  Model(const ModelConfig& config, const WeightStore& weights, Backend& backend, Communicator& comm,
+        Communicator& host_comm, const Topology& topo);
   // Both on `comm`: a backend whose memory is host memory (the CPU backend).
-  Model(const ModelConfig& config, const WeightStore& weights, Backend& backend,
-        Communicator& comm, const Topology& topo)
+  Model(const ModelConfig& config, const WeightStore& weights, Backend& backend, Communicator& comm,
+        const Topology& topo)
       : Model(config, weights, backend, comm, comm, topo) {}
   // Weights made on the backend (benchmarks of models too large for a file or a host copy).
   Model(const ModelConfig& config, const RandomWeights& random, Backend& backend,
@@ -107,8 +107,8 @@ class Model {
   void load_weights();
   void reserve(int64_t tokens, int64_t seqs_x_blocks);
   // From the checkpoint (store_) or, without one, made on the backend.
-  float* upload_vector(const std::string& name, const std::vector<int64_t>& shape,
-                       int64_t begin, int64_t count);
+  float* upload_vector(const std::string& name, const std::vector<int64_t>& shape, int64_t begin,
+                       int64_t count);
   Weight slice(const std::string& name, const std::vector<int64_t>& shape, int64_t row_begin,
                int64_t rows, int64_t col_begin, int64_t cols);
   ExpertWeights expert_table(const std::vector<Weight>& experts);
@@ -130,15 +130,15 @@ class Model {
   // Workspace (backend memory), sized for capacity_ tokens.
   int64_t capacity_ = 0, table_capacity_ = 0;
   std::vector<void*> workspace_;
-  float *x_ = nullptr, *h_ = nullptr, *q_ = nullptr, *k_ = nullptr, *v_ = nullptr,
-        *attn_ = nullptr, *o_ = nullptr, *gate_ = nullptr, *up_ = nullptr, *act_ = nullptr,
-        *down_ = nullptr, *router_logits_ = nullptr, *topk_w_ = nullptr, *rows_ = nullptr,
-        *logits_ = nullptr, *moe_scale_ = nullptr;
+  float *x_ = nullptr, *h_ = nullptr, *q_ = nullptr, *k_ = nullptr, *v_ = nullptr, *attn_ = nullptr,
+        *o_ = nullptr, *gate_ = nullptr, *up_ = nullptr, *act_ = nullptr, *down_ = nullptr,
+        *router_logits_ = nullptr, *topk_w_ = nullptr, *rows_ = nullptr, *logits_ = nullptr,
+        *moe_scale_ = nullptr;
   int32_t *tokens_ = nullptr, *positions_ = nullptr, *token_seq_ = nullptr, *slots_ = nullptr,
           *tables_ = nullptr, *topk_ids_ = nullptr, *moe_idx_ = nullptr, *logit_rows_ = nullptr;
   float* recv_ = nullptr;     // [dispatch rows, H]: ExpertDispatch::row_data() on the backend
   float* moe_out_ = nullptr;  // [dispatch rows, H]: each row's weighted sum of local experts
-  float* xs_ = nullptr;  // [per-rank token slice, H]: the residual of this rank's tokens
+  float* xs_ = nullptr;       // [per-rank token slice, H]: the residual of this rank's tokens
   const StepBatch* batch_ = nullptr;  // during forward
   // World-1 MoE routing (moe_align): [E+1] offsets, [E] active experts, [N*k] where each
   // (token, j) pair went; moe_idx_ holds each sorted pair's token.

@@ -4,8 +4,8 @@
 // does not support is an error that names it, never a silent difference.
 #include <nlohmann/json.hpp>
 
-#include "core/text/tokenizer_impl.h"
 #include "core/text/json_cursor.h"
+#include "core/text/tokenizer_impl.h"
 #include "kernels/common/check.h"
 
 namespace qwen3moe {

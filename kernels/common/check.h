@@ -32,8 +32,8 @@ template <typename... Args>
 }  // namespace qwen3moe
 
 // QWEN3MOE_CHECK(cond, "message parts", value, ...): throws Error when cond is false.
-#define QWEN3MOE_CHECK(cond, ...)                                 \
-  do {                                                            \
+#define QWEN3MOE_CHECK(cond, ...)                                           \
+  do {                                                                      \
     if (!(cond)) ::qwen3moe::detail::fail(__FILE__, __LINE__, __VA_ARGS__); \
   } while (0)
 

@@ -28,7 +28,8 @@ void attention(float* out, const float* q, const float* k_cache, const float* v_
 #pragma omp for schedule(dynamic, 4)
     for (int64_t item = 0; item < work; ++item) {
       const int64_t t = item / q_heads, h = item % q_heads, kvh = h / group;
-      const int32_t* table = batch.block_tables + int64_t(batch.token_seq[t]) * batch.max_blocks_per_seq;
+      const int32_t* table =
+          batch.block_tables + int64_t(batch.token_seq[t]) * batch.max_blocks_per_seq;
       const int64_t len = int64_t(batch.positions[t]) + 1;
       const float* qv = q + (t * q_heads + h) * head_dim;
       scores.resize(size_t(len));

@@ -25,9 +25,7 @@ class CpuBackend final : public Backend {
   }
   void free(void* ptr) override { std::free(ptr); }
   void upload(void* dst, const void* src, size_t bytes) override { std::memcpy(dst, src, bytes); }
-  void download(void* dst, const void* src, size_t bytes) override {
-    std::memcpy(dst, src, bytes);
-  }
+  void download(void* dst, const void* src, size_t bytes) override { std::memcpy(dst, src, bytes); }
   Weight map_weight(const Weight& host) override { return host; }
   void zero(void* ptr, size_t bytes) override { std::memset(ptr, 0, bytes); }
   void copy(void* dst, const void* src, size_t bytes) override {
@@ -55,8 +53,8 @@ class CpuBackend final : public Backend {
     cpu::kv_cache_write(k_cache, v_cache, k, v, slots, tokens, kv_dim);
   }
   void attention(float* out, const float* q, const float* k_cache, const float* v_cache,
-                 const AttentionBatch& batch, int64_t q_heads, int64_t kv_heads,
-                 int64_t head_dim, float scale) override {
+                 const AttentionBatch& batch, int64_t q_heads, int64_t kv_heads, int64_t head_dim,
+                 float scale) override {
     cpu::attention(out, q, k_cache, v_cache, batch, q_heads, kv_heads, head_dim, scale);
   }
   void silu_mul(float* out, const float* gate, const float* up, int64_t rows,

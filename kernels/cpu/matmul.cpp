@@ -25,10 +25,12 @@ namespace {
 template <DType T>
 inline __m256 load8(const void* base, int64_t i) {
   if constexpr (T == DType::BF16) {
-    __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(static_cast<const uint16_t*>(base) + i));
+    __m128i h =
+        _mm_loadu_si128(reinterpret_cast<const __m128i*>(static_cast<const uint16_t*>(base) + i));
     return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16));
   } else if constexpr (T == DType::F16) {
-    __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(static_cast<const uint16_t*>(base) + i));
+    __m128i h =
+        _mm_loadu_si128(reinterpret_cast<const __m128i*>(static_cast<const uint16_t*>(base) + i));
     return _mm256_cvtph_ps(h);
   } else {
     return _mm256_loadu_ps(static_cast<const float*>(base) + i);
@@ -107,10 +109,17 @@ void own_range(float* y, const float* x, const Weight& w, int64_t m, const float
     int64_t i = 0;
     for (; i + 4 <= m; i += 4) rows_x4<T, 4>(y + i * N, N, x + i * K, K, w, n, bias);
     switch (m - i) {
-      case 3: rows_x4<T, 3>(y + i * N, N, x + i * K, K, w, n, bias); break;
-      case 2: rows_x4<T, 2>(y + i * N, N, x + i * K, K, w, n, bias); break;
-      case 1: rows_x4<T, 1>(y + i * N, N, x + i * K, K, w, n, bias); break;
-      default: break;
+      case 3:
+        rows_x4<T, 3>(y + i * N, N, x + i * K, K, w, n, bias);
+        break;
+      case 2:
+        rows_x4<T, 2>(y + i * N, N, x + i * K, K, w, n, bias);
+        break;
+      case 1:
+        rows_x4<T, 1>(y + i * N, N, x + i * K, K, w, n, bias);
+        break;
+      default:
+        break;
     }
   }
   for (; n < n_end; ++n) {
@@ -123,10 +132,14 @@ void own_range(float* y, const float* x, const Weight& w, int64_t m, const float
 void own_range_any(float* y, const float* x, const Weight& w, int64_t m, const float* bias,
                    int64_t n_begin, int64_t n_end) {
   switch (w.dtype) {
-    case DType::BF16: return own_range<DType::BF16>(y, x, w, m, bias, n_begin, n_end);
-    case DType::F16: return own_range<DType::F16>(y, x, w, m, bias, n_begin, n_end);
-    case DType::F32: return own_range<DType::F32>(y, x, w, m, bias, n_begin, n_end);
-    default: QWEN3MOE_FAIL("matmul: unsupported weight dtype ", dtype_name(w.dtype));
+    case DType::BF16:
+      return own_range<DType::BF16>(y, x, w, m, bias, n_begin, n_end);
+    case DType::F16:
+      return own_range<DType::F16>(y, x, w, m, bias, n_begin, n_end);
+    case DType::F32:
+      return own_range<DType::F32>(y, x, w, m, bias, n_begin, n_end);
+    default:
+      QWEN3MOE_FAIL("matmul: unsupported weight dtype ", dtype_name(w.dtype));
   }
 }
 
@@ -158,17 +171,19 @@ void weight_row_to_f32(float* out, const Weight& w, int64_t row) {
 
 // Crossover measured with `qwen3moe bench --gemm` on the 2-core Zen 3 build machine: the own
 // kernel wins up to M = 32, sgemm from M = 64 (see README, Performance).
-GemmPath gemm_path(int64_t m) { return m >= 48 ? GemmPath::kBlas : GemmPath::kOwn; }
+GemmPath gemm_path(int64_t m) {
+  return m >= 48 ? GemmPath::kBlas : GemmPath::kOwn;
+}
 
 namespace {
 
 // Serial: weight rows [n0, n0 + rows) widened into `panel`, then one single-threaded sgemm.
-void blas_panel(float* y, const float* x, const Weight& w, int64_t m, const float* bias,
-                int64_t n0, float* panel) {
+void blas_panel(float* y, const float* x, const Weight& w, int64_t m, const float* bias, int64_t n0,
+                float* panel) {
   const int64_t N = w.rows, K = w.cols, rows = std::min(kPanelRows, N - n0);
   for (int64_t r = 0; r < rows; ++r) weight_row_to_f32(panel + r * K, w, n0 + r);
-  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(m), int(rows), int(K), 1.0f, x,
-              int(K), panel, int(K), 0.0f, y + n0, int(N));
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(m), int(rows), int(K), 1.0f, x, int(K),
+              panel, int(K), 0.0f, y + n0, int(N));
   if (bias)
     for (int64_t i = 0; i < m; ++i)
       for (int64_t r = 0; r < rows; ++r) y[i * N + n0 + r] += bias[n0 + r];
@@ -178,8 +193,8 @@ void blas_panel(float* y, const float* x, const Weight& w, int64_t m, const floa
 // threads move from group to group without a barrier between them (a decode step of a MoE
 // layer is k tiny GEMMs; a barrier each would cost more than the math). force: the path for
 // every group (tests and bench), or nullptr for gemm_path's choice.
-void run_groups(float* y, const float* x, const Weight* w, const int64_t* offsets,
-                int num_groups, const float* bias, const GemmPath* force) {
+void run_groups(float* y, const float* x, const Weight* w, const int64_t* offsets, int num_groups,
+                const float* bias, const GemmPath* force) {
   static const bool single = [] {
     // OpenBLAS threads would fight the OpenMP ones for the same cores.
     openblas_set_num_threads(1);

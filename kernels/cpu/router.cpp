@@ -8,8 +8,8 @@
 
 namespace qwen3moe::cpu {
 
-void router_topk(int32_t* ids, float* weights, const float* logits, int64_t tokens,
-                 int64_t experts, int64_t k, bool normalize) {
+void router_topk(int32_t* ids, float* weights, const float* logits, int64_t tokens, int64_t experts,
+                 int64_t k, bool normalize) {
   std::vector<float> p(experts);
   std::vector<int32_t> order(experts);
   for (int64_t t = 0; t < tokens; ++t) {
@@ -23,9 +23,8 @@ void router_topk(int32_t* ids, float* weights, const float* logits, int64_t toke
     for (int64_t e = 0; e < experts; ++e) p[e] /= sum;
     for (int64_t e = 0; e < experts; ++e) order[e] = int32_t(e);
     // Larger probability first; equal ones keep the lower expert id first (torch.topk on CPU).
-    std::partial_sort(order.begin(), order.begin() + k, order.end(), [&](int32_t a, int32_t b) {
-      return p[a] > p[b] || (p[a] == p[b] && a < b);
-    });
+    std::partial_sort(order.begin(), order.begin() + k, order.end(),
+                      [&](int32_t a, int32_t b) { return p[a] > p[b] || (p[a] == p[b] && a < b); });
     float topsum = 0;
     for (int64_t j = 0; j < k; ++j) topsum += p[order[j]];
     for (int64_t j = 0; j < k; ++j) {

@@ -10,7 +10,7 @@
 namespace qwen3moe::cuda {
 namespace {
 
-constexpr int kThreads = 128;  // also the chunk of positions scored at once
+constexpr int kThreads = 128;         // also the chunk of positions scored at once
 constexpr int kMaxDimsPerThread = 4;  // head_dim <= 512
 
 __global__ void attention_kernel(float* out, const float* q, const float* k_cache,
@@ -19,7 +19,8 @@ __global__ void attention_kernel(float* out, const float* q, const float* k_cach
   const int64_t t = blockIdx.x / q_heads, h = blockIdx.x % q_heads;
   const int64_t kvh = h / (q_heads / kv_heads), kv_dim = kv_heads * head_dim;
   const int64_t bs = batch.block_size;
-  const int32_t* table = batch.block_tables + int64_t(batch.token_seq[t]) * batch.max_blocks_per_seq;
+  const int32_t* table =
+      batch.block_tables + int64_t(batch.token_seq[t]) * batch.max_blocks_per_seq;
   const int64_t len = int64_t(batch.positions[t]) + 1;
   const float* qv = q + (t * q_heads + h) * head_dim;
 

@@ -111,8 +111,8 @@ class CudaBackend final : public Backend {
     cuda::kv_cache_write(k_cache, v_cache, k, v, slots, tokens, kv_dim, stream_);
   }
   void attention(float* out, const float* q, const float* k_cache, const float* v_cache,
-                 const AttentionBatch& batch, int64_t q_heads, int64_t kv_heads,
-                 int64_t head_dim, float scale) override {
+                 const AttentionBatch& batch, int64_t q_heads, int64_t kv_heads, int64_t head_dim,
+                 float scale) override {
     cuda::attention(out, q, k_cache, v_cache, batch, q_heads, kv_heads, head_dim, scale, stream_);
   }
   void silu_mul(float* out, const float* gate, const float* up, int64_t rows,
@@ -250,8 +250,7 @@ std::unique_ptr<Backend> make_cuda_backend(int device) {
 
 CUstream_st* cuda_stream(Backend& backend) {
   auto* cuda = dynamic_cast<CudaBackend*>(&backend);
-  QWEN3MOE_CHECK(cuda != nullptr, "a CUDA stream was asked of the '", backend.name(),
-                 "' backend");
+  QWEN3MOE_CHECK(cuda != nullptr, "a CUDA stream was asked of the '", backend.name(), "' backend");
   return cuda->stream();
 }
 

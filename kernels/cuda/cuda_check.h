@@ -7,20 +7,20 @@
 
 #include "kernels/common/check.h"
 
-#define QWEN3MOE_CUDA_CHECK(call)                                                      \
-  do {                                                                                 \
-    const cudaError_t err_ = (call);                                                   \
-    if (err_ != cudaSuccess)                                                           \
-      ::qwen3moe::detail::fail(__FILE__, __LINE__, #call, " failed: ",                 \
-                               cudaGetErrorName(err_), ": ", cudaGetErrorString(err_)); \
+#define QWEN3MOE_CUDA_CHECK(call)                                                              \
+  do {                                                                                         \
+    const cudaError_t err_ = (call);                                                           \
+    if (err_ != cudaSuccess)                                                                   \
+      ::qwen3moe::detail::fail(__FILE__, __LINE__, #call, " failed: ", cudaGetErrorName(err_), \
+                               ": ", cudaGetErrorString(err_));                                \
   } while (0)
 
-#define QWEN3MOE_CUBLAS_CHECK(call)                                                       \
-  do {                                                                                    \
-    const cublasStatus_t st_ = (call);                                                    \
-    if (st_ != CUBLAS_STATUS_SUCCESS)                                                     \
+#define QWEN3MOE_CUBLAS_CHECK(call)                                                              \
+  do {                                                                                           \
+    const cublasStatus_t st_ = (call);                                                           \
+    if (st_ != CUBLAS_STATUS_SUCCESS)                                                            \
       ::qwen3moe::detail::fail(__FILE__, __LINE__, #call, " failed: ", cublasGetStatusName(st_), \
-                               ": ", cublasGetStatusString(st_));                         \
+                               ": ", cublasGetStatusString(st_));                                \
   } while (0)
 
 // After a kernel launch: the launch itself (bad configuration) fails here.

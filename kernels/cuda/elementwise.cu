@@ -33,16 +33,22 @@ __global__ void add_kernel(float* y, const float* x, int64_t n) {
 template <typename T>
 __device__ float to_f32(T v);
 template <>
-__device__ float to_f32<__nv_bfloat16>(__nv_bfloat16 v) { return __bfloat162float(v); }
+__device__ float to_f32<__nv_bfloat16>(__nv_bfloat16 v) {
+  return __bfloat162float(v);
+}
 template <>
-__device__ float to_f32<__half>(__half v) { return __half2float(v); }
+__device__ float to_f32<__half>(__half v) {
+  return __half2float(v);
+}
 template <>
-__device__ float to_f32<float>(float v) { return v; }
+__device__ float to_f32<float>(float v) {
+  return v;
+}
 
 // One block per token; rows outside this rank's vocabulary slice are zeros.
 template <typename T>
-__global__ void embedding_kernel(float* out, const T* table, int64_t rows, int64_t cols,
-                                 int64_t ld, const int32_t* ids, int64_t row_offset) {
+__global__ void embedding_kernel(float* out, const T* table, int64_t rows, int64_t cols, int64_t ld,
+                                 const int32_t* ids, int64_t row_offset) {
   const int64_t t = blockIdx.x;
   const int64_t row = int64_t(ids[t]) - row_offset;
   float* o = out + t * cols;
@@ -99,8 +105,8 @@ void embedding(float* out, const Weight& table, const int32_t* ids, int64_t toke
   switch (table.dtype) {
     case DType::BF16:
       embedding_kernel<<<int(tokens), kThreads, 0, stream>>>(
-          out, static_cast<const __nv_bfloat16*>(table.data), table.rows, table.cols, table.ld,
-          ids, row_offset);
+          out, static_cast<const __nv_bfloat16*>(table.data), table.rows, table.cols, table.ld, ids,
+          row_offset);
       break;
     case DType::F16:
       embedding_kernel<<<int(tokens), kThreads, 0, stream>>>(
@@ -136,8 +142,8 @@ void gather_rows(float* out, const float* in, const int32_t* idx, int64_t n, int
 void scatter_add_rows(float* out, const float* in, const int32_t* idx, const float* scale,
                       int64_t n, int64_t dim, cudaStream_t stream) {
   if (n == 0 || dim == 0) return;
-  scatter_add_kernel<<<int((dim + kThreads - 1) / kThreads), kThreads, 0, stream>>>(
-      out, in, idx, scale, n, dim);
+  scatter_add_kernel<<<int((dim + kThreads - 1) / kThreads), kThreads, 0, stream>>>(out, in, idx,
+                                                                                    scale, n, dim);
   QWEN3MOE_CUDA_LAUNCHED();
 }
 

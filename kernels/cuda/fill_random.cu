@@ -2,9 +2,9 @@
 // kernels/common/random_hash.h per element, the same bits as the CPU twin, at write bandwidth.
 #include <cuda_bf16.h>
 
+#include "kernels/common/random_hash.h"
 #include "kernels/cuda/cuda_check.h"
 #include "kernels/cuda/ops.h"
-#include "kernels/common/random_hash.h"
 
 namespace qwen3moe::cuda {
 namespace {

@@ -13,7 +13,9 @@ namespace {
 
 constexpr int kThreads = 256;
 
-size_t align256(size_t b) { return (b + 255) / 256 * 256; }
+size_t align256(size_t b) {
+  return (b + 255) / 256 * 256;
+}
 
 __global__ void split_kernel(__nv_bfloat16* out, const float* x, int64_t n) {
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n;
@@ -71,8 +73,8 @@ void matmul(float* y, const float* x, const Weight& w, int64_t m, const float* b
   QWEN3MOE_CHECK(ws.bytes >= matmul_workspace_bytes(m, N, K), "CUDA matmul: workspace of ",
                  ws.bytes, " bytes, needs ", matmul_workspace_bytes(m, N, K));
   auto* x2 = static_cast<__nv_bfloat16*>(ws.ptr);  // [2M, K]
-  auto* c = reinterpret_cast<float*>(static_cast<char*>(ws.ptr) +
-                                     align256(size_t(2 * m * K) * sizeof(__nv_bfloat16)));  // [2M, N]
+  auto* c = reinterpret_cast<float*>(
+      static_cast<char*>(ws.ptr) + align256(size_t(2 * m * K) * sizeof(__nv_bfloat16)));  // [2M, N]
   split_kernel<<<blocks_for(m * K), kThreads, 0, stream>>>(x2, x, m * K);
   QWEN3MOE_CUDA_LAUNCHED();
   QWEN3MOE_CUBLAS_CHECK(cublasGemmEx(blas, CUBLAS_OP_T, CUBLAS_OP_N, int(N), int(2 * m), int(K),

@@ -96,8 +96,8 @@ __global__ void __launch_bounds__(kGemvThreads)
   const uint4* wr[RR];
 #pragma unroll
   for (int r = 0; r < RR; ++r)
-    wr[r] = reinterpret_cast<const uint4*>((r < R ? g.w : w2) +
-                                           int64_t(min(n0 + r % R, N - 1)) * K);
+    wr[r] =
+        reinterpret_cast<const uint4*>((r < R ? g.w : w2) + int64_t(min(n0 + r % R, N - 1)) * K);
   const int k8 = K / 8;  // 16-byte groups per row
   for (int64_t m0 = g.r0; m0 < g.r1; m0 += MT) {
     const int mc = int(min(int64_t(MT), g.r1 - m0));
@@ -332,8 +332,8 @@ void launch_gemv(float* y, const float* x, const void* const* table, const void*
                  const float* bias, int slots, cudaStream_t stream,
                  const void* const* table2 = nullptr) {
   const dim3 grid((N + R - 1) / R, slots);
-  gemv_kernel<MT, R, kGlu><<<grid, kGemvThreads, 0, stream>>>(
-      y, x, table, table2, single, offsets, active, rows_single, N, K, bias);
+  gemv_kernel<MT, R, kGlu><<<grid, kGemvThreads, 0, stream>>>(y, x, table, table2, single, offsets,
+                                                              active, rows_single, N, K, bias);
   QWEN3MOE_CUDA_LAUNCHED();
 }
 
@@ -354,16 +354,20 @@ void gemv_dispatch(int64_t max_rows, float* y, const float* x, const void* const
 
 // gate and up streamed together (R = 4 rows of each: the x reuse of R = 8 unfused).
 void gemv_glu_dispatch(int64_t max_rows, float* y, const float* x, const void* const* gate,
-                       const void* const* up, const int32_t* offsets, const int32_t* active,
-                       int N, int K, int slots, cudaStream_t stream) {
+                       const void* const* up, const int32_t* offsets, const int32_t* active, int N,
+                       int K, int slots, cudaStream_t stream) {
   if (max_rows <= 1)
-    launch_gemv<1, 4, true>(y, x, gate, nullptr, offsets, active, 0, N, K, nullptr, slots, stream, up);
+    launch_gemv<1, 4, true>(y, x, gate, nullptr, offsets, active, 0, N, K, nullptr, slots, stream,
+                            up);
   else if (max_rows <= 2)
-    launch_gemv<2, 4, true>(y, x, gate, nullptr, offsets, active, 0, N, K, nullptr, slots, stream, up);
+    launch_gemv<2, 4, true>(y, x, gate, nullptr, offsets, active, 0, N, K, nullptr, slots, stream,
+                            up);
   else if (max_rows <= 4)
-    launch_gemv<4, 4, true>(y, x, gate, nullptr, offsets, active, 0, N, K, nullptr, slots, stream, up);
+    launch_gemv<4, 4, true>(y, x, gate, nullptr, offsets, active, 0, N, K, nullptr, slots, stream,
+                            up);
   else
-    launch_gemv<8, 4, true>(y, x, gate, nullptr, offsets, active, 0, N, K, nullptr, slots, stream, up);
+    launch_gemv<8, 4, true>(y, x, gate, nullptr, offsets, active, 0, N, K, nullptr, slots, stream,
+                            up);
 }
 
 }  // namespace
@@ -435,8 +439,8 @@ void moe_swiglu(float* act, float* gate_out, float* up_out, const float* x,
                 cudaStream_t stream) {
   if (rows == 0 || gate.rows == 0) return;
   QWEN3MOE_CHECK(gate.rows == up.rows && gate.cols == up.cols && gate.dtype == up.dtype,
-                 "moe_swiglu: gate ", gate.rows, "x", gate.cols, " and up ", up.rows, "x",
-                 up.cols, " differ");
+                 "moe_swiglu: gate ", gate.rows, "x", gate.cols, " and up ", up.rows, "x", up.cols,
+                 " differ");
   if (moe_matmul_path(gate, experts, rows) == MoeMatmulPath::kGemv) {
     gemv_glu_dispatch(std::min(tokens, rows), act, x, gate.table, up.table, offsets, active,
                       int(gate.rows), int(gate.cols), int(std::min(experts, rows)), stream);

@@ -8,8 +8,7 @@ namespace {
 
 constexpr int kThreads = 256;
 
-__global__ void rmsnorm_kernel(float* y, const float* x, const float* w, int64_t dim,
-                               float eps) {
+__global__ void rmsnorm_kernel(float* y, const float* x, const float* w, int64_t dim, float eps) {
   const float* xr = x + blockIdx.x * dim;
   float* yr = y + blockIdx.x * dim;
   double ss = 0;  // double like the CPU twin: rows can be thousands wide

@@ -37,8 +37,8 @@ void attention(float* out, const float* q, const float* k_cache, const float* v_
                float scale, cudaStream_t stream);
 void silu_mul(float* out, const float* gate, const float* up, int64_t rows, int64_t dim,
               cudaStream_t stream);
-void router_topk(int32_t* ids, float* weights, const float* logits, int64_t tokens,
-                 int64_t experts, int64_t k, bool normalize, cudaStream_t stream);
+void router_topk(int32_t* ids, float* weights, const float* logits, int64_t tokens, int64_t experts,
+                 int64_t k, bool normalize, cudaStream_t stream);
 void embedding(float* out, const Weight& table, const int32_t* ids, int64_t tokens,
                int64_t row_offset, cudaStream_t stream);
 void gather_rows(float* out, const float* in, const int32_t* idx, int64_t n, int64_t dim,

@@ -5,8 +5,8 @@
 #include <vector>
 
 #include "kernels/cuda/cuda_check.h"
-#include "kernels/cuda/peaks.h"
 #include "kernels/cuda/ops.h"
+#include "kernels/cuda/peaks.h"
 
 namespace qwen3moe::cuda {
 namespace {

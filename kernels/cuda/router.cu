@@ -42,7 +42,7 @@ __global__ void router_kernel(int32_t* ids, float* weights, const float* logits,
     }
   }
   for (int d = 16; d > 0; d /= 2) sum += __shfl_xor_sync(kFull, sum, d);
-  // Probabilities as the CPU twin has them (exp / sum); taken or absent experts are -1.
+    // Probabilities as the CPU twin has them (exp / sum); taken or absent experts are -1.
 #pragma unroll
   for (int i = 0; i < kPerLane; ++i) p[i] = lane + 32 * i < experts ? p[i] / sum : -1.0f;
   float topsum = 0.0f;
@@ -78,8 +78,8 @@ __global__ void router_kernel(int32_t* ids, float* weights, const float* logits,
 
 }  // namespace
 
-void router_topk(int32_t* ids, float* weights, const float* logits, int64_t tokens,
-                 int64_t experts, int64_t k, bool normalize, cudaStream_t stream) {
+void router_topk(int32_t* ids, float* weights, const float* logits, int64_t tokens, int64_t experts,
+                 int64_t k, bool normalize, cudaStream_t stream) {
   QWEN3MOE_CHECK(experts <= kMaxExperts, "router: ", experts, " experts exceed the CUDA kernel's ",
                  kMaxExperts);
   QWEN3MOE_CHECK(k >= 1 && k <= experts, "router: top-", k, " of ", experts, " experts");

@@ -41,9 +41,8 @@ class Communicator {
   virtual void all_gather(const void* send, void* recv, size_t bytes) = 0;
   // Per-peer byte counts and offsets (arrays of size()); what rank r sends to rank p arrives at
   // rank p at recv + recv_offsets[r].
-  virtual void all_to_all_v(const void* send, const size_t* send_bytes,
-                            const size_t* send_offsets, void* recv, const size_t* recv_bytes,
-                            const size_t* recv_offsets) = 0;
+  virtual void all_to_all_v(const void* send, const size_t* send_bytes, const size_t* send_offsets,
+                            void* recv, const size_t* recv_bytes, const size_t* recv_offsets) = 0;
   virtual void broadcast(void* buf, size_t bytes, int root) = 0;
   virtual void barrier() = 0;
 

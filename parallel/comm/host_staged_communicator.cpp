@@ -87,14 +87,12 @@ class HostStagedCommunicator final : public Communicator {
     char* hr = recv_.reserve(recv_end);
     const char* ds = static_cast<const char*>(send);
     char* dr = static_cast<char*>(recv);
-    for_each_span(send_bytes, send_offsets, [&](size_t off, size_t len) {
-      backend_.download(hs + off, ds + off, len);
-    });
+    for_each_span(send_bytes, send_offsets,
+                  [&](size_t off, size_t len) { backend_.download(hs + off, ds + off, len); });
     pass_context();
     host_.all_to_all_v(hs, send_bytes, send_offsets, hr, recv_bytes, recv_offsets);
-    for_each_span(recv_bytes, recv_offsets, [&](size_t off, size_t len) {
-      backend_.upload(dr + off, hr + off, len);
-    });
+    for_each_span(recv_bytes, recv_offsets,
+                  [&](size_t off, size_t len) { backend_.upload(dr + off, hr + off, len); });
   }
   void broadcast(void* buf, size_t bytes, int root) override {
     char* h = send_.reserve(bytes);
@@ -138,8 +136,7 @@ class HostStagedCommunicator final : public Communicator {
 
 }  // namespace
 
-std::unique_ptr<Communicator> make_host_staged_communicator(Communicator& host,
-                                                            Backend& backend) {
+std::unique_ptr<Communicator> make_host_staged_communicator(Communicator& host, Backend& backend) {
   return std::make_unique<HostStagedCommunicator>(host, backend);
 }
 

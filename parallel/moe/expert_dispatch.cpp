@@ -136,8 +136,8 @@ void ExpertDispatch::dispatch(int64_t n, const int32_t* ids, const float* weight
   // A peer's rows are sent from where they are when its tokens fill at least half of a
   // contiguous range of the input (at small world sizes, nearly always all of it): the whole
   // range goes, the tokens in it that are not routed there travel as rows without experts.
-  // Otherwise they are packed once, after the input rows. Own rows stay in place. Each row's k expert
-  // ids (other ranks' blanked to -1, so each rank sees only what it must compute) and k
+  // Otherwise they are packed once, after the input rows. Own rows stay in place. Each row's k
+  // expert ids (other ranks' blanked to -1, so each rank sees only what it must compute) and k
   // weights go in a second, small exchange.
   int64_t packed = 0;
   size_t meta_floats = 0;

@@ -1,8 +1,9 @@
-// MoE token dispatch and combine across expert-parallel ranks (README "Across ranks"). After the router, each token goes ONCE to each rank that owns at least one of
-// its top-k experts, carrying its expert ids and weights; the owner's experts run over what
-// arrived, the owner forms the weighted sum of its experts' outputs per token, and combine
-// sends one row per (token, rank) back, where the rows are summed. Counts are exchanged first,
-// then the data; both phases are timed and counted for the all-to-all profiler.
+// MoE token dispatch and combine across expert-parallel ranks (README "Across ranks"). After the
+// router, each token goes ONCE to each rank that owns at least one of its top-k experts, carrying
+// its expert ids and weights; the owner's experts run over what arrived, the owner forms the
+// weighted sum of its experts' outputs per token, and combine sends one row per (token, rank) back,
+// where the rows are summed. Counts are exchanged first, then the data; both phases are timed and
+// counted for the all-to-all profiler.
 //
 // Copies are the cost on host memory, so there are as few as the exchange allows:
 //  - a rank's own tokens stay where the caller wrote them (input()); its experts read them in
@@ -22,8 +23,8 @@
 #include <memory>
 #include <vector>
 
-#include "parallel/profile/a2a_profiler.h"
 #include "parallel/comm/communicator.h"
+#include "parallel/profile/a2a_profiler.h"
 
 namespace qwen3moe {
 

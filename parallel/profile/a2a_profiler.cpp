@@ -60,9 +60,9 @@ void A2aProfiler::record_exchange(int64_t layer, const char* phase,
 }
 
 void A2aProfiler::record_expert_tokens(int64_t layer, int64_t expert, int64_t count) {
-  QWEN3MOE_CHECK(layer >= 0 && size_t(layer) < expert_tokens_.size() && expert >= 0 &&
-                     expert < num_experts_,
-                 "profiler: expert ", expert, " of layer ", layer, " out of range");
+  QWEN3MOE_CHECK(
+      layer >= 0 && size_t(layer) < expert_tokens_.size() && expert >= 0 && expert < num_experts_,
+      "profiler: expert ", expert, " of layer ", layer, " out of range");
   expert_tokens_[size_t(layer)][size_t(expert)] += count;
 }
 

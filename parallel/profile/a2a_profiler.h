@@ -19,11 +19,11 @@ namespace qwen3moe {
 struct A2aExchange {
   int64_t step = 0;
   int64_t layer = 0;
-  std::string phase;                  // "dispatch" | "combine"
-  std::vector<uint64_t> bytes_to;     // [world] bytes this rank sent to each peer
-  double start_us = 0;                // on the job's common clock
-  double wait_us = 0;                 // counts exchange: waiting for the slowest peer
-  double transfer_us = 0;             // moving the data
+  std::string phase;               // "dispatch" | "combine"
+  std::vector<uint64_t> bytes_to;  // [world] bytes this rank sent to each peer
+  double start_us = 0;             // on the job's common clock
+  double wait_us = 0;              // counts exchange: waiting for the slowest peer
+  double transfer_us = 0;          // moving the data
 };
 
 struct A2aSpan {

@@ -1,5 +1,5 @@
-// The writing side of the all-to-all profiler (parallel/profile/a2a_profiler.h): every rank's records
-// gathered on rank 0, and the three outputs made from them. Split from the recorder so the
+// The writing side of the all-to-all profiler (parallel/profile/a2a_profiler.h): every rank's
+// records gathered on rank 0, and the three outputs made from them. Split from the recorder so the
 // summary, trace and page can be tested without a job.
 #pragma once
 
@@ -8,8 +8,8 @@
 #include <string>
 #include <vector>
 
-#include "parallel/profile/a2a_profiler.h"
 #include "parallel/comm/communicator.h"
+#include "parallel/profile/a2a_profiler.h"
 
 namespace qwen3moe {
 

@@ -14,8 +14,8 @@
 #include "core/model/kv_cache.h"
 #include "core/model/model.h"
 #include "kernels/backend.h"
-#include "kernels/cuda/ops.h"
 #include "kernels/common/dtype.h"
+#include "kernels/cuda/ops.h"
 #include "model_fixture.h"
 #include "parallel/comm/local_device_communicator.h"
 
@@ -178,13 +178,18 @@ std::vector<int32_t> router_like_ids(int64_t T, int64_t k, int64_t E, uint32_t s
 // One launch (decode, <= 64 tokens) and three (prefill) against the counting sort on the CPU;
 // integers, so exact. Outputs start as -7 so an unwritten entry shows.
 TEST_F(CudaOps, MoeAlignExact) {
-  for (auto [T, k, E] : {std::tuple<int64_t, int64_t, int64_t>{1, 8, 128}, {16, 8, 128},
-                         {64, 8, 128}, {65, 8, 128}, {300, 2, 8}, {2048, 8, 128},
+  for (auto [T, k, E] : {std::tuple<int64_t, int64_t, int64_t>{1, 8, 128},
+                         {16, 8, 128},
+                         {64, 8, 128},
+                         {65, 8, 128},
+                         {300, 2, 8},
+                         {2048, 8, 128},
                          {100, 4, 60}}) {
     std::vector<int32_t> ids = router_like_ids(T, k, E, uint32_t(T + E));
     if (T == 300) ids[17] = int32_t(E), ids[40] = -1;  // dropped pairs
     const size_t P = size_t(T * k);
-    std::vector<int32_t> off(static_cast<size_t>(E + 1)), tok(P), idx(P), act(static_cast<size_t>(E));
+    std::vector<int32_t> off(static_cast<size_t>(E + 1)), tok(P), idx(P),
+        act(static_cast<size_t>(E));
     cpu->moe_align(off.data(), tok.data(), idx.data(), act.data(), ids.data(), T, k, E);
     int32_t* d_off = dev(std::vector<int32_t>(off.size(), -7));
     int32_t* d_tok = dev(std::vector<int32_t>(P, -7));
@@ -204,13 +209,14 @@ TEST_F(CudaOps, MoeMatmulMatchesCpu) {
   struct Case {
     int64_t T, k, E, N, K;
   };
-  for (const Case c : {Case{1, 8, 128, 96, 256}, Case{2, 8, 128, 100, 64}, Case{4, 4, 16, 64, 128},
-                       Case{64, 8, 128, 96, 256}, Case{30, 2, 8, 64, 128}, Case{40, 8, 8, 72, 136},
-                       Case{512, 8, 128, 200, 256}, Case{300, 2, 8, 64, 96},
-                       Case{50, 2, 4, 33, 20}}) {
+  for (const Case c :
+       {Case{1, 8, 128, 96, 256}, Case{2, 8, 128, 100, 64}, Case{4, 4, 16, 64, 128},
+        Case{64, 8, 128, 96, 256}, Case{30, 2, 8, 64, 128}, Case{40, 8, 8, 72, 136},
+        Case{512, 8, 128, 200, 256}, Case{300, 2, 8, 64, 96}, Case{50, 2, 4, 33, 20}}) {
     const std::vector<int32_t> ids = router_like_ids(c.T, c.k, c.E, uint32_t(c.T * 7 + c.N));
     const int64_t P = c.T * c.k;
-    std::vector<int32_t> off(static_cast<size_t>(c.E + 1)), tok(static_cast<size_t>(P)), idx(static_cast<size_t>(P)), act(static_cast<size_t>(c.E));
+    std::vector<int32_t> off(static_cast<size_t>(c.E + 1)), tok(static_cast<size_t>(P)),
+        idx(static_cast<size_t>(P)), act(static_cast<size_t>(c.E));
     cpu->moe_align(off.data(), tok.data(), idx.data(), act.data(), ids.data(), c.T, c.k, c.E);
     std::vector<std::vector<uint16_t>> w(static_cast<size_t>(c.E));
     std::vector<const void*> htable(static_cast<size_t>(c.E)), dtable(static_cast<size_t>(c.E));
@@ -225,20 +231,23 @@ TEST_F(CudaOps, MoeMatmulMatchesCpu) {
     cpu->moe_matmul(want.data(), x.data(), ExpertWeights{htable.data(), DType::BF16, c.N, c.K},
                     off.data(), act.data(), c.E, P, c.T);
     float* y = dev(std::vector<float>(want.size(), NAN));
-    const ExpertWeights dw{reinterpret_cast<const void* const*>(dev(dtable)), DType::BF16, c.N, c.K};
+    const ExpertWeights dw{reinterpret_cast<const void* const*>(dev(dtable)), DType::BF16, c.N,
+                           c.K};
     gpu->moe_matmul(y, dev(x), dw, dev(off), dev(act), c.E, P, c.T);
     const char* path[] = {"gemv", "wmma", "plain"};
     std::printf("moe_matmul T=%lld E=%lld N=%lld K=%lld: %s\n", (long long)c.T, (long long)c.E,
-                (long long)c.N, (long long)c.K,
-                path[int(cuda::moe_matmul_path(dw, c.E, P))]);
+                (long long)c.N, (long long)c.K, path[int(cuda::moe_matmul_path(dw, c.E, P))]);
     expect_close(host(y, want.size()), want, 1e-4f, 1e-4f, "moe_matmul");
   }
 }
 
 // The fused gate+up+silu gemv (decode) and the unfused path (prefill) against the CPU.
 TEST_F(CudaOps, MoeSwigluMatchesCpu) {
-  for (auto [T, k, E] : {std::tuple<int64_t, int64_t, int64_t>{1, 8, 128}, {2, 8, 128},
-                         {4, 8, 128}, {64, 8, 128}, {512, 8, 128}}) {
+  for (auto [T, k, E] : {std::tuple<int64_t, int64_t, int64_t>{1, 8, 128},
+                         {2, 8, 128},
+                         {4, 8, 128},
+                         {64, 8, 128},
+                         {512, 8, 128}}) {
     const int64_t I = 96, H = 256, P = T * k;
     const std::vector<int32_t> ids = router_like_ids(T, k, E, uint32_t(T * 3 + 1));
     std::vector<int32_t> off(static_cast<size_t>(E + 1)), tok(static_cast<size_t>(P)),
@@ -275,7 +284,8 @@ TEST_F(CudaOps, MoeSwigluMatchesCpu) {
 TEST_F(CudaOps, MoeCombineMatchesCpu) {
   const int64_t T = 70, k = 8, E = 128, D = 200;
   const std::vector<int32_t> ids = router_like_ids(T, k, E, 41);
-  std::vector<int32_t> off(static_cast<size_t>(E + 1)), tok(static_cast<size_t>(T * k)), idx(static_cast<size_t>(T * k)), act(static_cast<size_t>(E));
+  std::vector<int32_t> off(static_cast<size_t>(E + 1)), tok(static_cast<size_t>(T * k)),
+      idx(static_cast<size_t>(T * k)), act(static_cast<size_t>(E));
   cpu->moe_align(off.data(), tok.data(), idx.data(), act.data(), ids.data(), T, k, E);
   idx[5] = -1;
   const std::vector<float> in = randn(size_t(T * k * D), 42), wts = randn(size_t(T * k), 43);
@@ -327,8 +337,9 @@ TEST(CudaModel, FixtureParity) {
     // dispatch and the logits stay on the host communicator.
     auto host_comm = make_local_communicator();
     auto comm = make_local_device_communicator(*backend);
-    Topology topo(0, 1, 1, {config.num_attention_heads, config.num_key_value_heads,
-                            config.num_experts, config.vocab_size});
+    Topology topo(0, 1, 1,
+                  {config.num_attention_heads, config.num_key_value_heads, config.num_experts,
+                   config.vocab_size});
     Model model(config, ws, *backend, *comm, *host_comm, topo);
     KvCache cache(config, topo, *backend, 64, 16);
     const WeightStore ref = WeightStore::open_file(dir + "/reference.safetensors");
@@ -357,8 +368,9 @@ TEST(CudaModel, GraphDecodeEqualsEagerAndCpu) {
   const ModelConfig config = ModelConfig::load(dir);
   const WeightStore ws = WeightStore::open(dir);
   auto comm = make_local_communicator();
-  Topology topo(0, 1, 1, {config.num_attention_heads, config.num_key_value_heads,
-                          config.num_experts, config.vocab_size});
+  Topology topo(0, 1, 1,
+                {config.num_attention_heads, config.num_key_value_heads, config.num_experts,
+                 config.vocab_size});
   auto gpu = make_cuda_backend(0);
   auto cpu = make_cpu_backend(2);
   auto gpu_comm = make_local_device_communicator(*gpu);

@@ -9,9 +9,9 @@
 #include <string>
 #include <vector>
 
+#include "bench/a2a_bench.h"
 #include "kernels/common/check.h"
 #include "mpi_world.h"
-#include "bench/a2a_bench.h"
 
 namespace qwen3moe::bench {
 namespace {

@@ -11,8 +11,8 @@
 #include <set>
 #include <sstream>
 
-#include "core/engine/generate.h"
 #include "core/checkpoint/random_checkpoint.h"
+#include "core/engine/generate.h"
 #include "model_fixture.h"
 #include "mpi_world.h"
 #include "parallel/profile/a2a_profiler.h"

@@ -10,11 +10,14 @@
 namespace qwen3moe {
 namespace {
 
-Communicator& world() { return testing::world(); }
-
+Communicator& world() {
+  return testing::world();
+}
 
 // The value rank `src` puts at index i of what it sends to rank `dst`.
-float payload(int src, int dst, size_t i) { return float(src * 1000000 + dst * 10000 + int(i)); }
+float payload(int src, int dst, size_t i) {
+  return float(src * 1000000 + dst * 10000 + int(i));
+}
 
 TEST(MpiCollectives, AllReduceSumsEveryRank) {
   const int W = world().size(), R = world().rank();
@@ -67,7 +70,8 @@ TEST(MpiCollectives, AllToAllVRoutesUnevenAndZeroCounts) {
   }
   std::vector<float> send(s_total / sizeof(float) + 1), recv(r_total / sizeof(float) + 1, -1.0f);
   for (int p = 0; p < W; ++p)
-    for (size_t i = 0; i < count(R, p); ++i) send[so[size_t(p)] / sizeof(float) + i] = payload(R, p, i);
+    for (size_t i = 0; i < count(R, p); ++i)
+      send[so[size_t(p)] / sizeof(float) + i] = payload(R, p, i);
   world().all_to_all_v(send.data(), sb.data(), so.data(), recv.data(), rb.data(), ro.data());
   for (int s = 0; s < W; ++s)
     for (size_t i = 0; i < count(s, R); ++i)
@@ -82,7 +86,8 @@ TEST(MpiCollectives, BroadcastFromEveryRoot) {
     if (R == root)
       for (size_t i = 0; i < buf.size(); ++i) buf[i] = payload(root, 0, i);
     world().broadcast(buf.data(), buf.size() * sizeof(float), root);
-    for (size_t i = 0; i < buf.size(); ++i) ASSERT_EQ(buf[i], payload(root, 0, i)) << "root " << root;
+    for (size_t i = 0; i < buf.size(); ++i)
+      ASSERT_EQ(buf[i], payload(root, 0, i)) << "root " << root;
   }
   world().barrier();
 }

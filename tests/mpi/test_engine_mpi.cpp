@@ -12,7 +12,9 @@
 namespace qwen3moe {
 namespace {
 
-Communicator& world() { return testing::world(); }
+Communicator& world() {
+  return testing::world();
+}
 
 TEST(MpiEngine, RanksFollowRankZerosPlans) {
   const std::string dir = testing::fixture("hf-tiny/moe_a");
@@ -49,7 +51,8 @@ TEST(MpiEngine, RanksFollowRankZerosPlans) {
     g.sampling.temperature = 0;
     g.ignore_eos = true;
     EXPECT_EQ(finish[r], "length");
-    EXPECT_EQ(ids[r], generate(single.model, *single.comm, single.cache, prompts[size_t(r)], g).output_ids)
+    EXPECT_EQ(ids[r],
+              generate(single.model, *single.comm, single.cache, prompts[size_t(r)], g).output_ids)
         << "request " << r;
   }
 }

@@ -14,8 +14,8 @@
 #include <vector>
 
 #include "mpi_world.h"
-#include "parallel/profile/a2a_profiler.h"
 #include "parallel/moe/expert_dispatch.h"
+#include "parallel/profile/a2a_profiler.h"
 
 namespace qwen3moe {
 namespace {

@@ -13,7 +13,9 @@
 namespace qwen3moe {
 namespace {
 
-Communicator& world() { return testing::world(); }
+Communicator& world() {
+  return testing::world();
+}
 
 using testing::fixture;
 using testing::LoadedModel;

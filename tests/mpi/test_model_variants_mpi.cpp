@@ -10,15 +10,17 @@
 #include <filesystem>
 #include <fstream>
 
-#include "core/engine/generate.h"
 #include "core/checkpoint/random_checkpoint.h"
+#include "core/engine/generate.h"
 #include "model_fixture.h"
 #include "mpi_world.h"
 
 namespace qwen3moe {
 namespace {
 
-Communicator& world() { return testing::world(); }
+Communicator& world() {
+  return testing::world();
+}
 
 constexpr const char* kConfig = R"({
   "architectures": ["Qwen3MoeForCausalLM"], "model_type": "qwen3_moe",

@@ -19,7 +19,9 @@ using testing::fresh_dir;
 using testing::read_file;
 
 using Result = testing::CliResult;
-Result run(const std::string& args) { return testing::run_cli(args, "a2a"); }
+Result run(const std::string& args) {
+  return testing::run_cli(args, "a2a");
+}
 
 struct Row {
   size_t size = 0, count = 0;

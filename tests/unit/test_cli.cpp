@@ -13,9 +13,9 @@
 #include <string>
 #include <vector>
 
-#include "core/engine/generate.h"
 #include "core/checkpoint/npy.h"
 #include "core/checkpoint/safetensors.h"
+#include "core/engine/generate.h"
 #include "model_fixture.h"
 #include "test_util.h"
 
@@ -31,9 +31,13 @@ using testing::tensor_values;
 using testing::write_file;
 
 using Result = testing::CliResult;
-Result run(const std::string& args) { return testing::run_cli(args, "run"); }
+Result run(const std::string& args) {
+  return testing::run_cli(args, "run");
+}
 
-std::string sh_quote(const std::string& s) { return "'" + s + "'"; }
+std::string sh_quote(const std::string& s) {
+  return "'" + s + "'";
+}
 
 // A failed run: non-zero exit (not a crash), exactly one line on stderr, naming every needle.
 void expect_one_line_error(const Result& r, const std::vector<std::string>& needles) {
@@ -88,7 +92,8 @@ std::string logits_cmd(const std::string& dir, const std::string& ids = "1,2,3")
 // ---- bad inputs -----------------------------------------------------------------------------
 
 TEST(CliErrors, TruncatedSafetensors) {
-  expect_one_line_error(run(logits_cmd(model_dir("trunc", std::string("\x08\x00\x00", 3)))), {"truncated"});
+  expect_one_line_error(run(logits_cmd(model_dir("trunc", std::string("\x08\x00\x00", 3)))),
+                        {"truncated"});
 }
 
 TEST(CliErrors, HeaderLengthPastTheEnd) {
@@ -103,12 +108,12 @@ TEST(CliErrors, HeaderOver100MB) {
 TEST(CliErrors, OverlappingRanges) {
   const std::string h = R"({"a":{"dtype":"F32","shape":[4],"data_offsets":[0,16]},)"
                         R"("b":{"dtype":"F32","shape":[4],"data_offsets":[8,24]}})";
-  expect_one_line_error(run(logits_cmd(model_dir("overlap", raw_safetensors(h, 24)))),
-                        {"overlap"});
+  expect_one_line_error(run(logits_cmd(model_dir("overlap", raw_safetensors(h, 24)))), {"overlap"});
 }
 
 TEST(CliErrors, UnknownDtype) {
-  const std::string h = R"({"model.norm.weight":{"dtype":"F8_E9","shape":[4],"data_offsets":[0,4]}})";
+  const std::string h =
+      R"({"model.norm.weight":{"dtype":"F8_E9","shape":[4],"data_offsets":[0,4]}})";
   expect_one_line_error(run(logits_cmd(model_dir("dtype", raw_safetensors(h, 4)))),
                         {"unknown dtype 'F8_E9'"});
 }
@@ -252,7 +257,8 @@ TEST(Cli, GenerateJsonGreedyMatchesReference) {
   for (size_t s = 0; s < expected.size(); ++s) {
     if (got[s] == expected[s]) continue;
     // The parity rule: a different choice only where the reference's top-2 gap < 2e-3.
-    std::vector<float> row(scores.begin() + int64_t(s) * 512, scores.begin() + int64_t(s + 1) * 512);
+    std::vector<float> row(scores.begin() + int64_t(s) * 512,
+                           scores.begin() + int64_t(s + 1) * 512);
     std::partial_sort(row.begin(), row.begin() + 2, row.end(), std::greater<float>());
     ASSERT_LT(row[0] - row[1], 2e-3f) << "step " << s << ": " << got[s] << " vs " << expected[s];
     break;
@@ -301,7 +307,8 @@ std::pair<double, double> parameter_counts(const std::string& out) {
   EXPECT_NE(at, std::string::npos) << out;
   double total = -1, active = -1;
   if (at != std::string::npos)
-    std::sscanf(out.c_str() + at, "parameters total %lf B, active per token %lf B", &total, &active);
+    std::sscanf(out.c_str() + at, "parameters total %lf B, active per token %lf B", &total,
+                &active);
   return {total, active};
 }
 
@@ -334,7 +341,8 @@ TEST(Cli, InitRandomWritesAFolderThatLoads) {
   const std::string dir = fresh_dir("init");
   const std::string cfg = kDense + "/config.json";
   auto init = [&](const std::string& out, const std::string& extra) {
-    const Result r = run("init-random --config " + sh_quote(cfg) + " --out " + sh_quote(out) + extra);
+    const Result r =
+        run("init-random --config " + sh_quote(cfg) + " --out " + sh_quote(out) + extra);
     EXPECT_EQ(r.code, 0) << r.err;
   };
   init(dir + "/a", " --seed 3");

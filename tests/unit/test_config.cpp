@@ -44,7 +44,9 @@ json moe_config() {
   return j;
 }
 
-ModelConfig parse(const json& j) { return ModelConfig::from_json_text(j.dump(), "cfg.json"); }
+ModelConfig parse(const json& j) {
+  return ModelConfig::from_json_text(j.dump(), "cfg.json");
+}
 
 // The message of parsing j with `key` set to `value` (or removed when value is null).
 std::string error_with(json j, const std::string& key, const json& value) {
@@ -92,23 +94,28 @@ TEST(Config, NegativeOrZeroSizes) {
   EXPECT_ERROR_NAMES(error_with(dense_config(), "vocab_size", 0), "'vocab_size'", "got 0");
   EXPECT_ERROR_NAMES(error_with(dense_config(), "hidden_size", -4), "'hidden_size'", "-4");
   EXPECT_ERROR_NAMES(error_with(dense_config(), "num_hidden_layers", 0), "'num_hidden_layers'");
-  EXPECT_ERROR_NAMES(error_with(dense_config(), "num_attention_heads", -1), "'num_attention_heads'", "-1");
-  EXPECT_ERROR_NAMES(error_with(dense_config(), "num_key_value_heads", 0), "'num_key_value_heads'", "0");
-  EXPECT_ERROR_NAMES(error_with(dense_config(), "intermediate_size", -200), "'intermediate_size'", "-200");
+  EXPECT_ERROR_NAMES(error_with(dense_config(), "num_attention_heads", -1), "'num_attention_heads'",
+                     "-1");
+  EXPECT_ERROR_NAMES(error_with(dense_config(), "num_key_value_heads", 0), "'num_key_value_heads'",
+                     "0");
+  EXPECT_ERROR_NAMES(error_with(dense_config(), "intermediate_size", -200), "'intermediate_size'",
+                     "-200");
   EXPECT_ERROR_NAMES(error_with(dense_config(), "max_position_embeddings", 0),
                      "'max_position_embeddings'");
   EXPECT_ERROR_NAMES(error_with(dense_config(), "head_dim", 0), "'head_dim'", "0");
   EXPECT_ERROR_NAMES(error_with(moe_config(), "num_experts", 0), "'num_experts'", "0");
-  EXPECT_ERROR_NAMES(error_with(moe_config(), "num_experts_per_tok", -2), "'num_experts_per_tok'", "-2");
-  EXPECT_ERROR_NAMES(error_with(moe_config(), "moe_intermediate_size", 0), "'moe_intermediate_size'");
+  EXPECT_ERROR_NAMES(error_with(moe_config(), "num_experts_per_tok", -2), "'num_experts_per_tok'",
+                     "-2");
+  EXPECT_ERROR_NAMES(error_with(moe_config(), "moe_intermediate_size", 0),
+                     "'moe_intermediate_size'");
   EXPECT_ERROR_NAMES(error_with(moe_config(), "decoder_sparse_step", 0), "'decoder_sparse_step'");
   EXPECT_ERROR_NAMES(error_with(dense_config(), "rope_theta", -1.0), "'rope_theta'", "-1");
   EXPECT_ERROR_NAMES(error_with(dense_config(), "rms_norm_eps", 0.0), "'rms_norm_eps'", "0");
 }
 
 TEST(Config, HeadsNotDivisibleByKvHeads) {
-  EXPECT_ERROR_NAMES(error_with(dense_config(), "num_key_value_heads", 3),
-                     "num_attention_heads=4", "num_key_value_heads=3");
+  EXPECT_ERROR_NAMES(error_with(dense_config(), "num_key_value_heads", 3), "num_attention_heads=4",
+                     "num_key_value_heads=3");
 }
 
 TEST(Config, HiddenNotDivisibleByHeadsWithoutHeadDim) {
@@ -161,7 +168,8 @@ TEST(Config, BadMlpOnlyLayers) {
 }
 
 TEST(Config, MoeLayerRule) {
-  // As transformers' Qwen3MoeDecoderLayer: MoE iff not in mlp_only_layers and (layer + 1) % decoder_sparse_step == 0.
+  // As transformers' Qwen3MoeDecoderLayer: MoE iff not in mlp_only_layers and (layer + 1) %
+  // decoder_sparse_step == 0.
   json j = moe_config();
   j["num_hidden_layers"] = 6;
   j["decoder_sparse_step"] = 2;
@@ -184,7 +192,8 @@ TEST(Config, NonIntegerWhereIntegerExpected) {
   EXPECT_ERROR_NAMES(error_with(dense_config(), "hidden_size", "128"), "'hidden_size'", "\"128\"");
   EXPECT_ERROR_NAMES(error_with(moe_config(), "num_experts", true), "'num_experts'", "true");
   EXPECT_ERROR_NAMES(error_with(dense_config(), "rope_theta", "big"), "'rope_theta'", "\"big\"");
-  EXPECT_ERROR_NAMES(error_with(moe_config(), "norm_topk_prob", "yes"), "'norm_topk_prob'", "\"yes\"");
+  EXPECT_ERROR_NAMES(error_with(moe_config(), "norm_topk_prob", "yes"), "'norm_topk_prob'",
+                     "\"yes\"");
   EXPECT_ERROR_NAMES(error_with(dense_config(), "tie_word_embeddings", 1), "'tie_word_embeddings'");
 }
 
@@ -219,8 +228,8 @@ TEST(Config, OtherBadValues) {
                      "cannot open", "/nonexistent/qwen3/config.json");
 }
 
-// Known bug (core/checkpoint/config.cpp, model_type read with get<std::string>() unchecked): a non-string
-// model_type escapes as nlohmann::json::type_error instead of an Error naming the field.
+// Known bug (core/checkpoint/config.cpp, model_type read with get<std::string>() unchecked): a
+// non-string model_type escapes as nlohmann::json::type_error instead of an Error naming the field.
 TEST(Config, NonStringModelTypeIsNamed) {
   EXPECT_ERROR_NAMES(error_with(dense_config(), "model_type", 5), "model_type", "5");
 }

@@ -136,7 +136,8 @@ void reference_matmul(const std::vector<float>& x, const TestWeight& t, int64_t 
 }
 
 // f32 accumulation of K products: error well under 1e-5 of the magnitude sum.
-::testing::AssertionResult matmul_close(const std::vector<float>& got, const std::vector<double>& ref,
+::testing::AssertionResult matmul_close(const std::vector<float>& got,
+                                        const std::vector<double>& ref,
                                         const std::vector<double>& mag, int64_t m, int64_t n) {
   for (size_t i = 0; i < ref.size(); ++i) {
     const double err = std::fabs(double(got[i]) - ref[i]);
@@ -156,9 +157,8 @@ struct MatmulAlgo {
 };
 
 TEST(CpuMatmul, AllAlgorithmsDtypesShapesSlicesAndBias) {
-  const MatmulAlgo algos[] = {{"own", &cpu::matmul_own},
-                              {"blas", &cpu::matmul_blas},
-                              {"dispatch", &cpu::matmul}};
+  const MatmulAlgo algos[] = {
+      {"own", &cpu::matmul_own}, {"blas", &cpu::matmul_blas}, {"dispatch", &cpu::matmul}};
   const DType dtypes[] = {DType::BF16, DType::F16, DType::F32};
   const int64_t ms[] = {1, 2, 3, 4, 5, 17, 64};
   // (N, K): odd N and K not multiples of 8; K < 8 leaves only the scalar tail.
@@ -257,7 +257,8 @@ std::vector<double> reference_rmsnorm(const std::vector<float>& x, const std::ve
     double ss = 0;
     for (int64_t i = 0; i < dim; ++i) ss += double(x[size_t(r * dim + i)]) * x[size_t(r * dim + i)];
     const double inv = 1.0 / std::sqrt(ss / double(dim) + eps);
-    for (int64_t i = 0; i < dim; ++i) y[size_t(r * dim + i)] = double(w[size_t(i)]) * x[size_t(r * dim + i)] * inv;
+    for (int64_t i = 0; i < dim; ++i)
+      y[size_t(r * dim + i)] = double(w[size_t(i)]) * x[size_t(r * dim + i)] * inv;
   }
   return y;
 }
@@ -293,8 +294,8 @@ std::vector<double> reference_rope(const std::vector<float>& x, const std::vecto
     for (int64_t h = 0; h < heads; ++h) {
       for (int64_t i = 0; i < half; ++i) {
         const double inv_freq = std::pow(theta, -2.0 * double(i) / double(d));
-        const double angle = f32_angle ? double(float(pos[t]) * float(inv_freq))
-                                       : double(pos[t]) * inv_freq;
+        const double angle =
+            f32_angle ? double(float(pos[t]) * float(inv_freq)) : double(pos[t]) * inv_freq;
         const size_t a = (t * size_t(heads) + size_t(h)) * size_t(d) + size_t(i);
         const double x1 = x[a], x2 = x[a + size_t(half)];
         y[a] = x1 * std::cos(angle) - x2 * std::sin(angle);
@@ -342,8 +343,8 @@ TEST(CpuKvCacheWrite, WritesExactlyTheGivenSlots) {
   const std::vector<float> k = random_floats(slots.size() * size_t(kv_dim), rng);
   const std::vector<float> v = random_floats(slots.size() * size_t(kv_dim), rng);
   std::vector<float> kc(size_t(slots_total * kv_dim), kSentinel), vc = kc;
-  cpu::kv_cache_write(kc.data(), vc.data(), k.data(), v.data(), slots.data(),
-                      int64_t(slots.size()), kv_dim);
+  cpu::kv_cache_write(kc.data(), vc.data(), k.data(), v.data(), slots.data(), int64_t(slots.size()),
+                      kv_dim);
   std::vector<float> want_k(kc.size(), kSentinel), want_v = want_k;
   for (size_t t = 0; t < slots.size(); ++t) {
     for (int64_t j = 0; j < kv_dim; ++j) {
@@ -358,9 +359,8 @@ TEST(CpuKvCacheWrite, WritesExactlyTheGivenSlots) {
 TEST(CpuKvCacheWrite, NegativeSlotIsAnError) {
   std::vector<float> kc(16), vc(16), k(8, 1.0f), v(8, 1.0f);
   const std::vector<int32_t> slots = {1, -1};
-  const std::string msg = testing::error_of([&] {
-    cpu::kv_cache_write(kc.data(), vc.data(), k.data(), v.data(), slots.data(), 2, 4);
-  });
+  const std::string msg = testing::error_of(
+      [&] { cpu::kv_cache_write(kc.data(), vc.data(), k.data(), v.data(), slots.data(), 2, 4); });
   EXPECT_ERROR_NAMES(msg, "negative slot -1");
 }
 
@@ -372,7 +372,7 @@ struct PagedCase {
   int64_t q_heads = 6, kv_heads = 2, d = 16, bs = 4, num_blocks = 9, max_blocks = 3;
   std::vector<std::vector<int32_t>> blocks = {{7, 2, 5}, {1, 6}, {3}, {8, 4}};
   std::vector<int64_t> lengths = {10, 7, 1, 8};  // 10 and 7 do not fill their last block
-  std::vector<std::vector<float>> k, v;           // per sequence [len, kv_heads*d]
+  std::vector<std::vector<float>> k, v;          // per sequence [len, kv_heads*d]
   std::vector<float> k_cache, v_cache;
   std::vector<int32_t> tables;
 
@@ -382,7 +382,8 @@ struct PagedCase {
     v_cache = k_cache;
     tables.assign(blocks.size() * size_t(max_blocks), 0);  // block 0 is nobody's: NaN
     for (size_t s = 0; s < blocks.size(); ++s) {
-      for (size_t b = 0; b < blocks[s].size(); ++b) tables[s * size_t(max_blocks) + b] = blocks[s][b];
+      for (size_t b = 0; b < blocks[s].size(); ++b)
+        tables[s * size_t(max_blocks) + b] = blocks[s][b];
       k.push_back(random_floats(size_t(lengths[s] * kv_dim), rng));
       v.push_back(random_floats(size_t(lengths[s] * kv_dim), rng));
       for (int64_t p = 0; p < lengths[s]; ++p) {
@@ -407,7 +408,8 @@ struct PagedCase {
         double mx = -INFINITY;
         for (int64_t p = 0; p <= pos[t]; ++p) {
           double dot = 0;
-          for (int64_t i = 0; i < d; ++i) dot += double(qv[i]) * ks[size_t(p * kv_dim + kvh * d + i)];
+          for (int64_t i = 0; i < d; ++i)
+            dot += double(qv[i]) * ks[size_t(p * kv_dim + kvh * d + i)];
           s[size_t(p)] = dot * scale;
           mx = std::max(mx, s[size_t(p)]);
         }
@@ -415,7 +417,8 @@ struct PagedCase {
         for (double& e : s) sum += (e = std::exp(e - mx));
         double* o = &out[(t * size_t(q_heads) + size_t(h)) * size_t(d)];
         for (int64_t p = 0; p <= pos[t]; ++p)
-          for (int64_t i = 0; i < d; ++i) o[i] += s[size_t(p)] / sum * vs[size_t(p * kv_dim + kvh * d + i)];
+          for (int64_t i = 0; i < d; ++i)
+            o[i] += s[size_t(p)] / sum * vs[size_t(p * kv_dim + kvh * d + i)];
       }
     }
     return out;
@@ -455,8 +458,8 @@ TEST(CpuAttention, SinglePositionReturnsItsValue) {
   const std::vector<float> q = random_floats(size_t(c.q_heads * c.d), rng);
   AttentionBatch b{1, pos.data(), seq.data(), c.tables.data(), int(c.max_blocks), int(c.bs)};
   std::vector<float> out(q.size(), NAN);
-  cpu::attention(out.data(), q.data(), c.k_cache.data(), c.v_cache.data(), b, c.q_heads,
-                 c.kv_heads, c.d, 0.25f);
+  cpu::attention(out.data(), q.data(), c.k_cache.data(), c.v_cache.data(), b, c.q_heads, c.kv_heads,
+                 c.d, 0.25f);
   // Softmax over one position is 1: each q head copies its kv head's value row.
   for (int64_t h = 0; h < c.q_heads; ++h)
     for (int64_t i = 0; i < c.d; ++i)
@@ -467,14 +470,16 @@ TEST(CpuAttention, SinglePositionReturnsItsValue) {
 
 TEST(CpuElementwise, SiluMulMatchesReference) {
   std::mt19937 rng(19);
-  for (auto [rows, dim] : {std::pair<int64_t, int64_t>{3, 13}, {10, 7001}}) {  // 70010 > OpenMP threshold
+  for (auto [rows, dim] :
+       {std::pair<int64_t, int64_t>{3, 13}, {10, 7001}}) {  // 70010 > OpenMP threshold
     std::vector<float> g = random_floats(size_t(rows * dim), rng, 6.0f);
     const std::vector<float> u = random_floats(size_t(rows * dim), rng);
     g[0] = -100.0f;  // exp(100) overflows f32: silu must still give -0, not NaN
     g[1] = 100.0f;
     g[2] = 0.0f;
     std::vector<double> ref(g.size());
-    for (size_t i = 0; i < g.size(); ++i) ref[i] = double(g[i]) / (1.0 + std::exp(-double(g[i]))) * u[i];
+    for (size_t i = 0; i < g.size(); ++i)
+      ref[i] = double(g[i]) / (1.0 + std::exp(-double(g[i]))) * u[i];
     std::vector<float> out(g.size(), NAN);
     cpu::silu_mul(out.data(), g.data(), u.data(), rows, dim);
     EXPECT_TRUE(all_close(out, ref, 1e-6, 1e-5)) << rows << "x" << dim;
@@ -529,8 +534,8 @@ void reference_router(const std::vector<float>& logits, int64_t T, int64_t E, in
 
 void check_router(const std::vector<float>& logits, int64_t T, int64_t E, int64_t k) {
   for (bool normalize : {false, true}) {
-    SCOPED_TRACE(::testing::Message() << "T=" << T << " E=" << E << " k=" << k
-                                      << (normalize ? " normalized" : " raw"));
+    SCOPED_TRACE(::testing::Message()
+                 << "T=" << T << " E=" << E << " k=" << k << (normalize ? " normalized" : " raw"));
     std::vector<int32_t> want_ids;
     std::vector<double> want_w;
     reference_router(logits, T, E, k, normalize, want_ids, want_w);
@@ -552,9 +557,9 @@ TEST(CpuRouter, RandomLogitsNormalizeOnAndOff) {
 
 TEST(CpuRouter, TiesGoToTheLowerExpertId) {
   // Equal logits give bit-equal probabilities; the lower id must come first.
-  const std::vector<float> logits = {0.5f, 2.0f, 2.0f, -1.0f, 2.0f, 2.0f,   // four-way tie at 2
-                                     1.0f, 1.0f, 1.0f, 1.0f, 1.0f, 1.0f,   // all equal
-                                     -3.f, 4.0f, -3.f, 4.0f, -3.f, -3.0f};  // ties at both levels
+  const std::vector<float> logits = {0.5f, 2.0f, 2.0f, -1.0f, 2.0f, 2.0f,    // four-way tie at 2
+                                     1.0f, 1.0f, 1.0f, 1.0f,  1.0f, 1.0f,    // all equal
+                                     -3.f, 4.0f, -3.f, 4.0f,  -3.f, -3.0f};  // ties at both levels
   check_router(logits, 3, 6, 3);
   std::vector<int32_t> ids(9);
   std::vector<float> w(9);
@@ -613,14 +618,16 @@ TEST(CpuRows, ScatterAddRowsWeightedAndUnweighted) {
     std::vector<double> want(base.begin(), base.end());
     for (size_t i = 0; i < idx.size(); ++i)
       for (int64_t j = 0; j < dim; ++j)
-        want[size_t(idx[i] * dim + j)] += (weighted ? scale[i] : 1.0) * in[i * size_t(dim) + size_t(j)];
+        want[size_t(idx[i] * dim + j)] +=
+            (weighted ? scale[i] : 1.0) * in[i * size_t(dim) + size_t(j)];
     std::vector<float> out = base;
     cpu::scatter_add_rows(out.data(), in.data(), idx.data(), weighted ? scale.data() : nullptr,
                           int64_t(idx.size()), dim);
     EXPECT_TRUE(all_close(out, want, 1e-6, 1e-6)) << (weighted ? "weighted" : "unweighted");
     // Rows nobody targets (1 and 4) are untouched, bit for bit.
     for (int64_t r : {1, 4})
-      for (int64_t j = 0; j < dim; ++j) EXPECT_EQ(out[size_t(r * dim + j)], base[size_t(r * dim + j)]);
+      for (int64_t j = 0; j < dim; ++j)
+        EXPECT_EQ(out[size_t(r * dim + j)], base[size_t(r * dim + j)]);
   }
 }
 
@@ -673,10 +680,10 @@ TEST(CpuBackend, SameResultsAsTheFreeFunctions) {
   const std::vector<float> q = random_floats(3 * size_t(c.q_heads * c.d), rng);
   AttentionBatch ab{3, pos.data(), seq.data(), c.tables.data(), int(c.max_blocks), int(c.bs)};
   std::vector<float> oa(q.size()), ob(q.size());
-  be->attention(oa.data(), q.data(), c.k_cache.data(), c.v_cache.data(), ab, c.q_heads,
-                c.kv_heads, c.d, 0.25f);
-  cpu::attention(ob.data(), q.data(), c.k_cache.data(), c.v_cache.data(), ab, c.q_heads,
-                 c.kv_heads, c.d, 0.25f);
+  be->attention(oa.data(), q.data(), c.k_cache.data(), c.v_cache.data(), ab, c.q_heads, c.kv_heads,
+                c.d, 0.25f);
+  cpu::attention(ob.data(), q.data(), c.k_cache.data(), c.v_cache.data(), ab, c.q_heads, c.kv_heads,
+                 c.d, 0.25f);
   EXPECT_TRUE(all_equal(oa, ob));
   EXPECT_TRUE(all_close(oa, c.reference(q, seq, pos, 0.25), 1e-5, 1e-5));
 }

@@ -82,7 +82,8 @@ TEST(Engine, BatchedRequestsEqualEachRunAlone) {
     prompts.push_back(p);
   }
   std::map<uint64_t, Collected> out;
-  for (int r = 0; r < 8; ++r) e.submit(greedy(prompts[size_t(r)], 6 + r), collect(out[uint64_t(r)]));
+  for (int r = 0; r < 8; ++r)
+    e.submit(greedy(prompts[size_t(r)], 6 + r), collect(out[uint64_t(r)]));
   run_to_completion(e, out);
   for (int r = 0; r < 8; ++r) {
     const Collected& c = out[uint64_t(r)];

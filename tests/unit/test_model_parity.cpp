@@ -11,8 +11,8 @@
 namespace qwen3moe {
 namespace {
 
-using testing::LoadedModel;
 using testing::fixture;
+using testing::LoadedModel;
 using testing::tensor_values;
 
 class Parity : public ::testing::TestWithParam<std::string> {};
@@ -34,8 +34,8 @@ TEST_P(Parity, PromptLogitsMatchReference) {
     }
     std::printf("%s %s T=%zu: max |err| %.3g, bound %.3g\n", GetParam().c_str(), key.c_str(),
                 tokens.size(), double(max_err), double(1e-3f * (1 + max_ref)));
-    EXPECT_LE(max_err, 1e-3f * (1 + max_ref))
-        << key << " (T=" << tokens.size() << "): max |err| " << max_err << ", max |ref| " << max_ref;
+    EXPECT_LE(max_err, 1e-3f * (1 + max_ref)) << key << " (T=" << tokens.size() << "): max |err| "
+                                              << max_err << ", max |ref| " << max_ref;
     EXPECT_EQ(m.cache.free_blocks(), m.cache.num_blocks()) << "blocks leaked by " << key;
   }
 }
@@ -92,7 +92,8 @@ TEST_P(Parity, KvCacheDecodeEqualsFullPrefill) {
     std::vector<float> step;
     m.model.forward(b, m.cache, step);
     for (int64_t v = 0; v < V; ++v)
-      ASSERT_NEAR(step[size_t(v)], full[size_t(t * V + v)], 1e-4f * (1 + std::fabs(full[size_t(t * V + v)])))
+      ASSERT_NEAR(step[size_t(v)], full[size_t(t * V + v)],
+                  1e-4f * (1 + std::fabs(full[size_t(t * V + v)])))
           << "position " << t << " vocab " << v;
   }
 }

@@ -9,8 +9,8 @@
 #include <nlohmann/json.hpp>
 #include <random>
 
-#include "core/engine/generate.h"
 #include "core/checkpoint/random_checkpoint.h"
+#include "core/engine/generate.h"
 #include "model_fixture.h"
 #include "reference_forward.h"
 #include "test_util.h"
@@ -99,7 +99,9 @@ struct Variant {
   json config;
 };
 
-void PrintTo(const Variant& v, std::ostream* os) { *os << v.name; }
+void PrintTo(const Variant& v, std::ostream* os) {
+  *os << v.name;
+}
 
 std::vector<Variant> variants() {
   std::vector<Variant> v;
@@ -184,7 +186,8 @@ TEST_P(Variants, LogitsMatchFloat64Reference) {
     flip = true;
   }
   if (flip) {
-    const Deviation off = deviation(got, ReferenceForward(flipped, model_->weights).logits(prompt_));
+    const Deviation off =
+        deviation(got, ReferenceForward(flipped, model_->weights).logits(prompt_));
     EXPECT_GT(off.max_err, off.bound) << "the check cannot tell this variant's feature apart";
   }
 }
@@ -262,7 +265,8 @@ TEST_P(Variants, TwoSequencesInOneBatchEqualSeparateRuns) {
   m.model.forward(step, m.cache, got);
   ASSERT_EQ(got.size(), size_t(2 * V));
   for (int64_t v = 0; v < V; ++v) {
-    const float ra = alone_a[size_t(17 * V + v)], rb = alone_b[size_t((int64_t(b.size()) - 1) * V + v)];
+    const float ra = alone_a[size_t(17 * V + v)],
+                rb = alone_b[size_t((int64_t(b.size()) - 1) * V + v)];
     ASSERT_NEAR(got[size_t(v)], ra, 1e-4f * (1 + std::fabs(ra))) << "sequence A, vocab " << v;
     ASSERT_NEAR(got[size_t(V + v)], rb, 1e-4f * (1 + std::fabs(rb))) << "sequence B, vocab " << v;
   }

@@ -10,8 +10,8 @@
 #include <vector>
 
 #include "kernels/backend.h"
-#include "kernels/cpu/ops.h"
 #include "kernels/common/dtype.h"
+#include "kernels/cpu/ops.h"
 
 namespace qwen3moe {
 namespace {
@@ -138,7 +138,8 @@ TEST(MoeKernels, SwigluIsSiluOfGateTimesUp) {
   cpu::moe_matmul(g.data(), x.data(), gate, a.offsets.data(), a.active.data(), E, T * k, T);
   cpu::moe_matmul(u.data(), x.data(), up, a.offsets.data(), a.active.data(), E, T * k, T);
   for (size_t i = 0; i < act.size(); ++i)
-    ASSERT_NEAR(act[i], g[i] / (1.0 + std::exp(-double(g[i]))) * u[i], 1e-5 * (1 + std::fabs(act[i])))
+    ASSERT_NEAR(act[i], g[i] / (1.0 + std::exp(-double(g[i]))) * u[i],
+                1e-5 * (1 + std::fabs(act[i])))
         << i;
 }
 

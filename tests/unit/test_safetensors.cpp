@@ -141,8 +141,9 @@ std::string write_sharded(const nlohmann::json& weight_map, const std::vector<fl
                     {{"x.a", DType::F32, {2, 2}, a.data()}, {"x.b", DType::F32, {4}, b.data()}});
   write_safetensors(dir + "/model-00002-of-00002.safetensors",
                     {{"y.c", DType::F32, {1, 4}, b.data()}});
-  write_file(dir + "/model.safetensors.index.json",
-             nlohmann::json({{"metadata", {{"total_size", 48}}}, {"weight_map", weight_map}}).dump());
+  write_file(
+      dir + "/model.safetensors.index.json",
+      nlohmann::json({{"metadata", {{"total_size", 48}}}, {"weight_map", weight_map}}).dump());
   return dir;
 }
 
@@ -164,9 +165,9 @@ TEST(Safetensors, ShardedIndexResolvesEveryTensor) {
 TEST(Safetensors, ShardNamingATensorNotInIt) {
   const std::vector<float> a = {1, 2, 3, 4}, b = {5, 6, 7, 8};
   // y.c is in shard 2, but the index says shard 1.
-  const std::string dir = write_sharded({{"x.a", "model-00001-of-00002.safetensors"},
-                                         {"y.c", "model-00001-of-00002.safetensors"}},
-                                        a, b);
+  const std::string dir = write_sharded(
+      {{"x.a", "model-00001-of-00002.safetensors"}, {"y.c", "model-00001-of-00002.safetensors"}}, a,
+      b);
   EXPECT_ERROR_NAMES(error_of([&] { WeightStore::open(dir); }), "'y.c'",
                      "not in shard model-00001-of-00002.safetensors");
 }

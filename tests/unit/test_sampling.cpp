@@ -16,8 +16,7 @@ namespace {
 
 using testing::all_close;
 
-SamplingParams params(float temperature, float top_p = 1.0f, int32_t top_k = 0,
-                      uint64_t seed = 0) {
+SamplingParams params(float temperature, float top_p = 1.0f, int32_t top_k = 0, uint64_t seed = 0) {
   SamplingParams p;
   p.temperature = temperature;
   p.top_p = top_p;
@@ -104,8 +103,8 @@ TEST(Sampling, RngIsUniformInUnitInterval) {
 // 200k draws: each token's frequency within 5 sigma of the probability the sampler claims,
 // and tokens it excluded never drawn.
 void check_frequencies(const SamplingParams& p, const std::vector<float>& logits) {
-  SCOPED_TRACE(::testing::Message() << "T=" << p.temperature << " top_p=" << p.top_p
-                                    << " top_k=" << p.top_k);
+  SCOPED_TRACE(::testing::Message()
+               << "T=" << p.temperature << " top_p=" << p.top_p << " top_k=" << p.top_k);
   Sampler s(p);
   const std::vector<double> prob = s.probabilities(logits.data(), int64_t(logits.size()));
   EXPECT_NEAR(std::accumulate(prob.begin(), prob.end(), 0.0), 1.0, 1e-12);
@@ -136,7 +135,8 @@ TEST(Sampling, TopKKeepsExactlyKWithMassRenormalised) {
   for (float& v : logits) v = d(rng);
   std::vector<int32_t> order(logits.size());
   std::iota(order.begin(), order.end(), 0);
-  std::sort(order.begin(), order.end(), [&](int32_t a, int32_t b) { return logits[a] > logits[b]; });
+  std::sort(order.begin(), order.end(),
+            [&](int32_t a, int32_t b) { return logits[a] > logits[b]; });
   for (int32_t k : {1, 3, 10, 50}) {
     Sampler s(params(1.0f, 1.0f, k));
     const std::vector<double> p = s.probabilities(logits.data(), int64_t(logits.size()));
@@ -146,7 +146,8 @@ TEST(Sampling, TopKKeepsExactlyKWithMassRenormalised) {
   }
   // k above the vocabulary keeps everything.
   Sampler all(params(1.0f, 1.0f, 1000));
-  EXPECT_TRUE(all_close(all.probabilities(logits.data(), 50), softmax_over(logits, 1.0), 1e-12, 1e-12));
+  EXPECT_TRUE(
+      all_close(all.probabilities(logits.data(), 50), softmax_over(logits, 1.0), 1e-12, 1e-12));
 }
 
 TEST(Sampling, TopPKeepsTheSmallestPrefixReachingP) {
@@ -160,8 +161,8 @@ TEST(Sampling, TopPKeepsTheSmallestPrefixReachingP) {
   };
   // 0.4: the top token alone reaches it; 0.75: 0.5 does not, 0.5+0.3 does; 0.81: needs three;
   // 0.99 needs all four.
-  for (const Case& c : {Case{0.4f, {1}}, Case{0.75f, {1, 3}}, Case{0.81f, {1, 3, 0}},
-                        Case{0.99f, {1, 3, 0, 2}}}) {
+  for (const Case& c :
+       {Case{0.4f, {1}}, Case{0.75f, {1, 3}}, Case{0.81f, {1, 3, 0}}, Case{0.99f, {1, 3, 0, 2}}}) {
     Sampler s(params(1.0f, c.top_p));
     const std::vector<double> p = s.probabilities(logits.data(), 4);
     EXPECT_TRUE(all_close(p, softmax_over(logits, 1.0, c.kept), 1e-9, 1e-9)) << "top_p=" << c.top_p;
@@ -177,9 +178,11 @@ TEST(Sampling, TemperatureScalesLogits) {
     // Through the plain softmax path and the sorted (top-k) path alike.
     Sampler plain(params(t));
     Sampler sorted(params(t, 1.0f, 5));
-    EXPECT_TRUE(all_close(plain.probabilities(logits.data(), 5), softmax_over(logits, t), 1e-12, 1e-9))
+    EXPECT_TRUE(
+        all_close(plain.probabilities(logits.data(), 5), softmax_over(logits, t), 1e-12, 1e-9))
         << "T=" << t;
-    EXPECT_TRUE(all_close(sorted.probabilities(logits.data(), 5), softmax_over(logits, t), 1e-12, 1e-9))
+    EXPECT_TRUE(
+        all_close(sorted.probabilities(logits.data(), 5), softmax_over(logits, t), 1e-12, 1e-9))
         << "T=" << t;
   }
 }

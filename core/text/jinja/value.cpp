@@ -1,10 +1,10 @@
-#include "core/text/json_string.h"
 #include "core/text/jinja/value.h"
 
 #include <charconv>
 #include <cmath>
 #include <cstdio>
 
+#include "core/text/json_string.h"
 #include "kernels/common/check.h"
 
 namespace qwen3moe::jinja {

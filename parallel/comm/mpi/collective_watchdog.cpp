@@ -18,7 +18,9 @@ namespace {
 constexpr int kQueryTag = 0x51;
 constexpr int kReplyTag = 0x52;
 
-MPI_Comm& as_comm(void* p) { return *static_cast<MPI_Comm*>(p); }
+MPI_Comm& as_comm(void* p) {
+  return *static_cast<MPI_Comm*>(p);
+}
 
 void copy_name(char (&dst)[24], const char* src) {
   std::strncpy(dst, src ? src : "", sizeof(dst) - 1);
@@ -120,8 +122,8 @@ void CollectiveWatchdog::run() {
       report_hang();
       // A lower rank waiting in the same collective reports; if the job still has not ended
       // after another timeout, this rank reports after all.
-      deferred_until = std::chrono::steady_clock::now() +
-                       std::chrono::milliseconds(int64_t(timeout_s_ * 1000));
+      deferred_until =
+          std::chrono::steady_clock::now() + std::chrono::milliseconds(int64_t(timeout_s_ * 1000));
     }
     if (!s.inside) {
       reported = false;

@@ -16,15 +16,15 @@ namespace qwen3moe {
 namespace {
 
 // MPI_CHECK(call): an Error naming the MPI call and MPI's message.
-#define QWEN3MOE_MPI_CHECK(call)                                                    \
-  do {                                                                              \
-    const int rc_ = (call);                                                         \
-    if (rc_ != MPI_SUCCESS) {                                                       \
-      char msg_[MPI_MAX_ERROR_STRING];                                              \
-      int len_ = 0;                                                                 \
-      MPI_Error_string(rc_, msg_, &len_);                                           \
-      QWEN3MOE_FAIL(#call, " failed: ", std::string(msg_, size_t(len_)));          \
-    }                                                                               \
+#define QWEN3MOE_MPI_CHECK(call)                                          \
+  do {                                                                    \
+    const int rc_ = (call);                                               \
+    if (rc_ != MPI_SUCCESS) {                                             \
+      char msg_[MPI_MAX_ERROR_STRING];                                    \
+      int len_ = 0;                                                       \
+      MPI_Error_string(rc_, msg_, &len_);                                 \
+      QWEN3MOE_FAIL(#call, " failed: ", std::string(msg_, size_t(len_))); \
+    }                                                                     \
   } while (0)
 
 int as_int_count(size_t n, const char* what) {
@@ -87,8 +87,8 @@ class MpiCommunicator final : public Communicator {
       recv_counts_[size_t(p)] = as_int_count(recv_bytes[p], "all_to_all_v");
       recv_displs_[size_t(p)] = as_int_count(recv_offsets[p], "all_to_all_v");
     }
-    QWEN3MOE_MPI_CHECK(MPI_Alltoallv(send, send_counts_.data(), send_displs_.data(), MPI_BYTE,
-                                     recv, recv_counts_.data(), recv_displs_.data(), MPI_BYTE,
+    QWEN3MOE_MPI_CHECK(MPI_Alltoallv(send, send_counts_.data(), send_displs_.data(), MPI_BYTE, recv,
+                                     recv_counts_.data(), recv_displs_.data(), MPI_BYTE,
                                      MPI_COMM_WORLD));
   }
   void broadcast(void* buf, size_t bytes, int root) override {
