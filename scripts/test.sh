@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
-# Sets up everything (Debian packages, the Qwen3 tokenizer files), builds with warnings as
-# errors, and runs every test (CTest labels unit, mpi, e2e; gpu tests skip without a GPU).
+# Sets up everything (Debian packages, the Qwen3 tokenizer files), checks the formatting and
+# the layering of the includes, builds with warnings as errors, and runs every test (CTest
+# labels unit, lint, mpi, e2e; gpu tests skip without a GPU).
 set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$repo"
 bash scripts/setup.sh
+bash scripts/check-format.sh
+bash scripts/check-layering.sh
 QWEN3MOE_TOKENIZER_DIR="$(bash scripts/fetch-tokenizer.sh | tail -n 1)"
 export QWEN3MOE_TOKENIZER_DIR
 bash scripts/build.sh -DQWEN3MOE_WERROR=ON
