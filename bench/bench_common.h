@@ -3,6 +3,8 @@
 
 #include <chrono>
 #include <cstdint>
+#include <cstdio>
+#include <string>
 
 #include "core/checkpoint/config.h"
 
@@ -20,6 +22,15 @@ inline double prefill_flops(const ModelConfig& c, double active_params, int64_t 
       2.0 * 2.0 * double(c.num_hidden_layers) * double(c.q_dim()) * double(T) * double(T + 1) / 2.0;
   const double lm_head = double(c.vocab_size) * double(c.hidden_size);
   return 2.0 * (active_params - lm_head) * double(T) + 2.0 * lm_head + attn;
+}
+
+// The first line of both benches' output: architecture, depth, width, experts.
+inline void print_model_line(const ModelConfig& c) {
+  const std::string moe = c.is_moe() ? std::to_string(c.num_experts) + " experts top-" +
+                                           std::to_string(c.num_experts_per_tok)
+                                     : "dense";
+  std::printf("model          %s, %lld layers, hidden %lld, %s\n", c.architecture.c_str(),
+              (long long)c.num_hidden_layers, (long long)c.hidden_size, moe.c_str());
 }
 
 }  // namespace qwen3moe::bench

@@ -17,13 +17,7 @@ CpuBench::CpuBench(Model& model, Communicator& comm, KvCache& cache, const CpuBe
                    bool print)
     : model_(model), comm_(comm), cache_(cache), options_(options), print_(print) {
   const ModelConfig& c = model.config();
-  if (print_)
-    std::printf("model          %s, %lld layers, hidden %lld, %s\n", c.architecture.c_str(),
-                (long long)c.num_hidden_layers, (long long)c.hidden_size,
-                c.is_moe() ? (std::to_string(c.num_experts) + " experts top-" +
-                              std::to_string(c.num_experts_per_tok))
-                                 .c_str()
-                           : "dense");
+  if (print_) print_model_line(c);
   if (print_)
     std::printf("weights        %.3f GB resident, %.3f GB read per decode token\n",
                 double(model.resident_weight_bytes()) / 1e9,

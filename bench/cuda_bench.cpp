@@ -106,12 +106,7 @@ void run_cuda_bench(const CudaBenchOptions& o) {
           o.decode_context + 2 * o.decode_tokens + 6 <= c.max_position_embeddings,
       "--prompt-len / --decode-context + --decode-tokens exceed max_position_embeddings=",
       c.max_position_embeddings);
-  std::printf("model          %s, %lld layers, hidden %lld, %s\n", c.architecture.c_str(),
-              (long long)c.num_hidden_layers, (long long)c.hidden_size,
-              c.is_moe() ? (std::to_string(c.num_experts) + " experts top-" +
-                            std::to_string(c.num_experts_per_tok))
-                               .c_str()
-                         : "dense");
+  print_model_line(c);
   // The ceilings first, while the card's memory is still free.
   const double hbm = cuda::measure_copy_bandwidth();
   const double gemm = cuda::measure_bf16_gemm_peak();

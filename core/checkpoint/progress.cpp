@@ -1,5 +1,6 @@
 #include "core/checkpoint/progress.h"
 
+#include <cmath>
 #include <cstdio>
 
 namespace qwen3moe {
@@ -30,7 +31,7 @@ void Progress::draw(bool final) {
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
   constexpr int kWidth = 30;
   char bar[kWidth + 1];
-  const int filled = int(frac * kWidth + 0.5);
+  const int filled = int(std::lround(frac * kWidth));
   for (int i = 0; i < kWidth; ++i) bar[i] = i < filled ? '#' : '.';
   bar[kWidth] = '\0';
   std::fprintf(stderr, "\r%s [%s] %5.1f%% %8.1f MB  %7.1f MB/s%s", label_.c_str(), bar,

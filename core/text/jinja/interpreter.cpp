@@ -653,7 +653,7 @@ class Interpreter {
       }
       if (name == "get") {
         const Value key = args.get(0, "key");
-        const Value v = key.is_string() ? obj.get(key.as_string()) : Value();
+        Value v = key.is_string() ? obj.get(key.as_string()) : Value();
         if (!v.is_undefined()) return v;
         const Value dflt = args.get(1, "default");
         return dflt.is_undefined() ? Value::none() : dflt;
@@ -663,7 +663,7 @@ class Interpreter {
   }
 
   Value filter(const Expr& e) {
-    const Value v = eval(*e.a);
+    Value v = eval(*e.a);
     const Args args = eval_args(e);
     const std::string& f = e.name;
     if (f == "length" || f == "count") {

@@ -365,7 +365,7 @@ class Parser {
         }
         case Token::Type::kBlockBegin: {
           ++i_;
-          const std::string keyword = cur().type == Token::Type::kName ? cur().text : describe();
+          std::string keyword = cur().type == Token::Type::kName ? cur().text : describe();
           for (const char* s : stops) {
             if (keyword == s) {
               ++i_;
