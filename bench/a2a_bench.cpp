@@ -259,7 +259,8 @@ void synthetic_routing(const DispatchBenchOptions& o, int rank, std::vector<int3
   }
 }
 
-DispatchBenchResult run_dispatch_bench(Communicator& comm, const DispatchBenchOptions& o) {
+DispatchBenchResult run_dispatch_bench(Backend& backend, Communicator& comm,
+                                       const DispatchBenchOptions& o) {
   const int W = comm.size(), R = comm.rank();
   validate(o, W);
   const size_t w = static_cast<size_t>(W);
@@ -278,26 +279,69 @@ DispatchBenchResult run_dispatch_bench(Communicator& comm, const DispatchBenchOp
           1.0f + float(splitmix64((uint64_t(R) << 40) ^ (uint64_t(t) << 20) ^ uint64_t(i)) % 4096) /
                      4096.0f;
 
-  ExpertDispatch dispatch(comm, H, E, k);
+  // The dispatcher as the model builds it: backend memory, the device communicator (here the
+  // process's: the CPU backend's memory is host memory), experts placed by a Topology.
+  TopologyShape shape;
+  shape.num_heads = shape.num_kv_heads = shape.vocab_size = W;
+  shape.num_experts = E;
+  const Topology topo(R, W, W, shape);
+  ExpertDispatch dispatch(backend, comm, topo, H, k);
   dispatch.reserve(T);
+  const int64_t El = E / W, max_rows = (2 * W - 1) * T;
+  std::vector<void*> owned;
+  auto alloc = [&](size_t bytes) {
+    owned.push_back(backend.alloc(std::max<size_t>(bytes, 4)));
+    return owned.back();
+  };
+  struct Free {
+    Backend& b;
+    std::vector<void*>& p;
+    ~Free() {
+      for (void* q : p) b.free(q);
+    }
+  } free_all{backend, owned};
+  auto* ids_dev = static_cast<int32_t*>(alloc(ids.size() * 4));
+  auto* w_dev = static_cast<float*>(alloc(weights.size() * 4));
+  auto* residual = static_cast<float*>(alloc(size_t(T * H) * 4));
+  auto* rows = static_cast<float*>(alloc(size_t(max_rows * k * H) * 4));
+  auto* offsets = static_cast<int32_t*>(alloc(size_t(El + 1) * 4));
+  auto* active = static_cast<int32_t*>(alloc(size_t(El) * 4));
+  auto* pair_row = static_cast<int32_t*>(alloc(size_t(max_rows * k) * 4));
+  auto* pair_index = static_cast<int32_t*>(alloc(size_t(max_rows * k) * 4));
+  backend.upload(ids_dev, ids.data(), ids.size() * 4);
+  backend.upload(w_dev, weights.data(), weights.size() * 4);
   // The rows are written once: dispatch leaves input() as it is.
-  std::copy(x.begin(), x.end(), dispatch.input(T));
-  std::vector<float> partial;
+  backend.upload(dispatch.input(T), x.data(), x.size() * 4);
+  std::vector<float> y_host(x.size());
   // Identity experts: each local expert returns its input, so a rank's partial row is the sum
-  // of its experts' weights times the row, and combine must give sum(all k weights) × row.
-  auto run_experts = [&] {
-    const int64_t rows = dispatch.rows();
-    partial.resize(std::max<size_t>(1, size_t(rows * H)));
-    std::fill(partial.begin(), partial.end(), 0.0f);
-    const float* in = dispatch.row_data();
-    const int64_t stride = H;
-    const auto& off = dispatch.expert_offsets();
-    for (int64_t e = 0; e < dispatch.local_experts(); ++e)
-      for (int64_t a = off[size_t(e)]; a < off[size_t(e + 1)]; ++a) {
-        const int64_t r = dispatch.pair_rows()[size_t(a)];
-        const float wt = dispatch.pair_weights()[size_t(a)];
-        for (int64_t i = 0; i < H; ++i) partial[size_t(r * H + i)] += wt * in[r * stride + i];
-      }
+  // of its experts' weights times the row, and combine must give sum(all k weights) × row. The
+  // model's ops run them: moe_align, gather of the pairs' rows, moe_combine.
+  auto run_experts = [&](const DispatchHandle& h, A2aProfiler* prof) {
+    if (h.rows == 0) return;
+    backend.moe_align(offsets, pair_row, pair_index, active, h.ids, h.rows, k, El);
+    if (prof) {  // tokens per expert, as the model records them
+      std::vector<int32_t> off(size_t(El + 1));
+      backend.download(off.data(), offsets, off.size() * 4);
+      for (int64_t e = 0; e < El; ++e)
+        prof->record_expert_tokens(0, topo.expert_begin() + e, off[size_t(e + 1)] - off[size_t(e)]);
+    }
+    backend.gather_rows(rows, h.row_data, pair_row, h.rows * k, H);
+    backend.moe_combine(h.expert_out, rows, pair_index, h.weights, h.rows, k, H, h.accumulate);
+  };
+  auto round = [&](A2aProfiler* prof, double* dt_dispatch, double* dt_combine) {
+    backend.zero(residual, size_t(T * H) * 4);
+    comm.barrier();
+    double t0 = now_us();
+    const DispatchHandle h = dispatch.dispatch(T, ids_dev, w_dev, residual, 0, prof);
+    if (dt_dispatch) *dt_dispatch = now_us() - t0;
+    run_experts(h, prof);
+    comm.barrier();
+    t0 = now_us();
+    dispatch.combine(h, prof);
+    backend.synchronize();
+    if (dt_combine) *dt_combine = now_us() - t0;
+    backend.download(y_host.data(), residual, y_host.size() * 4);
+    y = y_host.data();
   };
   auto count_wrong = [&] {
     int64_t wrong = 0;
@@ -315,21 +359,23 @@ DispatchBenchResult run_dispatch_bench(Communicator& comm, const DispatchBenchOp
   // One run under the profiler: the bytes ExpertDispatch itself reports sending to each peer
   // are the matrices the raw all_to_all_v replays.
   A2aProfiler profiler(R, W, E, {true});
-  dispatch.dispatch(T, ids.data(), weights.data(), 0, &profiler);
-  run_experts();
-  y = dispatch.combine(partial.data(), &profiler);
+  round(&profiler, nullptr, nullptr);
   int64_t wrong = count_wrong();
-  QWEN3MOE_CHECK(profiler.exchanges().size() == 2, "dispatch bench: expected 2 exchanges, got ",
-                 profiler.exchanges().size());
-  const std::vector<uint64_t> d_row = profiler.exchanges()[0].bytes_to;
-  const std::vector<uint64_t> c_row = profiler.exchanges()[1].bytes_to;
+  // One rank exchanges nothing (dispatch is the identity): its bytes matrices are zero.
+  const size_t exchanges = W > 1 ? 2 : 0;
+  QWEN3MOE_CHECK(profiler.exchanges().size() == exchanges, "dispatch bench: expected ", exchanges,
+                 " exchanges, got ", profiler.exchanges().size());
+  const std::vector<uint64_t> d_row =
+      W > 1 ? profiler.exchanges()[0].bytes_to : std::vector<uint64_t>(w, 0);
+  const std::vector<uint64_t> c_row =
+      W > 1 ? profiler.exchanges()[1].bytes_to : std::vector<uint64_t>(w, 0);
   const std::vector<uint64_t> d_all = gather_u64(comm, d_row), c_all = gather_u64(comm, c_row);
 
   DispatchBenchResult res;
   res.world = W;
   for (int64_t t = 0; t < T; ++t) {
     std::vector<char> seen(w, 0);
-    for (int64_t j = 0; j < k; ++j) seen[size_t(ids[size_t(t * k + j)] / (E / W))] = 1;
+    for (int64_t j = 0; j < k; ++j) seen[size_t(topo.expert_owner(ids[size_t(t * k + j)]))] = 1;
     for (char s : seen) res.pairs += s;
   }
   res.bytes_matrix.resize(w * w);
@@ -389,17 +435,10 @@ DispatchBenchResult run_dispatch_bench(Communicator& comm, const DispatchBenchOp
   const size_t n = static_cast<size_t>(o.iters);
   std::vector<double> t_dispatch(n), t_combine(n), t_raw_d(n), t_raw_c(n);
   for (int it = -o.warmup; it < o.iters; ++it) {
+    double dt_dispatch = 0, dt_combine = 0;
+    round(&profiler, &dt_dispatch, &dt_combine);
     comm.barrier();
     double t0 = now_us();
-    dispatch.dispatch(T, ids.data(), weights.data(), 0, &profiler);
-    const double dt_dispatch = now_us() - t0;
-    run_experts();
-    comm.barrier();
-    t0 = now_us();
-    y = dispatch.combine(partial.data(), &profiler);
-    const double dt_combine = now_us() - t0;
-    comm.barrier();
-    t0 = now_us();
     comm.all_to_all_v(raw_send.data(), d_send.data(), d_send_off.data(), raw_recv.data(),
                       d_recv.data(), d_recv_off.data());
     const double dt_raw_d = now_us() - t0;
@@ -425,7 +464,7 @@ DispatchBenchResult run_dispatch_bench(Communicator& comm, const DispatchBenchOp
   // The profiler's records of the timed iterations: dispatch, combine, dispatch, ...
   const auto& ex = profiler.exchanges();
   std::vector<double> d_wait(n), d_transfer(n), c_wait(n), c_transfer(n);
-  for (size_t it = 0; it < n; ++it) {
+  for (size_t it = 0; it < n && W > 1; ++it) {
     const A2aExchange& d = ex[ex.size() - 2 * n + 2 * it];
     const A2aExchange& c = ex[ex.size() - 2 * n + 2 * it + 1];
     d_wait[it] = d.wait_us;

@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "kernels/backend.h"
 #include "parallel/comm/communicator.h"
 
 namespace qwen3moe::bench {
@@ -100,7 +101,10 @@ struct DispatchBenchResult {
   int64_t checked = 0;  // combined values checked, all ranks
 };
 
-DispatchBenchResult run_dispatch_bench(Communicator& comm, const DispatchBenchOptions& o);
+// backend: the memory the rows live in and the ops that pack and sum them; comm carries that
+// memory (the CPU backend over MPI here; a GPU backend over NCCL or host-staged MPI).
+DispatchBenchResult run_dispatch_bench(Backend& backend, Communicator& comm,
+                                       const DispatchBenchOptions& o);
 
 // The tables `a2a-bench` prints on rank 0 (bench/a2a_bench_table.cpp): the run's options in
 // '#' header lines, then one row per size (alltoall) or per phase (dispatch).

@@ -47,6 +47,28 @@ struct AttentionBatch {
   int block_size = 0;
 };
 
+// The arguments of Backend::moe_dispatch_pack, all backend memory. W ranks, T tokens.
+struct MoeDispatchPack {
+  const int32_t* ids = nullptr;    // [T, k] the router's global expert ids
+  const float* weights = nullptr;  // [T, k] their weights
+  const int32_t* owner = nullptr;  // [E] rank of each expert
+  const int32_t* local = nullptr;  // [E] index of each expert on its rank
+  // [4, W] per rank p: [0] first row of p's block in the dispatch buffer (< T: p's rows are
+  // the input rows [first, first + rows) sent in place, unrouted ones as idle rows; >= T: its
+  // routed tokens packed from that row on, in token order); [1] rows of the block; [2] the
+  // block's first row in send_ids/send_weights; [3] the first row of the partial buffer its
+  // rows come back to in combine. This rank's own entries: [1] = T, the rest unused.
+  const int32_t* plan = nullptr;
+  int32_t* pack_src = nullptr;      // [packed] input row each packed row copies (rows T + i)
+  int32_t* combine_rows = nullptr;  // [T, W] partial row to add per token and rank, -1: none
+  int32_t* send_ids = nullptr;      // [sent rows, k] destination-local ids, -1: elsewhere/idle
+  float* send_weights = nullptr;    // [sent rows, k]
+  int32_t* own_ids = nullptr;       // [T + packed, k] own rows' local ids; packed rows all -1
+  float* own_weights = nullptr;     // [T, k]
+  int64_t tokens = 0, k = 0, experts = 0, world = 1, rank = 0;
+  int64_t packed = 0;  // rows packed for peers, after the T input rows
+};
+
 class Backend {
  public:
   virtual ~Backend() = default;
@@ -139,8 +161,23 @@ class Backend {
                           int64_t rows, int64_t tokens) = 0;
   // out[t] += sum_j weights[t, j] * in[pair_index[t, j]] for rows of `dim` (skipping index -1):
   // the weighted sum of each token's expert outputs, as a gather (deterministic, no atomics).
+  // weights null: all 1 (the sum of the rows the ranks return in combine). accumulate false:
+  // out[t] = the sum (0 for a token without pairs), no read of out: the expert outputs of a
+  // dispatch's rows need no zeroed buffer.
   virtual void moe_combine(float* out, const float* in, const int32_t* pair_index,
-                           const float* weights, int64_t tokens, int64_t k, int64_t dim) = 0;
+                           const float* weights, int64_t tokens, int64_t k, int64_t dim,
+                           bool accumulate = true) = 0;
+  // Expert parallelism: the index work of one dispatch, all on the backend (the host reads only
+  // the counts). expert_owner[E] is the rank each expert lives on, expert_local[E] its index
+  // there; a token goes to rank p once when any of its k experts lives on p. Ids outside [0, E)
+  // go nowhere. stats[3, W] (int32): per rank the tokens routed to it, the first of them
+  // (`tokens` when none) and the last (-1 when none).
+  virtual void moe_dispatch_count(int32_t* stats, const int32_t* ids, const int32_t* expert_owner,
+                                  int64_t tokens, int64_t k, int64_t experts, int64_t world) = 0;
+  // The rest, from the plan the host made of those counts (MoeDispatchPack says what each
+  // array holds): the input rows to pack, each sent row's experts and weights, this rank's own
+  // rows' experts and weights, and where combine finds each token's returned rows.
+  virtual void moe_dispatch_pack(const MoeDispatchPack& args) = 0;
   // dst[n] (bf16 or f32) = mean + std * u_i, u_i uniform in [-sqrt3, sqrt3) from a hash of
   // (seed, i): random weights made where they live (a 60 GB model needs no file, no host copy).
   // Bit-identical on every backend.

@@ -33,7 +33,9 @@ void run_alltoall(Process& p, const bench::AlltoallSweepOptions& o) {
 }
 
 void run_dispatch(Process& p, const bench::DispatchBenchOptions& o) {
-  const bench::DispatchBenchResult r = bench::run_dispatch_bench(*p.comm, o);
+  // The rows in CPU backend memory over the process's MPI communicator: the model's path.
+  const std::unique_ptr<Backend> backend = make_cpu_backend();
+  const bench::DispatchBenchResult r = bench::run_dispatch_bench(*backend, *p.comm, o);
   if (p.root()) bench::print_dispatch_table(p.comm->name(), p.world, o, r);
   run_collectively([&] {
     QWEN3MOE_CHECK(r.wrong == 0, "dispatch+combine returned ", r.wrong, " wrong values of ",

@@ -35,7 +35,13 @@ class Topology {
 
   int64_t experts_per_rank() const { return experts_per_rank_; }
   int64_t expert_begin() const { return (rank_ % ep_) * experts_per_rank_; }
+  int64_t num_experts() const { return experts_per_rank_ * ep_; }
+  // The one place that says where experts live (contiguous blocks today): the rank that holds
+  // an expert and its index among that rank's experts.
   int expert_owner(int64_t expert) const { return int(expert / experts_per_rank_); }
+  int64_t expert_index_on_owner(int64_t expert) const {
+    return expert - int64_t(expert_owner(expert)) * experts_per_rank_;
+  }
 
   // Vocabulary rows [vocab_begin, vocab_end) live on this rank: every tp rank gets
   // ceil(vocab / tp) rows, so the last one(s) hold fewer (none when tp exceeds the vocabulary).

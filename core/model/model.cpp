@@ -216,9 +216,10 @@ void Model::load_weights() {
     if (L.moe) {
       const int64_t E = c.num_experts, I = c.moe_intermediate_size;
       L.router = slice(layer_name(l, "mlp.gate.weight"), {E, H}, 0, E, 0, H);
-      // One rank runs its MoE layers on the backend (moe_block_local): no dispatch.
-      if (!dispatch_ && comm_.size() > 1)
-        dispatch_ = std::make_unique<ExpertDispatch>(host_comm_, H, E, c.num_experts_per_tok);
+      // One dispatcher for every MoE layer and every world size (the identity at world 1).
+      if (!dispatch_)
+        dispatch_ =
+            std::make_unique<ExpertDispatch>(backend_, comm_, topo_, H, c.num_experts_per_tok);
       if (!store_) {
         L.expert_gate = random_experts(l, "gate_proj", I, H);
         L.expert_up = random_experts(l, "up_proj", I, H);
@@ -296,12 +297,10 @@ void Model::reserve(int64_t T, int64_t table_elems) {
     h_ = f(N * H);
     o_ = f(N * H);
     xs_ = f(N * H);
-    // Dispatch rows: own tokens, rows packed for the peers, the peers' tokens (none without
-    // a dispatcher: one rank, or no MoE layers).
-    const int64_t dispatch_rows = dispatch_ ? (2 * W - 1) * (N / W) : 0;
+    // Expert input rows of one dispatch: own tokens, rows packed for the peers, the peers'
+    // tokens (the dispatcher holds them; here: moe_align's pair slots, k per row).
+    const int64_t dispatch_rows = (2 * W - 1) * (N / W);
     if (dispatch_) dispatch_->reserve(N / W);
-    recv_ = f(dispatch_rows * H);
-    moe_out_ = f(dispatch_rows * H);
     q_ = f(N * hq * D);
     attn_ = f(N * hq * D);
     k_ = f(N * kvl * D);
@@ -313,17 +312,16 @@ void Model::reserve(int64_t T, int64_t table_elems) {
     rows_ = f(N * k * H);
     router_logits_ = f(N * std::max<int64_t>(1, c.num_experts));
     topk_w_ = f(N * k);
-    moe_scale_ = f(N * k);
     logits_ = f(N * vocab_local);
     tokens_ = i(N);
     positions_ = i(N);
     token_seq_ = i(N);
     slots_ = i(N);
     topk_ids_ = i(N * k);
-    moe_pos_ = i(N * k);
+    moe_pos_ = i(dispatch_rows * k);
     moe_offsets_ = i(std::max<int64_t>(1, c.num_experts) + 1);
     moe_active_ = i(std::max<int64_t>(1, c.num_experts));
-    moe_idx_ = i(N * k);
+    moe_idx_ = i(dispatch_rows * k);
     logit_rows_ = i(N);
     tables_ = nullptr;
     table_capacity_ = 0;
@@ -437,16 +435,14 @@ void Model::run_layers(int64_t T, int64_t L, KvCache& cache) {
   comm_.set_phase(-1, "embedding");
   if (comm_.size() > 1) comm_.all_reduce_sum(x_, size_t(T * H));
 
-  const bool local = comm_.size() == 1;
   for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
     const bool moe = layers_[size_t(l)].moe;
-    attention_block(l, T, cache, moe && !local);
-    if (!moe)
-      mlp_block(l, T);
-    else if (local)
-      moe_block_local(l, T);
-    else
+    // Before a MoE layer across ranks, each rank keeps only its slice of the tokens.
+    attention_block(l, T, cache, moe && comm_.size() > 1);
+    if (moe)
       moe_block(l, T);
+    else
+      mlp_block(l, T);
   }
   if (L == 0) return;
   backend_.gather_rows(h_, x_, logit_rows_, L, H);
@@ -457,42 +453,6 @@ void Model::run_layers(int64_t T, int64_t L, KvCache& cache) {
 void Model::count_active_experts(bool on) {
   count_experts_ = on;
   if (on) experts_counted_ = 0;
-}
-
-void Model::moe_block_local(int64_t l, int64_t T) {
-  ProfileSpan span(profiler_, "experts", l);
-  const ModelConfig& c = config_;
-  const Layer& L = layers_[size_t(l)];
-  const int64_t H = c.hidden_size, E = c.num_experts, k = c.num_experts_per_tok;
-  const int64_t P = T * k;
-  backend_.rmsnorm(h_, x_, L.post_norm, T, H, float(c.rms_norm_eps));
-  backend_.matmul(router_logits_, h_, L.router, T);  // [T, E]
-  backend_.router_topk(topk_ids_, topk_w_, router_logits_, T, E, k, c.norm_topk_prob);
-  // Pairs sorted by expert: moe_idx_[P] their tokens, moe_pos_[T, k] where each went.
-  backend_.moe_align(moe_offsets_, moe_idx_, moe_pos_, moe_active_, topk_ids_, T, k, E);
-  if (count_experts_ || profiler_) {
-    host_offsets_.resize(size_t(E + 1));
-    backend_.download(host_offsets_.data(), moe_offsets_, host_offsets_.size() * 4);
-    for (int64_t e = 0; e < E; ++e) {
-      const int64_t n = host_offsets_[size_t(e + 1)] - host_offsets_[size_t(e)];
-      experts_counted_ += n > 0;
-      if (profiler_) profiler_->record_expert_tokens(l, e, n);
-    }
-  }
-  if (profiler_) {
-    // One rank: every token's rows are routed to this rank's experts and stay in place, as
-    // ExpertDispatch counts its own rank's rows (the diagonal of the bytes matrix).
-    const double now = profiler_->now_us();
-    profiler_->record_exchange(l, "dispatch", {size_t(T * (H + 2 * k)) * sizeof(float)}, now, 0, 0);
-    profiler_->record_exchange(l, "combine", {size_t(T * H) * sizeof(float)}, now, 0, 0);
-  }
-  backend_.gather_rows(rows_, h_, moe_idx_, P, H);  // [P, H]
-  // act = silu(rows · gate^T) * (rows · up^T): [P, I]
-  backend_.moe_swiglu(act_, gate_, up_, rows_, L.gate_table, L.up_table, moe_offsets_, moe_active_,
-                      E, P, T);
-  backend_.moe_matmul(down_, act_, L.down_table, moe_offsets_, moe_active_, E, P, T);  // [P, H]
-  // x[t] += sum_j w[t, j] * down[pos[t, j]]: the residual add and the weighted sum in one.
-  backend_.moe_combine(x_, down_, moe_pos_, topk_w_, T, k, H);
 }
 
 void Model::attention_block(int64_t l, int64_t T, KvCache& cache, bool scatter) {
@@ -555,54 +515,59 @@ void Model::moe_block(int64_t l, int64_t T) {
   const ModelConfig& c = config_;
   const Layer& L = layers_[size_t(l)];
   const int64_t H = c.hidden_size, E = c.num_experts, k = c.num_experts_per_tok;
-  const int64_t I = c.moe_intermediate_size;
   const int64_t W = comm_.size(), per = (T + W - 1) / W;
-  const int64_t mine = std::clamp<int64_t>(T - comm_.rank() * per, 0, per);
-  // This rank's tokens: xs_[0, mine) after attention. Router on them.
+  // This rank's tokens: all of them at world 1 (x_), else its slice of the reduce-scattered
+  // attention output (xs_[0, mine)).
+  const int64_t mine = W == 1 ? T : std::clamp<int64_t>(T - comm_.rank() * per, 0, per);
+  float* residual = W == 1 ? x_ : xs_;
+  ExpertDispatch& d = *dispatch_;
+  float* h = d.input(mine);  // [mine, H] the normalized rows, written where dispatch sends them
   if (mine > 0) {
     ProfileSpan span(profiler_, "router", l);
-    backend_.rmsnorm(h_, xs_, L.post_norm, mine, H, float(c.rms_norm_eps));
-    backend_.matmul(router_logits_, h_, L.router, mine);  // [mine, E]
+    backend_.rmsnorm(h, residual, L.post_norm, mine, H, float(c.rms_norm_eps));
+    backend_.matmul(router_logits_, h, L.router, mine);  // [mine, E]
     backend_.router_topk(topk_ids_, topk_w_, router_logits_, mine, E, k, c.norm_topk_prob);
   }
-  host_ids_.resize(size_t(mine * k));
-  host_w_.resize(size_t(mine * k));
-  backend_.download(host_ids_.data(), topk_ids_, host_ids_.size() * 4);
-  backend_.download(host_w_.data(), topk_w_, host_w_.size() * 4);
-
-  ExpertDispatch& d = *dispatch_;
-  backend_.download(d.input(mine), h_, size_t(mine * H) * 4);
-  d.dispatch(mine, host_ids_.data(), host_w_.data(), l, profiler_);
-  const int64_t m = d.rows(), pairs = d.expert_offsets().back();
-  // Rows without pairs are never read by combine: no need to clear them.
-  host_partial_.resize(size_t(std::max<int64_t>(1, m * H)));
-  if (pairs > 0) {
-    ProfileSpan span(profiler_, "experts", l);
-    // Experts over the pairs grouped by expert; each row with pairs gets the weighted sum of
-    // the outputs of this rank's experts for it (summed in ascending expert order).
-    backend_.upload(recv_, d.row_data(), size_t(m * H) * 4);  // [m, H]
-    backend_.upload(moe_idx_, d.pair_rows().data(), size_t(pairs) * 4);
-    backend_.upload(moe_scale_, d.pair_weights().data(), size_t(pairs) * 4);
-    backend_.gather_rows(rows_, recv_, moe_idx_, pairs, H);  // [pairs, H]
-    backend_.grouped_matmul(gate_, rows_, L.expert_gate.data(), d.expert_offsets().data(),
-                            int(d.local_experts()));
-    backend_.grouped_matmul(up_, rows_, L.expert_up.data(), d.expert_offsets().data(),
-                            int(d.local_experts()));
-    backend_.silu_mul(act_, gate_, up_, pairs, I);  // [pairs, I]
-    backend_.grouped_matmul(down_, act_, L.expert_down.data(), d.expert_offsets().data(),
-                            int(d.local_experts()));
-    backend_.zero(moe_out_, size_t(m * H) * sizeof(float));
-    backend_.scatter_add_rows(moe_out_, down_, moe_idx_, moe_scale_, pairs, H);  // [m, H]
-    backend_.download(host_partial_.data(), moe_out_, size_t(m * H) * 4);
-  }
-  const float* y = d.combine(host_partial_.data(), profiler_);  // [mine, H]
-  if (mine > 0) {
-    backend_.upload(o_, y, size_t(mine * H) * 4);
-    backend_.add(xs_, o_, mine * H);
-  }
+  const DispatchHandle handle = d.dispatch(mine, topk_ids_, topk_w_, residual, l, profiler_);
+  run_experts(l, handle, T);
+  d.combine(handle, profiler_);
+  if (W == 1) return;
   // Every rank's slice back to every rank: x replicated for the next layer.
   comm_.set_phase(l, "moe all_gather");
   comm_.all_gather(xs_, x_, size_t(per * H) * sizeof(float));
+}
+
+void Model::run_experts(int64_t l, const DispatchHandle& handle, int64_t T) {
+  ProfileSpan span(profiler_, "experts", l);
+  const ModelConfig& c = config_;
+  const Layer& L = layers_[size_t(l)];
+  const int64_t H = c.hidden_size, k = c.num_experts_per_tok, El = topo_.experts_per_rank();
+  const int64_t R = handle.rows;
+  if (R == 0) return;
+  // Pairs of the rows with this rank's experts, sorted by expert: moe_idx_[R*k] each pair's
+  // row, moe_pos_[R, k] where each (row, j) went. No more than T*k pairs exist (each of the
+  // step's tokens sends each of its k pairs to one rank), and no expert has more than
+  // min(R, T) rows: the bounds that size the launches without reading the offsets.
+  backend_.moe_align(moe_offsets_, moe_idx_, moe_pos_, moe_active_, handle.ids, R, k, El);
+  const int64_t P = std::min(R, T) * k, per_expert = std::min(R, T);
+  if (count_experts_ || profiler_) {
+    host_offsets_.resize(size_t(El + 1));
+    backend_.download(host_offsets_.data(), moe_offsets_, host_offsets_.size() * 4);
+    for (int64_t e = 0; e < El; ++e) {
+      const int64_t n = host_offsets_[size_t(e + 1)] - host_offsets_[size_t(e)];
+      experts_counted_ += n > 0;
+      if (profiler_) profiler_->record_expert_tokens(l, topo_.expert_begin() + e, n);
+    }
+  }
+  backend_.gather_rows(rows_, handle.row_data, moe_idx_, P, H);  // [P, H]
+  // act = silu(rows · gate^T) * (rows · up^T): [P, I]
+  backend_.moe_swiglu(act_, gate_, up_, rows_, L.gate_table, L.up_table, moe_offsets_, moe_active_,
+                      El, P, per_expert);
+  backend_.moe_matmul(down_, act_, L.down_table, moe_offsets_, moe_active_, El, P,
+                      per_expert);  // [P, H]
+  // out[r] += sum_j w[r, j] * down[pos[r, j]]: at world 1 straight into the residual.
+  backend_.moe_combine(handle.expert_out, down_, moe_pos_, handle.weights, R, k, H,
+                       handle.accumulate);
 }
 
 }  // namespace qwen3moe

@@ -99,9 +99,12 @@ class Model {
   // (a MoE layer follows) instead of all-reduced into x_.
   void attention_block(int64_t layer, int64_t T, KvCache& cache, bool scatter);
   void mlp_block(int64_t layer, int64_t T);
+  // Router -> dispatch (the identity at world 1) -> experts -> combine, on the backend at every
+  // world size; the host reads only the per-rank counts of each dispatch.
   void moe_block(int64_t layer, int64_t T);
-  // World 1: router, moe_align, grouped GEMMs and combine all on the backend, no host trip.
-  void moe_block_local(int64_t layer, int64_t T);
+  // The local experts over one dispatch's rows: moe_align, moe_swiglu, moe_matmul, and the
+  // weighted sum into handle.expert_out. T: the step's tokens (bounds the pairs).
+  void run_experts(int64_t layer, const DispatchHandle& handle, int64_t T);
   // Embedding to lm_head of one step whose inputs are uploaded already: what a graph holds.
   void run_layers(int64_t T, int64_t logit_rows, KvCache& cache);
   void load_weights();
@@ -132,16 +135,13 @@ class Model {
   std::vector<void*> workspace_;
   float *x_ = nullptr, *h_ = nullptr, *q_ = nullptr, *k_ = nullptr, *v_ = nullptr, *attn_ = nullptr,
         *o_ = nullptr, *gate_ = nullptr, *up_ = nullptr, *act_ = nullptr, *down_ = nullptr,
-        *router_logits_ = nullptr, *topk_w_ = nullptr, *rows_ = nullptr, *logits_ = nullptr,
-        *moe_scale_ = nullptr;
+        *router_logits_ = nullptr, *topk_w_ = nullptr, *rows_ = nullptr, *logits_ = nullptr;
   int32_t *tokens_ = nullptr, *positions_ = nullptr, *token_seq_ = nullptr, *slots_ = nullptr,
           *tables_ = nullptr, *topk_ids_ = nullptr, *moe_idx_ = nullptr, *logit_rows_ = nullptr;
-  float* recv_ = nullptr;     // [dispatch rows, H]: ExpertDispatch::row_data() on the backend
-  float* moe_out_ = nullptr;  // [dispatch rows, H]: each row's weighted sum of local experts
-  float* xs_ = nullptr;       // [per-rank token slice, H]: the residual of this rank's tokens
+  float* xs_ = nullptr;  // [per-rank token slice, H]: the residual of this rank's tokens
   const StepBatch* batch_ = nullptr;  // during forward
-  // World-1 MoE routing (moe_align): [E+1] offsets, [E] active experts, [N*k] where each
-  // (token, j) pair went; moe_idx_ holds each sorted pair's token.
+  // MoE routing over a dispatch's rows (moe_align): [E+1] offsets, [E] active experts, [rows*k]
+  // where each (row, j) pair went; moe_idx_ holds each sorted pair's row.
   int32_t *moe_offsets_ = nullptr, *moe_active_ = nullptr, *moe_pos_ = nullptr;
   bool count_experts_ = false;
   int64_t experts_counted_ = 0;
@@ -152,9 +152,6 @@ class Model {
   std::map<GraphKey, int> graph_seen_, graph_id_;
   std::unique_ptr<ExpertDispatch> dispatch_;
   A2aProfiler* profiler_ = nullptr;
-  // Host staging of the dispatch (the CPU backend's memory is host memory already).
-  std::vector<int32_t> host_ids_;
-  std::vector<float> host_w_, host_partial_;
   // Host staging of the vocabulary-parallel logits gather: [L, per] mine, [W, L, per] all.
   std::vector<float> host_logits_mine_, host_logits_all_;
 };

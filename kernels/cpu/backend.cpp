@@ -92,9 +92,14 @@ class CpuBackend final : public Backend {
     cpu::moe_swiglu(act, gate_out, up_out, x, gate, up, offsets, active, experts, rows, tokens);
   }
   void moe_combine(float* out, const float* in, const int32_t* pair_index, const float* weights,
-                   int64_t tokens, int64_t k, int64_t dim) override {
-    cpu::moe_combine(out, in, pair_index, weights, tokens, k, dim);
+                   int64_t tokens, int64_t k, int64_t dim, bool accumulate) override {
+    cpu::moe_combine(out, in, pair_index, weights, tokens, k, dim, accumulate);
   }
+  void moe_dispatch_count(int32_t* stats, const int32_t* ids, const int32_t* owner, int64_t tokens,
+                          int64_t k, int64_t experts, int64_t world) override {
+    cpu::moe_dispatch_count(stats, ids, owner, tokens, k, experts, world);
+  }
+  void moe_dispatch_pack(const MoeDispatchPack& args) override { cpu::moe_dispatch_pack(args); }
   void fill_random(void* dst, DType dtype, int64_t n, uint64_t seed, float mean,
                    float std) override {
     cpu::fill_random(dst, dtype, n, seed, mean, std);

@@ -34,17 +34,24 @@ void moe_align(int32_t* offsets, int32_t* pair_token, int32_t* pair_index, int32
 }
 
 void moe_combine(float* out, const float* in, const int32_t* pair_index, const float* weights,
-                 int64_t tokens, int64_t k, int64_t dim) {
+                 int64_t tokens, int64_t k, int64_t dim, bool accumulate) {
 #pragma omp parallel for schedule(static) if (tokens * k * dim > 65536)
   for (int64_t t = 0; t < tokens; ++t) {
     float* o = out + t * dim;
+    bool assign = !accumulate;  // the first term is written, not added (0 + x is x)
     for (int64_t j = 0; j < k; ++j) {
       const int32_t p = pair_index[t * k + j];
       if (p < 0) continue;
-      const float s = weights[t * k + j];
+      const float s = weights ? weights[t * k + j] : 1.0f;
       const float* r = in + int64_t(p) * dim;
-      for (int64_t d = 0; d < dim; ++d) o[d] += s * r[d];
+      if (assign)
+        for (int64_t d = 0; d < dim; ++d) o[d] = s * r[d];
+      else
+        for (int64_t d = 0; d < dim; ++d) o[d] += s * r[d];
+      assign = false;
     }
+    if (assign)
+      for (int64_t d = 0; d < dim; ++d) o[d] = 0.0f;
   }
 }
 

@@ -154,8 +154,15 @@ class CudaBackend final : public Backend {
                      stream_);
   }
   void moe_combine(float* out, const float* in, const int32_t* pair_index, const float* weights,
-                   int64_t tokens, int64_t k, int64_t dim) override {
-    cuda::moe_combine(out, in, pair_index, weights, tokens, k, dim, stream_);
+                   int64_t tokens, int64_t k, int64_t dim, bool accumulate) override {
+    cuda::moe_combine(out, in, pair_index, weights, tokens, k, dim, accumulate, stream_);
+  }
+  void moe_dispatch_count(int32_t* stats, const int32_t* ids, const int32_t* owner, int64_t tokens,
+                          int64_t k, int64_t experts, int64_t world) override {
+    cuda::moe_dispatch_count(stats, ids, owner, tokens, k, experts, world, stream_);
+  }
+  void moe_dispatch_pack(const MoeDispatchPack& args) override {
+    cuda::moe_dispatch_pack(args, stream_);
   }
   void fill_random(void* dst, DType dtype, int64_t n, uint64_t seed, float mean,
                    float std) override {

@@ -147,14 +147,14 @@ __global__ void align_place_kernel(int32_t* pair_token, int32_t* pair_index, con
 
 // One block per token, threads over the hidden dimension; the k terms in order j = 0..k-1.
 __global__ void combine_kernel(float* out, const float* in, const int32_t* pair_index,
-                               const float* weights, int64_t k, int64_t dim) {
+                               const float* weights, int64_t k, int64_t dim, bool accumulate) {
   const int64_t t = blockIdx.x;
   float* o = out + t * dim;
   for (int64_t d = threadIdx.x; d < dim; d += blockDim.x) {
-    float acc = o[d];
+    float acc = accumulate ? o[d] : 0.0f;
     for (int64_t j = 0; j < k; ++j) {
       const int32_t p = pair_index[t * k + j];
-      if (p >= 0) acc += weights[t * k + j] * in[int64_t(p) * dim + d];
+      if (p >= 0) acc += (weights ? weights[t * k + j] : 1.0f) * in[int64_t(p) * dim + d];
     }
     o[d] = acc;
   }
@@ -196,9 +196,9 @@ void moe_align(int32_t* offsets, int32_t* pair_token, int32_t* pair_index, int32
 }
 
 void moe_combine(float* out, const float* in, const int32_t* pair_index, const float* weights,
-                 int64_t tokens, int64_t k, int64_t dim, cudaStream_t stream) {
+                 int64_t tokens, int64_t k, int64_t dim, bool accumulate, cudaStream_t stream) {
   if (tokens == 0 || dim == 0) return;
-  combine_kernel<<<int(tokens), 256, 0, stream>>>(out, in, pair_index, weights, k, dim);
+  combine_kernel<<<int(tokens), 256, 0, stream>>>(out, in, pair_index, weights, k, dim, accumulate);
   QWEN3MOE_CUDA_LAUNCHED();
 }
 

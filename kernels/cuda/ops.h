@@ -75,7 +75,10 @@ void moe_swiglu(float* act, float* gate_out, float* up_out, const float* x,
                 const int32_t* active, int64_t experts, int64_t rows, int64_t tokens,
                 cudaStream_t stream);
 void moe_combine(float* out, const float* in, const int32_t* pair_index, const float* weights,
-                 int64_t tokens, int64_t k, int64_t dim, cudaStream_t stream);
+                 int64_t tokens, int64_t k, int64_t dim, bool accumulate, cudaStream_t stream);
+void moe_dispatch_count(int32_t* stats, const int32_t* ids, const int32_t* owner, int64_t tokens,
+                        int64_t k, int64_t experts, int64_t world, cudaStream_t stream);
+void moe_dispatch_pack(const MoeDispatchPack& args, cudaStream_t stream);
 void fill_random(void* dst, DType dtype, int64_t n, uint64_t seed, float mean, float std,
                  cudaStream_t stream);
 

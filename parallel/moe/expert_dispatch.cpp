@@ -1,359 +1,293 @@
 #include "parallel/moe/expert_dispatch.h"
 
 #include <algorithm>
-#include <cstring>
 
 #include "kernels/common/check.h"
 #include "parallel/profile/nvtx_range.h"
 
 namespace qwen3moe {
-namespace {
 
-// y[H] = the sum of src[0..count) in order; one pass over y for the common one or two sources.
-void sum_rows(float* y, const float* const* src, int count, int64_t H) {
-  if (count == 0) {
-    std::memset(y, 0, sizeof(float) * size_t(H));
-    return;
-  }
-  if (count == 1) {
-    std::memcpy(y, src[0], sizeof(float) * size_t(H));
-    return;
-  }
-  const float *a = src[0], *b = src[1];
-  for (int64_t i = 0; i < H; ++i) y[i] = a[i] + b[i];
-  for (int c = 2; c < count; ++c) {
-    const float* s = src[c];
-    for (int64_t i = 0; i < H; ++i) y[i] += s[i];
-  }
-}
-
-// y[H] += each of src[0..count) in order.
-void add_rows(float* y, const float* const* src, int count, int64_t H) {
-  for (int c = 0; c < count; ++c) {
-    const float* s = src[c];
-    for (int64_t i = 0; i < H; ++i) y[i] += s[i];
-  }
-}
-
-}  // namespace
-
-ExpertDispatch::ExpertDispatch(Communicator& comm, int64_t hidden, int64_t num_experts,
-                               int64_t top_k)
-    : comm_(comm),
+ExpertDispatch::ExpertDispatch(Backend& backend, Communicator& comm, const Topology& topo,
+                               int64_t hidden, int64_t top_k)
+    : backend_(backend),
+      comm_(comm),
       hidden_(hidden),
-      num_experts_(num_experts),
       top_k_(top_k),
+      num_experts_(topo.num_experts()),
       world_(comm.size()),
       rank_(comm.rank()) {
-  QWEN3MOE_CHECK(num_experts % world_ == 0, num_experts,
-                 " experts cannot be split over ep=", world_);
-  experts_per_rank_ = num_experts / world_;
-  local_experts_ = experts_per_rank_;
-  const size_t w = static_cast<size_t>(world_);
-  dest_tokens_.resize(w);
-  block_row_.resize(w);
-  back_row_.resize(w);
-  send_rows_.resize(w);
-  recv_rows_.resize(w);
-  count_scratch_.resize(w);
-  send_bytes_.resize(w);
-  send_off_.resize(w);
-  recv_bytes_.resize(w);
-  recv_off_.resize(w);
-  logical_bytes_.resize(w);
-  sources_.resize(w);
-  routed_in_.resize(w);
-  send_row_.resize(w);
-  meta_at_.resize(w);
-  meta_recv_at_.resize(w);
-  offsets_.resize(size_t(local_experts_ + 1));
-  fill_.resize(size_t(local_experts_));
+  QWEN3MOE_CHECK(topo.world() == world_ && topo.rank() == rank_, "ExpertDispatch: topology of ",
+                 topo.world(), " ranks over a communicator of ", world_);
+  QWEN3MOE_CHECK(num_experts_ > 0 && top_k_ > 0, "ExpertDispatch: ", num_experts_, " experts, top-",
+                 top_k_);
+  const size_t experts = static_cast<size_t>(num_experts_);
+  std::vector<int32_t> owner(experts), local(experts);
+  for (int64_t e = 0; e < num_experts_; ++e) {
+    owner[size_t(e)] = topo.expert_owner(e);
+    local[size_t(e)] = int32_t(topo.expert_index_on_owner(e));
+  }
+  owner_ = static_cast<int32_t*>(backend_.alloc(owner.size() * sizeof(int32_t)));
+  local_ = static_cast<int32_t*>(backend_.alloc(local.size() * sizeof(int32_t)));
+  backend_.upload(owner_, owner.data(), owner.size() * sizeof(int32_t));
+  backend_.upload(local_, local.data(), local.size() * sizeof(int32_t));
+  const size_t w = size_t(world_);
+  stats_ = static_cast<int32_t*>(backend_.alloc(3 * w * sizeof(int32_t)));
+  plan_dev_ = static_cast<int32_t*>(backend_.alloc(4 * w * sizeof(int32_t)));
+  counts_dev_ = static_cast<uint32_t*>(backend_.alloc(4 * w * sizeof(uint32_t)));
+  stats_host_.resize(3 * w);
+  plan_host_.resize(4 * w);
+  for (auto* v : {&send_row_, &send_rows_, &meta_row_, &block_row_, &recv_rows_, &back_row_})
+    v->resize(w);
+  counts_send_.resize(2 * w);
+  counts_recv_.resize(2 * w);
+  for (auto* v : {&send_bytes_, &send_off_, &recv_bytes_, &recv_off_, &logical_bytes_})
+    v->resize(w);
 }
 
-void ExpertDispatch::reserve(int64_t max_tokens) {
-  const int64_t H = hidden_, peers = world_ - 1;
-  // Own rows, rows packed for each peer, and every peer's tokens.
-  ensure_rows((1 + 2 * peers) * max_tokens, 0);
-  meta_send_.reserve(size_t(std::max<int64_t>(1, peers * max_tokens * 2 * top_k_)));
-  meta_recv_.reserve(size_t(std::max<int64_t>(1, peers * max_tokens * 2 * top_k_)));
-  out_.reserve(size_t(std::max<int64_t>(1, world_ * max_tokens * H)));
-  token_slot_.reserve(size_t(max_tokens * world_));
-  for (auto& d : dest_tokens_) d.reserve(size_t(max_tokens));
-  pair_rows_.reserve(size_t(world_ * max_tokens * top_k_));
-  pair_weights_.reserve(size_t(world_ * max_tokens * top_k_));
+ExpertDispatch::~ExpertDispatch() {
+  for (void* p :
+       {static_cast<void*>(owner_), static_cast<void*>(local_), static_cast<void*>(rows_buf_),
+        static_cast<void*>(partial_), static_cast<void*>(meta_ids_), static_cast<void*>(meta_w_),
+        static_cast<void*>(send_ids_), static_cast<void*>(send_w_),
+        static_cast<void*>(combine_rows_), static_cast<void*>(pack_src_),
+        static_cast<void*>(stats_), static_cast<void*>(plan_dev_), static_cast<void*>(counts_dev_)})
+    if (p) backend_.free(p);
+}
+
+// Grows a backend buffer to at least `need` elements (half again over the old size), keeping
+// its first `keep`.
+template <typename T>
+T* ExpertDispatch::grow(T*& ptr, int64_t& capacity, int64_t need, int64_t keep) {
+  if (need <= capacity && ptr) return ptr;
+  const int64_t cap = std::max<int64_t>({need, capacity + capacity / 2, 1});
+  T* grown = static_cast<T*>(backend_.alloc(size_t(cap) * sizeof(T)));
+  if (ptr) {
+    if (keep > 0) backend_.copy(grown, ptr, size_t(keep) * sizeof(T));
+    backend_.free(ptr);
+  }
+  ptr = grown;
+  capacity = cap;
+  return ptr;
 }
 
 void ExpertDispatch::ensure_rows(int64_t rows, int64_t keep) {
-  if (rows <= capacity_) return;
-  const int64_t cap = std::max(rows, capacity_ + capacity_ / 2);
-  std::unique_ptr<float[]> grown(new float[size_t(cap * hidden_)]);
-  if (keep > 0) std::memcpy(grown.get(), buf_.get(), sizeof(float) * size_t(keep * hidden_));
-  buf_ = std::move(grown);
-  capacity_ = cap;
+  grow(rows_buf_, rows_cap_, rows * hidden_, keep * hidden_);
+}
+
+void ExpertDispatch::ensure_meta(int64_t send_rows, int64_t recv_rows) {
+  grow(meta_ids_, meta_ids_cap_, recv_rows * top_k_, 0);
+  grow(meta_w_, meta_w_cap_, recv_rows * top_k_, 0);
+  grow(send_ids_, send_ids_cap_, send_rows * top_k_, 0);
+  grow(send_w_, send_w_cap_, send_rows * top_k_, 0);
+}
+
+void ExpertDispatch::reserve(int64_t max_tokens) {
+  const int64_t peers = world_ - 1, n = std::max<int64_t>(1, max_tokens);
+  // Own rows, rows packed for each peer, and every peer's tokens; then the rows coming back.
+  ensure_rows((1 + 2 * peers) * n, 0);
+  if (world_ == 1) return;
+  grow(partial_, partial_cap_, (1 + 3 * peers) * n * hidden_, 0);
+  ensure_meta(peers * n, (1 + 2 * peers) * n);
+  grow(combine_rows_, combine_cap_, n * world_, 0);
+  grow(pack_src_, pack_cap_, peers * n, 0);
 }
 
 float* ExpertDispatch::input(int64_t n) {
   ensure_rows(std::max<int64_t>(n, 1), 0);
   n_ = n;
-  return buf_.get();
+  return rows_buf_;
 }
 
-void ExpertDispatch::exchange_counts(const uint64_t* send, uint64_t* recv) {
-  // Eight bytes per peer both ways; the offsets are the peers' slots.
+void ExpertDispatch::exchange_counts(const std::vector<uint32_t>& send,
+                                     std::vector<uint32_t>& recv) {
+  // Two uint32 per peer both ways (rows, routed rows): [2, W] in, [2, W] out.
+  const size_t w = size_t(world_), half = 2 * w;
+  std::vector<uint32_t> by_peer(half);  // [W, 2]: what peer p gets, contiguous
+  for (size_t p = 0; p < w; ++p) {
+    by_peer[2 * p] = send[p];
+    by_peer[2 * p + 1] = send[w + p];
+  }
+  backend_.upload(counts_dev_, by_peer.data(), half * sizeof(uint32_t));
+  for (size_t p = 0; p < w; ++p) {
+    send_bytes_[p] = recv_bytes_[p] = 2 * sizeof(uint32_t);
+    send_off_[p] = 2 * p * sizeof(uint32_t);
+    recv_off_[p] = (half + 2 * p) * sizeof(uint32_t);
+  }
+  comm_.all_to_all_v(counts_dev_, send_bytes_.data(), send_off_.data(), counts_dev_,
+                     recv_bytes_.data(), recv_off_.data());
+  backend_.download(by_peer.data(), counts_dev_ + half, half * sizeof(uint32_t));
+  for (size_t p = 0; p < w; ++p) {
+    recv[p] = by_peer[2 * p];
+    recv[w + p] = by_peer[2 * p + 1];
+  }
+}
+
+void ExpertDispatch::exchange(const void* send, const std::vector<int64_t>& send_row,
+                              const std::vector<int64_t>& send_rows, void* recv,
+                              const std::vector<int64_t>& recv_row,
+                              const std::vector<int64_t>& recv_rows, size_t row_bytes) {
   for (int p = 0; p < world_; ++p) {
-    send_bytes_[size_t(p)] = recv_bytes_[size_t(p)] = sizeof(uint64_t);
-    send_off_[size_t(p)] = recv_off_[size_t(p)] = size_t(p) * sizeof(uint64_t);
+    const size_t q = size_t(p);
+    const bool self = p == rank_;  // own rows never travel
+    send_bytes_[q] = self ? 0 : size_t(send_rows[q]) * row_bytes;
+    send_off_[q] = self ? 0 : size_t(send_row[q]) * row_bytes;
+    recv_bytes_[q] = self ? 0 : size_t(recv_rows[q]) * row_bytes;
+    recv_off_[q] = self ? 0 : size_t(recv_row[q]) * row_bytes;
   }
   comm_.all_to_all_v(send, send_bytes_.data(), send_off_.data(), recv, recv_bytes_.data(),
                      recv_off_.data());
 }
 
-void ExpertDispatch::dispatch(int64_t n, const int32_t* ids, const float* weights, int64_t layer,
-                              A2aProfiler* profiler) {
+DispatchHandle ExpertDispatch::dispatch(int64_t n, const int32_t* ids, const float* weights,
+                                        float* residual, int64_t layer, A2aProfiler* profiler) {
   NvtxRange nvtx("dispatch", layer);
   QWEN3MOE_CHECK(n == n_, "dispatch of ", n, " tokens, but input() was sized for ", n_);
-  const int64_t H = hidden_, k = top_k_, row = H + 2 * k;
-  const size_t w = static_cast<size_t>(world_);
-  layer_ = layer;
-
-  // Destinations: each token once per rank owning one of its experts, in token order.
-  for (auto& d : dest_tokens_) d.clear();
-  token_slot_.assign(size_t(n) * w, -1);
-  for (int64_t t = 0; t < n; ++t) {
-    for (int64_t j = 0; j < k; ++j) {
-      const int32_t e = ids[t * k + j];
-      QWEN3MOE_CHECK(e >= 0 && e < num_experts_, "router chose expert ", e, " outside [0, ",
-                     num_experts_, ")");
-      const size_t p = size_t(e / experts_per_rank_);
-      int32_t& slot = token_slot_[size_t(t) * w + p];
-      if (slot < 0) {
-        slot = int32_t(dest_tokens_[p].size());
-        dest_tokens_[p].push_back(int32_t(t));
-      }
-    }
+  const int64_t H = hidden_, k = top_k_;
+  DispatchHandle h;
+  h.tokens = n;
+  h.residual = residual;
+  h.layer = layer;
+  if (world_ == 1) {
+    // The identity: the experts read the input and the router's arrays, add into the residual.
+    h.rows = n;
+    h.row_data = rows_buf_;
+    h.ids = ids;
+    h.weights = weights;
+    h.expert_out = residual;
+    return h;
   }
+  const size_t w = size_t(world_);
 
-  // A peer's rows are sent from where they are when its tokens fill at least half of a
-  // contiguous range of the input (at small world sizes, nearly always all of it): the whole
-  // range goes, the tokens in it that are not routed there travel as rows without experts.
-  // Otherwise they are packed once, after the input rows. Own rows stay in place. Each row's k
-  // expert ids (other ranks' blanked to -1, so each rank sees only what it must compute) and k
-  // weights go in a second, small exchange.
-  int64_t packed = 0;
-  size_t meta_floats = 0;
-  for (int p = 0; p < world_; ++p) {
-    const auto& tokens = dest_tokens_[size_t(p)];
-    logical_bytes_[size_t(p)] = tokens.size() * size_t(row) * sizeof(float);
-    send_rows_[size_t(p)] = tokens.size();
-    send_row_[size_t(p)] = 0;
-    if (p == rank_ || tokens.empty()) continue;
-    const int64_t span = int64_t(tokens.back() - tokens.front()) + 1;
-    const int64_t idle = span - int64_t(tokens.size());
-    // An idle row costs about what packing one does (measured with a2a-bench, zipf routing),
-    // and a range also comes back in place in combine: ranges at most half idle go as they are.
-    if (2 * idle <= span) {
-      send_row_[size_t(p)] = tokens.front();
-      send_rows_[size_t(p)] = uint64_t(span);
-      for (int32_t t : tokens) token_slot_[size_t(t) * w + size_t(p)] = t - tokens.front();
-    } else {
-      send_row_[size_t(p)] = n + packed;
-      packed += int64_t(tokens.size());
-    }
-    meta_floats += size_t(send_rows_[size_t(p)]) * size_t(2 * k);
-  }
-  ensure_rows(n + packed, n);
-  meta_send_.resize(std::max<size_t>(1, meta_floats));
-  float* buf = buf_.get();
-  float* meta = meta_send_.data();
-  auto put_meta = [&](int64_t t, int p) {
-    for (int64_t j = 0; j < k; ++j) {
-      const int32_t e = ids[t * k + j];
-      const int32_t mine = e / experts_per_rank_ == p ? e : -1;
-      std::memcpy(meta + j, &mine, sizeof(int32_t));
-      meta[k + j] = weights[t * k + j];
-    }
-    meta += 2 * k;
-  };
-  for (int p = 0; p < world_; ++p) {
-    const auto& tokens = dest_tokens_[size_t(p)];
-    meta_at_[size_t(p)] = size_t(meta - meta_send_.data());
-    if (p == rank_ || tokens.empty()) continue;
-    const int64_t first = send_row_[size_t(p)];
-    if (first < n) {
-      for (int64_t t = first; t < first + int64_t(send_rows_[size_t(p)]); ++t) put_meta(t, p);
+  // Layout: which ranks each token goes to, on the backend; the host reads 3 ints per rank.
+  backend_.moe_dispatch_count(stats_, ids, owner_, n, k, num_experts_, world_);
+  backend_.download(stats_host_.data(), stats_, stats_host_.size() * sizeof(int32_t));
+  const int32_t *routed = stats_host_.data(), *first = routed + w, *last = routed + 2 * w;
+
+  // The plan. A peer's rows are sent from where they are when its tokens fill at least half
+  // of a contiguous range of the input (an idle row costs about what packing one does,
+  // measured with a2a-bench under zipf routing); otherwise they are packed once, after the
+  // input rows. Own rows stay in place.
+  int64_t packed = 0, sent = 0;
+  for (size_t p = 0; p < w; ++p) {
+    meta_row_[p] = sent;
+    if (int(p) == rank_) {
+      send_row_[p] = 0;
+      send_rows_[p] = n;
       continue;
     }
-    for (size_t i = 0; i < tokens.size(); ++i) {
-      std::memcpy(buf + (first + int64_t(i)) * H, buf + int64_t(tokens[i]) * H,
-                  sizeof(float) * size_t(H));
-      put_meta(tokens[i], p);
+    const int64_t span = routed[p] > 0 ? int64_t(last[p]) - first[p] + 1 : 0;
+    if (routed[p] > 0 && 2 * (span - routed[p]) <= span) {
+      send_row_[p] = first[p];
+      send_rows_[p] = span;
+    } else {
+      send_row_[p] = n + packed;
+      send_rows_[p] = routed[p];
+      packed += routed[p];
     }
+    sent += send_rows_[p];
   }
 
   comm_.set_phase(layer, "dispatch");
   // Counts first: the wait for the slowest peer to reach this layer.
   const double t0 = profiler ? profiler->now_us() : 0;
-  exchange_counts(send_rows_.data(), recv_rows_.data());
+  for (size_t p = 0; p < w; ++p) {
+    counts_send_[p] = int(p) == rank_ ? 0 : uint32_t(send_rows_[p]);
+    counts_send_[w + p] = int(p) == rank_ ? 0 : uint32_t(routed[p]);
+  }
+  exchange_counts(counts_send_, counts_recv_);
   const double t1 = profiler ? profiler->now_us() : 0;
 
-  // Each peer's rows land after the input and packed rows, in rank order.
+  // What arrives lands after the input and packed rows, in rank order; in combine each peer's
+  // rows come back after all of those, again in rank order.
   int64_t cursor = n + packed;
-  size_t meta_in = 0;
-  for (int p = 0; p < world_; ++p) {
-    const size_t q = size_t(p);
-    const int64_t cnt = p == rank_ ? 0 : int64_t(recv_rows_[q]);
-    const size_t out = p == rank_ ? 0 : size_t(send_rows_[q]);
-    block_row_[q] = cursor;
-    meta_recv_at_[q] = meta_in;
-    send_bytes_[q] = out * size_t(H) * sizeof(float);
-    send_off_[q] = size_t(p == rank_ ? 0 : send_row_[q] * H) * sizeof(float);
-    recv_bytes_[q] = size_t(cnt * H) * sizeof(float);
-    recv_off_[q] = size_t(cursor * H) * sizeof(float);
-    cursor += cnt;
-    meta_in += size_t(cnt * 2 * k);
+  for (size_t p = 0; p < w; ++p) {
+    recv_rows_[p] = int(p) == rank_ ? 0 : int64_t(counts_recv_[p]);
+    block_row_[p] = cursor;
+    cursor += recv_rows_[p];
   }
   rows_ = cursor;
-  ensure_rows(rows_, n + packed);
-  meta_recv_.resize(std::max<size_t>(1, meta_in));
-  comm_.all_to_all_v(buf_.get(), send_bytes_.data(), send_off_.data(), buf_.get(),
-                     recv_bytes_.data(), recv_off_.data());
-  for (int p = 0; p < world_; ++p) {
-    const size_t q = size_t(p);
-    const size_t out = p == rank_ ? 0 : size_t(send_rows_[q]);
-    const size_t in = p == rank_ ? 0 : size_t(recv_rows_[q]);
-    send_bytes_[q] = out * size_t(2 * k) * sizeof(float);
-    send_off_[q] = meta_at_[q] * sizeof(float);
-    recv_bytes_[q] = in * size_t(2 * k) * sizeof(float);
-    recv_off_[q] = meta_recv_at_[q] * sizeof(float);
+  returned_ = 0;
+  for (size_t p = 0; p < w; ++p) {
+    back_row_[p] = rows_ + returned_;
+    if (int(p) != rank_) returned_ += send_rows_[p];
   }
-  comm_.all_to_all_v(meta_send_.data(), send_bytes_.data(), send_off_.data(), meta_recv_.data(),
-                     recv_bytes_.data(), recv_off_.data());
-  if (profiler)
+  ensure_rows(rows_, n);
+  ensure_meta(sent, rows_);
+  grow(partial_, partial_cap_, (rows_ + returned_) * H, 0);
+  grow(combine_rows_, combine_cap_, n * world_, 0);
+  grow(pack_src_, pack_cap_, packed, 0);
+
+  for (size_t p = 0; p < w; ++p) {
+    plan_host_[p] = int32_t(send_row_[p]);
+    plan_host_[w + p] = int32_t(send_rows_[p]);
+    plan_host_[2 * w + p] = int32_t(meta_row_[p]);
+    plan_host_[3 * w + p] = int32_t(back_row_[p]);
+  }
+  backend_.upload(plan_dev_, plan_host_.data(), plan_host_.size() * sizeof(int32_t));
+  MoeDispatchPack a;
+  a.ids = ids;
+  a.weights = weights;
+  a.owner = owner_;
+  a.local = local_;
+  a.plan = plan_dev_;
+  a.pack_src = pack_src_;
+  a.combine_rows = combine_rows_;
+  a.send_ids = send_ids_;
+  a.send_weights = send_w_;
+  a.own_ids = meta_ids_;
+  a.own_weights = meta_w_;
+  a.tokens = n;
+  a.k = k;
+  a.experts = num_experts_;
+  a.world = world_;
+  a.rank = rank_;
+  a.packed = packed;
+  backend_.moe_dispatch_pack(a);
+  if (packed > 0) backend_.gather_rows(rows_buf_ + n * H, rows_buf_, pack_src_, packed, H);
+
+  exchange(rows_buf_, send_row_, send_rows_, rows_buf_, block_row_, recv_rows_,
+           size_t(H) * sizeof(float));
+  exchange(send_ids_, meta_row_, send_rows_, meta_ids_, block_row_, recv_rows_,
+           size_t(k) * sizeof(int32_t));
+  exchange(send_w_, meta_row_, send_rows_, meta_w_, block_row_, recv_rows_,
+           size_t(k) * sizeof(float));
+  if (profiler) {
+    for (size_t p = 0; p < w; ++p)
+      logical_bytes_[p] = size_t(routed[p]) * size_t(H + 2 * k) * sizeof(float);
     profiler->record_exchange(layer, "dispatch", logical_bytes_, t0, t1 - t0,
                               profiler->now_us() - t1);
-
-  // Rows that carry at least one local expert: what combine returns as routed traffic.
-  for (int p = 0; p < world_; ++p) {
-    const size_t q = size_t(p);
-    routed_in_[q] = 0;
-    if (p == rank_) continue;
-    const float* got = meta_recv_.data() + meta_recv_at_[q];
-    for (uint64_t i = 0; i < recv_rows_[q]; ++i) {
-      bool any = false;
-      for (int64_t j = 0; j < k; ++j) {
-        int32_t e;
-        std::memcpy(&e, got + int64_t(i) * 2 * k + j, sizeof(int32_t));
-        any |= e >= 0;
-      }
-      routed_in_[q] += any;
-    }
   }
-
-  // Each local expert's (row, weight) pairs: own tokens from the router's arrays, the peers'
-  // from the ids and weights that came with their rows.
-  const int64_t e0 = int64_t(rank_) * experts_per_rank_;
-  auto for_each_pair = [&](auto&& fn) {
-    for (int p = 0; p < world_; ++p) {
-      if (p == rank_) {
-        for (int32_t t : dest_tokens_[size_t(p)])
-          for (int64_t j = 0; j < k; ++j) {
-            const int32_t e = ids[int64_t(t) * k + j];
-            if (e / experts_per_rank_ == rank_) fn(int64_t(t), e, weights[int64_t(t) * k + j]);
-          }
-        continue;
-      }
-      const int64_t cnt = int64_t(recv_rows_[size_t(p)]), first = block_row_[size_t(p)];
-      const float* got = meta_recv_.data() + meta_recv_at_[size_t(p)];
-      for (int64_t i = 0; i < cnt; ++i)
-        for (int64_t j = 0; j < k; ++j) {
-          int32_t e;
-          std::memcpy(&e, got + i * 2 * k + j, sizeof(int32_t));
-          if (e >= 0) fn(first + i, e, got[i * 2 * k + k + j]);
-        }
-    }
-  };
-  std::fill(offsets_.begin(), offsets_.end(), 0);
-  for_each_pair([&](int64_t, int32_t e, float) {
-    QWEN3MOE_CHECK(e >= e0 && e < e0 + local_experts_, "rank ", rank_, " received expert ", e,
-                   " which it does not own");
-    ++offsets_[size_t(e - e0 + 1)];
-  });
-  for (int64_t e = 0; e < local_experts_; ++e) {
-    if (profiler) profiler->record_expert_tokens(layer, e0 + e, offsets_[size_t(e + 1)]);
-    offsets_[size_t(e + 1)] += offsets_[size_t(e)];
-  }
-  const int64_t pairs = offsets_[size_t(local_experts_)];
-  pair_rows_.resize(size_t(pairs));
-  pair_weights_.resize(size_t(pairs));
-  std::copy(offsets_.begin(), offsets_.end() - 1, fill_.begin());
-  for_each_pair([&](int64_t r, int32_t e, float weight) {
-    const int64_t a = fill_[size_t(e - e0)]++;
-    pair_rows_[size_t(a)] = int32_t(r);
-    pair_weights_[size_t(a)] = weight;
-  });
+  h.rows = rows_;
+  h.row_data = rows_buf_;
+  h.ids = meta_ids_;
+  h.weights = meta_w_;
+  h.expert_out = partial_;
+  h.accumulate = false;
+  return h;
 }
 
-const float* ExpertDispatch::combine(const float* partial, A2aProfiler* profiler) {
-  NvtxRange nvtx("combine", layer_);
-  const int64_t H = hidden_, n = n_;
-  const size_t w = static_cast<size_t>(world_);
-  comm_.set_phase(layer_, "combine");
-  // The rows go back the way they came: what arrived from peer p returns to p. The peer with
-  // the longest run of tokens sent in place returns its rows straight into their tokens' rows
-  // of the output (a whole pass saved at small world sizes); the others land after them.
+void ExpertDispatch::combine(const DispatchHandle& h, A2aProfiler* profiler) {
+  if (world_ == 1) return;  // the experts added into the residual themselves
+  NvtxRange nvtx("combine", h.layer);
+  QWEN3MOE_CHECK(h.expert_out == partial_ && h.rows == rows_,
+                 "combine: the handle is not this dispatcher's last dispatch");
+  const int64_t H = hidden_;
+  comm_.set_phase(h.layer, "combine");
   const double t0 = profiler ? profiler->now_us() : 0;
-  exchange_counts(recv_rows_.data(), count_scratch_.data());
-  const double t1 = profiler ? profiler->now_us() : 0;
-  int direct = -1;
-  for (int p = 0; p < world_; ++p)
-    if (p != rank_ && send_row_[size_t(p)] < n && send_rows_[size_t(p)] > 0 &&
-        (direct < 0 || send_rows_[size_t(p)] > send_rows_[size_t(direct)]))
-      direct = p;
-  int64_t back = n;  // the other peers' rows follow the n output rows
-  for (int p = 0; p < world_; ++p) {
-    const size_t q = size_t(p);
-    QWEN3MOE_CHECK(count_scratch_[q] == send_rows_[q], "combine: rank ", p, " returns ",
-                   count_scratch_[q], " rows, ", send_rows_[q], " were dispatched to it");
-    const uint64_t routed = p == rank_ ? recv_rows_[q] : routed_in_[q];
-    logical_bytes_[q] = size_t(routed) * size_t(H) * sizeof(float);
-    if (p == rank_) {
-      send_bytes_[q] = recv_bytes_[q] = send_off_[q] = recv_off_[q] = 0;
-      continue;
+  // The rows go back the way they came: what arrived from peer p returns to p, sent from where
+  // it is in the partial buffer, landing after the expert rows.
+  exchange(partial_, block_row_, recv_rows_, partial_, back_row_, send_rows_,
+           size_t(H) * sizeof(float));
+  if (profiler) {
+    const size_t w = size_t(world_);
+    for (size_t p = 0; p < w; ++p) {
+      const uint64_t rows = int(p) == rank_ ? uint64_t(stats_host_[p]) : counts_recv_[w + p];
+      logical_bytes_[p] = size_t(rows) * size_t(H) * sizeof(float);
     }
-    // A peer's rows are contiguous in partial, as they arrived: sent from where they are.
-    send_bytes_[q] = size_t(recv_rows_[q]) * size_t(H) * sizeof(float);
-    send_off_[q] = size_t(block_row_[q] * H) * sizeof(float);
-    back_row_[q] = p == direct ? send_row_[q] : back;
-    recv_bytes_[q] = size_t(send_rows_[q]) * size_t(H) * sizeof(float);
-    recv_off_[q] = size_t(back_row_[q] * H) * sizeof(float);
-    if (p != direct) back += int64_t(send_rows_[q]);
+    profiler->record_exchange(h.layer, "combine", logical_bytes_, t0, 0, profiler->now_us() - t0);
   }
-  out_.resize(size_t(std::max<int64_t>(1, back * H)));
-  comm_.all_to_all_v(partial, send_bytes_.data(), send_off_.data(), out_.data(), recv_bytes_.data(),
-                     recv_off_.data());
-  if (profiler)
-    profiler->record_exchange(layer_, "combine", logical_bytes_, t0, t1 - t0,
-                              profiler->now_us() - t1);
-
-  // Each token's rows summed: the direct peer's, already in place, then the others in rank
-  // order; the own rank's row read in place from partial. Tokens the direct peer did not
-  // serve hold an idle row there: overwritten.
-  float* y = out_.data();
-  for (int64_t t = 0; t < n; ++t) {
-    const bool seeded = direct >= 0 && token_slot_[size_t(t) * w + size_t(direct)] >= 0;
-    int count = 0;
-    for (int p = 0; p < world_; ++p) {
-      const int32_t slot = token_slot_[size_t(t) * w + size_t(p)];
-      if (slot < 0 || (seeded && p == direct)) continue;
-      sources_[size_t(count++)] =
-          p == rank_ ? partial + t * H : y + (back_row_[size_t(p)] + slot) * H;
-    }
-    if (seeded)
-      add_rows(y + t * H, sources_.data(), count, H);
-    else
-      sum_rows(y + t * H, sources_.data(), count, H);
-  }
-  return y;
+  // Each token's rows, the own partial row and each peer's returned one, into the residual.
+  backend_.moe_combine(h.residual, partial_, combine_rows_, nullptr, h.tokens, world_, H);
 }
 
 }  // namespace qwen3moe

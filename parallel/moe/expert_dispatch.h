@@ -1,98 +1,127 @@
-// MoE token dispatch and combine across expert-parallel ranks (README "Across ranks"). After the
-// router, each token goes ONCE to each rank that owns at least one of its top-k experts, carrying
-// its expert ids and weights; the owner's experts run over what arrived, the owner forms the
-// weighted sum of its experts' outputs per token, and combine sends one row per (token, rank) back,
-// where the rows are summed. Counts are exchanged first, then the data; both phases are timed and
-// counted for the all-to-all profiler.
+// MoE token dispatch and combine across expert-parallel ranks (README "Across ranks"), on
+// backend memory end to end: the same code runs on the CPU backend over MPI and on GPUs over
+// NCCL or host-staged MPI, so the CPU tests exercise what a GPU deployment runs. After the
+// router, each token goes ONCE to each rank that owns at least one of its top-k experts,
+// carrying its expert ids (as the owner's local ids) and weights; the owner's experts run over
+// what arrived and write, per row, the weighted sum of their outputs; combine sends one row per
+// (token, rank) back, where the rows are added into the residual.
 //
-// Copies are the cost on host memory, so there are as few as the exchange allows:
+// The phases, as DeepEP names them: layout (Backend::moe_dispatch_count: which ranks each token
+// goes to; the host reads these few ints per rank, the only device-to-host traffic), dispatch
+// (the plan, Backend::moe_dispatch_pack, the exchanges) and combine (the exchange back, one
+// Backend::moe_combine of each token's returned rows). dispatch() returns a DispatchHandle that
+// says where the experts read and write, and combine() consumes it.
+//
+// Copies are the cost, so there are as few as the exchange allows:
 //  - a rank's own tokens stay where the caller wrote them (input()); its experts read them in
 //    place, and nothing goes through the communicator for them;
 //  - rows for a peer whose tokens fill at least half of a contiguous range of the input (at
 //    small world sizes, nearly always all of it) are sent from the input as they are, the
-//    tokens in the range not routed there as idle rows; other peers' rows are packed once;
-//    the expert ids and weights of the rows follow in a second, small exchange;
-//  - combine sends the partial rows straight from the caller's buffer (each peer's rows are
-//    contiguous there); one peer's rows land directly in the output rows of their tokens, the
-//    others' are summed onto them in one pass.
+//    tokens in the range not routed there as idle rows (no expert ids); other peers' rows are
+//    packed once (Backend::gather_rows); the ids and weights follow in two small exchanges;
+//  - combine sends each peer's rows straight from the partial buffer (they are contiguous
+//    there, as they arrived).
+// At world 1 dispatch is the identity: the experts read the input and the router's arrays and
+// write into the residual, and combine has nothing to do.
 // The profiler counts routed rows: those that stay local as dispatched to this rank (the
 // diagonal of the bytes matrix, delivered without a copy), idle rows not at all.
 #pragma once
 
 #include <cstdint>
-#include <memory>
 #include <vector>
 
+#include "kernels/backend.h"
 #include "parallel/comm/communicator.h"
 #include "parallel/profile/a2a_profiler.h"
+#include "parallel/topology.h"
 
 namespace qwen3moe {
 
+// What one dispatch hands the local experts, and what combine() takes back. Backend memory.
+struct DispatchHandle {
+  int64_t tokens = 0;  // this rank's tokens (n)
+  // Expert input rows: the n own rows, the rows packed for peers (no local experts), then the
+  // rows received from each peer in rank order.
+  int64_t rows = 0;
+  const float* row_data = nullptr;  // [rows, hidden]
+  const int32_t* ids = nullptr;     // [rows, k] local expert ids, -1: not for this rank
+  const float* weights = nullptr;   // [rows, k]
+  // [rows, hidden]: where the experts put each row's weighted sum (Backend::moe_combine with
+  // accumulate as below): at world 1 the residual itself (added to), else the dispatcher's
+  // partial rows (written: rows without pairs are never read).
+  float* expert_out = nullptr;
+  bool accumulate = true;
+  float* residual = nullptr;  // [n, hidden] combine adds every token's returned rows here
+  int64_t layer = -1;
+};
+
 class ExpertDispatch {
  public:
-  // experts are placed in contiguous blocks of num_experts / world per rank.
-  ExpertDispatch(Communicator& comm, int64_t hidden, int64_t num_experts, int64_t top_k);
+  // comm carries backend memory (the model's device communicator). Experts live where
+  // topo.expert_owner says.
+  ExpertDispatch(Backend& backend, Communicator& comm, const Topology& topo, int64_t hidden,
+                 int64_t top_k);
+  ~ExpertDispatch();
+  ExpertDispatch(const ExpertDispatch&) = delete;
+  ExpertDispatch& operator=(const ExpertDispatch&) = delete;
 
   // Sizes the buffers for up to max_tokens tokens per rank per call, so that no call up to
   // that size allocates.
   void reserve(int64_t max_tokens);
 
-  // [n, hidden] host rows the caller fills with this rank's tokens before dispatch(n, ...).
+  // [n, hidden] backend rows the caller fills with this rank's tokens before dispatch(n, ...).
   // Stays valid, and untouched, until the next input() call.
   float* input(int64_t n);
 
-  // ids, weights: [n, top_k] the router's choice for the n tokens of input().
-  void dispatch(int64_t n, const int32_t* ids, const float* weights, int64_t layer,
-                A2aProfiler* profiler);
+  // ids, weights: [n, k] the router's choice (global expert ids) for the n tokens of input(),
+  // backend memory; residual [n, hidden]: where combine (world 1: the experts) adds the result.
+  DispatchHandle dispatch(int64_t n, const int32_t* ids, const float* weights, float* residual,
+                          int64_t layer, A2aProfiler* profiler);
 
-  // What the local experts read: rows() rows of `hidden` floats at row_data(), this rank's own
-  // n tokens first, then the rows packed for peers (unused here), then what arrived from the
-  // other ranks in rank order;
-  // and each local expert's (row, weight) pairs, grouped by expert, in source-rank then token
-  // order.
-  int64_t rows() const { return rows_; }
-  const float* row_data() const { return buf_.get(); }
-  int64_t local_experts() const { return local_experts_; }
-  const std::vector<int64_t>& expert_offsets() const { return offsets_; }  // [local+1]
-  const std::vector<int32_t>& pair_rows() const { return pair_rows_; }
-  const std::vector<float>& pair_weights() const { return pair_weights_; }
-
-  // partial: [rows(), hidden], row r the weighted sum of this rank's experts' outputs for the
-  // token of row r (rows without pairs are not read). Returns [n, hidden] for the n tokens of
-  // the last dispatch, the sum over ranks (the rows returned in place first, then the others
-  // in rank order), valid until the next combine.
-  const float* combine(const float* partial, A2aProfiler* profiler);
+  // Sends each row's expert output back to the rank of its token and adds, per token, the rows
+  // returned for it into handle.residual.
+  void combine(const DispatchHandle& handle, A2aProfiler* profiler);
 
  private:
   void ensure_rows(int64_t rows, int64_t keep);
-  void exchange_counts(const uint64_t* send, uint64_t* recv);
+  void ensure_meta(int64_t send_rows, int64_t recv_rows);
+  // uint32 per peer both ways, through backend memory (the communicator's kind).
+  void exchange_counts(const std::vector<uint32_t>& send, std::vector<uint32_t>& recv);
+  // Per-peer byte counts and offsets of `row_bytes`-byte rows, then one all_to_all_v.
+  void exchange(const void* send, const std::vector<int64_t>& send_row,
+                const std::vector<int64_t>& send_rows, void* recv,
+                const std::vector<int64_t>& recv_row, const std::vector<int64_t>& recv_rows,
+                size_t row_bytes);
+  template <typename T>
+  T* grow(T*& ptr, int64_t& capacity, int64_t need, int64_t keep);
 
+  Backend& backend_;
   Communicator& comm_;
-  int64_t hidden_, num_experts_, top_k_, experts_per_rank_, local_experts_;
+  int64_t hidden_, top_k_, num_experts_;
   int world_, rank_;
-  int64_t layer_ = -1;
   int64_t n_ = 0;
-  // [capacity_ rows, hidden]: input rows, rows packed for peers, then each peer's rows.
-  std::unique_ptr<float[]> buf_;
-  int64_t capacity_ = 0, rows_ = 0;
-  // Dispatch send side: per destination the tokens it gets, in token order, and per token
-  // the index of its row in each destination's block (-1: not sent there). [n, world]
-  std::vector<std::vector<int32_t>> dest_tokens_;
-  std::vector<int32_t> token_slot_;
-  std::vector<float> meta_send_, meta_recv_;
-  // [n + rows returned by peers other than the one returned in place, hidden]: the output.
-  std::vector<float> out_;
-  // Per peer: the first row in buf_ of what it sent us and of what we send it (input rows in
-  // place, or packed), the float offsets of its ids+weights both ways, and row counts.
-  std::vector<int64_t> block_row_, send_row_;
-  std::vector<size_t> meta_at_, meta_recv_at_;
-  std::vector<uint64_t> send_rows_, recv_rows_, routed_in_, count_scratch_;
+  // Backend buffers, each with its capacity in elements.
+  int32_t* owner_ = nullptr;         // [E] rank of each expert
+  int32_t* local_ = nullptr;         // [E] index of each expert on its rank
+  float* rows_buf_ = nullptr;        // [rows, H]: input, packed, received rows
+  float* partial_ = nullptr;         // [rows + returned, H]: expert outputs, then returns
+  int32_t* meta_ids_ = nullptr;      // [rows, k] expert input ids (own, packed, received)
+  float* meta_w_ = nullptr;          // [rows, k]
+  int32_t* send_ids_ = nullptr;      // [sent rows, k]
+  float* send_w_ = nullptr;          // [sent rows, k]
+  int32_t* combine_rows_ = nullptr;  // [n, W]
+  int32_t* pack_src_ = nullptr;      // [packed]
+  int32_t* stats_ = nullptr;         // [3, W] moe_dispatch_count's
+  int32_t* plan_dev_ = nullptr;      // [4, W]
+  uint32_t* counts_dev_ = nullptr;   // [2, 2, W] counts exchange: send, recv (rows, routed)
+  int64_t rows_cap_ = 0, partial_cap_ = 0, meta_ids_cap_ = 0, meta_w_cap_ = 0, send_ids_cap_ = 0,
+          send_w_cap_ = 0, combine_cap_ = 0, pack_cap_ = 0;
+  // The last dispatch's plan (host), per peer.
+  std::vector<int32_t> stats_host_, plan_host_;
+  std::vector<int64_t> send_row_, send_rows_, meta_row_, block_row_, recv_rows_, back_row_;
+  std::vector<uint32_t> counts_send_, counts_recv_;  // [2, W]: rows, then routed rows
   std::vector<size_t> send_bytes_, send_off_, recv_bytes_, recv_off_, logical_bytes_;
-  std::vector<int64_t> back_row_;  // first row of each peer's returned rows in out_
-  std::vector<int64_t> offsets_, fill_;
-  std::vector<int32_t> pair_rows_;
-  std::vector<float> pair_weights_;
-  std::vector<const float*> sources_;
+  int64_t rows_ = 0, returned_ = 0;
 };
 
 }  // namespace qwen3moe

@@ -16,6 +16,11 @@
 namespace qwen3moe::bench {
 namespace {
 
+Backend& backend() {
+  static const std::unique_ptr<Backend> b = make_cpu_backend(1);
+  return *b;
+}
+
 Communicator& world() {
   return testing::world();
 }
@@ -84,7 +89,7 @@ TEST(A2aBench, PayloadNamesSourceDestinationAndIndex) {
 TEST(A2aBench, DispatchBytesMatchTokenRankPairs) {
   const int W = world().size(), R = world().rank();
   const DispatchBenchOptions o = small_dispatch("uniform");
-  const DispatchBenchResult r = run_dispatch_bench(world(), o);
+  const DispatchBenchResult r = run_dispatch_bench(backend(), world(), o);
   EXPECT_EQ(r.wrong, 0);
   EXPECT_EQ(r.checked, 2 * int64_t(W) * o.tokens * o.hidden);
 
@@ -144,8 +149,10 @@ TEST(A2aBench, DispatchBytesMatchTokenRankPairs) {
 }
 
 TEST(A2aBench, ZipfIsMoreImbalancedThanUniform) {
-  const DispatchBenchResult uniform = run_dispatch_bench(world(), small_dispatch("uniform"));
-  const DispatchBenchResult zipf = run_dispatch_bench(world(), small_dispatch("zipf:1.2"));
+  const DispatchBenchResult uniform =
+      run_dispatch_bench(backend(), world(), small_dispatch("uniform"));
+  const DispatchBenchResult zipf =
+      run_dispatch_bench(backend(), world(), small_dispatch("zipf:1.2"));
   EXPECT_EQ(uniform.wrong, 0);
   EXPECT_EQ(zipf.wrong, 0);
   // Uniform: about 1 (sampling noise); zipf piles onto the low expert ids, i.e. rank 0's block.

@@ -9,10 +9,12 @@
 #include <algorithm>
 #include <cmath>
 #include <functional>
+#include <memory>
 #include <set>
 #include <tuple>
 #include <vector>
 
+#include "kernels/backend.h"
 #include "mpi_world.h"
 #include "parallel/moe/expert_dispatch.h"
 #include "parallel/profile/a2a_profiler.h"
@@ -44,7 +46,14 @@ void run_case(const Routing& routing, int64_t experts) {
   Communicator& comm = world();
   const int W = comm.size(), R = comm.rank();
   const int64_t per_rank = experts / W, e0 = R * per_rank;
-  ExpertDispatch d(comm, kHidden, experts, kTopK);
+  // The CPU backend: its memory is host memory, so the test reads the handle's arrays directly
+  // and the exchange runs over the process's MPI communicator, the path a GPU runs over NCCL.
+  const std::unique_ptr<Backend> backend = make_cpu_backend(1);
+  TopologyShape shape;
+  shape.num_heads = shape.num_kv_heads = shape.vocab_size = W;
+  shape.num_experts = experts;
+  const Topology topo(R, W, W, shape);
+  ExpertDispatch d(*backend, comm, topo, kHidden, kTopK);
   A2aProfiler profiler(R, W, experts, {true});
 
   // Twice: the second round reuses the buffers the first one grew.
@@ -61,7 +70,10 @@ void run_case(const Routing& routing, int64_t experts) {
         weights[size_t(t * kTopK + j)] = weight_of(R, t, j);
       }
     }
-    d.dispatch(n, ids.data(), weights.data(), 0, &profiler);
+    // The residual starts at -1 everywhere: combine must add exactly each token's result.
+    std::vector<float> residual(static_cast<size_t>(std::max<int64_t>(1, n * kHidden)), -1.0f);
+    const DispatchHandle h =
+        d.dispatch(n, ids.data(), weights.data(), residual.data(), 0, &profiler);
 
     // What each local expert must see: (source rank, token, weight) for every pair routed to it.
     using Pair = std::tuple<int, int64_t, float>;
@@ -73,46 +85,44 @@ void run_case(const Routing& routing, int64_t experts) {
           if (e[size_t(j)] >= e0 && e[size_t(j)] < e0 + per_rank)
             expect[size_t(e[size_t(j)] - e0)].insert({src, t, weight_of(src, t, j)});
       }
-    ASSERT_EQ(d.local_experts(), per_rank);
-    ASSERT_EQ(d.expert_offsets().size(), size_t(per_rank + 1));
-    const float* rows = d.row_data();
-    for (int64_t e = 0; e < per_rank; ++e) {
-      std::multiset<Pair> got;
-      for (int64_t a = d.expert_offsets()[size_t(e)]; a < d.expert_offsets()[size_t(e + 1)]; ++a) {
-        const int64_t r = d.pair_rows()[size_t(a)];
-        ASSERT_GE(r, 0);
-        ASSERT_LT(r, d.rows());
+    std::vector<std::multiset<Pair>> got(static_cast<size_t>(per_rank));
+    for (int64_t r = 0; r < h.rows; ++r)
+      for (int64_t j = 0; j < kTopK; ++j) {
+        const int32_t e = h.ids[r * kTopK + j];
+        if (e < 0) continue;
+        ASSERT_LT(e, per_rank) << "row " << r << " names local expert " << e;
         // Decode the row's source from its payload, and check all its columns agree.
-        const float v0 = rows[r * kHidden];
+        const float v0 = h.row_data[r * kHidden];
         const int src = int(v0) / 100000;
         const int64_t t = (int64_t(v0) % 100000) / 100;
         for (int64_t c = 0; c < kHidden; ++c)
-          ASSERT_EQ(rows[r * kHidden + c], payload(src, t, c)) << "row " << r << " col " << c;
-        got.insert({src, t, d.pair_weights()[size_t(a)]});
+          ASSERT_EQ(h.row_data[r * kHidden + c], payload(src, t, c)) << "row " << r << " col " << c;
+        got[size_t(e)].insert({src, t, h.weights[r * kTopK + j]});
       }
-      EXPECT_EQ(got, expect[size_t(e)]) << "rank " << R << " expert " << e0 + e;
-    }
+    for (int64_t e = 0; e < per_rank; ++e)
+      EXPECT_EQ(got[size_t(e)], expect[size_t(e)]) << "rank " << R << " expert " << e0 + e;
 
-    // Identity experts: each row's partial is its local experts' weights times the row, so the
-    // combined token is the sum of all its weights times its own row.
-    std::vector<float> partial(static_cast<size_t>(std::max<int64_t>(1, d.rows() * kHidden)),
-                               -1e30f);  // rows without pairs must not be read
-    std::vector<char> has_pair(static_cast<size_t>(d.rows()), 0);
-    for (size_t a = 0; a < d.pair_rows().size(); ++a) has_pair[size_t(d.pair_rows()[a])] = 1;
-    for (int64_t r = 0; r < d.rows(); ++r)
-      if (has_pair[size_t(r)])
-        for (int64_t c = 0; c < kHidden; ++c) partial[size_t(r * kHidden + c)] = 0;
-    for (size_t a = 0; a < d.pair_rows().size(); ++a) {
-      const int64_t r = d.pair_rows()[a];
-      for (int64_t c = 0; c < kHidden; ++c)
-        partial[size_t(r * kHidden + c)] += d.pair_weights()[a] * rows[r * kHidden + c];
+    // Identity experts: each row's output is its local experts' weights times the row, added
+    // where the handle says; combine then adds the sum of all a token's weights times its row.
+    // Rows without pairs are filled with NaN: combine must never read them.
+    if (!h.accumulate) std::fill(h.expert_out, h.expert_out + h.rows * kHidden, std::nanf(""));
+    for (int64_t r = 0; r < h.rows; ++r) {
+      bool any = false;
+      for (int64_t j = 0; j < kTopK; ++j) any |= h.ids[r * kTopK + j] >= 0;
+      if (any && !h.accumulate)
+        std::fill(h.expert_out + r * kHidden, h.expert_out + (r + 1) * kHidden, 0.0f);
     }
-    const float* y = d.combine(partial.data(), &profiler);
+    for (int64_t r = 0; r < h.rows; ++r)
+      for (int64_t j = 0; j < kTopK; ++j)
+        if (h.ids[r * kTopK + j] >= 0)
+          for (int64_t c = 0; c < kHidden; ++c)
+            h.expert_out[r * kHidden + c] += h.weights[r * kTopK + j] * h.row_data[r * kHidden + c];
+    d.combine(h, &profiler);
     for (int64_t t = 0; t < n; ++t) {
       float wsum = 0;
       for (int64_t j = 0; j < kTopK; ++j) wsum += weight_of(R, t, j);
       for (int64_t c = 0; c < kHidden; ++c)
-        ASSERT_NEAR(y[t * kHidden + c], wsum * payload(R, t, c),
+        ASSERT_NEAR(residual[size_t(t * kHidden + c)], wsum * payload(R, t, c) - 1.0f,
                     1e-5f * std::abs(wsum * payload(R, t, c)))
             << "rank " << R << " token " << t << " col " << c;
     }
@@ -125,13 +135,13 @@ void run_case(const Routing& routing, int64_t experts) {
     std::vector<uint64_t> to(static_cast<size_t>(W), 0), from(static_cast<size_t>(W), 0);
     for (int64_t t = 0; t < n; ++t) {
       std::set<int> dest;
-      for (int32_t e : routing.experts(R, t)) dest.insert(int(e / per_rank));
+      for (int32_t e : routing.experts(R, t)) dest.insert(topo.expert_owner(e));
       for (int p : dest) ++to[size_t(p)];
     }
     for (int src = 0; src < W; ++src)
       for (int64_t t = 0; t < routing.tokens(src); ++t) {
         bool mine = false;
-        for (int32_t e : routing.experts(src, t)) mine |= e / per_rank == R;
+        for (int32_t e : routing.experts(src, t)) mine |= topo.expert_owner(e) == R;
         from[size_t(src)] += mine;
       }
     for (int p = 0; p < W; ++p) {
