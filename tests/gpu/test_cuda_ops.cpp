@@ -296,6 +296,77 @@ TEST_F(CudaOps, MoeCombineMatchesCpu) {
   expect_close(host(d_out, out.size()), out, 1e-5f, 1e-5f, "moe_combine");
 }
 
+TEST_F(CudaOps, MoeCombineWriteAndUnweightedMatchCpu) {
+  const int64_t T = 40, k = 4, D = 300;
+  std::vector<int32_t> idx(size_t(T * k));
+  for (size_t i = 0; i < idx.size(); ++i) idx[i] = i % 7 == 3 ? -1 : int32_t((i * 13) % idx.size());
+  for (int64_t j = 0; j < k; ++j) idx[size_t(5 * k + j)] = -1;  // a token without pairs
+  const std::vector<float> in = randn(size_t(T * k * D), 51), wts = randn(size_t(T * k), 52);
+  std::vector<float> out(size_t(T * D), NAN);
+  float* d_out = dev(out);
+  cpu->moe_combine(out.data(), in.data(), idx.data(), wts.data(), T, k, D, false);
+  gpu->moe_combine(d_out, dev(in), dev(idx), dev(wts), T, k, D, false);
+  expect_close(host(d_out, out.size()), out, 1e-5f, 1e-5f, "moe_combine accumulate=false");
+  std::vector<float> sum(size_t(T * D), 0.25f);
+  float* d_sum = dev(sum);
+  cpu->moe_combine(sum.data(), in.data(), idx.data(), nullptr, T, k, D);
+  gpu->moe_combine(d_sum, dev(in), dev(idx), nullptr, T, k, D);
+  expect_close(host(d_sum, sum.size()), sum, 1e-5f, 1e-5f, "moe_combine weights=null");
+}
+
+// The dispatch index ops are integers and copies: the GPU must equal the CPU exactly, over
+// more tokens than a warp walks at once and a plan with in-place, packed and empty peers.
+TEST_F(CudaOps, MoeDispatchCountAndPackEqualCpu) {
+  const int64_t T = 300, k = 8, E = 64, W = 4, rank = 2;
+  std::vector<int32_t> ids = router_like_ids(T, k, E, 61);
+  std::vector<int32_t> owner(static_cast<size_t>(E)), local(static_cast<size_t>(E));
+  for (int64_t e = 0; e < E; ++e) {
+    owner[size_t(e)] = int32_t(e % 3);  // rank 3 holds no expert: an empty peer
+    local[size_t(e)] = int32_t(e / 3);
+  }
+  const std::vector<float> w = randn(size_t(T * k), 62);
+  std::vector<int32_t> stats(size_t(3 * W));
+  int32_t* d_ids = dev(ids);
+  int32_t* d_owner = dev(owner);
+  int32_t* d_stats = dev(stats);
+  cpu->moe_dispatch_count(stats.data(), ids.data(), owner.data(), T, k, E, W);
+  gpu->moe_dispatch_count(d_stats, d_ids, d_owner, T, k, E, W);
+  ASSERT_EQ(host(d_stats, stats.size()), stats);
+
+  // Peer 0 in place over its range, peer 1 packed, peer 3 packed with no rows.
+  std::vector<int32_t> plan(size_t(4 * W), 0);
+  const int32_t first0 = stats[size_t(W)], rows0 = stats[size_t(2 * W)] - first0 + 1;
+  const int32_t packed1 = stats[1];
+  plan[0] = first0, plan[1] = int32_t(T), plan[3] = int32_t(T + packed1);
+  plan[size_t(W)] = rows0, plan[size_t(W + 1)] = packed1, plan[size_t(W + 2)] = int32_t(T);
+  plan[size_t(2 * W + 1)] = rows0, plan[size_t(2 * W + 3)] = rows0 + packed1;
+  plan[size_t(3 * W)] = 1000, plan[size_t(3 * W + 1)] = 1000 + rows0,
+                  plan[size_t(3 * W + 3)] = 5000;
+  const int64_t sent = rows0 + packed1, packed = packed1;
+  std::vector<int32_t> pack_src(size_t(packed) + 1, -7), combine_rows(size_t(T * W), -7),
+      send_ids(size_t(sent * k), -7), own_ids(size_t((T + packed) * k), -7);
+  std::vector<float> send_w(size_t(sent * k), -7.0f), own_w(size_t(T * k), -7.0f);
+  MoeDispatchPack c;
+  c.tokens = T, c.k = k, c.experts = E, c.world = W, c.rank = rank, c.packed = packed;
+  MoeDispatchPack g = c;
+  c.ids = ids.data(), c.weights = w.data(), c.owner = owner.data(), c.local = local.data();
+  c.plan = plan.data(), c.pack_src = pack_src.data(), c.combine_rows = combine_rows.data();
+  c.send_ids = send_ids.data(), c.send_weights = send_w.data();
+  c.own_ids = own_ids.data(), c.own_weights = own_w.data();
+  g.ids = d_ids, g.weights = dev(w), g.owner = d_owner, g.local = dev(local), g.plan = dev(plan);
+  g.pack_src = dev(pack_src), g.combine_rows = dev(combine_rows);
+  g.send_ids = dev(send_ids), g.send_weights = dev(send_w);
+  g.own_ids = dev(own_ids), g.own_weights = dev(own_w);
+  cpu->moe_dispatch_pack(c);
+  gpu->moe_dispatch_pack(g);
+  EXPECT_EQ(host(g.pack_src, pack_src.size()), pack_src);
+  EXPECT_EQ(host(g.combine_rows, combine_rows.size()), combine_rows);
+  EXPECT_EQ(host(g.send_ids, send_ids.size()), send_ids);
+  EXPECT_EQ(host(g.send_weights, send_w.size()), send_w);
+  EXPECT_EQ(host(g.own_ids, own_ids.size()), own_ids);
+  EXPECT_EQ(host(g.own_weights, own_w.size()), own_w);
+}
+
 TEST_F(CudaOps, FillRandomBitIdenticalToCpu) {
   const int64_t n = 3 * 1000 * 1000 + 7;
   for (DType dt : {DType::BF16, DType::F32}) {

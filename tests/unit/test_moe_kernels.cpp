@@ -214,5 +214,167 @@ TEST(MoeKernels, FillRandomHasItsMeanAndStdAndIsReproducible) {
   EXPECT_NE(f, other);
 }
 
+TEST(MoeKernels, CombineWritesWithoutAccumulateAndSumsWithoutWeights) {
+  const int64_t T = 6, k = 3, D = 17;
+  const std::vector<float> in = randn(size_t(T * k * D), 21), w = randn(size_t(T * k), 22);
+  std::vector<int32_t> idx(size_t(T * k));
+  std::iota(idx.begin(), idx.end(), 0);
+  idx[1] = -1;
+  for (int64_t j = 0; j < k; ++j) idx[size_t(2 * k + j)] = -1;  // token 2: no pairs
+  // accumulate=false writes the sum over whatever was there (NaN here), 0 for token 2.
+  std::vector<float> written(size_t(T * D), std::nanf("")), added(size_t(T * D), 0.0f);
+  cpu::moe_combine(written.data(), in.data(), idx.data(), w.data(), T, k, D, false);
+  cpu::moe_combine(added.data(), in.data(), idx.data(), w.data(), T, k, D, true);
+  EXPECT_EQ(written, added);  // bit for bit: 0 + x is x
+  // weights null: every pair counts once.
+  std::vector<float> ones(size_t(T * k), 1.0f), a(size_t(T * D), 0.5f), b = a;
+  cpu::moe_combine(a.data(), in.data(), idx.data(), nullptr, T, k, D);
+  cpu::moe_combine(b.data(), in.data(), idx.data(), ones.data(), T, k, D);
+  EXPECT_EQ(a, b);
+}
+
+// Expert placement of the dispatch tests: E experts over W ranks, scrambled (not blocks), so
+// the ops read the tables rather than assume contiguous blocks.
+struct Placement {
+  std::vector<int32_t> owner, local;
+};
+Placement scrambled(int64_t E, int64_t W, uint32_t seed) {
+  std::vector<int32_t> order(static_cast<size_t>(E));
+  std::iota(order.begin(), order.end(), 0);
+  std::shuffle(order.begin(), order.end(), std::mt19937(seed));
+  Placement p{std::vector<int32_t>(size_t(E)), std::vector<int32_t>(size_t(E))};
+  for (int64_t i = 0; i < E; ++i) {
+    p.owner[size_t(order[size_t(i)])] = int32_t(i % W);
+    p.local[size_t(order[size_t(i)])] = int32_t(i / W);
+  }
+  return p;
+}
+
+bool goes_to(const std::vector<int32_t>& ids, const Placement& pl, int64_t t, int64_t k,
+             int64_t p) {
+  for (int64_t j = 0; j < k; ++j)
+    if (pl.owner[size_t(ids[size_t(t * k + j)])] == p) return true;
+  return false;
+}
+
+TEST(MoeKernels, DispatchCountNamesEachTokensRanksOnce) {
+  const int64_t T = 40, k = 4, E = 12, W = 3;
+  const Placement pl = scrambled(E, W, 31);
+  const std::vector<int32_t> ids = random_ids(T, k, E, 32);
+  std::vector<int32_t> stats(size_t(3 * W), -7);
+  cpu::moe_dispatch_count(stats.data(), ids.data(), pl.owner.data(), T, k, E, W);
+  for (int64_t p = 0; p < W; ++p) {
+    int32_t count = 0, first = int32_t(T), last = -1;
+    for (int64_t t = 0; t < T; ++t)
+      if (goes_to(ids, pl, t, k, p)) {
+        ++count;
+        first = std::min(first, int32_t(t));
+        last = int32_t(t);
+      }
+    EXPECT_EQ(stats[size_t(p)], count) << "rank " << p;
+    EXPECT_EQ(stats[size_t(W + p)], first) << "rank " << p;
+    EXPECT_EQ(stats[size_t(2 * W + p)], last) << "rank " << p;
+  }
+  // A rank no token reaches: count 0, first T, last -1.
+  std::vector<int32_t> one_rank(size_t(E), 0);
+  cpu::moe_dispatch_count(stats.data(), ids.data(), one_rank.data(), T, k, E, W);
+  EXPECT_EQ(stats[1], 0);
+  EXPECT_EQ(stats[size_t(W + 1)], int32_t(T));
+  EXPECT_EQ(stats[size_t(2 * W + 1)], -1);
+}
+
+// Rank 1 of 3: rank 0's rows go in place (the range [2, T)), rank 2's are packed.
+TEST(MoeKernels, DispatchPackFollowsThePlan) {
+  const int64_t T = 10, k = 3, E = 9, W = 3, rank = 1;
+  const Placement pl = scrambled(E, W, 41);
+  std::vector<int32_t> ids = random_ids(T, k, E, 42);
+  // Tokens 0 and 1 avoid rank 0, so its range starts at 2 (the plan must cover its tokens).
+  std::vector<int32_t> elsewhere;
+  for (int32_t e = 0; e < E; ++e)
+    if (pl.owner[size_t(e)] != 0) elsewhere.push_back(e);
+  for (int64_t j = 0; j < k; ++j) {
+    ids[size_t(j)] = elsewhere[size_t(j)];
+    ids[size_t(k + j)] = elsewhere[elsewhere.size() - 1 - size_t(j)];
+  }
+  const std::vector<float> w = randn(size_t(T * k), 43);
+  std::vector<int32_t> to2;  // tokens routed to rank 2, in order
+  for (int64_t t = 0; t < T; ++t)
+    if (goes_to(ids, pl, t, k, 2)) to2.push_back(int32_t(t));
+  const int64_t packed = int64_t(to2.size()), range0 = T - 2;
+  // plan [4, W]: first row, rows, meta row, back row.
+  const int64_t back0 = 100, back2 = 200;
+  std::vector<int32_t> plan = {2,
+                               0,
+                               int32_t(T),  // first
+                               int32_t(range0),
+                               int32_t(T),
+                               int32_t(packed),  // rows
+                               0,
+                               0,
+                               int32_t(range0),  // meta row
+                               int32_t(back0),
+                               0,
+                               int32_t(back2)};  // back row
+  const int64_t sent = range0 + packed;
+  std::vector<int32_t> pack_src(size_t(packed), -7), combine_rows(size_t(T * W), -7),
+      send_ids(size_t(sent * k), -7), own_ids(size_t((T + packed) * k), -7);
+  std::vector<float> send_w(size_t(sent * k), -7.0f), own_w(size_t(T * k), -7.0f);
+  MoeDispatchPack a;
+  a.ids = ids.data();
+  a.weights = w.data();
+  a.owner = pl.owner.data();
+  a.local = pl.local.data();
+  a.plan = plan.data();
+  a.pack_src = pack_src.data();
+  a.combine_rows = combine_rows.data();
+  a.send_ids = send_ids.data();
+  a.send_weights = send_w.data();
+  a.own_ids = own_ids.data();
+  a.own_weights = own_w.data();
+  a.tokens = T;
+  a.k = k;
+  a.experts = E;
+  a.world = W;
+  a.rank = rank;
+  a.packed = packed;
+  cpu::moe_dispatch_pack(a);
+
+  auto local_or_none = [&](int64_t t, int64_t j, int64_t p) {
+    const int32_t e = ids[size_t(t * k + j)];
+    return pl.owner[size_t(e)] == p ? pl.local[size_t(e)] : -1;
+  };
+  for (int64_t i = 0; i < packed; ++i) EXPECT_EQ(pack_src[size_t(i)], to2[size_t(i)]);
+  for (int64_t t = 0; t < T; ++t) {
+    // Own rows: the token's own row, its experts on rank 1 as local ids.
+    EXPECT_EQ(combine_rows[size_t(t * W + rank)], goes_to(ids, pl, t, k, rank) ? t : -1);
+    for (int64_t j = 0; j < k; ++j) {
+      EXPECT_EQ(own_ids[size_t(t * k + j)], local_or_none(t, j, rank));
+      EXPECT_EQ(own_w[size_t(t * k + j)], w[size_t(t * k + j)]);
+    }
+    // Rank 0, in place: token t >= 2 is row t - 2 of the block, routed or idle.
+    const bool r0 = goes_to(ids, pl, t, k, 0);
+    EXPECT_EQ(combine_rows[size_t(t * W)], r0 ? int32_t(back0 + t - 2) : -1) << t;
+    if (t >= 2)
+      for (int64_t j = 0; j < k; ++j) {
+        EXPECT_EQ(send_ids[size_t((t - 2) * k + j)], local_or_none(t, j, 0));
+        EXPECT_EQ(send_w[size_t((t - 2) * k + j)], w[size_t(t * k + j)]);
+      }
+  }
+  // Rank 2, packed: its i-th token is row i of its block, meta after rank 0's rows.
+  for (int64_t i = 0; i < packed; ++i) {
+    const int64_t t = to2[size_t(i)];
+    EXPECT_EQ(combine_rows[size_t(t * W + 2)], int32_t(back2 + i));
+    for (int64_t j = 0; j < k; ++j)
+      EXPECT_EQ(send_ids[size_t((range0 + i) * k + j)], local_or_none(t, j, 2));
+  }
+  for (int64_t t = 0; t < T; ++t) {
+    if (!goes_to(ids, pl, t, k, 2)) {
+      EXPECT_EQ(combine_rows[size_t(t * W + 2)], -1);
+    }
+  }
+  // The packed rows carry no local experts.
+  for (int64_t i = T * k; i < (T + packed) * k; ++i) EXPECT_EQ(own_ids[size_t(i)], -1);
+}
+
 }  // namespace
 }  // namespace qwen3moe
