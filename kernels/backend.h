@@ -97,10 +97,6 @@ class Backend {
   // y[M,N] = x[M,K] · w[N,K]^T (+ bias[N] when given, f32). f32 accumulation.
   virtual void matmul(float* y, const float* x, const Weight& w, int64_t m,
                       const float* bias = nullptr) = 0;
-  // For each group g: y[off[g]:off[g+1]] = x[off[g]:off[g+1]] · w[g]^T. offsets is a host
-  // array of num_groups+1 row offsets. The MoE experts: tokens sorted by expert, one call.
-  virtual void grouped_matmul(float* y, const float* x, const Weight* w, const int64_t* offsets,
-                              int num_groups) = 0;
   // y[r] = w * x[r] / sqrt(mean(x[r]^2) + eps) for each of `rows` rows of `dim`; w is f32.
   virtual void rmsnorm(float* y, const float* x, const float* w, int64_t rows, int64_t dim,
                        float eps) = 0;
@@ -127,13 +123,9 @@ class Backend {
   // zeros otherwise (a vocabulary-parallel slice).
   virtual void embedding(float* out, const Weight& table, const int32_t* ids, int64_t tokens,
                          int64_t row_offset) = 0;
-  // out[i] = in[idx[i]] for rows of `dim` (dispatch permute); rows of `in` are in_stride
-  // floats apart (0: dim), so rows can be read in place from a packed receive buffer.
-  virtual void gather_rows(float* out, const float* in, const int32_t* idx, int64_t n, int64_t dim,
-                           int64_t in_stride = 0) = 0;
-  // out[idx[i]] += scale[i] * in[i] for rows of `dim` (combine unpermute + weighted sum).
-  virtual void scatter_add_rows(float* out, const float* in, const int32_t* idx, const float* scale,
-                                int64_t n, int64_t dim) = 0;
+  // out[i] = in[idx[i]] for rows of `dim` (the MoE pairs' rows, the packed dispatch rows).
+  virtual void gather_rows(float* out, const float* in, const int32_t* idx, int64_t n,
+                           int64_t dim) = 0;
   // y[n] += x[n]
   virtual void add(float* y, const float* x, int64_t n) = 0;
 

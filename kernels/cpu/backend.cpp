@@ -36,10 +36,6 @@ class CpuBackend final : public Backend {
   void matmul(float* y, const float* x, const Weight& w, int64_t m, const float* bias) override {
     cpu::matmul(y, x, w, m, bias);
   }
-  void grouped_matmul(float* y, const float* x, const Weight* w, const int64_t* offsets,
-                      int num_groups) override {
-    cpu::grouped_matmul(y, x, w, offsets, num_groups);
-  }
   void rmsnorm(float* y, const float* x, const float* w, int64_t rows, int64_t dim,
                float eps) override {
     cpu::rmsnorm(y, x, w, rows, dim, eps);
@@ -69,13 +65,9 @@ class CpuBackend final : public Backend {
                  int64_t row_offset) override {
     cpu::embedding(out, table, ids, tokens, row_offset);
   }
-  void gather_rows(float* out, const float* in, const int32_t* idx, int64_t n, int64_t dim,
-                   int64_t in_stride) override {
-    cpu::gather_rows(out, in, idx, n, dim, in_stride);
-  }
-  void scatter_add_rows(float* out, const float* in, const int32_t* idx, const float* scale,
-                        int64_t n, int64_t dim) override {
-    cpu::scatter_add_rows(out, in, idx, scale, n, dim);
+  void gather_rows(float* out, const float* in, const int32_t* idx, int64_t n,
+                   int64_t dim) override {
+    cpu::gather_rows(out, in, idx, n, dim);
   }
   void add(float* y, const float* x, int64_t n) override { cpu::add(y, x, n); }
   void moe_align(int32_t* offsets, int32_t* pair_token, int32_t* pair_index, int32_t* active,

@@ -44,23 +44,9 @@ void kv_cache_write(float* k_cache, float* v_cache, const float* k, const float*
   }
 }
 
-void gather_rows(float* out, const float* in, const int32_t* idx, int64_t n, int64_t dim,
-                 int64_t in_stride) {
-  const int64_t stride = in_stride > 0 ? in_stride : dim;
+void gather_rows(float* out, const float* in, const int32_t* idx, int64_t n, int64_t dim) {
   for (int64_t i = 0; i < n; ++i)
-    std::memcpy(out + i * dim, in + int64_t(idx[i]) * stride, sizeof(float) * size_t(dim));
-}
-
-void scatter_add_rows(float* out, const float* in, const int32_t* idx, const float* scale,
-                      int64_t n, int64_t dim) {
-  // Sequential over i: two entries may target the same row (one token, several experts), and
-  // the order of the sum is then the order of the entries, which keeps results reproducible.
-  for (int64_t i = 0; i < n; ++i) {
-    float* o = out + int64_t(idx[i]) * dim;
-    const float* r = in + i * dim;
-    const float s = scale ? scale[i] : 1.0f;
-    for (int64_t j = 0; j < dim; ++j) o[j] += s * r[j];
-  }
+    std::memcpy(out + i * dim, in + int64_t(idx[i]) * dim, sizeof(float) * size_t(dim));
 }
 
 }  // namespace qwen3moe::cpu

@@ -18,6 +18,8 @@ void matmul_own(float* y, const float* x, const Weight& w, int64_t m, const floa
 void matmul_blas(float* y, const float* x, const Weight& w, int64_t m, const float* bias);
 
 void matmul(float* y, const float* x, const Weight& w, int64_t m, const float* bias);
+// For each group g: y[off[g]:off[g+1]] = x[off[g]:off[g+1]] · w[g]^T (host offsets): what
+// moe_matmul runs on the CPU.
 void grouped_matmul(float* y, const float* x, const Weight* w, const int64_t* offsets,
                     int num_groups);
 void rmsnorm(float* y, const float* x, const float* w, int64_t rows, int64_t dim, float eps);
@@ -33,10 +35,7 @@ void router_topk(int32_t* ids, float* weights, const float* logits, int64_t toke
                  int64_t k, bool normalize);
 void embedding(float* out, const Weight& table, const int32_t* ids, int64_t tokens,
                int64_t row_offset);
-void gather_rows(float* out, const float* in, const int32_t* idx, int64_t n, int64_t dim,
-                 int64_t in_stride = 0);
-void scatter_add_rows(float* out, const float* in, const int32_t* idx, const float* scale,
-                      int64_t n, int64_t dim);
+void gather_rows(float* out, const float* in, const int32_t* idx, int64_t n, int64_t dim);
 void add(float* y, const float* x, int64_t n);
 void moe_align(int32_t* offsets, int32_t* pair_token, int32_t* pair_index, int32_t* active,
                const int32_t* ids, int64_t tokens, int64_t k, int64_t experts);

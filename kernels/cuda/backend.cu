@@ -89,15 +89,6 @@ class CudaBackend final : public Backend {
     reserve_workspace(cuda::matmul_workspace_bytes(m, w.rows, w.cols));
     cuda::matmul(y, x, w, m, bias, ws_, blas_, stream_);
   }
-  // One GEMM per non-empty group for now; the one-launch grouped GEMM is issue 7's next step.
-  void grouped_matmul(float* y, const float* x, const Weight* w, const int64_t* offsets,
-                      int num_groups) override {
-    for (int g = 0; g < num_groups; ++g) {
-      const int64_t rows = offsets[g + 1] - offsets[g];
-      if (rows > 0)
-        matmul(y + offsets[g] * w[g].rows, x + offsets[g] * w[g].cols, w[g], rows, nullptr);
-    }
-  }
   void rmsnorm(float* y, const float* x, const float* w, int64_t rows, int64_t dim,
                float eps) override {
     cuda::rmsnorm(y, x, w, rows, dim, eps, stream_);
@@ -127,13 +118,9 @@ class CudaBackend final : public Backend {
                  int64_t row_offset) override {
     cuda::embedding(out, table, ids, tokens, row_offset, stream_);
   }
-  void gather_rows(float* out, const float* in, const int32_t* idx, int64_t n, int64_t dim,
-                   int64_t in_stride) override {
-    cuda::gather_rows(out, in, idx, n, dim, in_stride, stream_);
-  }
-  void scatter_add_rows(float* out, const float* in, const int32_t* idx, const float* scale,
-                        int64_t n, int64_t dim) override {
-    cuda::scatter_add_rows(out, in, idx, scale, n, dim, stream_);
+  void gather_rows(float* out, const float* in, const int32_t* idx, int64_t n,
+                   int64_t dim) override {
+    cuda::gather_rows(out, in, idx, n, dim, stream_);
   }
   void add(float* y, const float* x, int64_t n) override { cuda::add(y, x, n, stream_); }
   void moe_align(int32_t* offsets, int32_t* pair_token, int32_t* pair_index, int32_t* active,

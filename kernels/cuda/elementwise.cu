@@ -66,21 +66,10 @@ __global__ void kv_write_kernel(float* k_cache, float* v_cache, const float* k, 
   }
 }
 
-__global__ void gather_kernel(float* out, const float* in, const int32_t* idx, int64_t dim,
-                              int64_t stride) {
+__global__ void gather_kernel(float* out, const float* in, const int32_t* idx, int64_t dim) {
   const int64_t i = blockIdx.x;
-  const float* src = in + int64_t(idx[i]) * stride;
+  const float* src = in + int64_t(idx[i]) * dim;
   for (int64_t j = threadIdx.x; j < dim; j += blockDim.x) out[i * dim + j] = src[j];
-}
-
-// One thread per column, entries in order: two entries may add into the same row (a token
-// with several local experts), and a fixed order keeps the sum reproducible (no atomics).
-__global__ void scatter_add_kernel(float* out, const float* in, const int32_t* idx,
-                                   const float* scale, int64_t n, int64_t dim) {
-  const int64_t j = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
-  if (j >= dim) return;
-  for (int64_t i = 0; i < n; ++i)
-    out[int64_t(idx[i]) * dim + j] += (scale ? scale[i] : 1.0f) * in[i * dim + j];
 }
 
 }  // namespace
@@ -132,18 +121,9 @@ void kv_cache_write(float* k_cache, float* v_cache, const float* k, const float*
 }
 
 void gather_rows(float* out, const float* in, const int32_t* idx, int64_t n, int64_t dim,
-                 int64_t in_stride, cudaStream_t stream) {
+                 cudaStream_t stream) {
   if (n == 0) return;
-  gather_kernel<<<int(n), kThreads, 0, stream>>>(out, in, idx, dim,
-                                                 in_stride > 0 ? in_stride : dim);
-  QWEN3MOE_CUDA_LAUNCHED();
-}
-
-void scatter_add_rows(float* out, const float* in, const int32_t* idx, const float* scale,
-                      int64_t n, int64_t dim, cudaStream_t stream) {
-  if (n == 0 || dim == 0) return;
-  scatter_add_kernel<<<int((dim + kThreads - 1) / kThreads), kThreads, 0, stream>>>(out, in, idx,
-                                                                                    scale, n, dim);
+  gather_kernel<<<int(n), kThreads, 0, stream>>>(out, in, idx, dim);
   QWEN3MOE_CUDA_LAUNCHED();
 }
 

@@ -42,9 +42,7 @@ void router_topk(int32_t* ids, float* weights, const float* logits, int64_t toke
 void embedding(float* out, const Weight& table, const int32_t* ids, int64_t tokens,
                int64_t row_offset, cudaStream_t stream);
 void gather_rows(float* out, const float* in, const int32_t* idx, int64_t n, int64_t dim,
-                 int64_t in_stride, cudaStream_t stream);
-void scatter_add_rows(float* out, const float* in, const int32_t* idx, const float* scale,
-                      int64_t n, int64_t dim, cudaStream_t stream);
+                 cudaStream_t stream);
 void add(float* y, const float* x, int64_t n, cudaStream_t stream);
 
 // The memory-bound GEMV-like kernel of moe_matmul.cu for a dense matmul of few rows: bf16

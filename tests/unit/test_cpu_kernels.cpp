@@ -607,30 +607,6 @@ TEST(CpuRows, GatherRowsCopiesIndexedRows) {
   EXPECT_TRUE(all_equal(out, want));
 }
 
-TEST(CpuRows, ScatterAddRowsWeightedAndUnweighted) {
-  std::mt19937 rng(31);
-  const int64_t dim = 3, out_rows = 5;
-  const std::vector<float> in = random_floats(5 * size_t(dim), rng);
-  const std::vector<int32_t> idx = {2, 0, 2, 3, 2};  // row 2 gets three contributions
-  const std::vector<float> scale = {0.5f, -1.0f, 2.0f, 0.25f, 1.0f};
-  const std::vector<float> base = random_floats(size_t(out_rows * dim), rng);
-  for (bool weighted : {true, false}) {
-    std::vector<double> want(base.begin(), base.end());
-    for (size_t i = 0; i < idx.size(); ++i)
-      for (int64_t j = 0; j < dim; ++j)
-        want[size_t(idx[i] * dim + j)] +=
-            (weighted ? scale[i] : 1.0) * in[i * size_t(dim) + size_t(j)];
-    std::vector<float> out = base;
-    cpu::scatter_add_rows(out.data(), in.data(), idx.data(), weighted ? scale.data() : nullptr,
-                          int64_t(idx.size()), dim);
-    EXPECT_TRUE(all_close(out, want, 1e-6, 1e-6)) << (weighted ? "weighted" : "unweighted");
-    // Rows nobody targets (1 and 4) are untouched, bit for bit.
-    for (int64_t r : {1, 4})
-      for (int64_t j = 0; j < dim; ++j)
-        EXPECT_EQ(out[size_t(r * dim + j)], base[size_t(r * dim + j)]);
-  }
-}
-
 // ---- the Backend object ---------------------------------------------------------------------
 
 TEST(CpuBackend, SameResultsAsTheFreeFunctions) {

@@ -187,7 +187,10 @@ TEST(MoeKernels, DevicePathEqualsHostOffsetPath) {
   std::vector<float> pair_w(size_t(T * k)), y2(size_t(T * k * I)), out2(size_t(T * I), 0.5f);
   for (int64_t i = 0; i < T * k; ++i) pair_w[size_t(a.pair_index[size_t(i)])] = topw[size_t(i)];
   cpu::grouped_matmul(y2.data(), rows.data(), ws.data(), off.data(), int(E));
-  cpu::scatter_add_rows(out2.data(), y2.data(), a.pair_token.data(), pair_w.data(), T * k, I);
+  // The per-pair reference: each sorted pair's row, weighted, added to its token's row.
+  for (int64_t p = 0; p < T * k; ++p)
+    for (int64_t i = 0; i < I; ++i)
+      out2[size_t(a.pair_token[size_t(p)] * I + i)] += pair_w[size_t(p)] * y2[size_t(p * I + i)];
   for (size_t i = 0; i < out.size(); ++i)
     ASSERT_NEAR(out[i], out2[i], 1e-5 * (1 + std::fabs(out2[i]))) << i;
 }
