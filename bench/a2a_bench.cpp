@@ -215,6 +215,8 @@ void validate(const DispatchBenchOptions& o, int world) {
                  "--top-k must be in [1, --experts=", o.experts, "], got ", o.top_k);
   QWEN3MOE_CHECK(o.iters >= 1, "--iters must be at least 1, got ", o.iters);
   QWEN3MOE_CHECK(o.warmup >= 0, "--warmup must not be negative, got ", o.warmup);
+  QWEN3MOE_CHECK(o.a2a_dtype == "f32" || o.a2a_dtype == "bf16",
+                 "--a2a-dtype must be f32 or bf16, got '", o.a2a_dtype, "'");
   // Dispatch sends at most every token to every rank; MPI counts are int.
   const double worst = double(o.tokens) * double(o.hidden + 2 * o.top_k) * sizeof(float);
   QWEN3MOE_CHECK(worst < double(1u << 30), "--tokens ", o.tokens, " × --hidden ", o.hidden,
@@ -286,6 +288,7 @@ DispatchBenchResult run_dispatch_bench(Backend& backend, Communicator& comm,
   shape.num_experts = E;
   const Topology topo(R, W, W, shape);
   ExpertDispatch dispatch(backend, comm, topo, H, k);
+  dispatch.set_payload_dtype(o.a2a_dtype == "bf16" ? DType::BF16 : DType::F32);
   dispatch.reserve(T);
   const int64_t El = E / W, max_rows = (2 * W - 1) * T;
   std::vector<void*> owned;
@@ -343,6 +346,8 @@ DispatchBenchResult run_dispatch_bench(Backend& backend, Communicator& comm,
     backend.download(y_host.data(), residual, y_host.size() * 4);
     y = y_host.data();
   };
+  // bf16 rows are rounded where they leave, both ways: up to 2^-8 of the value each time.
+  const float rtol = o.a2a_dtype == "bf16" ? 1.0f / 128 : 1e-5f;
   auto count_wrong = [&] {
     int64_t wrong = 0;
     for (int64_t t = 0; t < T; ++t) {
@@ -350,7 +355,7 @@ DispatchBenchResult run_dispatch_bench(Backend& backend, Communicator& comm,
       for (int64_t j = 0; j < k; ++j) wsum += weights[size_t(t * k + j)];
       for (int64_t i = 0; i < H; ++i) {
         const float expect = wsum * x[size_t(t * H + i)], got = y[t * H + i];
-        wrong += !(std::fabs(got - expect) <= 1e-5f * std::fabs(expect) + 1e-6f);
+        wrong += !(std::fabs(got - expect) <= rtol * std::fabs(expect) + 1e-6f);
       }
     }
     return wrong;

@@ -60,6 +60,7 @@ struct DispatchBenchOptions {
   int64_t experts = 128;
   int64_t top_k = 8;
   std::string routing = "uniform";
+  std::string a2a_dtype = "f32";  // the rows' payload: f32 or bf16
   uint64_t seed = 0;
   int iters = 20;
   int warmup = 5;

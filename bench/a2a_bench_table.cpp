@@ -39,11 +39,11 @@ void print_dispatch_table(const std::string& comm_name, int world, const Dispatc
       comm_name.c_str(), world);
   std::printf(
       "# %lld tokens/rank, hidden %lld, %lld experts (%lld per rank), top-%lld, "
-      "routing %s, seed %llu; %d iters after %d warmup\n",
+      "routing %s, seed %llu, %s rows; %d iters after %d warmup\n",
       static_cast<long long>(o.tokens), static_cast<long long>(o.hidden),
       static_cast<long long>(o.experts), static_cast<long long>(o.experts / world),
       static_cast<long long>(o.top_k), o.routing.c_str(), static_cast<unsigned long long>(o.seed),
-      o.iters, o.warmup);
+      o.a2a_dtype.c_str(), o.iters, o.warmup);
   std::printf(
       "# load: token-expert pairs per expert max/mean %.2fx, per rank max/mean %.2fx; "
       "bytes sent per rank mean %.3f MB, max %.3f MB\n",

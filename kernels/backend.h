@@ -126,6 +126,11 @@ class Backend {
   // out[i] = in[idx[i]] for rows of `dim` (the MoE pairs' rows, the packed dispatch rows).
   virtual void gather_rows(float* out, const float* in, const int32_t* idx, int64_t n,
                            int64_t dim) = 0;
+  // The all-to-all's bf16 payload (--a2a-dtype bf16): out[i] = bf16(in[idx ? idx[i] : i]) for
+  // rows of `dim` (round to nearest even, as torch), and back: out[i] = f32(in[i]) (exact).
+  virtual void rows_to_bf16(uint16_t* out, const float* in, const int32_t* idx, int64_t n,
+                            int64_t dim) = 0;
+  virtual void rows_to_f32(float* out, const uint16_t* in, int64_t n, int64_t dim) = 0;
   // y[n] += x[n]
   virtual void add(float* y, const float* x, int64_t n) = 0;
 

@@ -90,6 +90,10 @@ void register_a2a_bench(CLI::App& app) {
                   "dispatch: uniform, or zipf:S (P(expert e) ~ 1/(e+1)^S)")
       ->capture_default_str();
   cmd->add_option("--seed", f->dispatch.seed, "dispatch: router seed")->capture_default_str();
+  cmd->add_option("--a2a-dtype", f->dispatch.a2a_dtype,
+                  "dispatch: payload of the token rows, f32 or bf16 (ids and weights stay exact)")
+      ->check(CLI::IsMember({"f32", "bf16"}))
+      ->capture_default_str();
   cmd->callback([f] { run_a2a_bench(*f); });
 }
 

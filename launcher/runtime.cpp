@@ -48,6 +48,7 @@ std::unique_ptr<Runtime> load_runtime(const RuntimeOptions& o) {
     rt->topo = std::make_unique<Topology>(rt->comm->rank(), rt->comm->size(), o.tp, shape);
     rt->model = std::make_unique<Model>(rt->config, rt->weights, *rt->backend, model_comm,
                                         *rt->comm, *rt->topo);
+    rt->model->set_a2a_dtype(o.a2a_dtype == "bf16" ? DType::BF16 : DType::F32);
   });
   if (rt->comm->size() > 1) {
     // Each rank's share of the weights (its heads, KV heads, experts, vocabulary slice), so an
@@ -102,6 +103,11 @@ void add_runtime_flags(CLI::App& cmd, RuntimeOptions& o) {
   cmd.add_option("--collective-timeout", o.collective_timeout,
                  "Seconds a collective may take before the job ends naming the ranks that did "
                  "not arrive (multi-rank runs)")
+      ->capture_default_str();
+  cmd.add_option("--a2a-dtype", o.a2a_dtype,
+                 "Payload of the MoE all-to-all's token rows: f32 (exact) or bf16 (half the "
+                 "bytes; ids and weights stay exact)")
+      ->check(CLI::IsMember({"f32", "bf16"}))
       ->capture_default_str();
 }
 

@@ -25,6 +25,7 @@ struct RuntimeOptions {
   int tp = 0;                      // 0: the world size
   int threads = 0;                 // 0: all cores
   double collective_timeout = 60;  // seconds; multi-rank jobs only
+  std::string a2a_dtype = "f32";   // the MoE all-to-all's row payload: f32 or bf16
 };
 
 struct Runtime {
@@ -47,7 +48,8 @@ std::unique_ptr<KvCache> cache_for(Runtime& rt, int64_t tokens);
 // "1,2,3" -> ids; the Error names the bad element.
 std::vector<int32_t> parse_ids(const std::string& text);
 
-// Registers --backend, --comm, --threads, --tp and --collective-timeout on a subcommand.
+// Registers --backend, --comm, --threads, --tp, --collective-timeout and --a2a-dtype on a
+// subcommand.
 void add_runtime_flags(CLI::App& cmd, RuntimeOptions& options);
 
 }  // namespace qwen3moe::launcher

@@ -92,6 +92,11 @@ class Model {
   // replay a captured backend graph of the whole step instead of issuing every op (CUDA
   // graphs; a no-op on the CPU). Callers keep the block-table width fixed so steps share one.
   void set_graphs(bool on) { graphs_ = on; }
+  // The MoE all-to-all's row payload across ranks: F32 (default, exact) or BF16 (half the
+  // bytes; see ExpertDispatch). No effect at world 1 (nothing is exchanged).
+  void set_a2a_dtype(DType dtype) {
+    if (dispatch_) dispatch_->set_payload_dtype(dtype);
+  }
 
  private:
   struct Layer;

@@ -69,6 +69,13 @@ class CpuBackend final : public Backend {
                    int64_t dim) override {
     cpu::gather_rows(out, in, idx, n, dim);
   }
+  void rows_to_bf16(uint16_t* out, const float* in, const int32_t* idx, int64_t n,
+                    int64_t dim) override {
+    cpu::rows_to_bf16(out, in, idx, n, dim);
+  }
+  void rows_to_f32(float* out, const uint16_t* in, int64_t n, int64_t dim) override {
+    cpu::rows_to_f32(out, in, n, dim);
+  }
   void add(float* y, const float* x, int64_t n) override { cpu::add(y, x, n); }
   void moe_align(int32_t* offsets, int32_t* pair_token, int32_t* pair_index, int32_t* active,
                  const int32_t* ids, int64_t tokens, int64_t k, int64_t experts) override {

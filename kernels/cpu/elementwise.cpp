@@ -49,4 +49,18 @@ void gather_rows(float* out, const float* in, const int32_t* idx, int64_t n, int
     std::memcpy(out + i * dim, in + int64_t(idx[i]) * dim, sizeof(float) * size_t(dim));
 }
 
+void rows_to_bf16(uint16_t* out, const float* in, const int32_t* idx, int64_t n, int64_t dim) {
+#pragma omp parallel for schedule(static) if (n * dim > 65536)
+  for (int64_t i = 0; i < n; ++i) {
+    const float* src = in + (idx ? int64_t(idx[i]) : i) * dim;
+    uint16_t* dst = out + i * dim;
+    for (int64_t d = 0; d < dim; ++d) dst[d] = f32_to_bf16(src[d]);
+  }
+}
+
+void rows_to_f32(float* out, const uint16_t* in, int64_t n, int64_t dim) {
+#pragma omp parallel for schedule(static) if (n * dim > 65536)
+  for (int64_t i = 0; i < n * dim; ++i) out[i] = bf16_to_f32(in[i]);
+}
+
 }  // namespace qwen3moe::cpu

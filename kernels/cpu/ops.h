@@ -36,6 +36,8 @@ void router_topk(int32_t* ids, float* weights, const float* logits, int64_t toke
 void embedding(float* out, const Weight& table, const int32_t* ids, int64_t tokens,
                int64_t row_offset);
 void gather_rows(float* out, const float* in, const int32_t* idx, int64_t n, int64_t dim);
+void rows_to_bf16(uint16_t* out, const float* in, const int32_t* idx, int64_t n, int64_t dim);
+void rows_to_f32(float* out, const uint16_t* in, int64_t n, int64_t dim);
 void add(float* y, const float* x, int64_t n);
 void moe_align(int32_t* offsets, int32_t* pair_token, int32_t* pair_index, int32_t* active,
                const int32_t* ids, int64_t tokens, int64_t k, int64_t experts);

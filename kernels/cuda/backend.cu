@@ -122,6 +122,13 @@ class CudaBackend final : public Backend {
                    int64_t dim) override {
     cuda::gather_rows(out, in, idx, n, dim, stream_);
   }
+  void rows_to_bf16(uint16_t* out, const float* in, const int32_t* idx, int64_t n,
+                    int64_t dim) override {
+    cuda::rows_to_bf16(out, in, idx, n, dim, stream_);
+  }
+  void rows_to_f32(float* out, const uint16_t* in, int64_t n, int64_t dim) override {
+    cuda::rows_to_f32(out, in, n, dim, stream_);
+  }
   void add(float* y, const float* x, int64_t n) override { cuda::add(y, x, n, stream_); }
   void moe_align(int32_t* offsets, int32_t* pair_token, int32_t* pair_index, int32_t* active,
                  const int32_t* ids, int64_t tokens, int64_t k, int64_t experts) override {

@@ -72,6 +72,20 @@ __global__ void gather_kernel(float* out, const float* in, const int32_t* idx, i
   for (int64_t j = threadIdx.x; j < dim; j += blockDim.x) out[i * dim + j] = src[j];
 }
 
+__global__ void to_bf16_kernel(uint16_t* out, const float* in, const int32_t* idx, int64_t dim) {
+  const int64_t i = blockIdx.x;
+  const float* src = in + (idx ? int64_t(idx[i]) : i) * dim;
+  for (int64_t j = threadIdx.x; j < dim; j += blockDim.x) {
+    const __nv_bfloat16 b = __float2bfloat16_rn(src[j]);
+    out[i * dim + j] = *reinterpret_cast<const uint16_t*>(&b);
+  }
+}
+
+__global__ void to_f32_kernel(float* out, const uint16_t* in, int64_t n) {
+  const int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i < n) out[i] = __uint_as_float(uint32_t(in[i]) << 16);
+}
+
 }  // namespace
 
 void silu_mul(float* out, const float* gate, const float* up, int64_t rows, int64_t dim,
@@ -124,6 +138,20 @@ void gather_rows(float* out, const float* in, const int32_t* idx, int64_t n, int
                  cudaStream_t stream) {
   if (n == 0) return;
   gather_kernel<<<int(n), kThreads, 0, stream>>>(out, in, idx, dim);
+  QWEN3MOE_CUDA_LAUNCHED();
+}
+
+void rows_to_bf16(uint16_t* out, const float* in, const int32_t* idx, int64_t n, int64_t dim,
+                  cudaStream_t stream) {
+  if (n == 0 || dim == 0) return;
+  to_bf16_kernel<<<int(n), kThreads, 0, stream>>>(out, in, idx, dim);
+  QWEN3MOE_CUDA_LAUNCHED();
+}
+
+void rows_to_f32(float* out, const uint16_t* in, int64_t n, int64_t dim, cudaStream_t stream) {
+  const int64_t total = n * dim;
+  if (total == 0) return;
+  to_f32_kernel<<<int((total + kThreads - 1) / kThreads), kThreads, 0, stream>>>(out, in, total);
   QWEN3MOE_CUDA_LAUNCHED();
 }
 

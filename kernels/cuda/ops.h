@@ -43,6 +43,9 @@ void embedding(float* out, const Weight& table, const int32_t* ids, int64_t toke
                int64_t row_offset, cudaStream_t stream);
 void gather_rows(float* out, const float* in, const int32_t* idx, int64_t n, int64_t dim,
                  cudaStream_t stream);
+void rows_to_bf16(uint16_t* out, const float* in, const int32_t* idx, int64_t n, int64_t dim,
+                  cudaStream_t stream);
+void rows_to_f32(float* out, const uint16_t* in, int64_t n, int64_t dim, cudaStream_t stream);
 void add(float* y, const float* x, int64_t n, cudaStream_t stream);
 
 // The memory-bound GEMV-like kernel of moe_matmul.cu for a dense matmul of few rows: bf16

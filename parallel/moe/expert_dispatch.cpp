@@ -36,7 +36,8 @@ ExpertDispatch::ExpertDispatch(Backend& backend, Communicator& comm, const Topol
   counts_dev_ = static_cast<uint32_t*>(backend_.alloc(4 * w * sizeof(uint32_t)));
   stats_host_.resize(3 * w);
   plan_host_.resize(4 * w);
-  for (auto* v : {&send_row_, &send_rows_, &meta_row_, &block_row_, &recv_rows_, &back_row_})
+  for (auto* v : {&send_row_, &send_rows_, &meta_row_, &block_row_, &recv_rows_, &back_row_,
+                  &stage_row_, &back_stage_row_})
     v->resize(w);
   counts_send_.resize(2 * w);
   counts_recv_.resize(2 * w);
@@ -50,7 +51,8 @@ ExpertDispatch::~ExpertDispatch() {
         static_cast<void*>(partial_), static_cast<void*>(meta_ids_), static_cast<void*>(meta_w_),
         static_cast<void*>(send_ids_), static_cast<void*>(send_w_),
         static_cast<void*>(combine_rows_), static_cast<void*>(pack_src_),
-        static_cast<void*>(stats_), static_cast<void*>(plan_dev_), static_cast<void*>(counts_dev_)})
+        static_cast<void*>(stats_), static_cast<void*>(plan_dev_), static_cast<void*>(counts_dev_),
+        static_cast<void*>(out_stage_), static_cast<void*>(in_stage_)})
     if (p) backend_.free(p);
 }
 
@@ -90,6 +92,12 @@ void ExpertDispatch::reserve(int64_t max_tokens) {
   ensure_meta(peers * n, (1 + 2 * peers) * n);
   grow(combine_rows_, combine_cap_, n * world_, 0);
   grow(pack_src_, pack_cap_, peers * n, 0);
+}
+
+void ExpertDispatch::set_payload_dtype(DType dtype) {
+  QWEN3MOE_CHECK(dtype == DType::F32 || dtype == DType::BF16, "all-to-all payload dtype ",
+                 dtype_name(dtype), " is not supported (f32 or bf16)");
+  payload_ = dtype;
 }
 
 float* ExpertDispatch::input(int64_t n) {
@@ -243,17 +251,37 @@ DispatchHandle ExpertDispatch::dispatch(int64_t n, const int32_t* ids, const flo
   a.rank = rank_;
   a.packed = packed;
   backend_.moe_dispatch_pack(a);
-  if (packed > 0) backend_.gather_rows(rows_buf_ + n * H, rows_buf_, pack_src_, packed, H);
-
-  exchange(rows_buf_, send_row_, send_rows_, rows_buf_, block_row_, recv_rows_,
-           size_t(H) * sizeof(float));
+  const int64_t received = rows_ - (n + packed);
+  if (payload_ == DType::F32) {
+    if (packed > 0) backend_.gather_rows(rows_buf_ + n * H, rows_buf_, pack_src_, packed, H);
+    exchange(rows_buf_, send_row_, send_rows_, rows_buf_, block_row_, recv_rows_,
+             size_t(H) * sizeof(float));
+  } else {
+    // Each peer's rows rounded once into the staging buffer, in its meta order: a range from
+    // the input rows as they are, packed rows straight from their tokens.
+    grow(out_stage_, out_stage_cap_, std::max(sent, received) * H, 0);
+    grow(in_stage_, in_stage_cap_, std::max(sent, received) * H, 0);
+    for (size_t p = 0; p < w; ++p) {
+      stage_row_[p] = block_row_[p] - (n + packed);
+      back_stage_row_[p] = back_row_[p] - rows_;
+      if (int(p) == rank_ || send_rows_[p] == 0) continue;
+      uint16_t* dst = out_stage_ + meta_row_[p] * H;
+      if (send_row_[p] < n)
+        backend_.rows_to_bf16(dst, rows_buf_ + send_row_[p] * H, nullptr, send_rows_[p], H);
+      else
+        backend_.rows_to_bf16(dst, rows_buf_, pack_src_ + (send_row_[p] - n), send_rows_[p], H);
+    }
+    exchange(out_stage_, meta_row_, send_rows_, in_stage_, stage_row_, recv_rows_,
+             size_t(H) * sizeof(uint16_t));
+    backend_.rows_to_f32(rows_buf_ + (n + packed) * H, in_stage_, received, H);
+  }
   exchange(send_ids_, meta_row_, send_rows_, meta_ids_, block_row_, recv_rows_,
            size_t(k) * sizeof(int32_t));
   exchange(send_w_, meta_row_, send_rows_, meta_w_, block_row_, recv_rows_,
            size_t(k) * sizeof(float));
   if (profiler) {
-    for (size_t p = 0; p < w; ++p)
-      logical_bytes_[p] = size_t(routed[p]) * size_t(H + 2 * k) * sizeof(float);
+    const size_t row_bytes = size_t(H) * dtype_size(payload_) + size_t(2 * k) * sizeof(float);
+    for (size_t p = 0; p < w; ++p) logical_bytes_[p] = size_t(routed[p]) * row_bytes;
     profiler->record_exchange(layer, "dispatch", logical_bytes_, t0, t1 - t0,
                               profiler->now_us() - t1);
   }
@@ -276,13 +304,22 @@ void ExpertDispatch::combine(const DispatchHandle& h, A2aProfiler* profiler) {
   const double t0 = profiler ? profiler->now_us() : 0;
   // The rows go back the way they came: what arrived from peer p returns to p, sent from where
   // it is in the partial buffer, landing after the expert rows.
-  exchange(partial_, block_row_, recv_rows_, partial_, back_row_, send_rows_,
-           size_t(H) * sizeof(float));
+  if (payload_ == DType::F32) {
+    exchange(partial_, block_row_, recv_rows_, partial_, back_row_, send_rows_,
+             size_t(H) * sizeof(float));
+  } else {
+    // The received rows are contiguous in partial (rank order), as in the staging buffer.
+    const int64_t first = block_row_[0] - stage_row_[0], received = rows_ - first;
+    backend_.rows_to_bf16(out_stage_, partial_ + first * H, nullptr, received, H);
+    exchange(out_stage_, stage_row_, recv_rows_, in_stage_, back_stage_row_, send_rows_,
+             size_t(H) * sizeof(uint16_t));
+    backend_.rows_to_f32(partial_ + rows_ * H, in_stage_, returned_, H);
+  }
   if (profiler) {
     const size_t w = size_t(world_);
     for (size_t p = 0; p < w; ++p) {
       const uint64_t rows = int(p) == rank_ ? uint64_t(stats_host_[p]) : counts_recv_[w + p];
-      logical_bytes_[p] = size_t(rows) * size_t(H) * sizeof(float);
+      logical_bytes_[p] = size_t(rows) * size_t(H) * dtype_size(payload_);
     }
     profiler->record_exchange(h.layer, "combine", logical_bytes_, t0, 0, profiler->now_us() - t0);
   }

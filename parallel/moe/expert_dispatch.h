@@ -21,6 +21,10 @@
 //    packed once (Backend::gather_rows); the ids and weights follow in two small exchanges;
 //  - combine sends each peer's rows straight from the partial buffer (they are contiguous
 //    there, as they arrived).
+// The rows' payload is f32 (exact) or bf16 (set_payload_dtype: half the bytes both ways; rows
+// are rounded to bf16 where they leave and widened where they land, the own rows stay f32, ids
+// and weights always travel exact). bf16 rows cannot be sent from where they are, so every
+// sent row is converted once into a staging buffer, in the same plan.
 // At world 1 dispatch is the identity: the experts read the input and the router's arrays and
 // write into the residual, and combine has nothing to do.
 // The profiler counts routed rows: those that stay local as dispatched to this rank (the
@@ -69,6 +73,10 @@ class ExpertDispatch {
   // that size allocates.
   void reserve(int64_t max_tokens);
 
+  // F32 (the default) or BF16: the dtype of the rows on the wire, both ways.
+  void set_payload_dtype(DType dtype);
+  DType payload_dtype() const { return payload_; }
+
   // [n, hidden] backend rows the caller fills with this rank's tokens before dispatch(n, ...).
   // Stays valid, and untouched, until the next input() call.
   float* input(int64_t n);
@@ -114,6 +122,11 @@ class ExpertDispatch {
   int32_t* stats_ = nullptr;         // [3, W] moe_dispatch_count's
   int32_t* plan_dev_ = nullptr;      // [4, W]
   uint32_t* counts_dev_ = nullptr;   // [2, 2, W] counts exchange: send, recv (rows, routed)
+  DType payload_ = DType::F32;
+  uint16_t* out_stage_ = nullptr;  // bf16 payload: [rows sent, H] rows leaving this rank
+  uint16_t* in_stage_ = nullptr;   // bf16 payload: [rows received, H] rows arriving
+  int64_t out_stage_cap_ = 0, in_stage_cap_ = 0;
+  std::vector<int64_t> stage_row_, back_stage_row_;  // per peer, rows into the staging buffers
   int64_t rows_cap_ = 0, partial_cap_ = 0, meta_ids_cap_ = 0, meta_w_cap_ = 0, send_ids_cap_ = 0,
           send_w_cap_ = 0, combine_cap_ = 0, pack_cap_ = 0;
   // The last dispatch's plan (host), per peer.

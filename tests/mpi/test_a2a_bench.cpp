@@ -86,6 +86,21 @@ TEST(A2aBench, PayloadNamesSourceDestinationAndIndex) {
   EXPECT_GT(seen.size(), size_t(4 * 4 * 64 - 4));  // a hash into 2^24 values: next to no ties
 }
 
+// --a2a-dtype bf16: the same routes (the identity experts' check, at bf16 tolerance, finds no
+// wrong value), with 2 bytes per hidden value instead of 4 both ways: at most 0.55x the bytes.
+TEST(A2aBench, Bf16PayloadRoutesTheSameWithHalfTheBytes) {
+  DispatchBenchOptions o = small_dispatch("uniform");
+  o.hidden = 256;  // rows long enough that the exact ids and weights weigh little
+  const DispatchBenchResult f32 = run_dispatch_bench(backend(), world(), o);
+  o.a2a_dtype = "bf16";
+  const DispatchBenchResult bf16 = run_dispatch_bench(backend(), world(), o);
+  EXPECT_EQ(bf16.wrong, 0);
+  EXPECT_EQ(bf16.pairs, f32.pairs);
+  EXPECT_LE(bf16.mean_rank_bytes, 0.55 * f32.mean_rank_bytes);
+  const uint64_t row = uint64_t(o.hidden) * 2 + uint64_t(2 * o.top_k) * sizeof(float);
+  EXPECT_EQ(bf16.dispatch_bytes, uint64_t(bf16.pairs) * row);
+}
+
 TEST(A2aBench, DispatchBytesMatchTokenRankPairs) {
   const int W = world().size(), R = world().rank();
   const DispatchBenchOptions o = small_dispatch("uniform");
