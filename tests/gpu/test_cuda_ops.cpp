@@ -360,6 +360,22 @@ TEST_F(CudaOps, MoeDispatchCountAndPackEqualCpu) {
   EXPECT_EQ(host(g.own_weights, own_w.size()), own_w);
 }
 
+TEST_F(CudaOps, Bf16PayloadEqualsCpu) {
+  const int64_t n = 9, dim = 301;
+  const std::vector<float> in = randn(size_t(12 * dim), 71, 10.0f);
+  const std::vector<int32_t> idx = {11, 0, 5, 5, 2, 7, 1, 3, 9};
+  std::vector<uint16_t> half(size_t(n * dim));
+  std::vector<float> back(size_t(n * dim));
+  cpu->rows_to_bf16(half.data(), in.data(), idx.data(), n, dim);
+  cpu->rows_to_f32(back.data(), half.data(), n, dim);
+  uint16_t* d_half = dev(std::vector<uint16_t>(half.size()));
+  float* d_back = dev(std::vector<float>(back.size()));
+  gpu->rows_to_bf16(d_half, dev(in), dev(idx), n, dim);
+  gpu->rows_to_f32(d_back, d_half, n, dim);
+  EXPECT_EQ(host(d_half, half.size()), half);
+  expect_close(host(d_back, back.size()), back, 0, 0, "rows_to_f32");
+}
+
 TEST_F(CudaOps, FillRandomBitIdenticalToCpu) {
   const int64_t n = 3 * 1000 * 1000 + 7;
   for (DType dt : {DType::BF16, DType::F32}) {

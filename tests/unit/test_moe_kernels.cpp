@@ -379,5 +379,24 @@ TEST(MoeKernels, DispatchPackFollowsThePlan) {
   for (int64_t i = T * k; i < (T + packed) * k; ++i) EXPECT_EQ(own_ids[size_t(i)], -1);
 }
 
+TEST(MoeKernels, Bf16PayloadRoundsToNearestEvenAndWidensExactly) {
+  const int64_t n = 5, dim = 19;
+  const std::vector<float> in = randn(size_t(7 * dim), 51, 100.0f);
+  const std::vector<int32_t> idx = {6, 0, 3, 3, 1};
+  std::vector<uint16_t> half(size_t(n * dim), 0xdead), plain(size_t(n * dim), 0xdead);
+  cpu::rows_to_bf16(half.data(), in.data(), idx.data(), n, dim);
+  cpu::rows_to_bf16(plain.data(), in.data(), nullptr, n, dim);
+  std::vector<float> back(size_t(n * dim), -1.0f);
+  cpu::rows_to_f32(back.data(), half.data(), n, dim);
+  for (int64_t i = 0; i < n; ++i)
+    for (int64_t d = 0; d < dim; ++d) {
+      const float x = in[size_t(idx[size_t(i)] * dim + d)];
+      EXPECT_EQ(half[size_t(i * dim + d)], f32_to_bf16(x));
+      EXPECT_EQ(plain[size_t(i * dim + d)], f32_to_bf16(in[size_t(i * dim + d)]));
+      EXPECT_EQ(back[size_t(i * dim + d)], bf16_to_f32(f32_to_bf16(x)));
+      EXPECT_LE(std::fabs(back[size_t(i * dim + d)] - x), std::fabs(x) / 256);
+    }
+}
+
 }  // namespace
 }  // namespace qwen3moe
