@@ -222,9 +222,10 @@ void Engine::emit_token(Sequence& s, int32_t token) {
 void Engine::broadcast_plan(const StepBatch& b, bool stop) {
   if (comm_.size() == 1) return;
   comm_.set_phase(-1, "step plan");
+  // [stop, tokens, table entries, blocks per sequence, logit rows, the step's number]
   int64_t header[6] = {
       stop ? 1 : 0,         int64_t(b.tokens.size()),     int64_t(b.block_tables.size()),
-      b.max_blocks_per_seq, int64_t(b.logit_rows.size()), 0};
+      b.max_blocks_per_seq, int64_t(b.logit_rows.size()), steps_};
   comm_.broadcast(header, sizeof(header), 0);
   if (stop) return;
   std::vector<int32_t> payload;
@@ -258,6 +259,7 @@ void Engine::follow() {
     take(b.block_tables, tables);
     take(b.logit_rows, L);
     b.max_blocks_per_seq = int(header[3]);
+    model_.set_step(header[5]);
     model_.forward(b, cache_, logits);
   }
 }
@@ -361,6 +363,7 @@ bool Engine::step() {
     debug_stall_if_asked(comm_.rank(), steps_);
     broadcast_plan(b, false);
     comm_.set_step(steps_);
+    model_.set_step(steps_);
     model_.forward(b, cache_, logits_);
     const int64_t V = model_.config().vocab_size;
     for (size_t r = 0; r < sampled.size(); ++r)

@@ -80,6 +80,13 @@ class Model {
     profiler_ = profiler;
     if (profiler_) profiler_->set_device_sync([this] { backend_.synchronize(); });
   }
+  // The number of the step the next forward belongs to, for the profiler's records and the
+  // collectives' hang reports (the serving engine numbers its steps; generate its forwards).
+  void set_step(int64_t step) {
+    comm_.set_step(step);
+    host_comm_.set_step(step);
+    if (profiler_) profiler_->set_step(step);
+  }
   // Which layers are MoE layers, for the profiler.
   std::vector<bool> moe_layers() const;
 
