@@ -21,6 +21,7 @@
 #include "kernels/backend.h"
 #include "kernels/common/check.h"
 #include "kernels/common/rng.h"
+#include "kernels/common/split.h"
 #include "kernels/cuda/peaks.h"
 #include "parallel/comm/communicator.h"
 #include "parallel/comm/local_device_communicator.h"
@@ -140,7 +141,7 @@ void run_cuda_bench(const CudaBenchOptions& o) {
   constexpr int64_t kBlock = 16;
   const int max_b = *std::max_element(o.decode_batches.begin(), o.decode_batches.end());
   // Context, the timed steps twice (eager, graph) and 4 untimed steps.
-  const int64_t per_seq = (o.decode_context + 2 * o.decode_tokens + 6 + kBlock - 1) / kBlock;
+  const int64_t per_seq = ceil_div(o.decode_context + 2 * o.decode_tokens + 6, kBlock);
   const int64_t blocks = (o.prompt_len + kBlock) / kBlock + int64_t(max_b) * per_seq + 1;
   KvCache cache(c, topo, *backend, blocks, kBlock);
   std::printf("kv cache       %lld blocks of %lld tokens, %.2f GB (f32)\n", (long long)blocks,

@@ -21,6 +21,7 @@
 #include "core/text/chat_template.h"
 #include "core/text/tokenizer.h"
 #include "kernels/common/check.h"
+#include "kernels/common/split.h"
 #include "launcher/commands.h"
 #include "launcher/process.h"
 #include "launcher/profile.h"
@@ -60,7 +61,7 @@ int64_t default_kv_blocks(const Runtime& rt, const ServeFlags& f) {
     budget = std::min(free_bytes / 4, 16.0 * double(1ull << 30));
   }
   const int64_t afford = int64_t(budget / double(bytes_per_token * kBlockSize));
-  int64_t blocks = std::min((want_tokens + kBlockSize - 1) / kBlockSize, afford);
+  int64_t blocks = std::min(ceil_div(want_tokens, kBlockSize), afford);
   std::vector<int64_t> all(static_cast<size_t>(rt.comm->size()));
   rt.comm->all_gather(&blocks, all.data(), sizeof(int64_t));
   return *std::min_element(all.begin(), all.end());

@@ -4,6 +4,7 @@
 #include <cstdio>
 
 #include "kernels/common/check.h"
+#include "kernels/common/split.h"
 #include "launcher/model_communicator.h"
 #include "launcher/process.h"
 
@@ -68,8 +69,8 @@ std::unique_ptr<Runtime> load_runtime(const RuntimeOptions& o) {
 
 std::unique_ptr<KvCache> cache_for(Runtime& rt, int64_t tokens) {
   constexpr int64_t kBlock = 16;
-  return std::make_unique<KvCache>(rt.config, *rt.topo, *rt.backend,
-                                   (tokens + kBlock - 1) / kBlock + 1, kBlock);
+  return std::make_unique<KvCache>(rt.config, *rt.topo, *rt.backend, ceil_div(tokens, kBlock) + 1,
+                                   kBlock);
 }
 
 std::vector<int32_t> parse_ids(const std::string& text) {

@@ -4,6 +4,7 @@
 #include <sstream>
 
 #include "kernels/common/check.h"
+#include "kernels/common/split.h"
 
 namespace qwen3moe {
 
@@ -41,9 +42,9 @@ Topology::Topology(int rank, int world, int tp, const TopologyShape& s) {
     kv_heads_per_rank_ = s.num_kv_heads / tp;
     kv_head_begin_ = tp_rank() * kv_heads_per_rank_;
   }
-  const int64_t per = (s.vocab_size + tp - 1) / tp;
-  vocab_begin_ = std::min<int64_t>(s.vocab_size, tp_rank() * per);
-  vocab_end_ = std::min<int64_t>(s.vocab_size, vocab_begin_ + per);
+  const Slice vocab = even_split(s.vocab_size, tp, tp_rank());
+  vocab_begin_ = vocab.begin;
+  vocab_end_ = vocab.begin + vocab.size;
 }
 
 std::string Topology::describe() const {

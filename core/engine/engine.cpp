@@ -7,6 +7,7 @@
 #include "core/engine/percentile.h"
 #include "core/text/stream_decoder.h"
 #include "kernels/common/check.h"
+#include "kernels/common/split.h"
 
 namespace qwen3moe {
 
@@ -32,7 +33,7 @@ struct Engine::Sequence {
 namespace {
 
 int64_t blocks_for(int64_t tokens, int64_t block_size) {
-  return (tokens + block_size - 1) / block_size;
+  return ceil_div(tokens, block_size);
 }
 
 // Length of the longest suffix of text that is a proper prefix of some stop string: those

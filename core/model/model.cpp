@@ -6,6 +6,7 @@
 
 #include "core/checkpoint/layout.h"
 #include "kernels/common/check.h"
+#include "kernels/common/split.h"
 
 namespace qwen3moe {
 
@@ -27,14 +28,6 @@ std::string layer_name(int64_t l, const char* rest) {
 std::string expert_name(int64_t l, int64_t e, const char* proj) {
   return "model.layers." + std::to_string(l) + ".mlp.experts." + std::to_string(e) + "." + proj +
          ".weight";
-}
-// Even split of n over parts; the last parts may be shorter (or empty).
-int64_t split_begin(int64_t n, int parts, int i) {
-  const int64_t per = (n + parts - 1) / parts;
-  return std::min(n, per * i);
-}
-int64_t split_size(int64_t n, int parts, int i) {
-  return std::min(n, split_begin(n, parts, i) + (n + parts - 1) / parts) - split_begin(n, parts, i);
 }
 }  // namespace
 
@@ -236,7 +229,8 @@ void Model::load_weights() {
       L.down_table = expert_table(L.expert_down);
     } else {
       const int64_t I = c.intermediate_size;
-      const int64_t i0 = split_begin(I, tp, tpr), in = split_size(I, tp, tpr);
+      const Slice mine = even_split(I, tp, tpr);
+      const int64_t i0 = mine.begin, in = mine.size;
       L.gate = slice(layer_name(l, "mlp.gate_proj.weight"), {I, H}, i0, in, 0, H);
       L.up = slice(layer_name(l, "mlp.up_proj.weight"), {I, H}, i0, in, 0, H);
       L.down = slice(layer_name(l, "mlp.down_proj.weight"), {H, I}, 0, H, i0, in);
@@ -280,7 +274,7 @@ void Model::reserve(int64_t T, int64_t table_elems) {
     workspace_.clear();
     // A multiple of the world size, so token slices of a reduce-scatter are equal.
     const int64_t W = comm_.size();
-    capacity_ = (std::max<int64_t>(T, 2 * capacity_) + W - 1) / W * W;
+    capacity_ = ceil_div(std::max<int64_t>(T, 2 * capacity_), W) * W;
     const ModelConfig& c = config_;
     const int64_t N = capacity_, H = c.hidden_size, D = c.head_dim;
     const int64_t hq = topo_.heads_per_rank(), kvl = topo_.kv_heads_per_rank();
@@ -405,7 +399,7 @@ void Model::forward(const StepBatch& b, KvCache& cache, std::vector<float>& logi
     backend_.download(logits.data(), logits_, logits.size() * sizeof(float));
   } else {
     // Every rank's slice is padded to the largest slice for the gather.
-    const int64_t per = (c.vocab_size + topo_.tp() - 1) / topo_.tp();
+    const int64_t per = ceil_div(c.vocab_size, topo_.tp());
     // Kept between steps: no allocation per step once the largest batch has been seen. The
     // padding of a short slice is never read.
     std::vector<float>& mine = host_logits_mine_;
@@ -489,10 +483,10 @@ void Model::attention_block(int64_t l, int64_t T, KvCache& cache, bool scatter) 
   }
   // Reduce-scatter: rank r gets the summed rows [r*per, (r+1)*per) (padding rows are zero),
   // and adds them to its slice of the residual.
-  const int64_t W = comm_.size(), per = (T + W - 1) / W;
+  const int64_t W = comm_.size(), per = ceil_div(T, W);
   if (per * W > T) backend_.zero(o_ + T * H, size_t((per * W - T) * H) * sizeof(float));
   comm_.reduce_scatter_sum(o_, xs_, size_t(per * H));
-  const int64_t r0 = comm_.rank() * per, mine = std::clamp<int64_t>(T - r0, 0, per);
+  const int64_t r0 = comm_.rank() * per, mine = even_split(T, W, comm_.rank()).size;
   if (mine > 0) backend_.add(xs_, x_ + r0 * H, mine * H);
 }
 
@@ -515,10 +509,10 @@ void Model::moe_block(int64_t l, int64_t T) {
   const ModelConfig& c = config_;
   const Layer& L = layers_[size_t(l)];
   const int64_t H = c.hidden_size, E = c.num_experts, k = c.num_experts_per_tok;
-  const int64_t W = comm_.size(), per = (T + W - 1) / W;
+  const int64_t W = comm_.size(), per = ceil_div(T, W);
   // This rank's tokens: all of them at world 1 (x_), else its slice of the reduce-scattered
   // attention output (xs_[0, mine)).
-  const int64_t mine = W == 1 ? T : std::clamp<int64_t>(T - comm_.rank() * per, 0, per);
+  const int64_t mine = W == 1 ? T : even_split(T, W, comm_.rank()).size;
   float* residual = W == 1 ? x_ : xs_;
   ExpertDispatch& d = *dispatch_;
   float* h = d.input(mine);  // [mine, H] the normalized rows, written where dispatch sends them
