@@ -56,15 +56,17 @@ struct MoeDispatchPack {
   // [4, W] per rank p: [0] first row of p's block in the dispatch buffer (< T: p's rows are
   // the input rows [first, first + rows) sent in place, unrouted ones as idle rows; >= T: its
   // routed tokens packed from that row on, in token order); [1] rows of the block; [2] the
-  // block's first row in send_ids/send_weights; [3] the first row of the partial buffer its
-  // rows come back to in combine. This rank's own entries: [1] = T, the rest unused.
+  // block's first row in the send meta; [3] the first row of the partial buffer its rows come
+  // back to in combine. This rank's own entries: [1] = T, the rest unused.
   const int32_t* plan = nullptr;
   int32_t* pack_src = nullptr;      // [packed] input row each packed row copies (rows T + i)
   int32_t* combine_rows = nullptr;  // [T, W] partial row to add per token and rank, -1: none
-  int32_t* send_ids = nullptr;      // [sent rows, k] destination-local ids, -1: elsewhere/idle
-  float* send_weights = nullptr;    // [sent rows, k]
-  int32_t* own_ids = nullptr;       // [T + packed, k] own rows' local ids; packed rows all -1
-  float* own_weights = nullptr;     // [T, k]
+  // [2 * sent rows * k] 32-bit words, one block per peer so that a row block and its meta
+  // travel in one exchange each: peer p's block starts at word 2k * plan[2][p] and holds its
+  // rows' destination-local ids (-1: elsewhere or idle), then their weights (float bits).
+  int32_t* send_meta = nullptr;
+  int32_t* own_ids = nullptr;    // [T + packed, k] own rows' local ids; packed rows all -1
+  float* own_weights = nullptr;  // [T, k]
   int64_t tokens = 0, k = 0, experts = 0, world = 1, rank = 0;
   int64_t packed = 0;  // rows packed for peers, after the T input rows
 };

@@ -3,6 +3,9 @@
 // plans the exchange with) and moe_dispatch_pack (given that plan: the rows to pack, each sent
 // row's expert ids and weights, and where combine finds each token's returned rows).
 
+#include <cstring>
+
+#include "kernels/common/check.h"
 #include "kernels/cpu/ops.h"
 
 namespace qwen3moe::cpu {
@@ -52,6 +55,7 @@ void moe_dispatch_count(int32_t* stats, const int32_t* ids, const int32_t* owner
 
 void moe_dispatch_pack(const MoeDispatchPack& a) {
   const int64_t T = a.tokens, k = a.k, W = a.world, E = a.experts;
+  QWEN3MOE_CHECK(k >= 1 && k <= 64, "moe_dispatch_pack: top-", k, " outside 1..64");
   const int32_t *first = a.plan, *rows = a.plan + W, *meta_row = a.plan + 2 * W,
                 *back_row = a.plan + 3 * W;
   for (int64_t p = 0; p < W; ++p) {
@@ -76,9 +80,12 @@ void moe_dispatch_pack(const MoeDispatchPack& a) {
         slot = packed_slot++;
         a.pack_src[first[p] - T + slot] = int32_t(t);
       }
-      if (slot >= 0)
-        put_meta(a.send_ids + (meta_row[p] + slot) * k, a.send_weights + (meta_row[p] + slot) * k,
-                 a.ids, a.weights, a.owner, a.local, t, k, E, p);
+      if (slot >= 0) {
+        int32_t* block = a.send_meta + 2 * k * meta_row[p];
+        float w[64];  // k <= 64 (router_topk's bound)
+        put_meta(block + slot * k, w, a.ids, a.weights, a.owner, a.local, t, k, E, p);
+        std::memcpy(block + (rows[p] + slot) * k, w, sizeof(float) * size_t(k));
+      }
       a.combine_rows[t * W + p] = routed ? int32_t(back_row[p] + slot) : -1;
     }
   }

@@ -88,7 +88,8 @@ __global__ void pack_peer_kernel(MoeDispatchPack a) {
       slot = slot_base + __popc(mask & ((1u << lane) - 1u));
     }
     if (slot >= 0) {
-      put_meta(a.send_ids + (meta_row + slot) * k, a.send_weights + (meta_row + slot) * k, a.ids,
+      int32_t* block = a.send_meta + 2 * k * meta_row;
+      put_meta(block + slot * k, reinterpret_cast<float*>(block + (rows + slot) * k), a.ids,
                a.weights, a.owner, a.local, t, k, E, p);
       if (!in_place) a.pack_src[first - T + slot] = int32_t(t);
     }

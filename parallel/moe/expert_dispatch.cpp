@@ -49,7 +49,7 @@ ExpertDispatch::~ExpertDispatch() {
   for (void* p :
        {static_cast<void*>(owner_), static_cast<void*>(local_), static_cast<void*>(rows_buf_),
         static_cast<void*>(partial_), static_cast<void*>(meta_ids_), static_cast<void*>(meta_w_),
-        static_cast<void*>(send_ids_), static_cast<void*>(send_w_),
+        static_cast<void*>(send_meta_), static_cast<void*>(recv_meta_),
         static_cast<void*>(combine_rows_), static_cast<void*>(pack_src_),
         static_cast<void*>(stats_), static_cast<void*>(plan_dev_), static_cast<void*>(counts_dev_),
         static_cast<void*>(out_stage_), static_cast<void*>(in_stage_)})
@@ -79,8 +79,8 @@ void ExpertDispatch::ensure_rows(int64_t rows, int64_t keep) {
 void ExpertDispatch::ensure_meta(int64_t send_rows, int64_t recv_rows) {
   grow(meta_ids_, meta_ids_cap_, recv_rows * top_k_, 0);
   grow(meta_w_, meta_w_cap_, recv_rows * top_k_, 0);
-  grow(send_ids_, send_ids_cap_, send_rows * top_k_, 0);
-  grow(send_w_, send_w_cap_, send_rows * top_k_, 0);
+  grow(send_meta_, send_meta_cap_, 2 * send_rows * top_k_, 0);
+  grow(recv_meta_, recv_meta_cap_, 2 * recv_rows * top_k_, 0);
 }
 
 void ExpertDispatch::reserve(int64_t max_tokens) {
@@ -240,8 +240,7 @@ DispatchHandle ExpertDispatch::dispatch(int64_t n, const int32_t* ids, const flo
   a.plan = plan_dev_;
   a.pack_src = pack_src_;
   a.combine_rows = combine_rows_;
-  a.send_ids = send_ids_;
-  a.send_weights = send_w_;
+  a.send_meta = send_meta_;
   a.own_ids = meta_ids_;
   a.own_weights = meta_w_;
   a.tokens = n;
@@ -252,6 +251,10 @@ DispatchHandle ExpertDispatch::dispatch(int64_t n, const int32_t* ids, const flo
   a.packed = packed;
   backend_.moe_dispatch_pack(a);
   const int64_t received = rows_ - (n + packed);
+  for (size_t p = 0; p < w; ++p) {
+    stage_row_[p] = block_row_[p] - (n + packed);
+    back_stage_row_[p] = back_row_[p] - rows_;
+  }
   if (payload_ == DType::F32) {
     if (packed > 0) backend_.gather_rows(rows_buf_ + n * H, rows_buf_, pack_src_, packed, H);
     exchange(rows_buf_, send_row_, send_rows_, rows_buf_, block_row_, recv_rows_,
@@ -262,8 +265,6 @@ DispatchHandle ExpertDispatch::dispatch(int64_t n, const int32_t* ids, const flo
     grow(out_stage_, out_stage_cap_, std::max(sent, received) * H, 0);
     grow(in_stage_, in_stage_cap_, std::max(sent, received) * H, 0);
     for (size_t p = 0; p < w; ++p) {
-      stage_row_[p] = block_row_[p] - (n + packed);
-      back_stage_row_[p] = back_row_[p] - rows_;
       if (int(p) == rank_ || send_rows_[p] == 0) continue;
       uint16_t* dst = out_stage_ + meta_row_[p] * H;
       if (send_row_[p] < n)
@@ -275,10 +276,16 @@ DispatchHandle ExpertDispatch::dispatch(int64_t n, const int32_t* ids, const flo
              size_t(H) * sizeof(uint16_t));
     backend_.rows_to_f32(rows_buf_ + (n + packed) * H, in_stage_, received, H);
   }
-  exchange(send_ids_, meta_row_, send_rows_, meta_ids_, block_row_, recv_rows_,
-           size_t(k) * sizeof(int32_t));
-  exchange(send_w_, meta_row_, send_rows_, meta_w_, block_row_, recv_rows_,
-           size_t(k) * sizeof(float));
+  // The ids and weights, one block per peer, then each block's halves into the expert input.
+  exchange(send_meta_, meta_row_, send_rows_, recv_meta_, stage_row_, recv_rows_,
+           size_t(2 * k) * sizeof(int32_t));
+  for (size_t p = 0; p < w; ++p) {
+    if (recv_rows_[p] == 0) continue;
+    const int32_t* block = recv_meta_ + 2 * k * stage_row_[p];
+    const size_t half = size_t(recv_rows_[p] * k) * sizeof(int32_t);
+    backend_.copy(meta_ids_ + block_row_[p] * k, block, half);
+    backend_.copy(meta_w_ + block_row_[p] * k, block + recv_rows_[p] * k, half);
+  }
   if (profiler) {
     const size_t row_bytes = size_t(H) * dtype_size(payload_) + size_t(2 * k) * sizeof(float);
     for (size_t p = 0; p < w; ++p) logical_bytes_[p] = size_t(routed[p]) * row_bytes;

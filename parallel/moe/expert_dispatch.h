@@ -18,7 +18,7 @@
 //  - rows for a peer whose tokens fill at least half of a contiguous range of the input (at
 //    small world sizes, nearly always all of it) are sent from the input as they are, the
 //    tokens in the range not routed there as idle rows (no expert ids); other peers' rows are
-//    packed once (Backend::gather_rows); the ids and weights follow in two small exchanges;
+//    packed once (Backend::gather_rows); the ids and weights follow in one small exchange;
 //  - combine sends each peer's rows straight from the partial buffer (they are contiguous
 //    there, as they arrived).
 // The rows' payload is f32 (exact) or bf16 (set_payload_dtype: half the bytes both ways; rows
@@ -115,8 +115,8 @@ class ExpertDispatch {
   float* partial_ = nullptr;         // [rows + returned, H]: expert outputs, then returns
   int32_t* meta_ids_ = nullptr;      // [rows, k] expert input ids (own, packed, received)
   float* meta_w_ = nullptr;          // [rows, k]
-  int32_t* send_ids_ = nullptr;      // [sent rows, k]
-  float* send_w_ = nullptr;          // [sent rows, k]
+  int32_t* send_meta_ = nullptr;     // [2 * sent rows * k] per peer: ids, then weights
+  int32_t* recv_meta_ = nullptr;     // [2 * received rows * k] the same, as they arrive
   int32_t* combine_rows_ = nullptr;  // [n, W]
   int32_t* pack_src_ = nullptr;      // [packed]
   int32_t* stats_ = nullptr;         // [3, W] moe_dispatch_count's
@@ -126,9 +126,10 @@ class ExpertDispatch {
   uint16_t* out_stage_ = nullptr;  // bf16 payload: [rows sent, H] rows leaving this rank
   uint16_t* in_stage_ = nullptr;   // bf16 payload: [rows received, H] rows arriving
   int64_t out_stage_cap_ = 0, in_stage_cap_ = 0;
-  std::vector<int64_t> stage_row_, back_stage_row_;  // per peer, rows into the staging buffers
-  int64_t rows_cap_ = 0, partial_cap_ = 0, meta_ids_cap_ = 0, meta_w_cap_ = 0, send_ids_cap_ = 0,
-          send_w_cap_ = 0, combine_cap_ = 0, pack_cap_ = 0;
+  // Per peer: rows into the receive staging (bf16 rows, the meta) and the combine staging.
+  std::vector<int64_t> stage_row_, back_stage_row_;
+  int64_t rows_cap_ = 0, partial_cap_ = 0, meta_ids_cap_ = 0, meta_w_cap_ = 0, send_meta_cap_ = 0,
+          recv_meta_cap_ = 0, combine_cap_ = 0, pack_cap_ = 0;
   // The last dispatch's plan (host), per peer.
   std::vector<int32_t> stats_host_, plan_host_;
   std::vector<int64_t> send_row_, send_rows_, meta_row_, block_row_, recv_rows_, back_row_;

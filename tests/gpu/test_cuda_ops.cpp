@@ -337,25 +337,24 @@ TEST_F(CudaOps, MoeDispatchCountAndPackEqualCpu) {
                   plan[size_t(3 * W + 3)] = 5000;
   const int64_t sent = rows0 + packed1, packed = packed1;
   std::vector<int32_t> pack_src(size_t(packed) + 1, -7), combine_rows(size_t(T * W), -7),
-      send_ids(size_t(sent * k), -7), own_ids(size_t((T + packed) * k), -7);
-  std::vector<float> send_w(size_t(sent * k), -7.0f), own_w(size_t(T * k), -7.0f);
+      send_meta(size_t(2 * sent * k), -7), own_ids(size_t((T + packed) * k), -7);
+  std::vector<float> own_w(size_t(T * k), -7.0f);
   MoeDispatchPack c;
   c.tokens = T, c.k = k, c.experts = E, c.world = W, c.rank = rank, c.packed = packed;
   MoeDispatchPack g = c;
   c.ids = ids.data(), c.weights = w.data(), c.owner = owner.data(), c.local = local.data();
   c.plan = plan.data(), c.pack_src = pack_src.data(), c.combine_rows = combine_rows.data();
-  c.send_ids = send_ids.data(), c.send_weights = send_w.data();
+  c.send_meta = send_meta.data();
   c.own_ids = own_ids.data(), c.own_weights = own_w.data();
   g.ids = d_ids, g.weights = dev(w), g.owner = d_owner, g.local = dev(local), g.plan = dev(plan);
   g.pack_src = dev(pack_src), g.combine_rows = dev(combine_rows);
-  g.send_ids = dev(send_ids), g.send_weights = dev(send_w);
+  g.send_meta = dev(send_meta);
   g.own_ids = dev(own_ids), g.own_weights = dev(own_w);
   cpu->moe_dispatch_pack(c);
   gpu->moe_dispatch_pack(g);
   EXPECT_EQ(host(g.pack_src, pack_src.size()), pack_src);
   EXPECT_EQ(host(g.combine_rows, combine_rows.size()), combine_rows);
-  EXPECT_EQ(host(g.send_ids, send_ids.size()), send_ids);
-  EXPECT_EQ(host(g.send_weights, send_w.size()), send_w);
+  EXPECT_EQ(host(g.send_meta, send_meta.size()), send_meta);
   EXPECT_EQ(host(g.own_ids, own_ids.size()), own_ids);
   EXPECT_EQ(host(g.own_weights, own_w.size()), own_w);
 }

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <numeric>
 #include <random>
 #include <vector>
@@ -320,8 +321,17 @@ TEST(MoeKernels, DispatchPackFollowsThePlan) {
                                int32_t(back2)};  // back row
   const int64_t sent = range0 + packed;
   std::vector<int32_t> pack_src(size_t(packed), -7), combine_rows(size_t(T * W), -7),
-      send_ids(size_t(sent * k), -7), own_ids(size_t((T + packed) * k), -7);
-  std::vector<float> send_w(size_t(sent * k), -7.0f), own_w(size_t(T * k), -7.0f);
+      send_meta(size_t(2 * sent * k), -7), own_ids(size_t((T + packed) * k), -7);
+  std::vector<float> own_w(size_t(T * k), -7.0f);
+  // Peer p's meta block: its rows' ids, then their weights (float bits).
+  auto sent_id = [&](int64_t block_row, int64_t, int64_t slot, int64_t j) {
+    return send_meta[size_t(2 * k * block_row + slot * k + j)];
+  };
+  auto sent_w = [&](int64_t block_row, int64_t rows, int64_t slot, int64_t j) {
+    float f;
+    std::memcpy(&f, &send_meta[size_t(2 * k * block_row + (rows + slot) * k + j)], sizeof(f));
+    return f;
+  };
   MoeDispatchPack a;
   a.ids = ids.data();
   a.weights = w.data();
@@ -330,8 +340,7 @@ TEST(MoeKernels, DispatchPackFollowsThePlan) {
   a.plan = plan.data();
   a.pack_src = pack_src.data();
   a.combine_rows = combine_rows.data();
-  a.send_ids = send_ids.data();
-  a.send_weights = send_w.data();
+  a.send_meta = send_meta.data();
   a.own_ids = own_ids.data();
   a.own_weights = own_w.data();
   a.tokens = T;
@@ -359,16 +368,18 @@ TEST(MoeKernels, DispatchPackFollowsThePlan) {
     EXPECT_EQ(combine_rows[size_t(t * W)], r0 ? int32_t(back0 + t - 2) : -1) << t;
     if (t >= 2)
       for (int64_t j = 0; j < k; ++j) {
-        EXPECT_EQ(send_ids[size_t((t - 2) * k + j)], local_or_none(t, j, 0));
-        EXPECT_EQ(send_w[size_t((t - 2) * k + j)], w[size_t(t * k + j)]);
+        EXPECT_EQ(sent_id(0, range0, t - 2, j), local_or_none(t, j, 0));
+        EXPECT_EQ(sent_w(0, range0, t - 2, j), w[size_t(t * k + j)]);
       }
   }
   // Rank 2, packed: its i-th token is row i of its block, meta after rank 0's rows.
   for (int64_t i = 0; i < packed; ++i) {
     const int64_t t = to2[size_t(i)];
     EXPECT_EQ(combine_rows[size_t(t * W + 2)], int32_t(back2 + i));
-    for (int64_t j = 0; j < k; ++j)
-      EXPECT_EQ(send_ids[size_t((range0 + i) * k + j)], local_or_none(t, j, 2));
+    for (int64_t j = 0; j < k; ++j) {
+      EXPECT_EQ(sent_id(range0, packed, i, j), local_or_none(t, j, 2));
+      EXPECT_EQ(sent_w(range0, packed, i, j), w[size_t(t * k + j)]);
+    }
   }
   for (int64_t t = 0; t < T; ++t) {
     if (!goes_to(ids, pl, t, k, 2)) {
