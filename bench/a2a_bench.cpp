@@ -329,7 +329,7 @@ DispatchBenchResult run_dispatch_bench(Backend& backend, Communicator& comm,
         prof->record_expert_tokens(0, topo.expert_begin() + e, off[size_t(e + 1)] - off[size_t(e)]);
     }
     backend.gather_rows(rows, h.row_data, pair_row, h.rows * k, H);
-    backend.moe_combine(h.expert_out, rows, pair_index, h.weights, h.rows, k, H, h.accumulate);
+    add_expert_outputs(backend, h, rows, pair_index, k, H);
   };
   auto round = [&](A2aProfiler* prof, double* dt_dispatch, double* dt_combine) {
     backend.zero(residual, size_t(T * H) * 4);

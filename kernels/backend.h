@@ -59,8 +59,10 @@ struct MoeDispatchPack {
   // block's first row in the send meta; [3] the first row of the partial buffer its rows come
   // back to in combine. This rank's own entries: [1] = T, the rest unused.
   const int32_t* plan = nullptr;
-  int32_t* pack_src = nullptr;      // [packed] input row each packed row copies (rows T + i)
-  int32_t* combine_rows = nullptr;  // [T, W] partial row to add per token and rank, -1: none
+  int32_t* pack_src = nullptr;  // [packed] input row each packed row copies (rows T + i)
+  // [T, W] partial row to add per token and peer, -1: none (always for the own rank: its
+  // experts add into the residual themselves)
+  int32_t* combine_rows = nullptr;
   // [2 * sent rows * k] 32-bit words, one block per peer so that a row block and its meta
   // travel in one exchange each: peer p's block starts at word 2k * plan[2][p] and holds its
   // rows' destination-local ids (-1: elsewhere or idle), then their weights (float bits).

@@ -559,9 +559,8 @@ void Model::run_experts(int64_t l, const DispatchHandle& handle, int64_t T) {
                       El, P, per_expert);
   backend_.moe_matmul(down_, act_, L.down_table, moe_offsets_, moe_active_, El, P,
                       per_expert);  // [P, H]
-  // out[r] += sum_j w[r, j] * down[pos[r, j]]: at world 1 straight into the residual.
-  backend_.moe_combine(handle.expert_out, down_, moe_pos_, handle.weights, R, k, H,
-                       handle.accumulate);
+  // sum_j w[r, j] * down[pos[r, j]] per row: own rows into the residual, peers' for combine.
+  add_expert_outputs(backend_, handle, down_, moe_pos_, k, H);
 }
 
 }  // namespace qwen3moe

@@ -64,7 +64,7 @@ void moe_dispatch_pack(const MoeDispatchPack& a) {
       for (int64_t t = 0; t < T; ++t) {
         put_meta(a.own_ids + t * k, a.own_weights + t * k, a.ids, a.weights, a.owner, a.local, t, k,
                  E, p);
-        a.combine_rows[t * W + p] = routed_to(a.ids, a.owner, t, k, E, p) ? int32_t(t) : -1;
+        a.combine_rows[t * W + p] = -1;  // the own experts add into the residual directly
       }
       continue;
     }

@@ -108,7 +108,7 @@ __global__ void pack_own_kernel(MoeDispatchPack a) {
     const bool here = e >= 0 && e < E && a.owner[e] == p;
     a.own_ids[i] = here ? a.local[e] : -1;
     a.own_weights[i] = a.weights[i];
-    if (j == 0) a.combine_rows[t * W + p] = routed_to(a.ids, a.owner, t, k, E, p) ? int32_t(t) : -1;
+    if (j == 0) a.combine_rows[t * W + p] = -1;  // the own experts add into the residual
   } else if (i < (T + a.packed) * k) {
     a.own_ids[i] = -1;  // packed rows are copies for the peers
   }

@@ -7,6 +7,15 @@
 
 namespace qwen3moe {
 
+void add_expert_outputs(Backend& backend, const DispatchHandle& h, const float* in,
+                        const int32_t* pair_index, int64_t k, int64_t hidden) {
+  if (h.tokens > 0)
+    backend.moe_combine(h.residual, in, pair_index, h.weights, h.tokens, k, hidden, true);
+  if (h.rows > h.peer_begin)
+    backend.moe_combine(h.expert_out + h.peer_begin * hidden, in, pair_index + h.peer_begin * k,
+                        h.weights + h.peer_begin * k, h.rows - h.peer_begin, k, hidden, false);
+}
+
 ExpertDispatch::ExpertDispatch(Backend& backend, Communicator& comm, const Topology& topo,
                                int64_t hidden, int64_t top_k)
     : backend_(backend),
@@ -161,6 +170,7 @@ DispatchHandle ExpertDispatch::dispatch(int64_t n, const int32_t* ids, const flo
     h.row_data = rows_buf_;
     h.ids = ids;
     h.weights = weights;
+    h.peer_begin = n;
     h.expert_out = residual;
     return h;
   }
@@ -296,8 +306,8 @@ DispatchHandle ExpertDispatch::dispatch(int64_t n, const int32_t* ids, const flo
   h.row_data = rows_buf_;
   h.ids = meta_ids_;
   h.weights = meta_w_;
+  h.peer_begin = n + packed;
   h.expert_out = partial_;
-  h.accumulate = false;
   return h;
 }
 
@@ -316,7 +326,7 @@ void ExpertDispatch::combine(const DispatchHandle& h, A2aProfiler* profiler) {
              size_t(H) * sizeof(float));
   } else {
     // The received rows are contiguous in partial (rank order), as in the staging buffer.
-    const int64_t first = block_row_[0] - stage_row_[0], received = rows_ - first;
+    const int64_t first = h.peer_begin, received = rows_ - first;
     backend_.rows_to_bf16(out_stage_, partial_ + first * H, nullptr, received, H);
     exchange(out_stage_, stage_row_, recv_rows_, in_stage_, back_stage_row_, send_rows_,
              size_t(H) * sizeof(uint16_t));
@@ -330,7 +340,7 @@ void ExpertDispatch::combine(const DispatchHandle& h, A2aProfiler* profiler) {
     }
     profiler->record_exchange(h.layer, "combine", logical_bytes_, t0, 0, profiler->now_us() - t0);
   }
-  // Each token's rows, the own partial row and each peer's returned one, into the residual.
+  // Each token's returned rows into the residual (its own experts' sum is there already).
   backend_.moe_combine(h.residual, partial_, combine_rows_, nullptr, h.tokens, world_, H);
 }
 

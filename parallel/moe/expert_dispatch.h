@@ -50,14 +50,21 @@ struct DispatchHandle {
   const float* row_data = nullptr;  // [rows, hidden]
   const int32_t* ids = nullptr;     // [rows, k] local expert ids, -1: not for this rank
   const float* weights = nullptr;   // [rows, k]
-  // [rows, hidden]: where the experts put each row's weighted sum (Backend::moe_combine with
-  // accumulate as below): at world 1 the residual itself (added to), else the dispatcher's
-  // partial rows (written: rows without pairs are never read).
-  float* expert_out = nullptr;
-  bool accumulate = true;
-  float* residual = nullptr;  // [n, hidden] combine adds every token's returned rows here
+  // Where the experts' weighted sum of each row goes (add_expert_outputs does both): rows
+  // [0, n) are this rank's own tokens and add into `residual` in place; rows [peer_begin,
+  // rows) came from peers and are written to expert_out[row] for combine to send back (rows
+  // without pairs are never read). The packed rows between hold no local experts.
+  int64_t peer_begin = 0;
+  float* expert_out = nullptr;  // [rows, hidden]
+  float* residual = nullptr;    // [n, hidden] combine adds every token's returned rows here
   int64_t layer = -1;
 };
+
+// The experts' last step over a dispatch's rows: each row's sum_j weights[r, j] *
+// in[pair_index[r, j]] (in: the experts' outputs, pair_index: moe_align's) added into the
+// residual for the own rows, written to expert_out for the peers'.
+void add_expert_outputs(Backend& backend, const DispatchHandle& handle, const float* in,
+                        const int32_t* pair_index, int64_t k, int64_t hidden);
 
 class ExpertDispatch {
  public:

@@ -102,21 +102,24 @@ void run_case(const Routing& routing, int64_t experts) {
     for (int64_t e = 0; e < per_rank; ++e)
       EXPECT_EQ(got[size_t(e)], expect[size_t(e)]) << "rank " << R << " expert " << e0 + e;
 
-    // Identity experts: each row's output is its local experts' weights times the row, added
-    // where the handle says; combine then adds the sum of all a token's weights times its row.
-    // Rows without pairs are filled with NaN: combine must never read them.
-    if (!h.accumulate) std::fill(h.expert_out, h.expert_out + h.rows * kHidden, std::nanf(""));
+    // Identity experts: each row's output is its local experts' weights times the row; the own
+    // rows add into the residual, the peers' rows are written where combine sends them from
+    // (everything else there is NaN: combine must never read it). Combine then adds the rest,
+    // so each token ends at the sum of all its weights times its row.
+    std::fill(h.expert_out + h.peer_begin * kHidden, h.expert_out + h.rows * kHidden,
+              std::nanf(""));
     for (int64_t r = 0; r < h.rows; ++r) {
+      const bool own = r < n, peer = r >= h.peer_begin;
+      ASSERT_TRUE(own || peer || h.ids[r * kTopK] < 0) << "packed row " << r << " has experts";
+      float* out = own ? residual.data() + r * kHidden : h.expert_out + r * kHidden;
       bool any = false;
       for (int64_t j = 0; j < kTopK; ++j) any |= h.ids[r * kTopK + j] >= 0;
-      if (any && !h.accumulate)
-        std::fill(h.expert_out + r * kHidden, h.expert_out + (r + 1) * kHidden, 0.0f);
-    }
-    for (int64_t r = 0; r < h.rows; ++r)
+      if (any && peer) std::fill(out, out + kHidden, 0.0f);
       for (int64_t j = 0; j < kTopK; ++j)
         if (h.ids[r * kTopK + j] >= 0)
           for (int64_t c = 0; c < kHidden; ++c)
-            h.expert_out[r * kHidden + c] += h.weights[r * kTopK + j] * h.row_data[r * kHidden + c];
+            out[c] += h.weights[r * kTopK + j] * h.row_data[r * kHidden + c];
+    }
     d.combine(h, &profiler);
     for (int64_t t = 0; t < n; ++t) {
       float wsum = 0;

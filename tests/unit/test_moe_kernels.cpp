@@ -357,8 +357,8 @@ TEST(MoeKernels, DispatchPackFollowsThePlan) {
   };
   for (int64_t i = 0; i < packed; ++i) EXPECT_EQ(pack_src[size_t(i)], to2[size_t(i)]);
   for (int64_t t = 0; t < T; ++t) {
-    // Own rows: the token's own row, its experts on rank 1 as local ids.
-    EXPECT_EQ(combine_rows[size_t(t * W + rank)], goes_to(ids, pl, t, k, rank) ? t : -1);
+    // Own rows: nothing to combine (the experts add into the residual), experts as local ids.
+    EXPECT_EQ(combine_rows[size_t(t * W + rank)], -1);
     for (int64_t j = 0; j < k; ++j) {
       EXPECT_EQ(own_ids[size_t(t * k + j)], local_or_none(t, j, rank));
       EXPECT_EQ(own_w[size_t(t * k + j)], w[size_t(t * k + j)]);
