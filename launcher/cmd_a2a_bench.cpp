@@ -9,7 +9,9 @@
 #include "bench/a2a_bench.h"
 #include "kernels/common/check.h"
 #include "launcher/commands.h"
+#include "launcher/model_communicator.h"
 #include "launcher/process.h"
+#include "launcher/runtime.h"
 
 namespace qwen3moe::launcher {
 namespace {
@@ -20,6 +22,8 @@ struct A2aBenchFlags {
   bench::DispatchBenchOptions dispatch;
   int iters = 20;
   int warmup = 5;
+  std::string backend = "cpu";  // dispatch: where the rows live
+  std::string comm = "auto";    // dispatch with --backend cuda: nccl, mpi (host-staged), auto
 };
 
 void run_alltoall(Process& p, const bench::AlltoallSweepOptions& o) {
@@ -32,10 +36,17 @@ void run_alltoall(Process& p, const bench::AlltoallSweepOptions& o) {
       [&] { QWEN3MOE_CHECK(wrong == 0, "all_to_all_v delivered ", wrong, " wrong values"); });
 }
 
-void run_dispatch(Process& p, const bench::DispatchBenchOptions& o) {
-  // The rows in CPU backend memory over the process's MPI communicator: the model's path.
-  const std::unique_ptr<Backend> backend = make_cpu_backend();
-  const bench::DispatchBenchResult r = bench::run_dispatch_bench(*backend, *p.comm, o);
+void run_dispatch(Process& p, const bench::DispatchBenchOptions& o, const std::string& backend,
+                  const std::string& comm) {
+  // The rows in backend memory over the communicator the model would use: the model's path
+  // (CPU: the process's MPI; CUDA: NCCL or host-staged MPI, as --comm says).
+  BackendChoice b;
+  std::unique_ptr<Communicator> device_comm;
+  run_collectively([&] { b = make_backend(backend, 0); });
+  run_collectively(
+      [&] { device_comm = make_model_communicator(comm, *b.backend, b.device, *p.comm); });
+  Communicator& c = device_comm ? *device_comm : *p.comm;
+  const bench::DispatchBenchResult r = bench::run_dispatch_bench(*b.backend, c, o);
   if (p.root()) bench::print_dispatch_table(p.comm->name(), p.world, o, r);
   run_collectively([&] {
     QWEN3MOE_CHECK(r.wrong == 0, "dispatch+combine returned ", r.wrong, " wrong values of ",
@@ -57,7 +68,7 @@ void run_a2a_bench(A2aBenchFlags f) {
   if (f.op == "alltoall")
     run_alltoall(p, f.sweep);
   else
-    run_dispatch(p, f.dispatch);
+    run_dispatch(p, f.dispatch, f.backend, f.comm);
 }
 
 }  // namespace
@@ -90,6 +101,12 @@ void register_a2a_bench(CLI::App& app) {
                   "dispatch: uniform, or zipf:S (P(expert e) ~ 1/(e+1)^S)")
       ->capture_default_str();
   cmd->add_option("--seed", f->dispatch.seed, "dispatch: router seed")->capture_default_str();
+  cmd->add_option("--backend", f->backend, "dispatch: rows in cpu or cuda memory")
+      ->check(CLI::IsMember({"cpu", "cuda"}))
+      ->capture_default_str();
+  cmd->add_option("--comm", f->comm,
+                  "dispatch with --backend cuda: auto, mpi (host-staged) or nccl, as for the model")
+      ->capture_default_str();
   cmd->add_option("--a2a-dtype", f->dispatch.a2a_dtype,
                   "dispatch: payload of the token rows, f32 or bf16 (ids and weights stay exact)")
       ->check(CLI::IsMember({"f32", "bf16"}))

@@ -10,6 +10,27 @@
 
 namespace qwen3moe::launcher {
 
+BackendChoice make_backend(const std::string& name, int threads) {
+  QWEN3MOE_CHECK(name == "cpu" || name == "cuda", "unknown backend '", name,
+                 "' (expected cpu or cuda)");
+#ifndef QWEN3MOE_HAVE_CUDA
+  QWEN3MOE_CHECK(name == "cpu",
+                 "backend 'cuda' is not available in this build (configure with nvcc present)");
+#endif
+  BackendChoice b;
+#ifdef QWEN3MOE_HAVE_CUDA
+  if (name == "cuda") {
+    // One GPU per rank: the launcher narrows CUDA_VISIBLE_DEVICES; else local rank order.
+    const int gpus = cuda_device_count();
+    QWEN3MOE_CHECK(gpus > 0, "--backend cuda: no GPU is visible");
+    b.device = process().rank % gpus;
+    b.backend = make_cuda_backend(b.device);
+  }
+#endif
+  if (!b.backend) b.backend = make_cpu_backend(threads);
+  return b;
+}
+
 std::unique_ptr<Runtime> load_runtime(const RuntimeOptions& o) {
   auto rt = std::make_unique<Runtime>();
   run_collectively([&] {
@@ -19,24 +40,11 @@ std::unique_ptr<Runtime> load_runtime(const RuntimeOptions& o) {
   enable_collective_watchdog(o.collective_timeout);
   int device = -1;  // the CUDA device of this rank
   run_collectively([&] {
-    QWEN3MOE_CHECK(o.backend == "cpu" || o.backend == "cuda", "unknown backend '", o.backend,
-                   "' (expected cpu or cuda)");
-#ifndef QWEN3MOE_HAVE_CUDA
-    QWEN3MOE_CHECK(o.backend == "cpu",
-                   "backend 'cuda' is not available in this build (configure with nvcc present)");
-#endif
     rt->config = ModelConfig::load(o.model_dir);
     rt->weights = WeightStore::open(o.model_dir);
-#ifdef QWEN3MOE_HAVE_CUDA
-    if (o.backend == "cuda") {
-      // One GPU per rank: the launcher narrows CUDA_VISIBLE_DEVICES; else local rank order.
-      const int gpus = cuda_device_count();
-      QWEN3MOE_CHECK(gpus > 0, "--backend cuda: no GPU is visible");
-      device = process().rank % gpus;
-      rt->backend = make_cuda_backend(device);
-    }
-#endif
-    if (!rt->backend) rt->backend = make_cpu_backend(o.threads);
+    BackendChoice b = make_backend(o.backend, o.threads);
+    rt->backend = std::move(b.backend);
+    device = b.device;
     rt->comm = process().comm.get();
   });
   // Apart from the loading above: a rank that failed there must not leave the others waiting

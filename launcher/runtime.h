@@ -39,6 +39,13 @@ struct Runtime {
   std::unique_ptr<Model> model;
 };
 
+// --backend NAME for this rank: the CPU backend (`threads`, 0: all cores) or this rank's GPU.
+struct BackendChoice {
+  std::unique_ptr<Backend> backend;
+  int device = -1;  // the CUDA device, -1 for the CPU
+};
+BackendChoice make_backend(const std::string& name, int threads);
+
 // Loads on every rank; a failure on any rank is an AgreedError on all (launcher/process.h).
 std::unique_ptr<Runtime> load_runtime(const RuntimeOptions& options);
 

@@ -172,8 +172,9 @@ rows+=("qwen3moe logits --backend cuda (moe_a)|exit $rc ${out:0:80}|$((SECONDS -
 
 # Two ranks against one: host-staged MPI on device buffers (ranks share the GPU when there is
 # one), then NCCL when every rank has its own GPU; the logits within the parity tests' bound.
+# compare_npy A B [RTOL]: max |A - B| within RTOL * (1 + max|A|) (default 1e-3).
 compare_npy() {
-  python3 - "$1" "$2" <<'PY'
+  python3 - "$1" "$2" "${3:-1e-3}" <<'PY'
 import struct, sys
 def load(path):
     data = open(path, "rb").read()
@@ -183,7 +184,7 @@ def load(path):
 a, b = load(sys.argv[1]), load(sys.argv[2])
 assert len(a) == len(b), "shapes differ"
 err = max(abs(x - y) for x, y in zip(a, b))
-bound = 1e-3 * (1 + max(abs(x) for x in a))
+bound = float(sys.argv[3]) * (1 + max(abs(x) for x in a))
 print("max |diff| %.3g (bound %.3g)" % (err, bound))
 sys.exit(0 if err <= bound else 1)
 PY
@@ -212,6 +213,32 @@ for comm in mpi nccl; do
     verdict="${out:0:80}"
   fi
   rows+=("mpirun -np 2 logits --backend cuda --comm $comm = np 1|exit $rc; $verdict|$((SECONDS - start)) s")
+  [ "$rc" -eq 0 ] || status=1
+done
+
+# The bf16 all-to-all payload across two ranks of one GPU (host-staged): within the bf16 bound
+# the CPU tests measure (3% of 1 + max|logit|) of the f32 single rank.
+start=$SECONDS
+out=$("${mpirun[@]}" "$carry/bin/qwen3moe" logits --backend cuda --comm mpi --a2a-dtype bf16 \
+  --model tests/fixtures/hf-tiny/moe_a --ids 1,2,3,4,5 --out /tmp/gpu-logits-bf16.npy 2>&1)
+rc=$?
+if [ "$rc" -eq 0 ]; then
+  verdict=$(compare_npy /tmp/gpu-logits.npy /tmp/gpu-logits-bf16.npy 3e-2 2>&1) || rc=1
+else
+  verdict="${out:0:80}"
+fi
+rows+=("mpirun -np 2 logits --a2a-dtype bf16 (host-staged) ~ np 1|exit $rc; $verdict|$((SECONDS - start)) s")
+[ "$rc" -eq 0 ] || status=1
+
+# a2a-bench --op dispatch on device buffers: the model's ExpertDispatch over host-staged MPI
+# (two ranks sharing the GPU), f32 and bf16 rows; #wrong must be 0.
+for dtype in f32 bf16; do
+  start=$SECONDS
+  out=$("${mpirun[@]}" "$carry/bin/qwen3moe" a2a-bench --op dispatch --backend cuda --comm mpi \
+    --a2a-dtype "$dtype" 2>&1)
+  rc=$?
+  echo "$out"
+  rows+=("mpirun -np 2 a2a-bench --op dispatch --backend cuda $dtype|exit $rc; $(echo "$out" | grep -oE 'bandwidth: [0-9.]+x|[0-9]+ wrong of [0-9]+' | paste -sd ';' -)|$((SECONDS - start)) s")
   [ "$rc" -eq 0 ] || status=1
 done
 

@@ -23,6 +23,15 @@ using testing::fixture;
 using testing::LoadedModel;
 using testing::tensor_values;
 
+// `tokens` greedy tokens after `prompt` on all ranks, EOS ignored (the references' setting).
+GenerationResult greedy(LoadedModel& m, const std::vector<int32_t>& prompt, size_t tokens) {
+  GenerationOptions o;
+  o.max_new_tokens = int32_t(tokens);
+  o.sampling.temperature = 0;
+  o.ignore_eos = true;
+  return generate(m.model, world(), m.cache, prompt, o);
+}
+
 class MpiParity : public ::testing::TestWithParam<std::string> {};
 
 TEST_P(MpiParity, LogitsMatchReferenceAndSingleRank) {
@@ -56,11 +65,7 @@ TEST_P(MpiParity, GreedyTokensEqualReference) {
     const std::string key = "greedy_" + std::to_string(g);
     const auto prompt = tensor_values<int32_t>(ref.get(key + ".prompt"));
     const auto expected = tensor_values<int32_t>(ref.get(key + ".output"));
-    GenerationOptions o;
-    o.max_new_tokens = int32_t(expected.size());
-    o.sampling.temperature = 0;
-    o.ignore_eos = true;
-    const GenerationResult r = generate(split.model, world(), split.cache, prompt, o);
+    const GenerationResult r = greedy(split, prompt, expected.size());
     EXPECT_EQ(r.output_ids, expected) << key << " on " << world().size() << " ranks";
   }
 }
@@ -98,11 +103,7 @@ TEST(MpiBf16Payload, LogitsNearReferenceGreedyKeptUpToANearTie) {
     const std::string key = "greedy_" + std::to_string(g);
     const auto prompt = tensor_values<int32_t>(ref.get(key + ".prompt"));
     const auto expected = tensor_values<int32_t>(ref.get(key + ".output"));
-    GenerationOptions o;
-    o.max_new_tokens = int32_t(expected.size());
-    o.sampling.temperature = 0;
-    o.ignore_eos = true;
-    const GenerationResult r = generate(split.model, world(), split.cache, prompt, o);
+    const GenerationResult r = greedy(split, prompt, expected.size());
     // Tokens must agree until the first step where the reference's top two logits are closer
     // than the worst logits error measured above: only there may bf16 round-off flip it.
     const auto scores = tensor_values<float>(ref.get(key + ".scores"));
