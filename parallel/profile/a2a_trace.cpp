@@ -1,8 +1,11 @@
 // DIR/trace.json: Chrome trace-event JSON (loadable in ui.perfetto.dev and chrome://tracing).
 // One process per rank with one track, complete ("X") events for the model's phases and each
 // exchange split into its wait and transfer parts, all on rank 0's clock (sync_clock), shifted
-// so the run starts at 0.
+// so the run starts at 0. Timestamps are whole microseconds, each boundary rounded once
+// (an event's end is its rounded end, not a rounded start plus a rounded length), so spans
+// that touch on the clock touch in the trace and never overlap by rounding.
 #include <algorithm>
+#include <cmath>
 #include <limits>
 
 #include "parallel/profile/a2a_report.h"
@@ -18,6 +21,11 @@ nlohmann::json a2a_trace(const A2aRecords& r) {
   }
   if (t0 == std::numeric_limits<double>::infinity()) t0 = 0;
 
+  // [begin, end) in µs since t0 as integers: ts and dur of an "X" event.
+  auto interval = [t0](double begin_us, double end_us) {
+    const int64_t b = std::llround(begin_us - t0), e = std::llround(end_us - t0);
+    return std::pair<int64_t, int64_t>{b, std::max<int64_t>(e - b, 0)};
+  };
   json events = json::array();
   for (int k = 0; k < r.world; ++k) {
     const std::string name = "rank " + std::to_string(k);
@@ -34,13 +42,14 @@ nlohmann::json a2a_trace(const A2aRecords& r) {
     events.push_back(
         {{"name", "thread_name"}, {"ph", "M"}, {"pid", k}, {"tid", 0}, {"args", {{"name", name}}}});
     for (const A2aSpan& s : r.spans[size_t(k)]) {
+      const auto [ts, dur] = interval(s.start_us, s.start_us + s.dur_us);
       events.push_back({{"name", s.name},
                         {"cat", "compute"},
                         {"ph", "X"},
                         {"pid", k},
                         {"tid", 0},
-                        {"ts", s.start_us - t0},
-                        {"dur", s.dur_us},
+                        {"ts", ts},
+                        {"dur", dur},
                         {"args", {{"layer", s.layer}, {"step", s.step}}}});
     }
     for (const A2aExchange& e : r.exchanges[size_t(k)]) {
@@ -48,21 +57,24 @@ nlohmann::json a2a_trace(const A2aRecords& r) {
       for (uint64_t b : e.bytes_to) bytes += b;
       const json args = {
           {"layer", e.layer}, {"step", e.step}, {"bytes", bytes}, {"bytes_to", e.bytes_to}};
+      const double wait_end = e.start_us + e.wait_us;
+      const auto [wait_ts, wait_dur] = interval(e.start_us, wait_end);
+      const auto [xfer_ts, xfer_dur] = interval(wait_end, wait_end + e.transfer_us);
       events.push_back({{"name", e.phase + " wait"},
                         {"cat", "a2a"},
                         {"ph", "X"},
                         {"pid", k},
                         {"tid", 0},
-                        {"ts", e.start_us - t0},
-                        {"dur", e.wait_us},
+                        {"ts", wait_ts},
+                        {"dur", wait_dur},
                         {"args", args}});
       events.push_back({{"name", e.phase + " transfer"},
                         {"cat", "a2a"},
                         {"ph", "X"},
                         {"pid", k},
                         {"tid", 0},
-                        {"ts", e.start_us + e.wait_us - t0},
-                        {"dur", e.transfer_us},
+                        {"ts", xfer_ts},
+                        {"dur", xfer_dur},
                         {"args", args}});
     }
   }

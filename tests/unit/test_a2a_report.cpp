@@ -186,5 +186,47 @@ TEST(A2aReport, SingleRankFiles) {
   std::filesystem::remove_all(dir);
 }
 
+// Spans that touch on the clock touch in the trace: each boundary is rounded once, so a span's
+// end is exactly the next one's start however the fractional microseconds fall.
+TEST(A2aTrace, AdjacentSpansNeverOverlapByRounding) {
+  A2aRecords r;
+  r.world = 1;
+  r.moe_layer = {true};
+  r.exchanges.resize(1);
+  r.spans.resize(1);
+  double t = 100.37;
+  std::vector<double> bounds{t};
+  for (int i = 0; i < 50; ++i) {
+    const double len = 0.3 + 0.417 * (i % 7);  // fractional lengths, some under 1 µs
+    r.spans[0].push_back({0, 0, "experts", t, len});
+    t += len;
+    bounds.push_back(t);
+    A2aExchange e;
+    e.phase = "dispatch";
+    e.bytes_to = {8};
+    e.start_us = t;
+    e.wait_us = 0.49 + 0.1 * (i % 3);
+    e.transfer_us = 1.26;
+    r.exchanges[0].push_back(e);
+    t += e.wait_us + e.transfer_us;
+    bounds.push_back(t);
+  }
+  const nlohmann::json trace = a2a_trace(r);
+  std::vector<std::pair<int64_t, int64_t>> events;  // [ts, ts + dur)
+  for (const auto& e : trace["traceEvents"]) {
+    if (e["ph"] != "X") continue;
+    ASSERT_TRUE(e["ts"].is_number_integer() && e["dur"].is_number_integer()) << e.dump();
+    events.emplace_back(e["ts"].get<int64_t>(), e["ts"].get<int64_t>() + e["dur"].get<int64_t>());
+  }
+  ASSERT_EQ(events.size(), 150u);
+  std::sort(events.begin(), events.end());
+  for (size_t i = 1; i < events.size(); ++i)
+    EXPECT_LE(events[i - 1].second, events[i].first) << "event " << i << " overlaps the one before";
+  // The wait and transfer of an exchange share their boundary exactly.
+  int64_t touching = 0;
+  for (size_t i = 1; i < events.size(); ++i) touching += events[i - 1].second == events[i].first;
+  EXPECT_EQ(touching, int64_t(events.size()) - 1);  // here every span starts where one ends
+}
+
 }  // namespace
 }  // namespace qwen3moe
