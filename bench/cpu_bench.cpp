@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <string>
+#include <vector>
 
 #include "bench/bench_common.h"
 #include "kernels/common/rng.h"
@@ -17,18 +18,31 @@ CpuBench::CpuBench(Model& model, Communicator& comm, KvCache& cache, const CpuBe
                    bool print)
     : model_(model), comm_(comm), cache_(cache), options_(options), print_(print) {
   const ModelConfig& c = model.config();
+  // Every rank measures at once, so each figure is its share of the machine; the job's are the
+  // sums over ranks (weights and active bytes too: each rank holds and reads its slices).
+  double mine[4] = {double(model.resident_weight_bytes()),
+                    double(model.active_weight_bytes_per_token()), 0, 0};
+  comm.barrier();  // the ranks measure together, each its share of the machine
+  mine[2] = cpu::measure_read_bandwidth();
+  comm.barrier();
+  mine[3] = cpu::measure_fma_peak();
+  std::vector<double> all(size_t(4 * comm.size()));
+  comm.all_gather(mine, all.data(), sizeof(mine));
+  double job[4] = {0, 0, 0, 0};
+  for (size_t i = 0; i < all.size(); ++i) job[i % 4] += all[i];
+  resident_bytes_ = job[0];
+  active_bytes_ = job[1];
+  read_gbs_ = job[2];
+  fma_gflops_ = job[3];
   if (print_) print_model_line(c);
   if (print_)
-    std::printf("weights        %.3f GB resident, %.3f GB read per decode token\n",
-                double(model.resident_weight_bytes()) / 1e9,
-                double(model.active_weight_bytes_per_token()) / 1e9);
-  read_gbs_ = cpu::measure_read_bandwidth();
-  fma_gflops_ = cpu::measure_fma_peak();
+    std::printf("weights        %.3f GB resident, %.3f GB read per decode token (all ranks)\n",
+                resident_bytes_ / 1e9, active_bytes_ / 1e9);
   if (print_)
     std::printf(
-        "machine        %d threads, memory read %.1f GB/s (measured, 1 GiB stream), "
+        "machine        %d ranks x %d threads, memory read %.1f GB/s (measured, 1 GiB stream), "
         "f32 FMA peak %.1f GFLOP/s (measured, AVX2)\n",
-        omp_get_max_threads(), read_gbs_, fma_gflops_);
+        comm.size(), omp_get_max_threads(), read_gbs_, fma_gflops_);
   Rng rng(options.seed + 1);
   prompt_.resize(size_t(options.prompt_len));
   for (auto& t : prompt_) t = int32_t(rng.next() % uint64_t(c.vocab_size));
@@ -54,13 +68,13 @@ GenerationResult CpuBench::run(A2aProfiler* profiler) {
 void CpuBench::print(const GenerationResult& r) const {
   if (!print_) return;
   const ModelConfig& c = model_.config();
-  // Weights read per token on this rank, as parameters (bf16: 2 bytes each).
-  const double active_params = double(model_.active_weight_bytes_per_token()) / 2.0;
+  // Weights read per token by all ranks, as parameters (bf16: 2 bytes each).
+  const double active_params = active_bytes_ / 2.0;
   const double pf = prefill_flops(c, active_params, options_.prompt_len);
   const double prefill_tps = options_.prompt_len / r.prefill_seconds;
   const double decode_steps = double(r.output_ids.size() - 1);
   const double decode_tps = decode_steps / r.decode_seconds;
-  const double gbs = decode_tps * double(model_.active_weight_bytes_per_token()) / 1e9;
+  const double gbs = decode_tps * active_bytes_ / 1e9;
   std::printf("prefill        %d tokens in %.3f s: %.1f tok/s, %.1f GFLOP/s = %.1f%% of FMA peak\n",
               options_.prompt_len, r.prefill_seconds, prefill_tps, pf / r.prefill_seconds / 1e9,
               100.0 * pf / r.prefill_seconds / 1e9 / fma_gflops_);

@@ -24,8 +24,8 @@ struct CpuBenchOptions {
 // rank built with print = true prints.
 class CpuBench {
  public:
-  // Draws the prompt, measures this machine's bandwidth and FMA peak, prints the model and
-  // machine lines. `cache` holds prompt_len + decode_tokens tokens.
+  // Draws the prompt, measures this machine's bandwidth and FMA peak (collective: every rank its
+  // share), prints the model and machine lines. `cache` holds prompt_len + decode_tokens tokens.
   CpuBench(Model& model, Communicator& comm, KvCache& cache, const CpuBenchOptions& options,
            bool print);
   // Two untimed tokens: pages in the weights and grows the workspace.
@@ -42,8 +42,9 @@ class CpuBench {
   CpuBenchOptions options_;
   bool print_;
   std::vector<int32_t> prompt_;  // [prompt_len] token ids, uniform over the vocabulary
-  double read_gbs_ = 0;          // measured memory read bandwidth
-  double fma_gflops_ = 0;        // measured f32 FMA peak, all threads
+  // The job's, summed over ranks: weights held, weights read per decode token, measured
+  // memory read bandwidth and f32 FMA peak (all threads).
+  double resident_bytes_ = 0, active_bytes_ = 0, read_gbs_ = 0, fma_gflops_ = 0;
 };
 
 // bench --gemm: our GEMM against BLAS on the model's projection shapes at M = 1 ... 512.
