@@ -76,8 +76,11 @@ __global__ void to_bf16_kernel(uint16_t* out, const float* in, const int32_t* id
   const int64_t i = blockIdx.x;
   const float* src = in + (idx ? int64_t(idx[i]) : i) * dim;
   for (int64_t j = threadIdx.x; j < dim; j += blockDim.x) {
-    const __nv_bfloat16 b = __float2bfloat16_rn(src[j]);
-    out[i * dim + j] = *reinterpret_cast<const uint16_t*>(&b);
+    // The CPU twin's bits (f32_to_bf16): round to nearest even, NaN keeps sign and payload.
+    const uint32_t b = __float_as_uint(src[j]);
+    out[i * dim + j] = (b & 0x7fffffffu) > 0x7f800000u
+                           ? uint16_t((b >> 16) | 0x40u)
+                           : uint16_t((b + 0x7fffu + ((b >> 16) & 1u)) >> 16);
   }
 }
 

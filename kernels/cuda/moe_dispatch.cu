@@ -49,7 +49,8 @@ __global__ void count_kernel(int32_t* stats, const int32_t* ids, const int32_t* 
       const int32_t e = ids[t * k + j];
       if (e < 0 || e >= experts) continue;
       const int p = owner[e];
-      bool seen = false;  // an earlier expert of this token on the same rank
+      if (p < 0 || p >= world) continue;  // as the CPU twin: no rank, no count
+      bool seen = false;                  // an earlier expert of this token on the same rank
       for (int64_t i = 0; i < j; ++i) {
         const int32_t f = ids[t * k + i];
         seen |= f >= 0 && f < experts && owner[f] == p;

@@ -151,12 +151,17 @@ __global__ void combine_kernel(float* out, const float* in, const int32_t* pair_
   const int64_t t = blockIdx.x;
   float* o = out + t * dim;
   for (int64_t d = threadIdx.x; d < dim; d += blockDim.x) {
-    float acc = accumulate ? o[d] : 0.0f;
+    // Written, not added: start from -0 (-0 + x is x to the bit, sign of zero included, as the
+    // CPU twin's assignment of the first term), and +0 for a token without pairs.
+    float acc = accumulate ? o[d] : -0.0f;
+    bool any = accumulate;
     for (int64_t j = 0; j < k; ++j) {
       const int32_t p = pair_index[t * k + j];
-      if (p >= 0) acc += (weights ? weights[t * k + j] : 1.0f) * in[int64_t(p) * dim + d];
+      if (p < 0) continue;
+      acc += (weights ? weights[t * k + j] : 1.0f) * in[int64_t(p) * dim + d];
+      any = true;
     }
-    o[d] = acc;
+    o[d] = any ? acc : 0.0f;
   }
 }
 

@@ -95,12 +95,17 @@ void ExpertDispatch::ensure_meta(int64_t send_rows, int64_t recv_rows) {
 void ExpertDispatch::reserve(int64_t max_tokens) {
   const int64_t peers = world_ - 1, n = std::max<int64_t>(1, max_tokens);
   // Own rows, rows packed for each peer, and every peer's tokens; then the rows coming back.
-  ensure_rows((1 + 2 * peers) * n, 0);
+  // The input rows a caller may have written already are kept.
+  ensure_rows((1 + 2 * peers) * n, n_);
   if (world_ == 1) return;
   grow(partial_, partial_cap_, (1 + 3 * peers) * n * hidden_, 0);
   ensure_meta(peers * n, (1 + 2 * peers) * n);
   grow(combine_rows_, combine_cap_, n * world_, 0);
   grow(pack_src_, pack_cap_, peers * n, 0);
+  // The bf16 staging too (the payload may be switched after reserve): at most every token to
+  // every peer, either way.
+  grow(out_stage_, out_stage_cap_, peers * n * hidden_, 0);
+  grow(in_stage_, in_stage_cap_, peers * n * hidden_, 0);
 }
 
 void ExpertDispatch::set_payload_dtype(DType dtype) {
