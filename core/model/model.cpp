@@ -151,7 +151,8 @@ Model::Model(const ModelConfig& config, const WeightStore& ws, Backend& backend,
       backend_(backend),
       comm_(comm),
       host_comm_(host_comm),
-      topo_(topo) {
+      topo_(topo),
+      ws_(backend) {
   load_weights();
 }
 
@@ -162,7 +163,8 @@ Model::Model(const ModelConfig& config, const RandomWeights& random, Backend& ba
       backend_(backend),
       comm_(comm),
       host_comm_(host_comm),
-      topo_(topo) {
+      topo_(topo),
+      ws_(backend) {
   load_weights();
 }
 
@@ -246,7 +248,6 @@ std::vector<bool> Model::moe_layers() const {
 
 Model::~Model() {
   for (void* p : owned_) backend_.free(p);
-  for (void* p : workspace_) backend_.free(p);
 }
 
 size_t Model::active_weight_bytes_per_token() const {
@@ -269,71 +270,33 @@ size_t Model::active_weight_bytes_per_token() const {
 }
 
 void Model::reserve(int64_t T, int64_t table_elems) {
-  if (T > capacity_) {
-    for (void* p : workspace_) backend_.free(p);
-    workspace_.clear();
+  bool moved = false;  // buffers captured graphs point into were replaced
+  if (T > ws_.tokens()) {
+    const ModelConfig& c = config_;
     // A multiple of the world size, so token slices of a reduce-scatter are equal.
     const int64_t W = comm_.size();
-    capacity_ = ceil_div(std::max<int64_t>(T, 2 * capacity_), W) * W;
-    const ModelConfig& c = config_;
-    const int64_t N = capacity_, H = c.hidden_size, D = c.head_dim;
-    const int64_t hq = topo_.heads_per_rank(), kvl = topo_.kv_heads_per_rank();
+    const int64_t N = ceil_div(std::max<int64_t>(T, 2 * ws_.tokens()), W) * W;
     const int64_t k = std::max<int64_t>(1, c.num_experts_per_tok);
-    const int64_t ffn = std::max(c.intermediate_size, k * c.moe_intermediate_size);
-    const int64_t vocab_local = topo_.vocab_end() - topo_.vocab_begin();
-    auto f = [&](int64_t n) {
-      void* p = backend_.alloc(size_t(std::max<int64_t>(n, 1)) * sizeof(float));
-      workspace_.push_back(p);
-      return static_cast<float*>(p);
-    };
-    auto i = [&](int64_t n) { return reinterpret_cast<int32_t*>(f(n)); };
-    x_ = f(N * H);
-    h_ = f(N * H);
-    o_ = f(N * H);
-    xs_ = f(N * H);
+    WorkspaceShape s;
+    s.tokens = N;
+    s.hidden = c.hidden_size;
+    s.q_dim = topo_.heads_per_rank() * c.head_dim;
+    s.kv_dim = topo_.kv_heads_per_rank() * c.head_dim;
+    s.ffn = std::max(c.intermediate_size, k * c.moe_intermediate_size);
+    s.top_k = k;
+    s.experts = std::max<int64_t>(1, c.num_experts);
+    s.vocab_local = topo_.vocab_end() - topo_.vocab_begin();
     // Expert input rows of one dispatch: own tokens, rows packed for the peers, the peers'
     // tokens (the dispatcher holds them; here: moe_align's pair slots, k per row).
-    const int64_t dispatch_rows = (2 * W - 1) * (N / W);
+    s.dispatch_rows = (2 * W - 1) * (N / W);
+    ws_.allocate(s);
     if (dispatch_) dispatch_->reserve(N / W);
-    q_ = f(N * hq * D);
-    attn_ = f(N * hq * D);
-    k_ = f(N * kvl * D);
-    v_ = f(N * kvl * D);
-    gate_ = f(N * ffn);
-    up_ = f(N * ffn);
-    act_ = f(N * ffn);
-    down_ = f(N * k * H);
-    rows_ = f(N * k * H);
-    router_logits_ = f(N * std::max<int64_t>(1, c.num_experts));
-    topk_w_ = f(N * k);
-    logits_ = f(N * vocab_local);
-    tokens_ = i(N);
-    positions_ = i(N);
-    token_seq_ = i(N);
-    slots_ = i(N);
-    topk_ids_ = i(N * k);
-    moe_pos_ = i(dispatch_rows * k);
-    moe_offsets_ = i(std::max<int64_t>(1, c.num_experts) + 1);
-    moe_active_ = i(std::max<int64_t>(1, c.num_experts));
-    moe_idx_ = i(dispatch_rows * k);
-    logit_rows_ = i(N);
-    tables_ = nullptr;
-    table_capacity_ = 0;
-    // Graphs hold the old buffers' addresses.
-    graph_seen_.clear();
-    graph_id_.clear();
+    moved = true;
   }
-  if (table_elems > table_capacity_) {
-    if (tables_) {
-      backend_.free(tables_);
-      workspace_.erase(
-          std::find(workspace_.begin(), workspace_.end(), static_cast<void*>(tables_)));
-    }
-    table_capacity_ = std::max<int64_t>(table_elems, 2 * table_capacity_);
+  moved |= ws_.reserve_tables(table_elems);
+  if (moved) {
     graph_seen_.clear();
     graph_id_.clear();
-    tables_ = static_cast<int32_t*>(backend_.alloc(size_t(table_capacity_) * sizeof(int32_t)));
-    workspace_.push_back(tables_);
   }
 }
 
@@ -353,17 +316,17 @@ void Model::forward(const StepBatch& b, KvCache& cache, std::vector<float>& logi
   }
   reserve(T, int64_t(b.block_tables.size()));
   batch_ = &b;
-  backend_.upload(tokens_, b.tokens.data(), size_t(T) * 4);
-  backend_.upload(positions_, b.positions.data(), size_t(T) * 4);
-  backend_.upload(token_seq_, b.token_seq.data(), size_t(T) * 4);
-  backend_.upload(slots_, b.slots.data(), size_t(T) * 4);
-  backend_.upload(tables_, b.block_tables.data(), b.block_tables.size() * 4);
+  backend_.upload(ws_.token_ids, b.tokens.data(), size_t(T) * 4);
+  backend_.upload(ws_.positions, b.positions.data(), size_t(T) * 4);
+  backend_.upload(ws_.token_seq, b.token_seq.data(), size_t(T) * 4);
+  backend_.upload(ws_.slots, b.slots.data(), size_t(T) * 4);
+  backend_.upload(ws_.tables, b.block_tables.data(), b.block_tables.size() * 4);
 
   const int64_t L = int64_t(b.logit_rows.size());
   const int64_t vl = topo_.vocab_end() - topo_.vocab_begin();
   for (int32_t r : b.logit_rows)
     QWEN3MOE_CHECK(r >= 0 && r < T, "forward: logit row ", r, " outside the batch of ", T);
-  if (L > 0) backend_.upload(logit_rows_, b.logit_rows.data(), size_t(L) * 4);
+  if (L > 0) backend_.upload(ws_.logit_rows, b.logit_rows.data(), size_t(L) * 4);
   logits.assign(size_t(L * c.vocab_size), 0.0f);
 
   // From the second step of a shape on, the step is one graph replay (world 1 only: the
@@ -396,7 +359,7 @@ void Model::forward(const StepBatch& b, KvCache& cache, std::vector<float>& logi
     return;
   }
   if (comm_.size() == 1) {
-    backend_.download(logits.data(), logits_, logits.size() * sizeof(float));
+    backend_.download(logits.data(), ws_.logits, logits.size() * sizeof(float));
   } else {
     // Every rank's slice is padded to the largest slice for the gather.
     const int64_t per = ceil_div(c.vocab_size, topo_.tp());
@@ -407,7 +370,7 @@ void Model::forward(const StepBatch& b, KvCache& cache, std::vector<float>& logi
     mine.resize(size_t(L * per));
     all.resize(size_t(L * per * comm_.size()));
     for (int64_t r = 0; r < L; ++r)
-      backend_.download(mine.data() + r * per, logits_ + r * vl, size_t(vl) * sizeof(float));
+      backend_.download(mine.data() + r * per, ws_.logits + r * vl, size_t(vl) * sizeof(float));
     host_comm_.set_phase(-1, "logits");
     host_comm_.all_gather(mine.data(), all.data(), mine.size() * sizeof(float));
     for (int p = 0; p < topo_.tp(); ++p) {
@@ -425,9 +388,9 @@ void Model::run_layers(int64_t T, int64_t L, KvCache& cache) {
   const ModelConfig& c = config_;
   const int64_t H = c.hidden_size;
   // Vocabulary-parallel embedding: each rank fills the rows of its slice, the sum completes it.
-  backend_.embedding(x_, embed_, tokens_, T, topo_.vocab_begin());
+  backend_.embedding(ws_.x, embed_, ws_.token_ids, T, topo_.vocab_begin());
   comm_.set_phase(-1, "embedding");
-  if (comm_.size() > 1) comm_.all_reduce_sum(x_, size_t(T * H));
+  if (comm_.size() > 1) comm_.all_reduce_sum(ws_.x, size_t(T * H));
 
   for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
     const bool moe = layers_[size_t(l)].moe;
@@ -439,9 +402,9 @@ void Model::run_layers(int64_t T, int64_t L, KvCache& cache) {
       mlp_block(l, T);
   }
   if (L == 0) return;
-  backend_.gather_rows(h_, x_, logit_rows_, L, H);
-  backend_.rmsnorm(h_, h_, final_norm_, L, H, float(c.rms_norm_eps));
-  backend_.matmul(logits_, h_, lm_head_, L);
+  backend_.gather_rows(ws_.h, ws_.x, ws_.logit_rows, L, H);
+  backend_.rmsnorm(ws_.h, ws_.h, final_norm_, L, H, float(c.rms_norm_eps));
+  backend_.matmul(ws_.logits, ws_.h, lm_head_, L);
 }
 
 void Model::count_active_experts(bool on) {
@@ -457,37 +420,37 @@ void Model::attention_block(int64_t l, int64_t T, KvCache& cache, bool scatter) 
   const int64_t H = c.hidden_size, D = c.head_dim;
   const int64_t hq = topo_.heads_per_rank(), kvl = topo_.kv_heads_per_rank();
   const float eps = float(c.rms_norm_eps);
-  backend_.rmsnorm(h_, x_, L.input_norm, T, H, eps);
-  backend_.matmul(q_, h_, L.q, T, L.q_bias);  // [T, hq*D]
-  backend_.matmul(k_, h_, L.k, T, L.k_bias);  // [T, kvl*D]
-  backend_.matmul(v_, h_, L.v, T, L.v_bias);  // [T, kvl*D]
-  backend_.rmsnorm(q_, q_, L.q_norm, T * hq, D, eps);
-  backend_.rmsnorm(k_, k_, L.k_norm, T * kvl, D, eps);
-  backend_.rope(q_, positions_, T, hq, D, float(c.rope_theta));
-  backend_.rope(k_, positions_, T, kvl, D, float(c.rope_theta));
-  backend_.kv_cache_write(cache.k(l), cache.v(l), k_, v_, slots_, T, kvl * D);
+  backend_.rmsnorm(ws_.h, ws_.x, L.input_norm, T, H, eps);
+  backend_.matmul(ws_.query, ws_.h, L.q, T, L.q_bias);  // [T, hq*D]
+  backend_.matmul(ws_.key, ws_.h, L.k, T, L.k_bias);    // [T, kvl*D]
+  backend_.matmul(ws_.value, ws_.h, L.v, T, L.v_bias);  // [T, kvl*D]
+  backend_.rmsnorm(ws_.query, ws_.query, L.q_norm, T * hq, D, eps);
+  backend_.rmsnorm(ws_.key, ws_.key, L.k_norm, T * kvl, D, eps);
+  backend_.rope(ws_.query, ws_.positions, T, hq, D, float(c.rope_theta));
+  backend_.rope(ws_.key, ws_.positions, T, kvl, D, float(c.rope_theta));
+  backend_.kv_cache_write(cache.k(l), cache.v(l), ws_.key, ws_.value, ws_.slots, T, kvl * D);
   AttentionBatch ab;
   ab.num_tokens = int(T);
-  ab.positions = positions_;
-  ab.token_seq = token_seq_;
-  ab.block_tables = tables_;
+  ab.positions = ws_.positions;
+  ab.token_seq = ws_.token_seq;
+  ab.block_tables = ws_.tables;
   ab.max_blocks_per_seq = batch_->max_blocks_per_seq;
   ab.block_size = int(cache.block_size());
-  backend_.attention(attn_, q_, cache.k(l), cache.v(l), ab, hq, kvl, D,
+  backend_.attention(ws_.attn, ws_.query, cache.k(l), cache.v(l), ab, hq, kvl, D,
                      float(1.0 / std::sqrt(double(D))));
-  backend_.matmul(o_, attn_, L.o, T, L.o_bias);  // [T, H], partial over this rank's heads
+  backend_.matmul(ws_.o, ws_.attn, L.o, T, L.o_bias);  // [T, H], partial over this rank's heads
   if (!scatter) {
-    if (comm_.size() > 1) comm_.all_reduce_sum(o_, size_t(T * H));
-    backend_.add(x_, o_, T * H);
+    if (comm_.size() > 1) comm_.all_reduce_sum(ws_.o, size_t(T * H));
+    backend_.add(ws_.x, ws_.o, T * H);
     return;
   }
   // Reduce-scatter: rank r gets the summed rows [r*per, (r+1)*per) (padding rows are zero),
   // and adds them to its slice of the residual.
   const int64_t W = comm_.size(), per = ceil_div(T, W);
-  if (per * W > T) backend_.zero(o_ + T * H, size_t((per * W - T) * H) * sizeof(float));
-  comm_.reduce_scatter_sum(o_, xs_, size_t(per * H));
+  if (per * W > T) backend_.zero(ws_.o + T * H, size_t((per * W - T) * H) * sizeof(float));
+  comm_.reduce_scatter_sum(ws_.o, ws_.xs, size_t(per * H));
   const int64_t r0 = comm_.rank() * per, mine = even_split(T, W, comm_.rank()).size;
-  if (mine > 0) backend_.add(xs_, x_ + r0 * H, mine * H);
+  if (mine > 0) backend_.add(ws_.xs, ws_.x + r0 * H, mine * H);
 }
 
 void Model::mlp_block(int64_t l, int64_t T) {
@@ -496,13 +459,13 @@ void Model::mlp_block(int64_t l, int64_t T) {
   const ModelConfig& c = config_;
   const Layer& L = layers_[size_t(l)];
   const int64_t H = c.hidden_size, I = L.gate.rows;
-  backend_.rmsnorm(h_, x_, L.post_norm, T, H, float(c.rms_norm_eps));
-  backend_.matmul(gate_, h_, L.gate, T);  // [T, I]
-  backend_.matmul(up_, h_, L.up, T);      // [T, I]
-  backend_.silu_mul(act_, gate_, up_, T, I);
-  backend_.matmul(o_, act_, L.down, T);  // [T, H]
-  if (comm_.size() > 1) comm_.all_reduce_sum(o_, size_t(T * H));
-  backend_.add(x_, o_, T * H);
+  backend_.rmsnorm(ws_.h, ws_.x, L.post_norm, T, H, float(c.rms_norm_eps));
+  backend_.matmul(ws_.gate, ws_.h, L.gate, T);  // [T, I]
+  backend_.matmul(ws_.up, ws_.h, L.up, T);      // [T, I]
+  backend_.silu_mul(ws_.act, ws_.gate, ws_.up, T, I);
+  backend_.matmul(ws_.o, ws_.act, L.down, T);  // [T, H]
+  if (comm_.size() > 1) comm_.all_reduce_sum(ws_.o, size_t(T * H));
+  backend_.add(ws_.x, ws_.o, T * H);
 }
 
 void Model::moe_block(int64_t l, int64_t T) {
@@ -510,25 +473,25 @@ void Model::moe_block(int64_t l, int64_t T) {
   const Layer& L = layers_[size_t(l)];
   const int64_t H = c.hidden_size, E = c.num_experts, k = c.num_experts_per_tok;
   const int64_t W = comm_.size(), per = ceil_div(T, W);
-  // This rank's tokens: all of them at world 1 (x_), else its slice of the reduce-scattered
-  // attention output (xs_[0, mine)).
+  // This rank's tokens: all of them at world 1 (ws_.x), else its slice of the reduce-scattered
+  // attention output (ws_.xs[0, mine)).
   const int64_t mine = W == 1 ? T : even_split(T, W, comm_.rank()).size;
-  float* residual = W == 1 ? x_ : xs_;
+  float* residual = W == 1 ? ws_.x : ws_.xs;
   ExpertDispatch& d = *dispatch_;
   float* h = d.input(mine);  // [mine, H] the normalized rows, written where dispatch sends them
   if (mine > 0) {
     ProfileSpan span(profiler_, "router", l);
     backend_.rmsnorm(h, residual, L.post_norm, mine, H, float(c.rms_norm_eps));
-    backend_.matmul(router_logits_, h, L.router, mine);  // [mine, E]
-    backend_.router_topk(topk_ids_, topk_w_, router_logits_, mine, E, k, c.norm_topk_prob);
+    backend_.matmul(ws_.router_logits, h, L.router, mine);  // [mine, E]
+    backend_.router_topk(ws_.topk_ids, ws_.topk_w, ws_.router_logits, mine, E, k, c.norm_topk_prob);
   }
-  const DispatchHandle handle = d.dispatch(mine, topk_ids_, topk_w_, residual, l, profiler_);
+  const DispatchHandle handle = d.dispatch(mine, ws_.topk_ids, ws_.topk_w, residual, l, profiler_);
   run_experts(l, handle, T);
   d.combine(handle, profiler_);
   if (W == 1) return;
   // Every rank's slice back to every rank: x replicated for the next layer.
   comm_.set_phase(l, "moe all_gather");
-  comm_.all_gather(xs_, x_, size_t(per * H) * sizeof(float));
+  comm_.all_gather(ws_.xs, ws_.x, size_t(per * H) * sizeof(float));
 }
 
 void Model::run_experts(int64_t l, const DispatchHandle& handle, int64_t T) {
@@ -538,29 +501,30 @@ void Model::run_experts(int64_t l, const DispatchHandle& handle, int64_t T) {
   const int64_t H = c.hidden_size, k = c.num_experts_per_tok, El = topo_.experts_per_rank();
   const int64_t R = handle.rows;
   if (R == 0) return;
-  // Pairs of the rows with this rank's experts, sorted by expert: moe_idx_[R*k] each pair's
-  // row, moe_pos_[R, k] where each (row, j) went. No more than T*k pairs exist (each of the
+  // Pairs of the rows with this rank's experts, sorted by expert: ws_.moe_idx[R*k] each pair's
+  // row, ws_.moe_pos[R, k] where each (row, j) went. No more than T*k pairs exist (each of the
   // step's tokens sends each of its k pairs to one rank), and no expert has more than
   // min(R, T) rows: the bounds that size the launches without reading the offsets.
-  backend_.moe_align(moe_offsets_, moe_idx_, moe_pos_, moe_active_, handle.ids, R, k, El);
+  backend_.moe_align(ws_.moe_offsets, ws_.moe_idx, ws_.moe_pos, ws_.moe_active, handle.ids, R, k,
+                     El);
   const int64_t P = std::min(R, T) * k, per_expert = std::min(R, T);
   if (count_experts_ || profiler_) {
     host_offsets_.resize(size_t(El + 1));
-    backend_.download(host_offsets_.data(), moe_offsets_, host_offsets_.size() * 4);
+    backend_.download(host_offsets_.data(), ws_.moe_offsets, host_offsets_.size() * 4);
     for (int64_t e = 0; e < El; ++e) {
       const int64_t n = host_offsets_[size_t(e + 1)] - host_offsets_[size_t(e)];
       experts_counted_ += n > 0;
       if (profiler_) profiler_->record_expert_tokens(l, topo_.expert_begin() + e, n);
     }
   }
-  backend_.gather_rows(rows_, handle.row_data, moe_idx_, P, H);  // [P, H]
+  backend_.gather_rows(ws_.rows, handle.row_data, ws_.moe_idx, P, H);  // [P, H]
   // act = silu(rows · gate^T) * (rows · up^T): [P, I]
-  backend_.moe_swiglu(act_, gate_, up_, rows_, L.gate_table, L.up_table, moe_offsets_, moe_active_,
-                      El, P, per_expert);
-  backend_.moe_matmul(down_, act_, L.down_table, moe_offsets_, moe_active_, El, P,
+  backend_.moe_swiglu(ws_.act, ws_.gate, ws_.up, ws_.rows, L.gate_table, L.up_table,
+                      ws_.moe_offsets, ws_.moe_active, El, P, per_expert);
+  backend_.moe_matmul(ws_.down, ws_.act, L.down_table, ws_.moe_offsets, ws_.moe_active, El, P,
                       per_expert);  // [P, H]
   // sum_j w[r, j] * down[pos[r, j]] per row: own rows into the residual, peers' for combine.
-  add_expert_outputs(backend_, handle, down_, moe_pos_, k, H);
+  add_expert_outputs(backend_, handle, ws_.down, ws_.moe_pos, k, H);
 }
 
 }  // namespace qwen3moe

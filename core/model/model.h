@@ -15,6 +15,7 @@
 #include "core/checkpoint/config.h"
 #include "core/checkpoint/safetensors.h"
 #include "core/model/kv_cache.h"
+#include "core/model/workspace.h"
 #include "kernels/backend.h"
 #include "parallel/comm/communicator.h"
 #include "parallel/moe/expert_dispatch.h"
@@ -142,19 +143,8 @@ class Model {
   std::vector<void*> owned_;  // backend buffers to free
   size_t resident_bytes_ = 0;
 
-  // Workspace (backend memory), sized for capacity_ tokens.
-  int64_t capacity_ = 0, table_capacity_ = 0;
-  std::vector<void*> workspace_;
-  float *x_ = nullptr, *h_ = nullptr, *q_ = nullptr, *k_ = nullptr, *v_ = nullptr, *attn_ = nullptr,
-        *o_ = nullptr, *gate_ = nullptr, *up_ = nullptr, *act_ = nullptr, *down_ = nullptr,
-        *router_logits_ = nullptr, *topk_w_ = nullptr, *rows_ = nullptr, *logits_ = nullptr;
-  int32_t *tokens_ = nullptr, *positions_ = nullptr, *token_seq_ = nullptr, *slots_ = nullptr,
-          *tables_ = nullptr, *topk_ids_ = nullptr, *moe_idx_ = nullptr, *logit_rows_ = nullptr;
-  float* xs_ = nullptr;  // [per-rank token slice, H]: the residual of this rank's tokens
+  Workspace ws_;                      // the forward's scratch, one arena (core/model/workspace.h)
   const StepBatch* batch_ = nullptr;  // during forward
-  // MoE routing over a dispatch's rows (moe_align): [E+1] offsets, [E] active experts, [rows*k]
-  // where each (row, j) pair went; moe_idx_ holds each sorted pair's row.
-  int32_t *moe_offsets_ = nullptr, *moe_active_ = nullptr, *moe_pos_ = nullptr;
   bool count_experts_ = false;
   int64_t experts_counted_ = 0;
   std::vector<int32_t> host_offsets_;

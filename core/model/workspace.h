@@ -1,0 +1,73 @@
+// The forward's scratch on the backend: one allocation carved into named buffers for up to
+// `tokens` tokens of a step (N below), and a second for the block tables, which grow on their
+// own. Reallocating frees the old arena whole; the model drops its captured graphs then (they
+// hold the old addresses). Shapes in elements: H hidden, hq/kvl this rank's query/KV heads, D
+// head_dim, F the widest MLP (dense intermediate or k experts' intermediates), E experts, Vl
+// this rank's vocabulary slice, R the most rows one expert dispatch can hand this rank.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+#include "kernels/backend.h"
+
+namespace qwen3moe {
+
+struct WorkspaceShape {
+  int64_t tokens = 0;                         // N: a multiple of the world size
+  int64_t hidden = 0, q_dim = 0, kv_dim = 0;  // H, hq * D, kvl * D
+  int64_t ffn = 0, top_k = 1, experts = 1, vocab_local = 0;
+  int64_t dispatch_rows = 0;  // R
+};
+
+class Workspace {
+ public:
+  explicit Workspace(Backend& backend) : backend_(backend) {}
+  ~Workspace();
+  Workspace(const Workspace&) = delete;
+  Workspace& operator=(const Workspace&) = delete;
+
+  // Frees the old arena and carves one for `shape` (contents undefined).
+  void allocate(const WorkspaceShape& shape);
+  // Block tables for at least `entries` int32 (grows by doubling; contents undefined). True
+  // when it reallocated.
+  bool reserve_tables(int64_t entries);
+  int64_t tokens() const { return shape_.tokens; }
+
+  float* x = nullptr;              // [N, H] the residual stream
+  float* h = nullptr;              // [N, H] normalized rows
+  float* o = nullptr;              // [N, H] a block's output before the residual add
+  float* xs = nullptr;             // [N, H] this rank's token slice of the residual (MoE)
+  float* query = nullptr;          // [N, hq*D]
+  float* attn = nullptr;           // [N, hq*D]
+  float* key = nullptr;            // [N, kvl*D]
+  float* value = nullptr;          // [N, kvl*D]
+  float* gate = nullptr;           // [N, F]
+  float* up = nullptr;             // [N, F]
+  float* act = nullptr;            // [N, F]
+  float* down = nullptr;           // [N*k, H] the experts' outputs per pair
+  float* rows = nullptr;           // [N*k, H] each pair's input row
+  float* router_logits = nullptr;  // [N, E]
+  float* topk_w = nullptr;         // [N, k]
+  float* logits = nullptr;         // [N, Vl]
+  int32_t* token_ids = nullptr;    // [N]
+  int32_t* positions = nullptr;    // [N]
+  int32_t* token_seq = nullptr;    // [N]
+  int32_t* slots = nullptr;        // [N]
+  int32_t* topk_ids = nullptr;     // [N, k]
+  int32_t* moe_pos = nullptr;      // [R*k] where each (row, j) pair went
+  int32_t* moe_idx = nullptr;      // [R*k] each sorted pair's row
+  int32_t* moe_offsets = nullptr;  // [E+1]
+  int32_t* moe_active = nullptr;   // [E]
+  int32_t* logit_rows = nullptr;   // [N]
+  int32_t* tables = nullptr;       // [table entries] block tables (their own arena)
+
+ private:
+  Backend& backend_;
+  WorkspaceShape shape_;
+  void* arena_ = nullptr;
+  void* tables_arena_ = nullptr;
+  int64_t table_capacity_ = 0;
+};
+
+}  // namespace qwen3moe
