@@ -152,7 +152,8 @@ Model::Model(const ModelConfig& config, const WeightStore& ws, Backend& backend,
       comm_(comm),
       host_comm_(host_comm),
       topo_(topo),
-      ws_(backend) {
+      ws_(backend),
+      graphs_cache_(backend) {
   load_weights();
 }
 
@@ -164,7 +165,8 @@ Model::Model(const ModelConfig& config, const RandomWeights& random, Backend& ba
       comm_(comm),
       host_comm_(host_comm),
       topo_(topo),
-      ws_(backend) {
+      ws_(backend),
+      graphs_cache_(backend) {
   load_weights();
 }
 
@@ -294,10 +296,7 @@ void Model::reserve(int64_t T, int64_t table_elems) {
     moved = true;
   }
   moved |= ws_.reserve_tables(table_elems);
-  if (moved) {
-    graph_seen_.clear();
-    graph_id_.clear();
-  }
+  if (moved) graphs_cache_.clear();
 }
 
 void Model::forward(const StepBatch& b, KvCache& cache, std::vector<float>& logits) {
@@ -330,30 +329,11 @@ void Model::forward(const StepBatch& b, KvCache& cache, std::vector<float>& logi
   logits.assign(size_t(L * c.vocab_size), 0.0f);
 
   // From the second step of a shape on, the step is one graph replay (world 1 only: the
-  // multi-rank path waits for the host between layers). The first runs eagerly so workspaces
-  // grow outside the capture.
-  const GraphKey key{T, b.max_blocks_per_seq, L, static_cast<const void*>(&cache)};
-  if (graphs_ && comm_.size() == 1 && !profiler_ && !count_experts_ && graph_seen_[key]++ > 0) {
-    auto it = graph_id_.find(key);
-    if (it == graph_id_.end() && backend_.begin_capture()) {
-      try {
-        run_layers(T, L, cache);
-      } catch (...) {
-        try {
-          backend_.end_capture();
-        } catch (...) {
-        }
-        throw;
-      }
-      it = graph_id_.emplace(key, backend_.end_capture()).first;
-    }
-    if (it != graph_id_.end())
-      backend_.replay(it->second);
-    else
-      run_layers(T, L, cache);
-  } else {
+  // multi-rank path reads each dispatch's counts on the host between layers).
+  if (graphs_ && comm_.size() == 1 && !profiler_ && !count_experts_)
+    graphs_cache_.run({T, b.max_blocks_per_seq, L, &cache}, [&] { run_layers(T, L, cache); });
+  else
     run_layers(T, L, cache);
-  }
   if (L == 0) {
     batch_ = nullptr;
     return;

@@ -6,14 +6,13 @@
 #pragma once
 
 #include <cstdint>
-#include <map>
 #include <memory>
 #include <string>
-#include <tuple>
 #include <vector>
 
 #include "core/checkpoint/config.h"
 #include "core/checkpoint/safetensors.h"
+#include "core/model/graph_cache.h"
 #include "core/model/kv_cache.h"
 #include "core/model/workspace.h"
 #include "kernels/backend.h"
@@ -149,9 +148,7 @@ class Model {
   int64_t experts_counted_ = 0;
   std::vector<int32_t> host_offsets_;
   bool graphs_ = false;
-  // tokens, block-table width, logit rows, cache
-  using GraphKey = std::tuple<int64_t, int, int64_t, const void*>;
-  std::map<GraphKey, int> graph_seen_, graph_id_;
+  GraphCache graphs_cache_;  // the captured steps, one per shape
   std::unique_ptr<ExpertDispatch> dispatch_;
   A2aProfiler* profiler_ = nullptr;
   // Host staging of the vocabulary-parallel logits gather: [L, per] mine, [W, L, per] all.

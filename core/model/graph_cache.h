@@ -1,0 +1,46 @@
+// Backend graphs of whole steps, one per step shape: the first step of a shape runs eagerly (so
+// workspaces grow outside any capture), the second is captured, and later ones replay it.
+// The shape is what fixes every pointer and size a step's ops use (tokens, block-table width,
+// logit rows, the KV cache). A backend without graphs (the CPU) just runs the ops.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <tuple>
+
+#include "kernels/backend.h"
+
+namespace qwen3moe {
+
+class GraphCache {
+ public:
+  struct Shape {
+    int64_t tokens = 0;
+    int blocks_per_seq = 0;
+    int64_t logit_rows = 0;
+    const void* cache = nullptr;
+    bool operator<(const Shape& o) const {
+      return std::tie(tokens, blocks_per_seq, logit_rows, cache) <
+             std::tie(o.tokens, o.blocks_per_seq, o.logit_rows, o.cache);
+    }
+  };
+
+  explicit GraphCache(Backend& backend) : backend_(backend) {}
+
+  // Runs `step` (the ops of one step, inputs uploaded already) for `shape`: eagerly, by
+  // capturing it, or by replaying the capture, as above.
+  void run(const Shape& shape, const std::function<void()>& step);
+  // Forgets every graph (they hold workspace addresses that just moved).
+  void clear() {
+    seen_.clear();
+    graph_.clear();
+  }
+
+ private:
+  Backend& backend_;
+  std::map<Shape, int> seen_;   // steps run per shape
+  std::map<Shape, int> graph_;  // the backend's graph id per captured shape
+};
+
+}  // namespace qwen3moe
