@@ -214,9 +214,7 @@ void Model::load_weights() {
       const int64_t E = c.num_experts, I = c.moe_intermediate_size;
       L.router = slice(layer_name(l, "mlp.gate.weight"), {E, H}, 0, E, 0, H);
       // One dispatcher for every MoE layer and every world size (the identity at world 1).
-      if (!dispatch_)
-        dispatch_ =
-            std::make_unique<ExpertDispatch>(backend_, comm_, topo_, H, c.num_experts_per_tok);
+      if (!moe_) moe_ = std::make_unique<MoeLayer>(config_, backend_, comm_, topo_);
       if (!store_) {
         L.expert_gate = random_experts(l, "gate_proj", I, H);
         L.expert_up = random_experts(l, "up_proj", I, H);
@@ -292,7 +290,7 @@ void Model::reserve(int64_t T, int64_t table_elems) {
     // tokens (the dispatcher holds them; here: moe_align's pair slots, k per row).
     s.dispatch_rows = (2 * W - 1) * (N / W);
     ws_.allocate(s);
-    if (dispatch_) dispatch_->reserve(N / W);
+    if (moe_) moe_->reserve(N / W);
     moved = true;
   }
   moved |= ws_.reserve_tables(table_elems);
@@ -330,7 +328,7 @@ void Model::forward(const StepBatch& b, KvCache& cache, std::vector<float>& logi
 
   // From the second step of a shape on, the step is one graph replay (world 1 only: the
   // multi-rank path reads each dispatch's counts on the host between layers).
-  if (graphs_ && comm_.size() == 1 && !profiler_ && !count_experts_)
+  if (graphs_ && comm_.size() == 1 && !profiler_ && !(moe_ && moe_->counting()))
     graphs_cache_.run({T, b.max_blocks_per_seq, L, &cache}, [&] { run_layers(T, L, cache); });
   else
     run_layers(T, L, cache);
@@ -388,8 +386,7 @@ void Model::run_layers(int64_t T, int64_t L, KvCache& cache) {
 }
 
 void Model::count_active_experts(bool on) {
-  count_experts_ = on;
-  if (on) experts_counted_ = 0;
+  if (moe_) moe_->count_active_experts(on);
 }
 
 void Model::attention_block(int64_t l, int64_t T, KvCache& cache, bool scatter) {
@@ -449,62 +446,17 @@ void Model::mlp_block(int64_t l, int64_t T) {
 }
 
 void Model::moe_block(int64_t l, int64_t T) {
-  const ModelConfig& c = config_;
   const Layer& L = layers_[size_t(l)];
-  const int64_t H = c.hidden_size, E = c.num_experts, k = c.num_experts_per_tok;
   const int64_t W = comm_.size(), per = ceil_div(T, W);
   // This rank's tokens: all of them at world 1 (ws_.x), else its slice of the reduce-scattered
   // attention output (ws_.xs[0, mine)).
   const int64_t mine = W == 1 ? T : even_split(T, W, comm_.rank()).size;
-  float* residual = W == 1 ? ws_.x : ws_.xs;
-  ExpertDispatch& d = *dispatch_;
-  float* h = d.input(mine);  // [mine, H] the normalized rows, written where dispatch sends them
-  if (mine > 0) {
-    ProfileSpan span(profiler_, "router", l);
-    backend_.rmsnorm(h, residual, L.post_norm, mine, H, float(c.rms_norm_eps));
-    backend_.matmul(ws_.router_logits, h, L.router, mine);  // [mine, E]
-    backend_.router_topk(ws_.topk_ids, ws_.topk_w, ws_.router_logits, mine, E, k, c.norm_topk_prob);
-  }
-  const DispatchHandle handle = d.dispatch(mine, ws_.topk_ids, ws_.topk_w, residual, l, profiler_);
-  run_experts(l, handle, T);
-  d.combine(handle, profiler_);
+  const MoeWeights w{L.post_norm, L.router, L.gate_table, L.up_table, L.down_table};
+  moe_->forward(l, w, W == 1 ? ws_.x : ws_.xs, mine, T, ws_, profiler_);
   if (W == 1) return;
   // Every rank's slice back to every rank: x replicated for the next layer.
   comm_.set_phase(l, "moe all_gather");
-  comm_.all_gather(ws_.xs, ws_.x, size_t(per * H) * sizeof(float));
-}
-
-void Model::run_experts(int64_t l, const DispatchHandle& handle, int64_t T) {
-  ProfileSpan span(profiler_, "experts", l);
-  const ModelConfig& c = config_;
-  const Layer& L = layers_[size_t(l)];
-  const int64_t H = c.hidden_size, k = c.num_experts_per_tok, El = topo_.experts_per_rank();
-  const int64_t R = handle.rows;
-  if (R == 0) return;
-  // Pairs of the rows with this rank's experts, sorted by expert: ws_.moe_idx[R*k] each pair's
-  // row, ws_.moe_pos[R, k] where each (row, j) went. No more than T*k pairs exist (each of the
-  // step's tokens sends each of its k pairs to one rank), and no expert has more than
-  // min(R, T) rows: the bounds that size the launches without reading the offsets.
-  backend_.moe_align(ws_.moe_offsets, ws_.moe_idx, ws_.moe_pos, ws_.moe_active, handle.ids, R, k,
-                     El);
-  const int64_t P = std::min(R, T) * k, per_expert = std::min(R, T);
-  if (count_experts_ || profiler_) {
-    host_offsets_.resize(size_t(El + 1));
-    backend_.download(host_offsets_.data(), ws_.moe_offsets, host_offsets_.size() * 4);
-    for (int64_t e = 0; e < El; ++e) {
-      const int64_t n = host_offsets_[size_t(e + 1)] - host_offsets_[size_t(e)];
-      experts_counted_ += n > 0;
-      if (profiler_) profiler_->record_expert_tokens(l, topo_.expert_begin() + e, n);
-    }
-  }
-  backend_.gather_rows(ws_.rows, handle.row_data, ws_.moe_idx, P, H);  // [P, H]
-  // act = silu(rows · gate^T) * (rows · up^T): [P, I]
-  backend_.moe_swiglu(ws_.act, ws_.gate, ws_.up, ws_.rows, L.gate_table, L.up_table,
-                      ws_.moe_offsets, ws_.moe_active, El, P, per_expert);
-  backend_.moe_matmul(ws_.down, ws_.act, L.down_table, ws_.moe_offsets, ws_.moe_active, El, P,
-                      per_expert);  // [P, H]
-  // sum_j w[r, j] * down[pos[r, j]] per row: own rows into the residual, peers' for combine.
-  add_expert_outputs(backend_, handle, ws_.down, ws_.moe_pos, k, H);
+  comm_.all_gather(ws_.xs, ws_.x, size_t(per * config_.hidden_size) * sizeof(float));
 }
 
 }  // namespace qwen3moe

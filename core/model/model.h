@@ -14,10 +14,10 @@
 #include "core/checkpoint/safetensors.h"
 #include "core/model/graph_cache.h"
 #include "core/model/kv_cache.h"
+#include "core/model/moe_layer.h"
 #include "core/model/workspace.h"
 #include "kernels/backend.h"
 #include "parallel/comm/communicator.h"
-#include "parallel/moe/expert_dispatch.h"
 #include "parallel/profile/a2a_profiler.h"
 #include "parallel/topology.h"
 
@@ -90,11 +90,11 @@ class Model {
   // Which layers are MoE layers, for the profiler.
   std::vector<bool> moe_layers() const;
 
-  // While on, the world-1 MoE counts the experts each forward's tokens select (a download per
+  // While on, the MoE layers count the local experts each forward's tokens select (a download per
   // layer: for benchmarks' byte counts, never timed). Turning it on resets the count.
   void count_active_experts(bool on);
   // Experts with at least one token, summed over the MoE layers of the counted forwards.
-  int64_t active_experts_counted() const { return experts_counted_; }
+  int64_t active_experts_counted() const { return moe_ ? moe_->active_experts_counted() : 0; }
   // World 1: from the second forward of a shape on (tokens, block-table width, logit rows),
   // replay a captured backend graph of the whole step instead of issuing every op (CUDA
   // graphs; a no-op on the CPU). Callers keep the block-table width fixed so steps share one.
@@ -102,21 +102,18 @@ class Model {
   // The MoE all-to-all's row payload across ranks: F32 (default, exact) or BF16 (half the
   // bytes; see ExpertDispatch). No effect at world 1 (nothing is exchanged).
   void set_a2a_dtype(DType dtype) {
-    if (dispatch_) dispatch_->set_payload_dtype(dtype);
+    if (moe_) moe_->set_payload_dtype(dtype);
   }
 
  private:
   struct Layer;
-  // scatter: leave the attention output reduce-scattered over the ranks' token slices in xs_
-  // (a MoE layer follows) instead of all-reduced into x_.
+  // scatter: leave the attention output reduce-scattered over the ranks' token slices in ws_.xs
+  // (a MoE layer follows) instead of all-reduced into ws_.x.
   void attention_block(int64_t layer, int64_t T, KvCache& cache, bool scatter);
   void mlp_block(int64_t layer, int64_t T);
-  // Router -> dispatch (the identity at world 1) -> experts -> combine, on the backend at every
-  // world size; the host reads only the per-rank counts of each dispatch.
+  // The MoE feed-forward of this rank's tokens (MoeLayer), then the all-gather that makes the
+  // hidden state whole again across ranks.
   void moe_block(int64_t layer, int64_t T);
-  // The local experts over one dispatch's rows: moe_align, moe_swiglu, moe_matmul, and the
-  // weighted sum into handle.expert_out. T: the step's tokens (bounds the pairs).
-  void run_experts(int64_t layer, const DispatchHandle& handle, int64_t T);
   // Embedding to lm_head of one step whose inputs are uploaded already: what a graph holds.
   void run_layers(int64_t T, int64_t logit_rows, KvCache& cache);
   void load_weights();
@@ -144,12 +141,9 @@ class Model {
 
   Workspace ws_;                      // the forward's scratch, one arena (core/model/workspace.h)
   const StepBatch* batch_ = nullptr;  // during forward
-  bool count_experts_ = false;
-  int64_t experts_counted_ = 0;
-  std::vector<int32_t> host_offsets_;
   bool graphs_ = false;
-  GraphCache graphs_cache_;  // the captured steps, one per shape
-  std::unique_ptr<ExpertDispatch> dispatch_;
+  GraphCache graphs_cache_;        // the captured steps, one per shape
+  std::unique_ptr<MoeLayer> moe_;  // the MoE layers' feed-forward and its dispatcher
   A2aProfiler* profiler_ = nullptr;
   // Host staging of the vocabulary-parallel logits gather: [L, per] mine, [W, L, per] all.
   std::vector<float> host_logits_mine_, host_logits_all_;
