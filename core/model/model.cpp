@@ -10,140 +10,6 @@
 
 namespace qwen3moe {
 
-struct Model::Layer {
-  float *input_norm = nullptr, *post_norm = nullptr, *q_norm = nullptr, *k_norm = nullptr;
-  Weight q, k, v, o;
-  float *q_bias = nullptr, *k_bias = nullptr, *v_bias = nullptr, *o_bias = nullptr;
-  bool moe = false;
-  Weight gate, up, down;  // dense MLP, this rank's slice of the intermediate dimension
-  Weight router;          // [E, H], replicated
-  std::vector<Weight> expert_gate, expert_up, expert_down;  // this rank's experts
-  ExpertWeights gate_table, up_table, down_table;           // the same, as device tables (world 1)
-};
-
-namespace {
-std::string layer_name(int64_t l, const char* rest) {
-  return "model.layers." + std::to_string(l) + "." + rest;
-}
-std::string expert_name(int64_t l, int64_t e, const char* proj) {
-  return "model.layers." + std::to_string(l) + ".mlp.experts." + std::to_string(e) + "." + proj +
-         ".weight";
-}
-}  // namespace
-
-Weight Model::slice(const std::string& name, const std::vector<int64_t>& shape, int64_t row_begin,
-                    int64_t rows, int64_t col_begin, int64_t cols) {
-  if (!store_) {
-    Weight w{nullptr, DType::BF16, rows, cols, cols};
-    void* p = backend_.alloc(w.bytes());
-    owned_.push_back(p);
-    const RandomInit init =
-        random_init(name.ends_with("mlp.gate.weight") ? TensorKind::kRouter : TensorKind::kMatrix,
-                    shape.back());
-    backend_.fill_random(
-        p, DType::BF16, rows * cols,
-        random_seed_ ^ tensor_name_hash(name) ^ uint64_t(row_begin * 7919 + col_begin),
-        float(init.mean), float(init.std));
-    w.data = p;
-    resident_bytes_ += w.bytes();
-    return w;
-  }
-  const TensorView& t = store_->expect(name, shape);
-  QWEN3MOE_CHECK(t.shape.size() == 2, "tensor '", t.name, "' must be 2-D, has shape ",
-                 t.shape_str());
-  QWEN3MOE_CHECK(t.dtype == DType::BF16 || t.dtype == DType::F16 || t.dtype == DType::F32,
-                 "tensor '", t.name, "' has dtype ", dtype_name(t.dtype),
-                 "; weights must be BF16, F16 or F32");
-  Weight w;
-  w.dtype = t.dtype;
-  w.rows = rows;
-  w.cols = cols;
-  w.ld = t.shape[1];
-  w.data = t.data + (size_t(row_begin) * size_t(w.ld) + size_t(col_begin)) * dtype_size(t.dtype);
-  resident_bytes_ += w.bytes();
-  return backend_.map_weight(w);
-}
-
-float* Model::upload_vector(const std::string& name, const std::vector<int64_t>& shape,
-                            int64_t begin, int64_t count) {
-  if (!store_) {
-    float* p = static_cast<float*>(backend_.alloc(size_t(count) * sizeof(float)));
-    owned_.push_back(p);
-    const RandomInit init =
-        random_init(name.ends_with(".bias") ? TensorKind::kBias : TensorKind::kNorm, count);
-    backend_.fill_random(p, DType::F32, count,
-                         random_seed_ ^ tensor_name_hash(name) ^ uint64_t(begin), float(init.mean),
-                         float(init.std));
-    resident_bytes_ += size_t(count) * sizeof(float);
-    return p;
-  }
-  const TensorView& t = store_->expect(name, shape);
-  std::vector<float> host(static_cast<size_t>(count));
-  Weight w{t.data, t.dtype, 1, t.numel(), t.numel()};
-  QWEN3MOE_CHECK(t.dtype == DType::BF16 || t.dtype == DType::F16 || t.dtype == DType::F32,
-                 "tensor '", t.name, "' has dtype ", dtype_name(t.dtype),
-                 "; weights must be BF16, F16 or F32");
-  for (int64_t i = 0; i < count; ++i) {
-    const int64_t j = begin + i;
-    switch (w.dtype) {
-      case DType::BF16:
-        host[size_t(i)] = bf16_to_f32(reinterpret_cast<const uint16_t*>(t.data)[j]);
-        break;
-      case DType::F16:
-        host[size_t(i)] = f16_to_f32(reinterpret_cast<const uint16_t*>(t.data)[j]);
-        break;
-      default:
-        host[size_t(i)] = reinterpret_cast<const float*>(t.data)[j];
-        break;
-    }
-  }
-  float* dev = static_cast<float*>(backend_.alloc(host.size() * sizeof(float)));
-  backend_.upload(dev, host.data(), host.size() * sizeof(float));
-  owned_.push_back(dev);
-  resident_bytes_ += host.size() * sizeof(float);
-  return dev;
-}
-
-std::vector<Weight> Model::random_experts(int64_t l, const char* proj, int64_t rows, int64_t cols) {
-  // One allocation for all of this rank's experts: cudaMalloc rounds every allocation up to
-  // 2 MiB pages, and a 3 MiB expert (30B-A3B) alone would take 4.
-  const int64_t n = topo_.experts_per_rank();
-  const size_t each = size_t(rows * cols) * 2;
-  char* base = static_cast<char*>(backend_.alloc(each * size_t(n)));
-  owned_.push_back(base);
-  std::vector<Weight> out;
-  for (int64_t i = 0; i < n; ++i) {
-    const std::string name = expert_name(l, topo_.expert_begin() + i, proj);
-    Weight w{base + each * size_t(i), DType::BF16, rows, cols, cols};
-    const RandomInit init = random_init(TensorKind::kMatrix, cols);
-    backend_.fill_random(base + each * size_t(i), DType::BF16, rows * cols,
-                         random_seed_ ^ tensor_name_hash(name), float(init.mean), float(init.std));
-    resident_bytes_ += w.bytes();
-    out.push_back(w);
-  }
-  return out;
-}
-
-ExpertWeights Model::expert_table(const std::vector<Weight>& experts) {
-  ExpertWeights t;
-  if (experts.empty()) return t;
-  std::vector<const void*> ptrs;
-  for (const Weight& w : experts) {
-    QWEN3MOE_CHECK(w.dtype == experts[0].dtype && w.rows == experts[0].rows &&
-                       w.cols == experts[0].cols && w.ld == w.cols,
-                   "experts of one layer differ in dtype or shape");
-    ptrs.push_back(w.data);
-  }
-  void* table = backend_.alloc(ptrs.size() * sizeof(void*));
-  owned_.push_back(table);
-  backend_.upload(table, ptrs.data(), ptrs.size() * sizeof(void*));
-  t.table = static_cast<const void* const*>(table);
-  t.dtype = experts[0].dtype;
-  t.rows = experts[0].rows;
-  t.cols = experts[0].cols;
-  return t;
-}
-
 Model::Model(const ModelConfig& config, const WeightStore& ws, Backend& backend, Communicator& comm,
              Communicator& host_comm, const Topology& topo)
     : config_(config),
@@ -176,97 +42,22 @@ void Model::load_weights() {
   QWEN3MOE_CHECK(host_comm_.size() == comm_.size() && host_comm_.rank() == comm_.rank(),
                  "the host communicator (rank ", host_comm_.rank(), " of ", host_comm_.size(),
                  ") is not the device one's world (rank ", comm_.rank(), " of ", comm_.size(), ")");
-  const ModelConfig& c = config_;
-  const int64_t H = c.hidden_size, D = c.head_dim, V = c.vocab_size;
-  const int64_t hq = topo_.heads_per_rank(), kvl = topo_.kv_heads_per_rank();
-  const int tp = topo_.tp(), tpr = topo_.tp_rank();
-
-  const int64_t vb = topo_.vocab_begin(), vn = topo_.vocab_end() - topo_.vocab_begin();
-  embed_ = slice("model.embed_tokens.weight", {V, H}, vb, vn, 0, H);
-  if (c.tie_word_embeddings) {
-    lm_head_ = embed_;
-  } else {
-    lm_head_ = slice("lm_head.weight", {V, H}, vb, vn, 0, H);
-  }
-  final_norm_ = upload_vector("model.norm.weight", {H}, 0, H);
-
-  layers_.resize(size_t(c.num_hidden_layers));
-  for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
-    Layer& L = layers_[size_t(l)];
-    L.input_norm = upload_vector(layer_name(l, "input_layernorm.weight"), {H}, 0, H);
-    L.post_norm = upload_vector(layer_name(l, "post_attention_layernorm.weight"), {H}, 0, H);
-    L.q_norm = upload_vector(layer_name(l, "self_attn.q_norm.weight"), {D}, 0, D);
-    L.k_norm = upload_vector(layer_name(l, "self_attn.k_norm.weight"), {D}, 0, D);
-    const int64_t q0 = topo_.head_begin() * D, kv0 = topo_.kv_head_begin() * D;
-    L.q = slice(layer_name(l, "self_attn.q_proj.weight"), {c.q_dim(), H}, q0, hq * D, 0, H);
-    L.k = slice(layer_name(l, "self_attn.k_proj.weight"), {c.kv_dim(), H}, kv0, kvl * D, 0, H);
-    L.v = slice(layer_name(l, "self_attn.v_proj.weight"), {c.kv_dim(), H}, kv0, kvl * D, 0, H);
-    L.o = slice(layer_name(l, "self_attn.o_proj.weight"), {H, c.q_dim()}, 0, H, q0, hq * D);
-    if (c.attention_bias) {
-      L.q_bias = upload_vector(layer_name(l, "self_attn.q_proj.bias"), {c.q_dim()}, q0, hq * D);
-      L.k_bias = upload_vector(layer_name(l, "self_attn.k_proj.bias"), {c.kv_dim()}, kv0, kvl * D);
-      L.v_bias = upload_vector(layer_name(l, "self_attn.v_proj.bias"), {c.kv_dim()}, kv0, kvl * D);
-      // o_proj's bias is added once, by the first rank of the TP group.
-      if (tpr == 0) L.o_bias = upload_vector(layer_name(l, "self_attn.o_proj.bias"), {H}, 0, H);
-    }
-    L.moe = c.is_moe_layer(l);
-    if (L.moe) {
-      const int64_t E = c.num_experts, I = c.moe_intermediate_size;
-      L.router = slice(layer_name(l, "mlp.gate.weight"), {E, H}, 0, E, 0, H);
-      // One dispatcher for every MoE layer and every world size (the identity at world 1).
-      if (!moe_) moe_ = std::make_unique<MoeLayer>(config_, backend_, comm_, topo_);
-      if (!store_) {
-        L.expert_gate = random_experts(l, "gate_proj", I, H);
-        L.expert_up = random_experts(l, "up_proj", I, H);
-        L.expert_down = random_experts(l, "down_proj", H, I);
-      }
-      for (int64_t e = topo_.expert_begin();
-           store_ && e < topo_.expert_begin() + topo_.experts_per_rank(); ++e) {
-        L.expert_gate.push_back(slice(expert_name(l, e, "gate_proj"), {I, H}, 0, I, 0, H));
-        L.expert_up.push_back(slice(expert_name(l, e, "up_proj"), {I, H}, 0, I, 0, H));
-        L.expert_down.push_back(slice(expert_name(l, e, "down_proj"), {H, I}, 0, H, 0, I));
-      }
-      L.gate_table = expert_table(L.expert_gate);
-      L.up_table = expert_table(L.expert_up);
-      L.down_table = expert_table(L.expert_down);
-    } else {
-      const int64_t I = c.intermediate_size;
-      const Slice mine = even_split(I, tp, tpr);
-      const int64_t i0 = mine.begin, in = mine.size;
-      L.gate = slice(layer_name(l, "mlp.gate_proj.weight"), {I, H}, i0, in, 0, H);
-      L.up = slice(layer_name(l, "mlp.up_proj.weight"), {I, H}, i0, in, 0, H);
-      L.down = slice(layer_name(l, "mlp.down_proj.weight"), {H, I}, 0, H, i0, in);
-    }
-  }
+  weights_ = std::make_unique<ModelWeights>(config_, store_, random_seed_, backend_, topo_);
+  // One MoE layer object (and dispatcher) for every MoE layer and world size.
+  for (const LayerWeights& L : weights_->layers)
+    if (L.moe && !moe_) moe_ = std::make_unique<MoeLayer>(config_, backend_, comm_, topo_);
 }
 
 std::vector<bool> Model::moe_layers() const {
   std::vector<bool> out;
-  for (const Layer& L : layers_) out.push_back(L.moe);
+  for (const LayerWeights& L : weights_->layers) out.push_back(L.moe);
   return out;
 }
 
-Model::~Model() {
-  for (void* p : owned_) backend_.free(p);
-}
+Model::~Model() = default;
 
 size_t Model::active_weight_bytes_per_token() const {
-  size_t bytes = lm_head_.bytes();
-  for (const Layer& L : layers_) {
-    bytes += L.q.bytes() + L.k.bytes() + L.v.bytes() + L.o.bytes();
-    if (L.moe) {
-      bytes += L.router.bytes();
-      // Each token uses k of E experts; on average k/E of this rank's experts.
-      size_t experts = 0;
-      for (size_t e = 0; e < L.expert_gate.size(); ++e)
-        experts += L.expert_gate[e].bytes() + L.expert_up[e].bytes() + L.expert_down[e].bytes();
-      bytes += size_t(double(experts) * double(config_.num_experts_per_tok) /
-                      double(config_.num_experts));
-    } else {
-      bytes += L.gate.bytes() + L.up.bytes() + L.down.bytes();
-    }
-  }
-  return bytes;
+  return weights_->active_bytes_per_token();
 }
 
 void Model::reserve(int64_t T, int64_t table_elems) {
@@ -366,12 +157,12 @@ void Model::run_layers(int64_t T, int64_t L, KvCache& cache) {
   const ModelConfig& c = config_;
   const int64_t H = c.hidden_size;
   // Vocabulary-parallel embedding: each rank fills the rows of its slice, the sum completes it.
-  backend_.embedding(ws_.x, embed_, ws_.token_ids, T, topo_.vocab_begin());
+  backend_.embedding(ws_.x, weights_->embed, ws_.token_ids, T, topo_.vocab_begin());
   comm_.set_phase(-1, "embedding");
   if (comm_.size() > 1) comm_.all_reduce_sum(ws_.x, size_t(T * H));
 
   for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
-    const bool moe = layers_[size_t(l)].moe;
+    const bool moe = weights_->layers[size_t(l)].moe;
     // Before a MoE layer across ranks, each rank keeps only its slice of the tokens.
     attention_block(l, T, cache, moe && comm_.size() > 1);
     if (moe)
@@ -381,8 +172,8 @@ void Model::run_layers(int64_t T, int64_t L, KvCache& cache) {
   }
   if (L == 0) return;
   backend_.gather_rows(ws_.h, ws_.x, ws_.logit_rows, L, H);
-  backend_.rmsnorm(ws_.h, ws_.h, final_norm_, L, H, float(c.rms_norm_eps));
-  backend_.matmul(ws_.logits, ws_.h, lm_head_, L);
+  backend_.rmsnorm(ws_.h, ws_.h, weights_->final_norm, L, H, float(c.rms_norm_eps));
+  backend_.matmul(ws_.logits, ws_.h, weights_->lm_head, L);
 }
 
 void Model::count_active_experts(bool on) {
@@ -393,7 +184,7 @@ void Model::attention_block(int64_t l, int64_t T, KvCache& cache, bool scatter) 
   ProfileSpan span(profiler_, "attention", l);
   comm_.set_phase(l, "attention");
   const ModelConfig& c = config_;
-  const Layer& L = layers_[size_t(l)];
+  const LayerWeights& L = weights_->layers[size_t(l)];
   const int64_t H = c.hidden_size, D = c.head_dim;
   const int64_t hq = topo_.heads_per_rank(), kvl = topo_.kv_heads_per_rank();
   const float eps = float(c.rms_norm_eps);
@@ -434,7 +225,7 @@ void Model::mlp_block(int64_t l, int64_t T) {
   ProfileSpan span(profiler_, "dense_mlp", l);
   comm_.set_phase(l, "dense_mlp");
   const ModelConfig& c = config_;
-  const Layer& L = layers_[size_t(l)];
+  const LayerWeights& L = weights_->layers[size_t(l)];
   const int64_t H = c.hidden_size, I = L.gate.rows;
   backend_.rmsnorm(ws_.h, ws_.x, L.post_norm, T, H, float(c.rms_norm_eps));
   backend_.matmul(ws_.gate, ws_.h, L.gate, T);  // [T, I]
@@ -446,7 +237,7 @@ void Model::mlp_block(int64_t l, int64_t T) {
 }
 
 void Model::moe_block(int64_t l, int64_t T) {
-  const Layer& L = layers_[size_t(l)];
+  const LayerWeights& L = weights_->layers[size_t(l)];
   const int64_t W = comm_.size(), per = ceil_div(T, W);
   // This rank's tokens: all of them at world 1 (ws_.x), else its slice of the reduce-scattered
   // attention output (ws_.xs[0, mine)).

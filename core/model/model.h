@@ -15,6 +15,7 @@
 #include "core/model/graph_cache.h"
 #include "core/model/kv_cache.h"
 #include "core/model/moe_layer.h"
+#include "core/model/weights.h"
 #include "core/model/workspace.h"
 #include "kernels/backend.h"
 #include "parallel/comm/communicator.h"
@@ -66,7 +67,7 @@ class Model {
   const Topology& topology() const { return topo_; }
   Backend& backend() { return backend_; }
   // Bytes of the weights this rank reads through the backend (its slices only).
-  size_t resident_weight_bytes() const { return resident_bytes_; }
+  size_t resident_weight_bytes() const { return weights_->resident_bytes(); }
   // Bytes of weights one decode token reads on this rank: attention, dense MLPs, top-k of the
   // local experts on average, the lm_head slice. For bandwidth figures.
   size_t active_weight_bytes_per_token() const;
@@ -106,7 +107,6 @@ class Model {
   }
 
  private:
-  struct Layer;
   // scatter: leave the attention output reduce-scattered over the ranks' token slices in ws_.xs
   // (a MoE layer follows) instead of all-reduced into ws_.x.
   void attention_block(int64_t layer, int64_t T, KvCache& cache, bool scatter);
@@ -116,15 +116,9 @@ class Model {
   void moe_block(int64_t layer, int64_t T);
   // Embedding to lm_head of one step whose inputs are uploaded already: what a graph holds.
   void run_layers(int64_t T, int64_t logit_rows, KvCache& cache);
+  // The sharding checks, this rank's weights, and the MoE layer when the model has one.
   void load_weights();
   void reserve(int64_t tokens, int64_t seqs_x_blocks);
-  // From the checkpoint (store_) or, without one, made on the backend.
-  float* upload_vector(const std::string& name, const std::vector<int64_t>& shape, int64_t begin,
-                       int64_t count);
-  Weight slice(const std::string& name, const std::vector<int64_t>& shape, int64_t row_begin,
-               int64_t rows, int64_t col_begin, int64_t cols);
-  ExpertWeights expert_table(const std::vector<Weight>& experts);
-  std::vector<Weight> random_experts(int64_t layer, const char* proj, int64_t rows, int64_t cols);
 
   ModelConfig config_;
   const WeightStore* store_ = nullptr;  // null: RandomWeights
@@ -133,11 +127,7 @@ class Model {
   Communicator& comm_;       // backend memory
   Communicator& host_comm_;  // host memory
   Topology topo_;
-  std::vector<Layer> layers_;
-  Weight embed_, lm_head_;
-  float* final_norm_ = nullptr;
-  std::vector<void*> owned_;  // backend buffers to free
-  size_t resident_bytes_ = 0;
+  std::unique_ptr<ModelWeights> weights_;  // this rank's slices (core/model/weights.h)
 
   Workspace ws_;                      // the forward's scratch, one arena (core/model/workspace.h)
   const StepBatch* batch_ = nullptr;  // during forward

@@ -1,0 +1,70 @@
+// The model's weights on the backend, this rank's slices of them: loaded from a checkpoint's
+// tensors (mapped where the backend can read host memory, copied where it cannot) or, for
+// benchmarks of models too large for a file, made on the backend itself (RandomWeights). The
+// sharding lives here: TP slices of the attention heads and the dense MLP's intermediate
+// dimension, vocabulary-parallel embedding and lm_head, the experts Topology places here.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "core/checkpoint/config.h"
+#include "core/checkpoint/safetensors.h"
+#include "kernels/backend.h"
+#include "parallel/topology.h"
+
+namespace qwen3moe {
+
+// One decoder layer's weights on the backend: this rank's slices (TP over heads and the dense
+// intermediate dimension, EP over experts); norms and biases in f32.
+struct LayerWeights {
+  float *input_norm = nullptr, *post_norm = nullptr, *q_norm = nullptr, *k_norm = nullptr;
+  Weight q, k, v, o;
+  float *q_bias = nullptr, *k_bias = nullptr, *v_bias = nullptr, *o_bias = nullptr;
+  bool moe = false;
+  Weight gate, up, down;  // dense MLP, this rank's slice of the intermediate dimension
+  Weight router;          // [E, H], replicated
+  std::vector<Weight> expert_gate, expert_up, expert_down;  // this rank's experts
+  ExpertWeights gate_table, up_table, down_table;           // the same, as device tables (world 1)
+};
+
+class ModelWeights {
+ public:
+  // store: the checkpoint; null: weights made on the backend from random_seed.
+  ModelWeights(const ModelConfig& config, const WeightStore* store, uint64_t random_seed,
+               Backend& backend, const Topology& topo);
+  ~ModelWeights();
+  ModelWeights(const ModelWeights&) = delete;
+  ModelWeights& operator=(const ModelWeights&) = delete;
+
+  std::vector<LayerWeights> layers;
+  Weight embed, lm_head;        // [vocab slice, H] each (the same when tied)
+  float* final_norm = nullptr;  // [H]
+
+  // Bytes of the weights this rank reads through the backend (its slices only).
+  size_t resident_bytes() const { return resident_bytes_; }
+  // Bytes one decode token reads on this rank: attention, dense MLPs, top-k of the local
+  // experts on average, the lm_head slice.
+  size_t active_bytes_per_token() const;
+
+ private:
+  // From the checkpoint (store_) or, without one, made on the backend.
+  float* upload_vector(const std::string& name, const std::vector<int64_t>& shape, int64_t begin,
+                       int64_t count);
+  Weight slice(const std::string& name, const std::vector<int64_t>& shape, int64_t row_begin,
+               int64_t rows, int64_t col_begin, int64_t cols);
+  ExpertWeights expert_table(const std::vector<Weight>& experts);
+  std::vector<Weight> random_experts(int64_t layer, const char* proj, int64_t rows, int64_t cols);
+
+  const ModelConfig& config_;
+  const WeightStore* store_;  // null: made on the backend
+  uint64_t random_seed_;
+  Backend& backend_;
+  const Topology& topo_;
+  std::vector<void*> owned_;  // backend buffers to free
+  size_t resident_bytes_ = 0;
+};
+
+}  // namespace qwen3moe
