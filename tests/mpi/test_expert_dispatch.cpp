@@ -213,5 +213,77 @@ TEST(ExpertDispatch, EverythingToOneRank) {
            4 * W);
 }
 
+// --a2a-dtype bf16 through the ops the model runs (moe_align, gather_rows, add_expert_outputs,
+// combine), after a reserve(): with payloads and weights that bf16 holds exactly (small
+// integers scaled by powers of two; weights in quarters), every sum is exact, so any row lost,
+// misrouted or returned to the wrong token shows as an exact mismatch. Both the in-place and
+// the packed send paths are taken (wide routing vs every third token).
+void run_bf16_case(const Routing& routing, int64_t experts) {
+  Communicator& comm = world();
+  const int W = comm.size(), R = comm.rank();
+  const std::unique_ptr<Backend> backend = make_cpu_backend(1);
+  TopologyShape shape;
+  shape.num_heads = shape.num_kv_heads = shape.vocab_size = W;
+  shape.num_experts = experts;
+  const Topology topo(R, W, W, shape);
+  ExpertDispatch d(*backend, comm, topo, kHidden, kTopK);
+  d.set_payload_dtype(DType::BF16);
+  d.reserve(16);
+  const int64_t n = routing.tokens(R), El = experts / W;
+  auto exact = [](int rank, int64_t t, int64_t c) {
+    return float(rank * 16 + t) * float(1 << (c % 8));  // < 64 * 128: 6 significant bits
+  };
+  auto quarter = [](int rank, int64_t t, int64_t j) {
+    return 0.25f * float(1 + (rank + t + j) % 2);
+  };
+  float* in = d.input(n);
+  std::vector<int32_t> ids(size_t(n * kTopK));
+  std::vector<float> w(ids.size());
+  for (int64_t t = 0; t < n; ++t) {
+    for (int64_t c = 0; c < kHidden; ++c) in[t * kHidden + c] = exact(R, t, c);
+    const std::vector<int32_t> e = routing.experts(R, t);
+    for (int64_t j = 0; j < kTopK; ++j) {
+      ids[size_t(t * kTopK + j)] = e[size_t(j)];
+      w[size_t(t * kTopK + j)] = quarter(R, t, j);
+    }
+  }
+  std::vector<float> residual(size_t(std::max<int64_t>(1, n * kHidden)), -1.0f);
+  const DispatchHandle h = d.dispatch(n, ids.data(), w.data(), residual.data(), 0, nullptr);
+  const int64_t P = h.rows * kTopK;
+  std::vector<int32_t> offsets(size_t(El + 1)), pair_row(size_t(P + 1)), pair_index(size_t(P + 1)),
+      active(static_cast<size_t>(El));
+  std::vector<float> rows(size_t((P + 1) * kHidden));
+  if (h.rows > 0) {
+    backend->moe_align(offsets.data(), pair_row.data(), pair_index.data(), active.data(), h.ids,
+                       h.rows, kTopK, El);
+    backend->gather_rows(rows.data(), h.row_data, pair_row.data(), P, kHidden);
+    add_expert_outputs(*backend, h, rows.data(), pair_index.data(), kTopK, kHidden);
+  }
+  d.combine(h, nullptr);
+  for (int64_t t = 0; t < n; ++t) {
+    float wsum = 0;
+    for (int64_t j = 0; j < kTopK; ++j) wsum += quarter(R, t, j);
+    for (int64_t c = 0; c < kHidden; ++c)
+      ASSERT_EQ(residual[size_t(t * kHidden + c)], wsum * exact(R, t, c) - 1.0f)
+          << "rank " << R << " token " << t << " col " << c;
+  }
+}
+
+TEST(ExpertDispatch, Bf16PayloadInPlaceRangesSumExactly) {
+  const int W = world().size();
+  run_bf16_case({[](int r) { return 7 + r; }, [W](int, int64_t t) { return wide(t, W); }}, 4 * W);
+}
+
+TEST(ExpertDispatch, Bf16PayloadPackedRowsSumExactly) {
+  const int W = world().size();
+  const int32_t last = int32_t(4 * (W - 1));
+  run_bf16_case({[](int r) { return int64_t(9 + 2 * r); },
+                 [last](int, int64_t t) {
+                   const int32_t b = t % 3 == 1 ? last : 0;
+                   return std::vector<int32_t>{b, b + 1, b + 2};
+                 }},
+                4 * W);
+}
+
 }  // namespace
 }  // namespace qwen3moe
