@@ -120,16 +120,11 @@ float* ExpertDispatch::input(int64_t n) {
   return rows_buf_;
 }
 
-void ExpertDispatch::exchange_counts(const std::vector<uint32_t>& send,
-                                     std::vector<uint32_t>& recv) {
-  // Two uint32 per peer both ways (rows, routed rows): [2, W] in, [2, W] out.
+void ExpertDispatch::exchange_counts() {
+  // Two uint32 per peer both ways (rows, routed rows), through backend memory: the send half of
+  // counts_dev_, then the receive half.
   const size_t w = size_t(world_), half = 2 * w;
-  std::vector<uint32_t> by_peer(half);  // [W, 2]: what peer p gets, contiguous
-  for (size_t p = 0; p < w; ++p) {
-    by_peer[2 * p] = send[p];
-    by_peer[2 * p + 1] = send[w + p];
-  }
-  backend_.upload(counts_dev_, by_peer.data(), half * sizeof(uint32_t));
+  backend_.upload(counts_dev_, counts_send_.data(), half * sizeof(uint32_t));
   for (size_t p = 0; p < w; ++p) {
     send_bytes_[p] = recv_bytes_[p] = 2 * sizeof(uint32_t);
     send_off_[p] = 2 * p * sizeof(uint32_t);
@@ -137,11 +132,7 @@ void ExpertDispatch::exchange_counts(const std::vector<uint32_t>& send,
   }
   comm_.all_to_all_v(counts_dev_, send_bytes_.data(), send_off_.data(), counts_dev_,
                      recv_bytes_.data(), recv_off_.data());
-  backend_.download(by_peer.data(), counts_dev_ + half, half * sizeof(uint32_t));
-  for (size_t p = 0; p < w; ++p) {
-    recv[p] = by_peer[2 * p];
-    recv[w + p] = by_peer[2 * p + 1];
-  }
+  backend_.download(counts_recv_.data(), counts_dev_ + half, half * sizeof(uint32_t));
 }
 
 void ExpertDispatch::exchange(const void* send, const std::vector<int64_t>& send_row,
@@ -214,17 +205,17 @@ DispatchHandle ExpertDispatch::dispatch(int64_t n, const int32_t* ids, const flo
   // Counts first: the wait for the slowest peer to reach this layer.
   const double t0 = profiler ? profiler->now_us() : 0;
   for (size_t p = 0; p < w; ++p) {
-    counts_send_[p] = int(p) == rank_ ? 0 : uint32_t(send_rows_[p]);
-    counts_send_[w + p] = int(p) == rank_ ? 0 : uint32_t(routed[p]);
+    counts_send_[2 * p] = int(p) == rank_ ? 0 : uint32_t(send_rows_[p]);
+    counts_send_[2 * p + 1] = int(p) == rank_ ? 0 : uint32_t(routed[p]);
   }
-  exchange_counts(counts_send_, counts_recv_);
+  exchange_counts();
   const double t1 = profiler ? profiler->now_us() : 0;
 
   // What arrives lands after the input and packed rows, in rank order; in combine each peer's
   // rows come back after all of those, again in rank order.
   int64_t cursor = n + packed;
   for (size_t p = 0; p < w; ++p) {
-    recv_rows_[p] = int(p) == rank_ ? 0 : int64_t(counts_recv_[p]);
+    recv_rows_[p] = int(p) == rank_ ? 0 : int64_t(counts_recv_[2 * p]);
     block_row_[p] = cursor;
     cursor += recv_rows_[p];
   }
@@ -340,7 +331,7 @@ void ExpertDispatch::combine(const DispatchHandle& h, A2aProfiler* profiler) {
   if (profiler) {
     const size_t w = size_t(world_);
     for (size_t p = 0; p < w; ++p) {
-      const uint64_t rows = int(p) == rank_ ? uint64_t(stats_host_[p]) : counts_recv_[w + p];
+      const uint64_t rows = int(p) == rank_ ? uint64_t(stats_host_[p]) : counts_recv_[2 * p + 1];
       logical_bytes_[p] = size_t(rows) * size_t(H) * dtype_size(payload_);
     }
     profiler->record_exchange(h.layer, "combine", logical_bytes_, t0, 0, profiler->now_us() - t0);

@@ -100,8 +100,8 @@ class ExpertDispatch {
  private:
   void ensure_rows(int64_t rows, int64_t keep);
   void ensure_meta(int64_t send_rows, int64_t recv_rows);
-  // uint32 per peer both ways, through backend memory (the communicator's kind).
-  void exchange_counts(const std::vector<uint32_t>& send, std::vector<uint32_t>& recv);
+  // counts_send_ out, counts_recv_ in, through backend memory (the communicator's kind).
+  void exchange_counts();
   // Per-peer byte counts and offsets of `row_bytes`-byte rows, then one all_to_all_v.
   void exchange(const void* send, const std::vector<int64_t>& send_row,
                 const std::vector<int64_t>& send_rows, void* recv,
@@ -140,7 +140,7 @@ class ExpertDispatch {
   // The last dispatch's plan (host), per peer.
   std::vector<int32_t> stats_host_, plan_host_;
   std::vector<int64_t> send_row_, send_rows_, meta_row_, block_row_, recv_rows_, back_row_;
-  std::vector<uint32_t> counts_send_, counts_recv_;  // [2, W]: rows, then routed rows
+  std::vector<uint32_t> counts_send_, counts_recv_;  // [W, 2]: per peer rows, routed rows
   std::vector<size_t> send_bytes_, send_off_, recv_bytes_, recv_off_, logical_bytes_;
   int64_t rows_ = 0, returned_ = 0;
 };
