@@ -283,10 +283,7 @@ DispatchBenchResult run_dispatch_bench(Backend& backend, Communicator& comm,
 
   // The dispatcher as the model builds it: backend memory, the device communicator (here the
   // process's: the CPU backend's memory is host memory), experts placed by a Topology.
-  TopologyShape shape;
-  shape.num_heads = shape.num_kv_heads = shape.vocab_size = W;
-  shape.num_experts = E;
-  const Topology topo(R, W, W, shape);
+  const Topology topo = Topology::experts_only(R, W, E);
   ExpertDispatch dispatch(backend, comm, topo, H, k);
   dispatch.set_payload_dtype(o.a2a_dtype == "bf16" ? DType::BF16 : DType::F32);
   dispatch.reserve(T);

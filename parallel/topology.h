@@ -20,6 +20,11 @@ class Topology {
  public:
   // tp <= 0 means tp = world. EP spans the whole world.
   Topology(int rank, int world, int tp, const TopologyShape& shape);
+  // The experts' placement alone (one head and vocabulary row per rank): what the dispatch
+  // benchmark and its tests place experts with, as the model would.
+  static Topology experts_only(int rank, int world, int64_t num_experts) {
+    return Topology(rank, world, world, {world, world, num_experts, world});
+  }
 
   int rank() const { return rank_; }
   int world() const { return world_; }

@@ -10,23 +10,11 @@
 
 namespace qwen3moe {
 
-Model::Model(const ModelConfig& config, const WeightStore& ws, Backend& backend, Communicator& comm,
-             Communicator& host_comm, const Topology& topo)
+Model::Model(const ModelConfig& config, const WeightStore* store, uint64_t random_seed,
+             Backend& backend, Communicator& comm, Communicator& host_comm, const Topology& topo)
     : config_(config),
-      store_(&ws),
-      backend_(backend),
-      comm_(comm),
-      host_comm_(host_comm),
-      topo_(topo),
-      ws_(backend),
-      graphs_cache_(backend) {
-  load_weights();
-}
-
-Model::Model(const ModelConfig& config, const RandomWeights& random, Backend& backend,
-             Communicator& comm, Communicator& host_comm, const Topology& topo)
-    : config_(config),
-      random_seed_(random.seed),
+      store_(store),
+      random_seed_(random_seed),
       backend_(backend),
       comm_(comm),
       host_comm_(host_comm),

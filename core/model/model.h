@@ -48,14 +48,16 @@ class Model {
   // host memory (expert dispatch, the logits gather). With the CPU backend they are one
   // communicator; with CUDA, comm is NCCL, host-staged MPI or the local device communicator.
   Model(const ModelConfig& config, const WeightStore& weights, Backend& backend, Communicator& comm,
-        Communicator& host_comm, const Topology& topo);
+        Communicator& host_comm, const Topology& topo)
+      : Model(config, &weights, 0, backend, comm, host_comm, topo) {}
   // Both on `comm`: a backend whose memory is host memory (the CPU backend).
   Model(const ModelConfig& config, const WeightStore& weights, Backend& backend, Communicator& comm,
         const Topology& topo)
       : Model(config, weights, backend, comm, comm, topo) {}
   // Weights made on the backend (benchmarks of models too large for a file or a host copy).
   Model(const ModelConfig& config, const RandomWeights& random, Backend& backend,
-        Communicator& comm, Communicator& host_comm, const Topology& topo);
+        Communicator& comm, Communicator& host_comm, const Topology& topo)
+      : Model(config, nullptr, random.seed, backend, comm, host_comm, topo) {}
   Model(const ModelConfig& config, const RandomWeights& random, Backend& backend,
         Communicator& comm, const Topology& topo)
       : Model(config, random, backend, comm, comm, topo) {}
@@ -107,6 +109,9 @@ class Model {
   }
 
  private:
+  // store: the checkpoint, or null for weights made on the backend from random_seed.
+  Model(const ModelConfig& config, const WeightStore* store, uint64_t random_seed, Backend& backend,
+        Communicator& comm, Communicator& host_comm, const Topology& topo);
   // scatter: leave the attention output reduce-scattered over the ranks' token slices in ws_.xs
   // (a MoE layer follows) instead of all-reduced into ws_.x.
   void attention_block(int64_t layer, int64_t T, KvCache& cache, bool scatter);

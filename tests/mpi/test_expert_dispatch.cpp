@@ -49,10 +49,7 @@ void run_case(const Routing& routing, int64_t experts) {
   // The CPU backend: its memory is host memory, so the test reads the handle's arrays directly
   // and the exchange runs over the process's MPI communicator, the path a GPU runs over NCCL.
   const std::unique_ptr<Backend> backend = make_cpu_backend(1);
-  TopologyShape shape;
-  shape.num_heads = shape.num_kv_heads = shape.vocab_size = W;
-  shape.num_experts = experts;
-  const Topology topo(R, W, W, shape);
+  const Topology topo = Topology::experts_only(R, W, experts);
   ExpertDispatch d(*backend, comm, topo, kHidden, kTopK);
   A2aProfiler profiler(R, W, experts, {true});
 
@@ -164,9 +161,25 @@ std::vector<int32_t> wide(int64_t t, int W) {
   return {int32_t(t % 4), int32_t(4 + t % 4), int32_t(4 * (W - 1) + (t + 1) % 4)};
 }
 
+// Every token to ranks 0, 1 and the last: the peers' rows go from the input as they are.
+Routing in_place_routing(int W) {
+  return {[](int r) { return 7 + r; }, [W](int, int64_t t) { return wide(t, W); }};
+}
+
+// Every third token to the last rank's experts only, the others to rank 0's only: the last
+// rank's range is two thirds idle, so its rows are packed.
+Routing packed_routing(int W) {
+  const int32_t last = int32_t(4 * (W - 1));
+  return {[](int r) { return int64_t(9 + 2 * r); },
+          [last](int, int64_t t) {
+            const int32_t b = t % 3 == 1 ? last : 0;
+            return std::vector<int32_t>{b, b + 1, b + 2};
+          }};
+}
+
 TEST(ExpertDispatch, TokensSentFromTheInputInPlace) {
   const int W = world().size();
-  run_case({[](int r) { return 7 + r; }, [W](int, int64_t t) { return wide(t, W); }}, 4 * W);
+  run_case(in_place_routing(W), 4 * W);
 }
 
 TEST(ExpertDispatch, AFewUnroutedTokensTravelAsIdleRows) {
@@ -181,15 +194,7 @@ TEST(ExpertDispatch, AFewUnroutedTokensTravelAsIdleRows) {
 
 TEST(ExpertDispatch, ScatteredTokensArePacked) {
   const int W = world().size();
-  const int32_t last = int32_t(4 * (W - 1));
-  // Every third token to the last rank's experts only, the others to rank 0's only: the last
-  // rank's range is two thirds idle.
-  run_case({[](int r) { return int64_t(9 + 2 * r); },
-            [last](int, int64_t t) {
-              const int32_t b = t % 3 == 1 ? last : 0;
-              return std::vector<int32_t>{b, b + 1, b + 2};
-            }},
-           4 * W);
+  run_case(packed_routing(W), 4 * W);
 }
 
 TEST(ExpertDispatch, ARankWithoutTokens) {
@@ -222,10 +227,7 @@ void run_bf16_case(const Routing& routing, int64_t experts) {
   Communicator& comm = world();
   const int W = comm.size(), R = comm.rank();
   const std::unique_ptr<Backend> backend = make_cpu_backend(1);
-  TopologyShape shape;
-  shape.num_heads = shape.num_kv_heads = shape.vocab_size = W;
-  shape.num_experts = experts;
-  const Topology topo(R, W, W, shape);
+  const Topology topo = Topology::experts_only(R, W, experts);
   ExpertDispatch d(*backend, comm, topo, kHidden, kTopK);
   d.set_payload_dtype(DType::BF16);
   d.reserve(16);
@@ -271,18 +273,12 @@ void run_bf16_case(const Routing& routing, int64_t experts) {
 
 TEST(ExpertDispatch, Bf16PayloadInPlaceRangesSumExactly) {
   const int W = world().size();
-  run_bf16_case({[](int r) { return 7 + r; }, [W](int, int64_t t) { return wide(t, W); }}, 4 * W);
+  run_bf16_case(in_place_routing(W), 4 * W);
 }
 
 TEST(ExpertDispatch, Bf16PayloadPackedRowsSumExactly) {
   const int W = world().size();
-  const int32_t last = int32_t(4 * (W - 1));
-  run_bf16_case({[](int r) { return int64_t(9 + 2 * r); },
-                 [last](int, int64_t t) {
-                   const int32_t b = t % 3 == 1 ? last : 0;
-                   return std::vector<int32_t>{b, b + 1, b + 2};
-                 }},
-                4 * W);
+  run_bf16_case(packed_routing(W), 4 * W);
 }
 
 }  // namespace
