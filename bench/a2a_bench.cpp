@@ -7,6 +7,7 @@
 #include <cstring>
 
 #include "kernels/common/check.h"
+#include "kernels/common/random_hash.h"
 #include "parallel/moe/expert_dispatch.h"
 #include "parallel/profile/a2a_profiler.h"
 
@@ -20,13 +21,6 @@ double now_us() {
   return std::chrono::duration<double, std::micro>(
              std::chrono::steady_clock::now().time_since_epoch())
       .count();
-}
-
-uint64_t splitmix64(uint64_t x) {
-  x += 0x9E3779B97F4A7C15ull;
-  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
-  x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
-  return x ^ (x >> 31);
 }
 
 // Uniform in [0, 1) from 53 random bits: our own so the routing is the same on every
