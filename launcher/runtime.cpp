@@ -40,11 +40,11 @@ std::unique_ptr<Runtime> load_runtime(const RuntimeOptions& o) {
   enable_collective_watchdog(o.collective_timeout);
   int device = -1;  // the CUDA device of this rank
   run_collectively([&] {
-    rt->config = ModelConfig::load(o.model_dir);
-    rt->weights = WeightStore::open(o.model_dir);
-    BackendChoice b = make_backend(o.backend, o.threads);
+    BackendChoice b = make_backend(o.backend, o.threads);  // a bad --backend fails first
     rt->backend = std::move(b.backend);
     device = b.device;
+    rt->config = ModelConfig::load(o.model_dir);
+    rt->weights = WeightStore::open(o.model_dir);
     rt->comm = process().comm.get();
   });
   // Apart from the loading above: a rank that failed there must not leave the others waiting
