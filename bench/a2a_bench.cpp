@@ -211,8 +211,12 @@ void validate(const DispatchBenchOptions& o, int world) {
   QWEN3MOE_CHECK(o.warmup >= 0, "--warmup must not be negative, got ", o.warmup);
   QWEN3MOE_CHECK(o.a2a_dtype == "f32" || o.a2a_dtype == "bf16",
                  "--a2a-dtype must be f32 or bf16, got '", o.a2a_dtype, "'");
-  // Dispatch sends at most every token to every rank; MPI counts are int.
-  const double worst = double(o.tokens) * double(o.hidden + 2 * o.top_k) * sizeof(float);
+  QWEN3MOE_CHECK(o.a2a_capacity == 0 || o.a2a_capacity >= o.tokens, "--a2a-capacity ",
+                 o.a2a_capacity, " is below --tokens ", o.tokens,
+                 ": the exchange would not be the fixed-capacity one");
+  // Dispatch sends at most every token (or the capacity) to every rank; MPI counts are int.
+  const double worst =
+      double(std::max(o.tokens, o.a2a_capacity)) * double(o.hidden + 2 * o.top_k) * sizeof(float);
   QWEN3MOE_CHECK(worst < double(1u << 30), "--tokens ", o.tokens, " × --hidden ", o.hidden,
                  " is over 1 GiB per peer");
   parse_routing(o.routing);
@@ -281,7 +285,8 @@ DispatchBenchResult run_dispatch_bench(Backend& backend, Communicator& comm,
   ExpertDispatch dispatch(backend, comm, topo, H, k);
   dispatch.set_payload_dtype(o.a2a_dtype == "bf16" ? DType::BF16 : DType::F32);
   dispatch.reserve(T);
-  const int64_t El = E / W, max_rows = (2 * W - 1) * T;
+  dispatch.set_capacity(o.a2a_capacity);
+  const int64_t El = E / W, max_rows = std::max((2 * W - 1) * T, o.a2a_capacity * W);
   std::vector<void*> owned;
   auto alloc = [&](size_t bytes) {
     owned.push_back(backend.alloc(std::max<size_t>(bytes, 4)));
@@ -326,7 +331,7 @@ DispatchBenchResult run_dispatch_bench(Backend& backend, Communicator& comm,
     backend.zero(residual, size_t(T * H) * 4);
     comm.barrier();
     double t0 = now_us();
-    const DispatchHandle h = dispatch.dispatch(T, ids_dev, w_dev, residual, 0, prof);
+    const DispatchHandle h = dispatch.dispatch(T, T, ids_dev, w_dev, residual, 0, prof);
     if (dt_dispatch) *dt_dispatch = now_us() - t0;
     run_experts(h, prof);
     comm.barrier();

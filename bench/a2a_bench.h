@@ -61,6 +61,8 @@ struct DispatchBenchOptions {
   int64_t top_k = 8;
   std::string routing = "uniform";
   std::string a2a_dtype = "f32";  // the rows' payload: f32 or bf16
+  // > 0: the fixed-capacity exchange, blocks of this many rows to every peer (>= tokens)
+  int64_t a2a_capacity = 0;
   uint64_t seed = 0;
   int iters = 20;
   int warmup = 5;

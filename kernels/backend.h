@@ -71,6 +71,10 @@ struct MoeDispatchPack {
   float* own_weights = nullptr;  // [T, k]
   int64_t tokens = 0, k = 0, experts = 0, world = 1, rank = 0;
   int64_t packed = 0;  // rows packed for peers, after the T input rows
+  // > 0: the fixed-capacity exchange. Every peer's block is the input rows [0, capacity) in
+  // place (capacity >= T; plan [0] and [1] unused), rows [T, capacity) idle (ids -1, weights
+  // 0), so the blocks have a size the receivers know without a count exchange.
+  int64_t capacity = 0;
 };
 
 class Backend {

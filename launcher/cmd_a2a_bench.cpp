@@ -111,6 +111,10 @@ void register_a2a_bench(CLI::App& app) {
                   "dispatch: payload of the token rows, f32 or bf16 (ids and weights stay exact)")
       ->check(CLI::IsMember({"f32", "bf16"}))
       ->capture_default_str();
+  cmd->add_option("--a2a-capacity", f->dispatch.a2a_capacity,
+                  "dispatch: > 0 runs the fixed-capacity exchange (decode's: blocks of this many "
+                  "rows to every peer, no count exchange; >= --tokens), 0 the counted one")
+      ->capture_default_str();
   cmd->callback([f] { run_a2a_bench(*f); });
 }
 

@@ -84,6 +84,7 @@ void run_bench(BenchFlags f) {
   } cleanup{temp, proc.root()};
 
   auto rt = load_runtime(f.runtime);
+  set_a2a_capacity(*rt, f.runtime, 1);  // one sequence decodes
   const ModelConfig& c = rt->config;
   run_collectively([&] {
     QWEN3MOE_CHECK(f.prompt_len + f.decode_tokens <= c.max_position_embeddings, "--prompt-len ",

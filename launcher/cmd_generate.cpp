@@ -41,6 +41,7 @@ void run_generate(const GenerateFlags& f) {
     prompt = prompt_ids(f.input, tokenizer, tok_dir);
   });
   auto rt = load_runtime(f.runtime);
+  set_a2a_capacity(*rt, f.runtime, 1);  // one sequence decodes
   std::unique_ptr<KvCache> cache;
   run_collectively([&] {
     validate_prompt(rt->config, prompt);

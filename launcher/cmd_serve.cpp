@@ -99,6 +99,7 @@ void run_serve(const ServeFlags& f) {
     }
   });
   auto rt = load_runtime(f.runtime);
+  set_a2a_capacity(*rt, f.runtime, f.engine.max_batch);  // a decode step of the whole batch
 
   std::unique_ptr<KvCache> cache;
   std::unique_ptr<Engine> engine;

@@ -1,5 +1,6 @@
 #include "launcher/runtime.h"
 
+#include <algorithm>
 #include <charconv>
 #include <cstdio>
 
@@ -58,6 +59,9 @@ std::unique_ptr<Runtime> load_runtime(const RuntimeOptions& o) {
     rt->model = std::make_unique<Model>(rt->config, rt->weights, *rt->backend, model_comm,
                                         *rt->comm, *rt->topo);
     rt->model->set_a2a_dtype(o.a2a_dtype == "bf16" ? DType::BF16 : DType::F32);
+    QWEN3MOE_CHECK(o.a2a_capacity >= -1, "--a2a-capacity must be 0 (off) or a token count, got ",
+                   o.a2a_capacity);
+    if (o.a2a_capacity >= 0) rt->model->set_a2a_capacity(o.a2a_capacity);
   });
   if (rt->comm->size() > 1) {
     // Each rank's share of the weights (its heads, KV heads, experts, vocabulary slice), so an
@@ -73,6 +77,14 @@ std::unique_ptr<Runtime> load_runtime(const RuntimeOptions& o) {
     }
   }
   return rt;
+}
+
+void set_a2a_capacity(Runtime& rt, const RuntimeOptions& o, int64_t decode_batch) {
+  if (o.a2a_capacity >= 0) return;  // given: load_runtime set it
+  run_collectively([&] {
+    rt.model->set_a2a_capacity(
+        ceil_div(std::max<int64_t>(decode_batch, 0), int64_t(rt.comm->size())));
+  });
 }
 
 std::unique_ptr<KvCache> cache_for(Runtime& rt, int64_t tokens) {
@@ -118,6 +130,11 @@ void add_runtime_flags(CLI::App& cmd, RuntimeOptions& o) {
                  "bytes; ids and weights stay exact)")
       ->check(CLI::IsMember({"f32", "bf16"}))
       ->capture_default_str();
+  cmd.add_option("--a2a-capacity", o.a2a_capacity,
+                 "Tokens per rank of the MoE all-to-all's fixed-capacity mode: steps with at most "
+                 "that many tokens on every rank exchange fixed blocks and no counts (decode; with "
+                 "NCCL one CUDA graph per step). Default: the decode batch over the world size; 0: "
+                 "off");
 }
 
 }  // namespace qwen3moe::launcher

@@ -26,6 +26,9 @@ struct RuntimeOptions {
   int threads = 0;                 // 0: all cores
   double collective_timeout = 60;  // seconds; multi-rank jobs only
   std::string a2a_dtype = "f32";   // the MoE all-to-all's row payload: f32 or bf16
+  // Tokens per rank of the MoE exchange's fixed-capacity mode; -1: derived from the command's
+  // decode batch (set_a2a_capacity), 0: off.
+  int64_t a2a_capacity = -1;
 };
 
 struct Runtime {
@@ -49,14 +52,18 @@ BackendChoice make_backend(const std::string& name, int threads);
 // Loads on every rank; a failure on any rank is an AgreedError on all (launcher/process.h).
 std::unique_ptr<Runtime> load_runtime(const RuntimeOptions& options);
 
+// The fixed a2a capacity: --a2a-capacity, or by default room for a decode step of
+// `decode_batch` sequences split over the ranks (ceil(decode_batch / world) tokens per rank).
+void set_a2a_capacity(Runtime& rt, const RuntimeOptions& options, int64_t decode_batch);
+
 // A KV cache large enough for one sequence of `tokens` tokens.
 std::unique_ptr<KvCache> cache_for(Runtime& rt, int64_t tokens);
 
 // "1,2,3" -> ids; the Error names the bad element.
 std::vector<int32_t> parse_ids(const std::string& text);
 
-// Registers --backend, --comm, --threads, --tp, --collective-timeout and --a2a-dtype on a
-// subcommand.
+// Registers --backend, --comm, --threads, --tp, --collective-timeout, --a2a-dtype and
+// --a2a-capacity on a subcommand.
 void add_runtime_flags(CLI::App& cmd, RuntimeOptions& options);
 
 }  // namespace qwen3moe::launcher

@@ -31,6 +31,7 @@ class GraphCache {
   // Runs `step` (the ops of one step, inputs uploaded already) for `shape`: eagerly, by
   // capturing it, or by replaying the capture, as above.
   void run(const Shape& shape, const std::function<void()>& step);
+  size_t shapes() const { return seen_.size(); }
   // Forgets every graph (they hold workspace addresses that just moved).
   void clear() {
     seen_.clear();

@@ -50,11 +50,12 @@ size_t Model::active_weight_bytes_per_token() const {
 
 void Model::reserve(int64_t T, int64_t table_elems) {
   bool moved = false;  // buffers captured graphs point into were replaced
-  if (T > ws_.tokens()) {
+  const int64_t W = comm_.size(), fixed_rows = W > 1 ? a2a_capacity_ * W : 0;
+  if (T > ws_.tokens() || fixed_rows > ws_.dispatch_rows()) {
     const ModelConfig& c = config_;
     // A multiple of the world size, so token slices of a reduce-scatter are equal.
-    const int64_t W = comm_.size();
-    const int64_t N = ceil_div(std::max<int64_t>(T, 2 * ws_.tokens()), W) * W;
+    const int64_t N =
+        T > ws_.tokens() ? ceil_div(std::max<int64_t>(T, 2 * ws_.tokens()), W) * W : ws_.tokens();
     const int64_t k = std::max<int64_t>(1, c.num_experts_per_tok);
     WorkspaceShape s;
     s.tokens = N;
@@ -66,8 +67,9 @@ void Model::reserve(int64_t T, int64_t table_elems) {
     s.experts = std::max<int64_t>(1, c.num_experts);
     s.vocab_local = topo_.vocab_end() - topo_.vocab_begin();
     // Expert input rows of one dispatch: own tokens, rows packed for the peers, the peers'
-    // tokens (the dispatcher holds them; here: moe_align's pair slots, k per row).
-    s.dispatch_rows = (2 * W - 1) * (N / W);
+    // tokens (the dispatcher holds them; here: moe_align's pair slots, k per row); under a
+    // fixed capacity C, C rows from every rank.
+    s.dispatch_rows = std::max((2 * W - 1) * (N / W), fixed_rows);
     ws_.allocate(s);
     if (moe_) moe_->reserve(N / W);
     moved = true;
@@ -105,12 +107,22 @@ void Model::forward(const StepBatch& b, KvCache& cache, std::vector<float>& logi
   if (L > 0) backend_.upload(ws_.logit_rows, b.logit_rows.data(), size_t(L) * 4);
   logits.assign(size_t(L * c.vocab_size), 0.0f);
 
-  // From the second step of a shape on, the step is one graph replay (world 1 only: the
-  // multi-rank path reads each dispatch's counts on the host between layers).
-  if (graphs_ && comm_.size() == 1 && !profiler_ && !(moe_ && moe_->counting()))
+  // From the second step of a shape on, the step is one graph replay, when nothing in it
+  // waits for the host: at world > 1 the collectives must be graph-capturable and the MoE
+  // exchange the fixed-capacity one (the counted one reads each dispatch's counts).
+  const int64_t W = comm_.size();
+  const bool host_free =
+      W == 1 ? !(moe_ && moe_->counting())
+             : comm_.graph_capturable() && (!moe_ || moe_->graph_safe(ceil_div(T, W)));
+  if (graphs_ && host_free && !profiler_)
     graphs_cache_.run({T, b.max_blocks_per_seq, L, &cache}, [&] { run_layers(T, L, cache); });
   else
     run_layers(T, L, cache);
+  // A dispatcher buffer that grew in an eager step moved under the graphs captured so far.
+  if (moe_ && moe_->reallocations() != moe_reallocations_) {
+    moe_reallocations_ = moe_->reallocations();
+    graphs_cache_.clear();
+  }
   if (L == 0) {
     batch_ = nullptr;
     return;
@@ -162,6 +174,12 @@ void Model::run_layers(int64_t T, int64_t L, KvCache& cache) {
   backend_.gather_rows(ws_.h, ws_.x, ws_.logit_rows, L, H);
   backend_.rmsnorm(ws_.h, ws_.h, weights_->final_norm, L, H, float(c.rms_norm_eps));
   backend_.matmul(ws_.logits, ws_.h, weights_->lm_head, L);
+}
+
+void Model::set_a2a_capacity(int64_t tokens_per_rank) {
+  if (moe_) moe_->set_capacity(tokens_per_rank);
+  a2a_capacity_ = moe_ ? tokens_per_rank : 0;  // the workspace grows at the next forward
+  graphs_cache_.clear();
 }
 
 void Model::count_active_experts(bool on) {
@@ -231,7 +249,7 @@ void Model::moe_block(int64_t l, int64_t T) {
   // attention output (ws_.xs[0, mine)).
   const int64_t mine = W == 1 ? T : even_split(T, W, comm_.rank()).size;
   const MoeWeights w{L.post_norm, L.router, L.gate_table, L.up_table, L.down_table};
-  moe_->forward(l, w, W == 1 ? ws_.x : ws_.xs, mine, T, ws_, profiler_);
+  moe_->forward(l, w, W == 1 ? ws_.x : ws_.xs, mine, W == 1 ? T : per, T, ws_, profiler_);
   if (W == 1) return;
   // Every rank's slice back to every rank: x replicated for the next layer.
   comm_.set_phase(l, "moe all_gather");

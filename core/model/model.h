@@ -98,10 +98,17 @@ class Model {
   void count_active_experts(bool on);
   // Experts with at least one token, summed over the MoE layers of the counted forwards.
   int64_t active_experts_counted() const { return moe_ ? moe_->active_experts_counted() : 0; }
-  // World 1: from the second forward of a shape on (tokens, block-table width, logit rows),
-  // replay a captured backend graph of the whole step instead of issuing every op (CUDA
-  // graphs; a no-op on the CPU). Callers keep the block-table width fixed so steps share one.
+  // From the second forward of a shape on (tokens, block-table width, logit rows), replay a
+  // captured backend graph of the whole step instead of issuing every op (CUDA graphs; a
+  // no-op on the CPU). At world > 1 only steps that read nothing on the host between layers
+  // qualify: a communicator graphs can hold (NCCL) and, with MoE layers, steps within the
+  // fixed a2a capacity. Callers keep the block-table width fixed so steps share one.
   void set_graphs(bool on) { graphs_ = on; }
+  // Distinct step shapes the graph cache has run (graphs on): how well callers pad.
+  size_t graph_shapes() const { return graphs_cache_.shapes(); }
+  // World > 1: the MoE exchange's fixed capacity in tokens per rank (0: off; ExpertDispatch):
+  // steps of at most that many tokens on every rank exchange no counts. Collective.
+  void set_a2a_capacity(int64_t tokens_per_rank);
   // The MoE all-to-all's row payload across ranks: F32 (default, exact) or BF16 (half the
   // bytes; see ExpertDispatch). No effect at world 1 (nothing is exchanged).
   void set_a2a_dtype(DType dtype) {
@@ -138,6 +145,8 @@ class Model {
   const StepBatch* batch_ = nullptr;  // during forward
   bool graphs_ = false;
   GraphCache graphs_cache_;        // the captured steps, one per shape
+  int64_t moe_reallocations_ = 0;  // the MoE dispatcher's, when graphs_cache_ last held
+  int64_t a2a_capacity_ = 0;       // tokens per rank (set_a2a_capacity)
   std::unique_ptr<MoeLayer> moe_;  // the MoE layers' feed-forward and its dispatcher
   A2aProfiler* profiler_ = nullptr;
   // Host staging of the vocabulary-parallel logits gather: [L, per] mine, [W, L, per] all.

@@ -11,8 +11,8 @@ MoeLayer::MoeLayer(const ModelConfig& config, Backend& backend, Communicator& co
       topo_(topo),
       dispatch_(backend, comm, topo, config.hidden_size, config.num_experts_per_tok) {}
 
-void MoeLayer::forward(int64_t l, const MoeWeights& w, float* residual, int64_t mine, int64_t T,
-                       Workspace& ws, A2aProfiler* profiler) {
+void MoeLayer::forward(int64_t l, const MoeWeights& w, float* residual, int64_t mine, int64_t most,
+                       int64_t T, Workspace& ws, A2aProfiler* profiler) {
   const ModelConfig& c = config_;
   const int64_t H = c.hidden_size, E = c.num_experts, k = c.num_experts_per_tok;
   float* h = dispatch_.input(mine);  // [mine, H] normalized rows, written where dispatch sends them
@@ -23,7 +23,7 @@ void MoeLayer::forward(int64_t l, const MoeWeights& w, float* residual, int64_t 
     backend_.router_topk(ws.topk_ids, ws.topk_w, ws.router_logits, mine, E, k, c.norm_topk_prob);
   }
   const DispatchHandle handle =
-      dispatch_.dispatch(mine, ws.topk_ids, ws.topk_w, residual, l, profiler);
+      dispatch_.dispatch(mine, most, ws.topk_ids, ws.topk_w, residual, l, profiler);
   run_experts(l, w, handle, T, ws, profiler);
   dispatch_.combine(handle, profiler);
 }

@@ -34,10 +34,17 @@ class MoeLayer {
   void reserve(int64_t tokens_per_rank) { dispatch_.reserve(tokens_per_rank); }
   void set_payload_dtype(DType dtype) { dispatch_.set_payload_dtype(dtype); }
 
-  // residual [mine, H]: this rank's tokens (all T at world 1); T: the step's tokens on all
-  // ranks (bounds the pairs). Collective at world > 1.
-  void forward(int64_t layer, const MoeWeights& w, float* residual, int64_t mine, int64_t T,
-               Workspace& ws, A2aProfiler* profiler);
+  // The fixed-capacity exchange for steps of at most `tokens_per_rank` tokens per rank (0: off).
+  void set_capacity(int64_t tokens_per_rank) { dispatch_.set_capacity(tokens_per_rank); }
+  // Whether a step whose ranks have at most `most` tokens each reads nothing on the host.
+  bool graph_safe(int64_t most) const { return !count_ && dispatch_.fixed(most); }
+  int64_t reallocations() const { return dispatch_.reallocations(); }
+
+  // residual [mine, H]: this rank's tokens (all T at world 1); most: the most tokens any rank
+  // has (the same on every rank); T: the step's tokens on all ranks (bounds the pairs).
+  // Collective at world > 1.
+  void forward(int64_t layer, const MoeWeights& w, float* residual, int64_t mine, int64_t most,
+               int64_t T, Workspace& ws, A2aProfiler* profiler);
 
   // Counts, per forward, the local experts that got tokens (a download per layer).
   void count_active_experts(bool on) {

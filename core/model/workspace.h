@@ -33,6 +33,7 @@ class Workspace {
   // when it reallocated.
   bool reserve_tables(int64_t entries);
   int64_t tokens() const { return shape_.tokens; }
+  int64_t dispatch_rows() const { return shape_.dispatch_rows; }
 
   float* x = nullptr;              // [N, H] the residual stream
   float* h = nullptr;              // [N, H] normalized rows

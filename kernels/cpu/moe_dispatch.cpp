@@ -3,6 +3,7 @@
 // plans the exchange with) and moe_dispatch_pack (given that plan: the rows to pack, each sent
 // row's expert ids and weights, and where combine finds each token's returned rows).
 
+#include <algorithm>
 #include <cstring>
 
 #include "kernels/common/check.h"
@@ -56,7 +57,9 @@ void moe_dispatch_count(int32_t* stats, const int32_t* ids, const int32_t* owner
 void moe_dispatch_pack(const MoeDispatchPack& a) {
   const int64_t T = a.tokens, k = a.k, W = a.world, E = a.experts;
   QWEN3MOE_CHECK(k >= 1 && k <= 64, "moe_dispatch_pack: top-", k, " outside 1..64");
-  const int32_t *first = a.plan, *rows = a.plan + W, *meta_row = a.plan + 2 * W,
+  QWEN3MOE_CHECK(a.capacity == 0 || a.capacity >= T, "moe_dispatch_pack: ", T,
+                 " tokens exceed the fixed capacity of ", a.capacity);
+  const int32_t *first = a.plan, *rows_of = a.plan + W, *meta_row = a.plan + 2 * W,
                 *back_row = a.plan + 3 * W;
   for (int64_t p = 0; p < W; ++p) {
     if (p == a.rank) {
@@ -68,26 +71,36 @@ void moe_dispatch_pack(const MoeDispatchPack& a) {
       }
       continue;
     }
-    const bool in_place = first[p] < T;
+    const bool fixed = a.capacity > 0;
+    const int64_t begin = fixed ? 0 : first[p], rows = fixed ? a.capacity : rows_of[p];
+    const bool in_place = fixed || begin < T;
+    int32_t* block = a.send_meta + 2 * k * meta_row[p];
     int64_t packed_slot = 0;
     for (int64_t t = 0; t < T; ++t) {
       const bool routed = routed_to(a.ids, a.owner, t, k, E, p);
       int64_t slot = -1;
       if (in_place) {
         // The whole range travels: routed or idle, token t is row t - first of the block.
-        if (t >= first[p] && t < first[p] + rows[p]) slot = t - first[p];
+        if (t >= begin && t < begin + rows) slot = t - begin;
       } else if (routed) {
         slot = packed_slot++;
-        a.pack_src[first[p] - T + slot] = int32_t(t);
+        a.pack_src[begin - T + slot] = int32_t(t);
       }
       if (slot >= 0) {
-        int32_t* block = a.send_meta + 2 * k * meta_row[p];
         float w[64];  // k <= 64 (router_topk's bound)
         put_meta(block + slot * k, w, a.ids, a.weights, a.owner, a.local, t, k, E, p);
-        std::memcpy(block + (rows[p] + slot) * k, w, sizeof(float) * size_t(k));
+        std::memcpy(block + (rows + slot) * k, w, sizeof(float) * size_t(k));
       }
       a.combine_rows[t * W + p] = routed ? int32_t(back_row[p] + slot) : -1;
     }
+    // A fixed-capacity block's rows past the tokens travel as idle rows.
+    if (in_place)
+      for (int64_t slot = std::max<int64_t>(0, T - begin); slot < rows; ++slot)
+        for (int64_t j = 0; j < k; ++j) {
+          block[slot * k + j] = -1;
+          const float zero = 0.0f;
+          std::memcpy(block + (rows + slot) * k + j, &zero, sizeof(float));
+        }
   }
   // The packed rows are copies for the peers: no local expert reads them.
   for (int64_t i = T * k; i < (T + a.packed) * k; ++i) a.own_ids[i] = -1;

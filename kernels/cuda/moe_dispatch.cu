@@ -73,9 +73,11 @@ __global__ void pack_peer_kernel(MoeDispatchPack a) {
   const int64_t p = blockIdx.x, T = a.tokens, k = a.k, W = a.world, E = a.experts;
   if (p == a.rank) return;
   const int lane = threadIdx.x;
-  const int32_t first = a.plan[p], rows = a.plan[W + p], meta_row = a.plan[2 * W + p],
-                back_row = a.plan[3 * W + p];
-  const bool in_place = first < T;
+  const bool fixed = a.capacity > 0;
+  const int64_t first = fixed ? 0 : a.plan[p], rows = fixed ? a.capacity : a.plan[W + p];
+  const int32_t meta_row = a.plan[2 * W + p], back_row = a.plan[3 * W + p];
+  const bool in_place = fixed || first < T;
+  int32_t* block = a.send_meta + 2 * k * meta_row;
   int64_t slot_base = 0;  // packed: routed tokens before this group of 32
   for (int64_t t0 = 0; t0 < T; t0 += 32) {
     const int64_t t = t0 + lane;
@@ -89,7 +91,6 @@ __global__ void pack_peer_kernel(MoeDispatchPack a) {
       slot = slot_base + __popc(mask & ((1u << lane) - 1u));
     }
     if (slot >= 0) {
-      int32_t* block = a.send_meta + 2 * k * meta_row;
       put_meta(block + slot * k, reinterpret_cast<float*>(block + (rows + slot) * k), a.ids,
                a.weights, a.owner, a.local, t, k, E, p);
       if (!in_place) a.pack_src[first - T + slot] = int32_t(t);
@@ -97,6 +98,12 @@ __global__ void pack_peer_kernel(MoeDispatchPack a) {
     if (live) a.combine_rows[t * W + p] = routed ? int32_t(back_row + slot) : -1;
     slot_base += __popc(mask);
   }
+  // A fixed-capacity block's rows past the tokens travel as idle rows.
+  if (in_place)
+    for (int64_t i = (T > first ? T - first : 0) * k + lane; i < rows * k; i += 32) {
+      block[i] = -1;
+      reinterpret_cast<float*>(block + rows * k)[i] = 0.0f;
+    }
 }
 
 // One thread per own (token, expert) slot and per packed-row slot.
@@ -126,12 +133,15 @@ void moe_dispatch_count(int32_t* stats, const int32_t* ids, const int32_t* owner
 }
 
 void moe_dispatch_pack(const MoeDispatchPack& args, cudaStream_t stream) {
+  QWEN3MOE_CHECK(args.capacity == 0 || args.capacity >= args.tokens,
+                 "moe_dispatch_pack: ", args.tokens, " tokens exceed the fixed capacity of ",
+                 args.capacity);
   const int64_t own = (args.tokens + args.packed) * args.k;
   if (own > 0) {
     pack_own_kernel<<<int((own + 255) / 256), 256, 0, stream>>>(args);
     QWEN3MOE_CUDA_LAUNCHED();
   }
-  if (args.world > 1 && args.tokens > 0) {
+  if (args.world > 1 && (args.tokens > 0 || args.capacity > 0)) {
     pack_peer_kernel<<<int(args.world), 32, 0, stream>>>(args);
     QWEN3MOE_CUDA_LAUNCHED();
   }

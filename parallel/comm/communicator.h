@@ -45,6 +45,9 @@ class Communicator {
                             void* recv, const size_t* recv_bytes, const size_t* recv_offsets) = 0;
   virtual void broadcast(void* buf, size_t bytes, int root) = 0;
   virtual void barrier() = 0;
+  // Whether its collectives may be recorded into a backend graph (they are stream operations
+  // that neither wait for nor touch the host: NCCL).
+  virtual bool graph_capturable() const { return false; }
 
  private:
   CollectiveContext context_;

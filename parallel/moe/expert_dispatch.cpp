@@ -60,8 +60,9 @@ ExpertDispatch::~ExpertDispatch() {
         static_cast<void*>(partial_), static_cast<void*>(meta_ids_), static_cast<void*>(meta_w_),
         static_cast<void*>(send_meta_), static_cast<void*>(recv_meta_),
         static_cast<void*>(combine_rows_), static_cast<void*>(pack_src_),
-        static_cast<void*>(stats_), static_cast<void*>(plan_dev_), static_cast<void*>(counts_dev_),
-        static_cast<void*>(out_stage_), static_cast<void*>(in_stage_)})
+        static_cast<void*>(stats_), static_cast<void*>(plan_dev_), static_cast<void*>(fixed_plan_),
+        static_cast<void*>(counts_dev_), static_cast<void*>(out_stage_),
+        static_cast<void*>(in_stage_)})
     if (p) backend_.free(p);
 }
 
@@ -73,6 +74,7 @@ T* ExpertDispatch::grow(T*& ptr, int64_t& capacity, int64_t need, int64_t keep) 
   const int64_t cap = std::max<int64_t>({need, capacity + capacity / 2, 1});
   T* grown = static_cast<T*>(backend_.alloc(size_t(cap) * sizeof(T)));
   if (ptr) {
+    ++reallocations_;
     if (keep > 0) backend_.copy(grown, ptr, size_t(keep) * sizeof(T));
     backend_.free(ptr);
   }
@@ -114,6 +116,45 @@ void ExpertDispatch::set_payload_dtype(DType dtype) {
   payload_ = dtype;
 }
 
+void ExpertDispatch::set_capacity(int64_t tokens) {
+  // Rows and meta offsets travel as int32 (the plan): bound the layout before sizing it.
+  QWEN3MOE_CHECK(tokens >= 0 && tokens * 2 * world_ * std::max<int64_t>(top_k_, 1) < (1 << 30),
+                 "a2a capacity of ", tokens, " tokens per rank is outside [0, ",
+                 (1 << 30) / (2 * world_ * std::max<int64_t>(top_k_, 1)), ") at world ", world_);
+  capacity_ = tokens;
+  if (world_ == 1 || tokens == 0) return;
+  const int64_t C = tokens, W = world_, H = hidden_, k = top_k_, peers = W - 1;
+  // Own rows [0, C), each peer's block of C after them; expert outputs over those, then the
+  // C rows each peer returns.
+  ensure_rows(C * W, n_);
+  if (C * W > n_) backend_.zero(rows_buf_ + n_ * H, size_t((C * W - n_) * H) * sizeof(float));
+  grow(partial_, partial_cap_, (C * W + peers * C) * H, 0);
+  grow(meta_ids_, meta_ids_cap_, C * W * k, 0);
+  grow(meta_w_, meta_w_cap_, C * W * k, 0);
+  grow(send_meta_, send_meta_cap_, 2 * peers * C * k, 0);
+  grow(recv_meta_, recv_meta_cap_, 2 * peers * C * k, 0);
+  grow(combine_rows_, combine_cap_, C * W, 0);
+  grow(out_stage_, out_stage_cap_, peers * C * H, 0);
+  grow(in_stage_, in_stage_cap_, peers * C * H, 0);
+  const size_t w = size_t(W);
+  for (auto* v : {&fixed_zero_, &fixed_rows_, &fixed_slot_row_, &fixed_recv_row_, &fixed_back_row_})
+    v->assign(w, 0);
+  std::vector<int32_t> plan(4 * w, 0);
+  for (int p = 0, slot = 0; p < W; ++p) {
+    if (p == rank_) continue;
+    const size_t q = size_t(p);
+    fixed_rows_[q] = C;
+    fixed_slot_row_[q] = slot * C;          // meta blocks and bf16 staging
+    fixed_recv_row_[q] = C + slot * C;      // the peer's rows in rows_buf_ and partial_
+    fixed_back_row_[q] = C * W + slot * C;  // what the peer returns, in partial_
+    plan[2 * w + q] = int32_t(fixed_slot_row_[q]);
+    plan[3 * w + q] = int32_t(fixed_back_row_[q]);
+    ++slot;
+  }
+  if (!fixed_plan_) fixed_plan_ = static_cast<int32_t*>(backend_.alloc(plan.size() * 4));
+  backend_.upload(fixed_plan_, plan.data(), plan.size() * sizeof(int32_t));
+}
+
 float* ExpertDispatch::input(int64_t n) {
   ensure_rows(std::max<int64_t>(n, 1), 0);
   n_ = n;
@@ -151,10 +192,13 @@ void ExpertDispatch::exchange(const void* send, const std::vector<int64_t>& send
                      recv_off_.data());
 }
 
-DispatchHandle ExpertDispatch::dispatch(int64_t n, const int32_t* ids, const float* weights,
-                                        float* residual, int64_t layer, A2aProfiler* profiler) {
+DispatchHandle ExpertDispatch::dispatch(int64_t n, int64_t max_rank_tokens, const int32_t* ids,
+                                        const float* weights, float* residual, int64_t layer,
+                                        A2aProfiler* profiler) {
   NvtxRange nvtx("dispatch", layer);
   QWEN3MOE_CHECK(n == n_, "dispatch of ", n, " tokens, but input() was sized for ", n_);
+  QWEN3MOE_CHECK(n <= max_rank_tokens, "dispatch of ", n, " tokens, more than the ",
+                 max_rank_tokens, " the call says any rank has");
   const int64_t H = hidden_, k = top_k_;
   DispatchHandle h;
   h.tokens = n;
@@ -170,6 +214,8 @@ DispatchHandle ExpertDispatch::dispatch(int64_t n, const int32_t* ids, const flo
     h.expert_out = residual;
     return h;
   }
+  last_fixed_ = fixed(max_rank_tokens);
+  if (last_fixed_) return dispatch_fixed(n, ids, weights, h, profiler);
   const size_t w = size_t(world_);
 
   // Layout: which ranks each token goes to, on the backend; the host reads 3 ints per rank.
@@ -312,6 +358,7 @@ void ExpertDispatch::combine(const DispatchHandle& h, A2aProfiler* profiler) {
   NvtxRange nvtx("combine", h.layer);
   QWEN3MOE_CHECK(h.expert_out == partial_ && h.rows == rows_,
                  "combine: the handle is not this dispatcher's last dispatch");
+  if (last_fixed_) return combine_fixed(h, profiler);
   const int64_t H = hidden_;
   comm_.set_phase(h.layer, "combine");
   const double t0 = profiler ? profiler->now_us() : 0;
@@ -337,6 +384,94 @@ void ExpertDispatch::combine(const DispatchHandle& h, A2aProfiler* profiler) {
     profiler->record_exchange(h.layer, "combine", logical_bytes_, t0, 0, profiler->now_us() - t0);
   }
   // Each token's returned rows into the residual (its own experts' sum is there already).
+  backend_.moe_combine(h.residual, partial_, combine_rows_, nullptr, h.tokens, world_, H);
+}
+
+DispatchHandle ExpertDispatch::dispatch_fixed(int64_t n, const int32_t* ids, const float* weights,
+                                              DispatchHandle h, A2aProfiler* profiler) {
+  const int64_t C = capacity_, W = world_, H = hidden_, k = top_k_;
+  const size_t w = size_t(W);
+  // Only for the profile: which of this rank's tokens stay here (the bytes matrix diagonal).
+  if (profiler) {
+    backend_.moe_dispatch_count(stats_, ids, owner_, n, k, num_experts_, world_);
+    backend_.download(stats_host_.data(), stats_, stats_host_.size() * sizeof(int32_t));
+  }
+  comm_.set_phase(h.layer, "dispatch");
+  const double t0 = profiler ? profiler->now_us() : 0;
+  rows_ = C * W;
+  MoeDispatchPack a;
+  a.ids = ids;
+  a.weights = weights;
+  a.owner = owner_;
+  a.local = local_;
+  a.plan = fixed_plan_;
+  a.pack_src = pack_src_;
+  a.combine_rows = combine_rows_;
+  a.send_meta = send_meta_;
+  a.own_ids = meta_ids_;
+  a.own_weights = meta_w_;
+  a.tokens = n;
+  a.k = k;
+  a.experts = num_experts_;
+  a.world = world_;
+  a.rank = rank_;
+  a.packed = C - n;  // the own block's idle rows: no local expert reads them
+  a.capacity = C;
+  backend_.moe_dispatch_pack(a);
+  // Every peer gets the same C input rows; they land after the own block, in rank order.
+  if (payload_ == DType::F32) {
+    exchange(rows_buf_, fixed_zero_, fixed_rows_, rows_buf_, fixed_recv_row_, fixed_rows_,
+             size_t(H) * sizeof(float));
+  } else {
+    backend_.rows_to_bf16(out_stage_, rows_buf_, nullptr, C, H);
+    exchange(out_stage_, fixed_zero_, fixed_rows_, in_stage_, fixed_slot_row_, fixed_rows_,
+             size_t(H) * sizeof(uint16_t));
+    backend_.rows_to_f32(rows_buf_ + C * H, in_stage_, (W - 1) * C, H);
+  }
+  exchange(send_meta_, fixed_slot_row_, fixed_rows_, recv_meta_, fixed_slot_row_, fixed_rows_,
+           size_t(2 * k) * sizeof(int32_t));
+  for (size_t p = 0; p < w; ++p) {
+    if (int(p) == rank_) continue;
+    const int32_t* block = recv_meta_ + 2 * k * fixed_slot_row_[p];
+    const size_t half = size_t(C * k) * sizeof(int32_t);
+    backend_.copy(meta_ids_ + fixed_recv_row_[p] * k, block, half);
+    backend_.copy(meta_w_ + fixed_recv_row_[p] * k, block + C * k, half);
+  }
+  if (profiler) {
+    const size_t row_bytes = size_t(H) * dtype_size(payload_) + size_t(2 * k) * sizeof(float);
+    for (size_t p = 0; p < w; ++p)
+      logical_bytes_[p] = size_t(int(p) == rank_ ? stats_host_[p] : C) * row_bytes;
+    profiler->record_exchange(h.layer, "dispatch", logical_bytes_, t0, 0, profiler->now_us() - t0);
+  }
+  h.rows = rows_;
+  h.row_data = rows_buf_;
+  h.ids = meta_ids_;
+  h.weights = meta_w_;
+  h.peer_begin = C;
+  h.expert_out = partial_;
+  return h;
+}
+
+void ExpertDispatch::combine_fixed(const DispatchHandle& h, A2aProfiler* profiler) {
+  const int64_t C = capacity_, W = world_, H = hidden_;
+  comm_.set_phase(h.layer, "combine");
+  const double t0 = profiler ? profiler->now_us() : 0;
+  // Each peer's block goes back whole, landing after the expert rows in rank order.
+  if (payload_ == DType::F32) {
+    exchange(partial_, fixed_recv_row_, fixed_rows_, partial_, fixed_back_row_, fixed_rows_,
+             size_t(H) * sizeof(float));
+  } else {
+    backend_.rows_to_bf16(out_stage_, partial_ + C * H, nullptr, (W - 1) * C, H);
+    exchange(out_stage_, fixed_slot_row_, fixed_rows_, in_stage_, fixed_slot_row_, fixed_rows_,
+             size_t(H) * sizeof(uint16_t));
+    backend_.rows_to_f32(partial_ + C * W * H, in_stage_, (W - 1) * C, H);
+  }
+  if (profiler) {
+    for (size_t p = 0; p < size_t(W); ++p)
+      logical_bytes_[p] =
+          size_t(int(p) == rank_ ? stats_host_[p] : C) * size_t(H) * dtype_size(payload_);
+    profiler->record_exchange(h.layer, "combine", logical_bytes_, t0, 0, profiler->now_us() - t0);
+  }
   backend_.moe_combine(h.residual, partial_, combine_rows_, nullptr, h.tokens, world_, H);
 }
 

@@ -25,10 +25,17 @@
 // are rounded to bf16 where they leave and widened where they land, the own rows stay f32, ids
 // and weights always travel exact). bf16 rows cannot be sent from where they are, so every
 // sent row is converted once into a staging buffer, in the same plan.
+// Fixed capacity (set_capacity(C), for decode): when no rank has more than C tokens, every rank
+// sends every peer the same C input rows [0, C) (its n tokens, then idle rows) and each peer's
+// meta in blocks of C rows, and gets C rows back from each: sizes every rank knows without the
+// count exchange, so the host reads nothing and uploads nothing, and a whole step can be one
+// CUDA graph. It moves C rows per peer however the tokens route (at decode sizes the cost is
+// the latency of a round trip, not the bytes); larger steps (prefill) take the counted path.
 // At world 1 dispatch is the identity: the experts read the input and the router's arrays and
 // write into the residual, and combine has nothing to do.
 // The profiler counts routed rows: those that stay local as dispatched to this rank (the
-// diagonal of the bytes matrix, delivered without a copy), idle rows not at all.
+// diagonal of the bytes matrix, delivered without a copy), idle rows not at all; under a
+// fixed capacity, what travels: C rows to and from each peer.
 #pragma once
 
 #include <cstdint>
@@ -80,6 +87,18 @@ class ExpertDispatch {
   // that size allocates.
   void reserve(int64_t max_tokens);
 
+  // The fixed-capacity exchange for calls whose ranks have at most `tokens` tokens each (0:
+  // off). Sizes its buffers now: no call that takes it allocates.
+  void set_capacity(int64_t tokens);
+  int64_t capacity() const { return capacity_; }
+  // Whether a call whose ranks have at most `max_rank_tokens` tokens takes the fixed-capacity
+  // exchange: no host read or upload, so a backend graph may hold it.
+  bool fixed(int64_t max_rank_tokens) const {
+    return world_ > 1 && capacity_ > 0 && max_rank_tokens <= capacity_;
+  }
+  // Times a buffer was replaced by a larger one: graphs captured before hold the old addresses.
+  int64_t reallocations() const { return reallocations_; }
+
   // F32 (the default) or BF16: the dtype of the rows on the wire, both ways.
   void set_payload_dtype(DType dtype);
   DType payload_dtype() const { return payload_; }
@@ -90,14 +109,20 @@ class ExpertDispatch {
 
   // ids, weights: [n, k] the router's choice (global expert ids) for the n tokens of input(),
   // backend memory; residual [n, hidden]: where combine (world 1: the experts) adds the result.
-  DispatchHandle dispatch(int64_t n, const int32_t* ids, const float* weights, float* residual,
-                          int64_t layer, A2aProfiler* profiler);
+  // max_rank_tokens: the most tokens any rank has in this call, the same on every rank (it
+  // picks the exchange, which every rank must agree on).
+  DispatchHandle dispatch(int64_t n, int64_t max_rank_tokens, const int32_t* ids,
+                          const float* weights, float* residual, int64_t layer,
+                          A2aProfiler* profiler);
 
   // Sends each row's expert output back to the rank of its token and adds, per token, the rows
   // returned for it into handle.residual.
   void combine(const DispatchHandle& handle, A2aProfiler* profiler);
 
  private:
+  DispatchHandle dispatch_fixed(int64_t n, const int32_t* ids, const float* weights,
+                                DispatchHandle h, A2aProfiler* profiler);
+  void combine_fixed(const DispatchHandle& h, A2aProfiler* profiler);
   void ensure_rows(int64_t rows, int64_t keep);
   void ensure_meta(int64_t send_rows, int64_t recv_rows);
   // counts_send_ out, counts_recv_ in, through backend memory (the communicator's kind).
@@ -128,6 +153,7 @@ class ExpertDispatch {
   int32_t* pack_src_ = nullptr;      // [packed]
   int32_t* stats_ = nullptr;         // [3, W] moe_dispatch_count's
   int32_t* plan_dev_ = nullptr;      // [4, W]
+  int32_t* fixed_plan_ = nullptr;    // [4, W] the fixed-capacity plan, uploaded once
   uint32_t* counts_dev_ = nullptr;   // [2, 2, W] counts exchange: send, recv (rows, routed)
   DType payload_ = DType::F32;
   uint16_t* out_stage_ = nullptr;  // bf16 payload: [rows sent, H] rows leaving this rank
@@ -143,6 +169,10 @@ class ExpertDispatch {
   std::vector<uint32_t> counts_send_, counts_recv_;  // [W, 2]: per peer rows, routed rows
   std::vector<size_t> send_bytes_, send_off_, recv_bytes_, recv_off_, logical_bytes_;
   int64_t rows_ = 0, returned_ = 0;
+  // Fixed capacity C: the row and count vectors of its exchanges, per peer, made once.
+  int64_t capacity_ = 0, reallocations_ = 0;
+  bool last_fixed_ = false;  // the last dispatch took the fixed-capacity exchange
+  std::vector<int64_t> fixed_zero_, fixed_rows_, fixed_slot_row_, fixed_recv_row_, fixed_back_row_;
 };
 
 }  // namespace qwen3moe

@@ -360,6 +360,47 @@ TEST_F(CudaOps, MoeDispatchCountAndPackEqualCpu) {
   EXPECT_EQ(host(g.own_weights, own_w.size()), own_w);
 }
 
+// The fixed-capacity form: blocks of C rows, padding rows idle; T = 0 still writes them.
+TEST_F(CudaOps, MoeDispatchPackFixedCapacityEqualsCpu) {
+  const int64_t k = 8, E = 64, W = 4, rank = 1, C = 70;
+  std::vector<int32_t> owner(static_cast<size_t>(E)), local(static_cast<size_t>(E));
+  for (int64_t e = 0; e < E; ++e) {
+    owner[size_t(e)] = int32_t(e % W);
+    local[size_t(e)] = int32_t(e / W);
+  }
+  for (const int64_t T : {int64_t(37), int64_t(0), C}) {
+    const int64_t n = std::max<int64_t>(T, 1);
+    const std::vector<int32_t> ids = router_like_ids(n, k, E, 63);
+    const std::vector<float> w = randn(size_t(n * k), 64);
+    std::vector<int32_t> plan(size_t(4 * W), 0);
+    for (int64_t p = 0, slot = 0; p < W; ++p) {
+      if (p == rank) continue;
+      plan[size_t(2 * W + p)] = int32_t(slot * C);
+      plan[size_t(3 * W + p)] = int32_t(W * C + slot * C);
+      ++slot;
+    }
+    std::vector<int32_t> combine_rows(size_t(n * W), -7),
+        send_meta(size_t(2 * (W - 1) * C * k), -7), own_ids(size_t(C * k), -7);
+    std::vector<float> own_w(size_t(n * k), -7.0f);
+    MoeDispatchPack c;
+    c.tokens = T, c.k = k, c.experts = E, c.world = W, c.rank = rank, c.packed = C - T;
+    c.capacity = C;
+    MoeDispatchPack g = c;
+    c.ids = ids.data(), c.weights = w.data(), c.owner = owner.data(), c.local = local.data();
+    c.plan = plan.data(), c.combine_rows = combine_rows.data(), c.send_meta = send_meta.data();
+    c.own_ids = own_ids.data(), c.own_weights = own_w.data();
+    g.ids = dev(ids), g.weights = dev(w), g.owner = dev(owner), g.local = dev(local);
+    g.plan = dev(plan), g.combine_rows = dev(combine_rows), g.send_meta = dev(send_meta);
+    g.own_ids = dev(own_ids), g.own_weights = dev(own_w);
+    cpu->moe_dispatch_pack(c);
+    gpu->moe_dispatch_pack(g);
+    EXPECT_EQ(host(g.combine_rows, combine_rows.size()), combine_rows) << "T " << T;
+    EXPECT_EQ(host(g.send_meta, send_meta.size()), send_meta) << "T " << T;
+    EXPECT_EQ(host(g.own_ids, own_ids.size()), own_ids) << "T " << T;
+    EXPECT_EQ(host(g.own_weights, own_w.size()), own_w) << "T " << T;
+  }
+}
+
 TEST_F(CudaOps, Bf16PayloadEqualsCpu) {
   const int64_t n = 9, dim = 301;
   std::vector<float> in = randn(size_t(12 * dim), 71, 10.0f);

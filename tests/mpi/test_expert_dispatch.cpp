@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "kernels/backend.h"
+#include "kernels/common/check.h"
 #include "mpi_world.h"
 #include "parallel/moe/expert_dispatch.h"
 #include "parallel/profile/a2a_profiler.h"
@@ -42,7 +43,8 @@ float weight_of(int rank, int64_t token, int64_t j) {
   return 0.25f + 0.125f * float((rank + token + j) % 5);
 }
 
-void run_case(const Routing& routing, int64_t experts) {
+// capacity > 0: the fixed-capacity exchange when every rank's tokens fit, else the counted one.
+void run_case(const Routing& routing, int64_t experts, int64_t capacity = 0) {
   Communicator& comm = world();
   const int W = comm.size(), R = comm.rank();
   const int64_t per_rank = experts / W, e0 = R * per_rank;
@@ -52,6 +54,11 @@ void run_case(const Routing& routing, int64_t experts) {
   const Topology topo = Topology::experts_only(R, W, experts);
   ExpertDispatch d(*backend, comm, topo, kHidden, kTopK);
   A2aProfiler profiler(R, W, experts, {true});
+  int64_t most = 0;
+  for (int r = 0; r < W; ++r) most = std::max(most, routing.tokens(r));
+  d.set_capacity(capacity);
+  const bool fixed = capacity > 0 && most <= capacity && W > 1;
+  ASSERT_EQ(d.fixed(most), fixed);
 
   // Twice: the second round reuses the buffers the first one grew.
   for (int round = 0; round < 2; ++round) {
@@ -69,8 +76,14 @@ void run_case(const Routing& routing, int64_t experts) {
     }
     // The residual starts at -1 everywhere: combine must add exactly each token's result.
     std::vector<float> residual(static_cast<size_t>(std::max<int64_t>(1, n * kHidden)), -1.0f);
+    const int64_t reallocations = d.reallocations();
     const DispatchHandle h =
-        d.dispatch(n, ids.data(), weights.data(), residual.data(), 0, &profiler);
+        d.dispatch(n, most, ids.data(), weights.data(), residual.data(), 0, &profiler);
+    // The fixed-capacity exchange sized everything in set_capacity.
+    if (fixed) {
+      EXPECT_EQ(d.reallocations(), reallocations);
+      EXPECT_EQ(h.rows, capacity * W);
+    }
 
     // What each local expert must see: (source rank, token, weight) for every pair routed to it.
     using Pair = std::tuple<int, int64_t, float>;
@@ -144,10 +157,14 @@ void run_case(const Routing& routing, int64_t experts) {
         for (int32_t e : routing.experts(src, t)) mine |= topo.expert_owner(e) == R;
         from[size_t(src)] += mine;
       }
+    // Under a fixed capacity what travels is C rows to and from each peer.
     for (int p = 0; p < W; ++p) {
-      EXPECT_EQ(disp.bytes_to[size_t(p)], to[size_t(p)] * (kHidden + 2 * kTopK) * sizeof(float))
+      const bool fixed_peer = fixed && p != R;
+      const uint64_t rows_to = fixed_peer ? uint64_t(capacity) : to[size_t(p)];
+      const uint64_t rows_back = fixed_peer ? uint64_t(capacity) : from[size_t(p)];
+      EXPECT_EQ(disp.bytes_to[size_t(p)], rows_to * (kHidden + 2 * kTopK) * sizeof(float))
           << "dispatch to " << p;
-      EXPECT_EQ(comb.bytes_to[size_t(p)], from[size_t(p)] * kHidden * sizeof(float))
+      EXPECT_EQ(comb.bytes_to[size_t(p)], rows_back * kHidden * sizeof(float))
           << "combine to " << p;
     }
   }
@@ -223,7 +240,7 @@ TEST(ExpertDispatch, EverythingToOneRank) {
 // integers scaled by powers of two; weights in quarters), every sum is exact, so any row lost,
 // misrouted or returned to the wrong token shows as an exact mismatch. Both the in-place and
 // the packed send paths are taken (wide routing vs every third token).
-void run_bf16_case(const Routing& routing, int64_t experts) {
+void run_bf16_case(const Routing& routing, int64_t experts, int64_t capacity = 0) {
   Communicator& comm = world();
   const int W = comm.size(), R = comm.rank();
   const std::unique_ptr<Backend> backend = make_cpu_backend(1);
@@ -231,7 +248,10 @@ void run_bf16_case(const Routing& routing, int64_t experts) {
   ExpertDispatch d(*backend, comm, topo, kHidden, kTopK);
   d.set_payload_dtype(DType::BF16);
   d.reserve(16);
+  d.set_capacity(capacity);
   const int64_t n = routing.tokens(R), El = experts / W;
+  int64_t most = 0;
+  for (int r = 0; r < W; ++r) most = std::max(most, routing.tokens(r));
   auto exact = [](int rank, int64_t t, int64_t c) {
     return float(rank * 16 + t) * float(1 << (c % 8));  // < 64 * 128: 6 significant bits
   };
@@ -250,7 +270,7 @@ void run_bf16_case(const Routing& routing, int64_t experts) {
     }
   }
   std::vector<float> residual(size_t(std::max<int64_t>(1, n * kHidden)), -1.0f);
-  const DispatchHandle h = d.dispatch(n, ids.data(), w.data(), residual.data(), 0, nullptr);
+  const DispatchHandle h = d.dispatch(n, most, ids.data(), w.data(), residual.data(), 0, nullptr);
   const int64_t P = h.rows * kTopK;
   std::vector<int32_t> offsets(size_t(El + 1)), pair_row(size_t(P + 1)), pair_index(size_t(P + 1)),
       active(static_cast<size_t>(El));
@@ -279,6 +299,57 @@ TEST(ExpertDispatch, Bf16PayloadInPlaceRangesSumExactly) {
 TEST(ExpertDispatch, Bf16PayloadPackedRowsSumExactly) {
   const int W = world().size();
   run_bf16_case(packed_routing(W), 4 * W);
+}
+
+// The fixed-capacity exchange on the same routings: exactly full (the largest rank's tokens),
+// with room to spare, with a rank that has no tokens, and in bf16.
+TEST(ExpertDispatch, FixedCapacityExactlyFull) {
+  const int W = world().size();
+  run_case(in_place_routing(W), 4 * W, 7 + W - 1);
+  run_case(packed_routing(W), 4 * W, 9 + 2 * (W - 1));
+}
+
+TEST(ExpertDispatch, FixedCapacityWithRoomToSpare) {
+  const int W = world().size();
+  run_case(packed_routing(W), 4 * W, 40);
+  run_case({[](int) { return int64_t(12); },
+            [W](int, int64_t t) {
+              return t == 3 ? std::vector<int32_t>{0, 1, 2} : wide(t, W);
+            }},
+           4 * W, 13);
+}
+
+TEST(ExpertDispatch, FixedCapacityARankWithoutTokens) {
+  const int W = world().size();
+  const int64_t E = 4 * W;
+  run_case({[](int r) { return r == 1 ? int64_t(0) : int64_t(2); },
+            [E](int r, int64_t t) {
+              return std::vector<int32_t>{int32_t((t + r) % E), int32_t((t + r + 5) % E),
+                                          int32_t((t + r + 10) % E)};
+            }},
+           E, 4);
+}
+
+TEST(ExpertDispatch, FixedCapacityBf16SumsExactly) {
+  const int W = world().size();
+  run_bf16_case(in_place_routing(W), 4 * W, 16);
+  run_bf16_case(packed_routing(W), 4 * W, 9 + 2 * (W - 1));
+}
+
+// A call with more tokens on some rank than the capacity takes the counted exchange on every
+// rank (they agree through max_rank_tokens), and set_capacity bounds its argument.
+TEST(ExpertDispatch, OverCapacityTakesTheCountedExchange) {
+  const int W = world().size();
+  Communicator& comm = world();
+  const std::unique_ptr<Backend> backend = make_cpu_backend(1);
+  const Topology topo = Topology::experts_only(comm.rank(), W, 4 * W);
+  ExpertDispatch d(*backend, comm, topo, kHidden, kTopK);
+  d.set_capacity(4);
+  EXPECT_FALSE(d.fixed(5));
+  EXPECT_EQ(d.fixed(4), W > 1);
+  EXPECT_THROW(d.set_capacity(-1), Error);
+  EXPECT_THROW(d.set_capacity(int64_t(1) << 40), Error);
+  run_case(packed_routing(W), 4 * W, 3);  // 9 + 2r tokens on rank r
 }
 
 }  // namespace

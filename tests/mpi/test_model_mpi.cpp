@@ -126,6 +126,44 @@ TEST(MpiBf16Payload, LogitsNearReferenceGreedyKeptUpToANearTie) {
   }
 }
 
+// The fixed-capacity exchange (decode's): the same expert sums as the counted one, so the
+// logits of prompts that fit it are bit-identical to the counted path's, longer prompts take
+// the counted path, and greedy decoding (every decode step fixed) keeps the reference tokens.
+TEST(MpiFixedCapacity, BitIdenticalToTheCountedExchange) {
+  const std::string dir = fixture("hf-tiny/moe_a");
+  LoadedModel fixed(dir, &world(), 1), counted(dir, &world(), 1);
+  const int64_t capacity = 4;
+  fixed.model.set_a2a_capacity(capacity);
+  const WeightStore ref = WeightStore::open_file(dir + "/reference.safetensors");
+  int fitted = 0;
+  for (int p = 0; p < 5; ++p) {
+    const std::string key = "prompt_" + std::to_string(p);
+    auto tokens = tensor_values<int32_t>(ref.get(key + ".tokens"));
+    for (const size_t n : {size_t(1), size_t(3), tokens.size()}) {
+      if (n > tokens.size()) continue;
+      const std::vector<int32_t> prefix(tokens.begin(), tokens.begin() + long(n));
+      fitted += int64_t(n) <= capacity * world().size();
+      EXPECT_EQ(prefill_logits(fixed.model, fixed.cache, prefix),
+                prefill_logits(counted.model, counted.cache, prefix))
+          << key << " first " << n << " tokens on " << world().size() << " ranks";
+    }
+  }
+  EXPECT_GE(fitted, 8);  // the fixed path ran (prompts longer than the capacity did not)
+  for (int g = 0; g < 2; ++g) {
+    const std::string key = "greedy_" + std::to_string(g);
+    const auto prompt = tensor_values<int32_t>(ref.get(key + ".prompt"));
+    const auto expected = tensor_values<int32_t>(ref.get(key + ".output"));
+    EXPECT_EQ(greedy(fixed, prompt, expected.size()).output_ids, expected)
+        << key << " on " << world().size() << " ranks";
+  }
+  fixed.model.set_a2a_dtype(DType::BF16);
+  counted.model.set_a2a_dtype(DType::BF16);
+  const auto three = tensor_values<int32_t>(ref.get("greedy_0.prompt"));
+  EXPECT_EQ(prefill_logits(fixed.model, fixed.cache, three),
+            prefill_logits(counted.model, counted.cache, three))
+      << "bf16 payload on " << world().size() << " ranks";
+}
+
 INSTANTIATE_TEST_SUITE_P(HfTiny, MpiParity, ::testing::Values("moe_a", "dense_a"));
 
 }  // namespace

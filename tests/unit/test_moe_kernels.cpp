@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "kernels/backend.h"
+#include "kernels/common/check.h"
 #include "kernels/common/dtype.h"
 #include "kernels/cpu/ops.h"
 
@@ -388,6 +389,72 @@ TEST(MoeKernels, DispatchPackFollowsThePlan) {
   }
   // The packed rows carry no local experts.
   for (int64_t i = T * k; i < (T + packed) * k; ++i) EXPECT_EQ(own_ids[size_t(i)], -1);
+}
+
+// The fixed-capacity exchange: every peer's block is the input rows [0, C), the rows past the
+// tokens idle (ids -1, weights 0), the own padding rows without experts; also with no tokens.
+TEST(MoeKernels, DispatchPackFixedCapacityPadsEveryBlockToTheCapacity) {
+  const int64_t k = 2, E = 6, W = 3, rank = 1, C = 7;
+  const Placement pl = scrambled(E, W, 44);
+  for (const int64_t T : {int64_t(5), int64_t(0), C}) {
+    const std::vector<int32_t> ids = random_ids(std::max<int64_t>(T, 1), k, E, 45);
+    const std::vector<float> w = randn(size_t(std::max<int64_t>(T, 1) * k), 46);
+    // [4, W]: first row and rows unused; meta row and back row per peer slot.
+    const std::vector<int32_t> plan = {
+        -5, 0, -5, -5, int32_t(T), -5, 0, 0, int32_t(C), int32_t(3 * C), 0, int32_t(4 * C)};
+    std::vector<int32_t> combine_rows(size_t(std::max<int64_t>(T, 1) * W), -7),
+        send_meta(size_t(2 * 2 * C * k), -7), own_ids(size_t(C * k), -7);
+    std::vector<float> own_w(size_t(std::max<int64_t>(T, 1) * k), -7.0f);
+    MoeDispatchPack a;
+    a.ids = ids.data();
+    a.weights = w.data();
+    a.owner = pl.owner.data();
+    a.local = pl.local.data();
+    a.plan = plan.data();
+    a.combine_rows = combine_rows.data();
+    a.send_meta = send_meta.data();
+    a.own_ids = own_ids.data();
+    a.own_weights = own_w.data();
+    a.tokens = T;
+    a.k = k;
+    a.experts = E;
+    a.world = W;
+    a.rank = rank;
+    a.packed = C - T;
+    a.capacity = C;
+    cpu::moe_dispatch_pack(a);
+    for (const int64_t p : {int64_t(0), int64_t(2)}) {
+      const int64_t meta_row = p == 0 ? 0 : C, back_row = p == 0 ? 3 * C : 4 * C;
+      const int32_t* block = send_meta.data() + 2 * k * meta_row;
+      for (int64_t slot = 0; slot < C; ++slot)
+        for (int64_t j = 0; j < k; ++j) {
+          float f;
+          std::memcpy(&f, block + (C + slot) * k + j, sizeof(f));
+          if (slot < T) {
+            const int32_t e = ids[size_t(slot * k + j)];
+            EXPECT_EQ(block[slot * k + j], pl.owner[size_t(e)] == p ? pl.local[size_t(e)] : -1);
+            EXPECT_EQ(f, w[size_t(slot * k + j)]);
+          } else {
+            EXPECT_EQ(block[slot * k + j], -1) << "T " << T << " peer " << p << " row " << slot;
+            EXPECT_EQ(f, 0.0f);
+          }
+        }
+      for (int64_t t = 0; t < T; ++t) {
+        EXPECT_EQ(combine_rows[size_t(t * W + p)],
+                  goes_to(ids, pl, t, k, p) ? int32_t(back_row + t) : -1);
+      }
+    }
+    for (int64_t i = T * k; i < C * k; ++i) EXPECT_EQ(own_ids[size_t(i)], -1);
+  }
+  // More tokens than the capacity is an error, never a truncation.
+  std::vector<int32_t> plan(size_t(4 * W), 0);
+  MoeDispatchPack over;
+  over.tokens = C + 1;
+  over.k = k;
+  over.world = W;
+  over.capacity = C;
+  over.plan = plan.data();
+  EXPECT_THROW(cpu::moe_dispatch_pack(over), Error);
 }
 
 TEST(MoeKernels, Bf16PayloadRoundsToNearestEvenAndWidensExactly) {

@@ -72,6 +72,8 @@ class NcclCommunicator final : public Communicator {
   void broadcast(void* buf, size_t bytes, int root) override {
     QWEN3MOE_NCCL_CHECK(ncclBroadcast(buf, buf, bytes, ncclUint8, root, comm_, stream_));
   }
+  // NCCL collectives are stream operations (captured since NCCL 2.9).
+  bool graph_capturable() const override { return true; }
   // A one-element all-reduce every rank must join, then wait for it: when barrier returns,
   // every rank has reached it and this rank's queued work is done.
   void barrier() override {
