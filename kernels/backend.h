@@ -48,6 +48,9 @@ struct AttentionBatch {
 };
 
 // The arguments of Backend::moe_dispatch_pack, all backend memory. W ranks, T tokens.
+// The KV slot of a token that pads a step to a graph's batch size: kv_cache_write skips it.
+inline constexpr int32_t kPaddingSlot = -1;
+
 struct MoeDispatchPack {
   const int32_t* ids = nullptr;    // [T, k] the router's global expert ids
   const float* weights = nullptr;  // [T, k] their weights
@@ -111,7 +114,8 @@ class Backend {
   // Rotate-half RoPE in place on x[T, heads, head_dim] at positions[T].
   virtual void rope(float* x, const int32_t* positions, int64_t tokens, int64_t heads,
                     int64_t head_dim, float theta) = 0;
-  // k, v: [T, kv_heads*head_dim] written to the caches at slots[T] (slot = block*bs + offset).
+  // k, v: [T, kv_heads*head_dim] written to the caches at slots[T] (slot = block*bs + offset;
+  // kPaddingSlot: a padding token of a graph bucket, not written).
   // Caches: [num_blocks*block_size, kv_heads*head_dim] f32.
   virtual void kv_cache_write(float* k_cache, float* v_cache, const float* k, const float* v,
                               const int32_t* slots, int64_t tokens, int64_t kv_dim) = 0;
@@ -194,6 +198,7 @@ class Backend {
   // hundreds). Only ops that neither allocate nor wait for the host may be captured (no
   // upload/download, no workspace growth). A backend without graphs returns false from
   // begin_capture and the caller runs the ops itself.
+  virtual bool has_graphs() const { return false; }
   virtual bool begin_capture() { return false; }
   virtual int end_capture() { return -1; }
   virtual void replay(int graph) { (void)graph; }

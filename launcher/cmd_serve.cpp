@@ -39,6 +39,7 @@ struct ServeFlags {
   int64_t kv_blocks = 0;    // 0: sized from max_batch x context, capped by memory
   double kv_memory_gb = 0;  // 0: a quarter of the free memory, at most 16 GiB
   ProfileOptions profile;
+  bool enforce_eager = false;  // no backend graphs
 };
 
 constexpr int64_t kBlockSize = 16;
@@ -100,6 +101,11 @@ void run_serve(const ServeFlags& f) {
   });
   auto rt = load_runtime(f.runtime);
   set_a2a_capacity(*rt, f.runtime, f.engine.max_batch);  // a decode step of the whole batch
+  // Decode steps as graph replays (CUDA), padded to a few shapes; on every rank, since the
+  // followers run the same steps.
+  EngineOptions engine_options = f.engine;
+  engine_options.graph_padding = !f.enforce_eager && rt->backend->has_graphs();
+  rt->model->set_graphs(engine_options.graph_padding);
 
   std::unique_ptr<KvCache> cache;
   std::unique_ptr<Engine> engine;
@@ -109,7 +115,7 @@ void run_serve(const ServeFlags& f) {
     QWEN3MOE_CHECK(blocks > 0, "no memory for even one KV block (--kv-memory-gb)");
     cache = std::make_unique<KvCache>(rt->config, *rt->topo, *rt->backend, blocks, kBlockSize);
     engine = std::make_unique<Engine>(*rt->model, *cache, *rt->comm,
-                                      tokenizer ? &*tokenizer : nullptr, f.engine);
+                                      tokenizer ? &*tokenizer : nullptr, engine_options);
     if (!root) return;
     rpc::ServedModel served;
     served.config = rt->config;
@@ -118,7 +124,7 @@ void run_serve(const ServeFlags& f) {
     served.ep = rt->topo->ep();
     served.kv_block_size = cache->block_size();
     served.kv_total_blocks = cache->num_blocks();
-    served.engine = f.engine;
+    served.engine = engine_options;
     served.tokenizer = tokenizer ? &*tokenizer : nullptr;
     served.chat = chat ? &*chat : nullptr;
     // Bound before any rank starts following, so a taken port fails every rank cleanly.
@@ -194,6 +200,9 @@ void register_serve(CLI::App& app) {
   cmd->add_option("--stall-timeout", f->server.stall_timeout,
                   "Seconds with work waiting and no engine step before health says NOT_SERVING")
       ->capture_default_str();
+  cmd->add_flag("--enforce-eager", f->enforce_eager,
+                "Run every step op by op: no CUDA graphs (by default decode steps are padded to "
+                "batch-size buckets and replayed as graphs)");
   add_runtime_flags(*cmd, f->runtime);
   add_profile_flags(*cmd, f->profile);
   cmd->callback([f] { run_serve(*f); });

@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "core/engine/debug_stall.h"
+#include "core/engine/graph_buckets.h"
 #include "core/engine/percentile.h"
 #include "core/text/stream_decoder.h"
 #include "kernels/common/check.h"
@@ -220,6 +221,26 @@ void Engine::emit_token(Sequence& s, int32_t token) {
   if (s.sink) s.sink(ev);
 }
 
+void Engine::pad_to_graph_shape(StepBatch& b) const {
+  const int64_t T = int64_t(b.tokens.size()), S = T;  // one token per sequence
+  const int64_t B = graph_batch_bucket(T, options_.max_batch);
+  const int width = graph_table_width(b.max_blocks_per_seq), old_width = b.max_blocks_per_seq;
+  // The tables re-laid at the padded width, plus one all-zero row the padding tokens share:
+  // each attends to one key (position 0, in block 0) and keeps nothing (kPaddingSlot).
+  std::vector<int32_t> tables(size_t((S + 1) * width), 0);
+  for (int64_t s = 0; s < S; ++s)
+    std::copy_n(b.block_tables.begin() + s * old_width, old_width, tables.begin() + s * width);
+  b.block_tables = std::move(tables);
+  b.max_blocks_per_seq = width;
+  for (int64_t t = T; t < B; ++t) {
+    b.tokens.push_back(0);
+    b.positions.push_back(0);
+    b.token_seq.push_back(int32_t(S));
+    b.slots.push_back(kPaddingSlot);
+    b.logit_rows.push_back(int32_t(t));  // every row, so the logit count is the bucket too
+  }
+}
+
 void Engine::broadcast_plan(const StepBatch& b, bool stop) {
   if (comm_.size() == 1) return;
   comm_.set_phase(-1, "step plan");
@@ -361,6 +382,10 @@ bool Engine::step() {
       std::copy(blocks.begin(), blocks.end(),
                 b.block_tables.begin() + int64_t(i * size_t(max_blocks)));
     }
+    // A decode step (one token and one logit row per sequence) in a graph's shape.
+    if (options_.graph_padding && b.tokens.size() == in_batch.size() &&
+        b.logit_rows.size() == b.tokens.size())
+      pad_to_graph_shape(b);
     debug_stall_if_asked(comm_.rank(), steps_);
     broadcast_plan(b, false);
     comm_.set_step(steps_);

@@ -39,6 +39,10 @@ struct EngineOptions {
   int64_t prefill_budget = 256;  // prompt tokens per step (chunked prefill)
   int32_t max_stop_strings = 8;
   int32_t max_stop_length = 64;  // bytes per stop string
+  // Pad steps of one token per sequence (decode) to graph shapes (core/engine/graph_buckets.h)
+  // with tokens that write no KV and whose logits are dropped, so a graph-capable backend
+  // replays a few captured steps instead of capturing every batch size and table width.
+  bool graph_padding = false;
 };
 
 struct GenerationRequest {
@@ -117,6 +121,8 @@ class Engine {
               bool flush_decoder = true);
   void emit_token(Sequence& s, int32_t token);
   void broadcast_plan(const StepBatch& batch, bool stop);
+  // Pads a one-token-per-sequence batch to its graph bucket (graph_padding).
+  void pad_to_graph_shape(StepBatch& batch) const;
 
   Model& model_;
   KvCache& cache_;

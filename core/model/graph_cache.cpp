@@ -3,6 +3,7 @@
 namespace qwen3moe {
 
 void GraphCache::run(const Shape& shape, const std::function<void()>& step) {
+  shapes_ever_.insert(shape);
   if (seen_[shape]++ == 0) return step();  // the first step of a shape grows the workspaces
   auto it = graph_.find(shape);
   if (it == graph_.end() && backend_.begin_capture()) {

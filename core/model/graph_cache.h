@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <set>
 #include <tuple>
 
 #include "kernels/backend.h"
@@ -31,7 +32,8 @@ class GraphCache {
   // Runs `step` (the ops of one step, inputs uploaded already) for `shape`: eagerly, by
   // capturing it, or by replaying the capture, as above.
   void run(const Shape& shape, const std::function<void()>& step);
-  size_t shapes() const { return seen_.size(); }
+  // Distinct shapes run since construction (clear() keeps this count).
+  size_t shapes() const { return shapes_ever_.size(); }
   // Forgets every graph (they hold workspace addresses that just moved).
   void clear() {
     seen_.clear();
@@ -42,6 +44,7 @@ class GraphCache {
   Backend& backend_;
   std::map<Shape, int> seen_;   // steps run per shape
   std::map<Shape, int> graph_;  // the backend's graph id per captured shape
+  std::set<Shape> shapes_ever_;
 };
 
 }  // namespace qwen3moe

@@ -38,6 +38,7 @@ void embedding(float* out, const Weight& table, const int32_t* ids, int64_t toke
 void kv_cache_write(float* k_cache, float* v_cache, const float* k, const float* v,
                     const int32_t* slots, int64_t tokens, int64_t kv_dim) {
   for (int64_t t = 0; t < tokens; ++t) {
+    if (slots[t] == kPaddingSlot) continue;  // a padding token keeps nothing
     QWEN3MOE_CHECK(slots[t] >= 0, "kv_cache_write: negative slot ", slots[t], " for token ", t);
     std::memcpy(k_cache + int64_t(slots[t]) * kv_dim, k + t * kv_dim, sizeof(float) * kv_dim);
     std::memcpy(v_cache + int64_t(slots[t]) * kv_dim, v + t * kv_dim, sizeof(float) * kv_dim);

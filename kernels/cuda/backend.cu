@@ -163,6 +163,7 @@ class CudaBackend final : public Backend {
     cuda::fill_random(dst, dtype, n, seed, mean, std, stream_);
   }
 
+  bool has_graphs() const override { return true; }
   bool begin_capture() override {
     QWEN3MOE_CUDA_CHECK(cudaStreamBeginCapture(stream_, cudaStreamCaptureModeThreadLocal));
     return true;

@@ -60,6 +60,7 @@ __global__ void kv_write_kernel(float* k_cache, float* v_cache, const float* k, 
                                 const int32_t* slots, int64_t kv_dim) {
   const int64_t t = blockIdx.x;
   const int64_t s = slots[t];
+  if (s == kPaddingSlot) return;  // a padding token keeps nothing
   for (int64_t j = threadIdx.x; j < kv_dim; j += blockDim.x) {
     k_cache[s * kv_dim + j] = k[t * kv_dim + j];
     v_cache[s * kv_dim + j] = v[t * kv_dim + j];

@@ -157,6 +157,20 @@ TEST_F(CudaOps, RowMovesMatchCpu) {
   expect_close(host(dg, g.size()), g, 0, 0, "gather_rows");
 }
 
+// The KV write at the given slots; padding tokens (kPaddingSlot) write nothing.
+TEST_F(CudaOps, KvCacheWriteEqualsCpu) {
+  const int64_t T = 5, D = 72, slots_total = 40;
+  const std::vector<float> k = randn(size_t(T * D), 13), v = randn(size_t(T * D), 14);
+  const std::vector<int32_t> slots = {7, kPaddingSlot, 39, 0, kPaddingSlot};
+  std::vector<float> kc(size_t(slots_total * D), 5.0f), vc = kc;
+  float* dkc = dev(kc);
+  float* dvc = dev(vc);
+  cpu->kv_cache_write(kc.data(), vc.data(), k.data(), v.data(), slots.data(), T, D);
+  gpu->kv_cache_write(dkc, dvc, dev(k), dev(v), dev(slots), T, D);
+  expect_close(host(dkc, kc.size()), kc, 0, 0, "kv_cache_write k");
+  expect_close(host(dvc, vc.size()), vc, 0, 0, "kv_cache_write v");
+}
+
 // Top-k ids as a router makes them: k distinct experts per token.
 std::vector<int32_t> router_like_ids(int64_t T, int64_t k, int64_t E, uint32_t seed) {
   std::mt19937 rng(seed);

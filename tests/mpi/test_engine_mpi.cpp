@@ -16,12 +16,19 @@ Communicator& world() {
   return testing::world();
 }
 
-TEST(MpiEngine, RanksFollowRankZerosPlans) {
+// serve's settings on a graph backend (graph padding, graphs, the fixed a2a capacity derived
+// from the batch) or the eager counted path.
+void run_engine_case(bool serve_graph_settings) {
   const std::string dir = testing::fixture("hf-tiny/moe_a");
   testing::LoadedModel split(dir, &world(), 1);
   EngineOptions o;
   o.max_batch = 3;
   o.prefill_budget = 5;
+  if (serve_graph_settings) {
+    o.graph_padding = true;
+    split.model.set_graphs(true);
+    split.model.set_a2a_capacity((o.max_batch + world().size() - 1) / world().size());
+  }
   Engine e(split.model, split.cache, world(), nullptr, o);
   std::vector<std::vector<int32_t>> prompts = {{1, 2, 3}, {7, 8, 9, 10, 11, 12, 13}, {42}, {5, 6}};
   if (world().rank() != 0) {
@@ -55,6 +62,16 @@ TEST(MpiEngine, RanksFollowRankZerosPlans) {
               generate(single.model, *single.comm, single.cache, prompts[size_t(r)], g).output_ids)
         << "request " << r;
   }
+}
+
+TEST(MpiEngine, RanksFollowRankZerosPlans) {
+  run_engine_case(false);
+}
+
+// Padded decode steps within the fixed capacity: every rank runs the padded plan, and the
+// tokens are still each request's alone on one rank.
+TEST(MpiEngine, GraphPaddingAndFixedCapacityKeepTheTokens) {
+  run_engine_case(true);
 }
 
 }  // namespace

@@ -358,10 +358,22 @@ TEST(CpuKvCacheWrite, WritesExactlyTheGivenSlots) {
 
 TEST(CpuKvCacheWrite, NegativeSlotIsAnError) {
   std::vector<float> kc(16), vc(16), k(8, 1.0f), v(8, 1.0f);
-  const std::vector<int32_t> slots = {1, -1};
+  const std::vector<int32_t> slots = {1, -2};
   const std::string msg = testing::error_of(
       [&] { cpu::kv_cache_write(kc.data(), vc.data(), k.data(), v.data(), slots.data(), 2, 4); });
-  EXPECT_ERROR_NAMES(msg, "negative slot -1");
+  EXPECT_ERROR_NAMES(msg, "negative slot -2");
+}
+
+// A graph bucket's padding tokens (kPaddingSlot) leave the cache as it was.
+TEST(CpuKvCacheWrite, PaddingSlotWritesNothing) {
+  std::vector<float> kc(16, kSentinel), vc(16, kSentinel), k(12, 1.0f), v(12, 2.0f);
+  const std::vector<int32_t> slots = {kPaddingSlot, 2, kPaddingSlot};
+  cpu::kv_cache_write(kc.data(), vc.data(), k.data(), v.data(), slots.data(), 3, 4);
+  for (size_t i = 0; i < kc.size(); ++i) {
+    const bool written = i >= 8 && i < 12;
+    EXPECT_EQ(kc[i], written ? 1.0f : kSentinel) << i;
+    EXPECT_EQ(vc[i], written ? 2.0f : kSentinel) << i;
+  }
 }
 
 // ---- attention ------------------------------------------------------------------------------

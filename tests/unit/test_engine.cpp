@@ -4,6 +4,7 @@
 // of random join / cancel / finish events.
 #include <gtest/gtest.h>
 
+#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <map>
@@ -11,6 +12,7 @@
 
 #include "core/engine/engine.h"
 #include "core/engine/generate.h"
+#include "core/engine/graph_buckets.h"
 #include "kernels/common/check.h"
 #include "model_fixture.h"
 
@@ -91,6 +93,62 @@ TEST(Engine, BatchedRequestsEqualEachRunAlone) {
     EXPECT_EQ(c.ids, solo_greedy(prompts[size_t(r)], 6 + r)) << "request " << r;
   }
   EXPECT_EQ(e.stats().requests_finished, 8);
+}
+
+// Graph padding: decode steps padded to batch buckets and power-of-two table widths change
+// no sequence's tokens (padding tokens write no KV, their logits are dropped), and the steps
+// fall into a few shapes: one prefill, then at most 5 buckets (12, 8, 4, 2, 1) x 3 widths
+// (1, 2, 4 blocks), where unpadded decoding shows each batch size and width it passes.
+TEST(Engine, GraphPaddingKeepsTokensInFewShapes) {
+  std::vector<std::vector<int32_t>> prompts;
+  for (int r = 0; r < 12; ++r) {
+    std::vector<int32_t> p;
+    for (int i = 0; i < 5; ++i) p.push_back(int32_t((r * 37 + i * 11 + 1) % 512));
+    prompts.push_back(p);
+  }
+  size_t shapes[2] = {0, 0};
+  for (const bool padding : {false, true}) {
+    LoadedModel m(fixture("hf-tiny/moe_a"));
+    m.model.set_graphs(true);  // on the CPU: the graph cache only counts the step shapes
+    EngineOptions o;
+    o.max_batch = 12;
+    o.prefill_budget = 64;  // every prompt in the first step
+    o.graph_padding = padding;
+    Engine e(m.model, m.cache, *m.comm, nullptr, o);
+    std::map<uint64_t, Collected> out;
+    for (int r = 0; r < 12; ++r)
+      e.submit(greedy(prompts[size_t(r)], 4 + 3 * r), collect(out[uint64_t(r)]));
+    run_to_completion(e, out);
+    for (int r = 0; r < 12; ++r) {
+      EXPECT_EQ(out[uint64_t(r)].ids, solo_greedy(prompts[size_t(r)], 4 + 3 * r))
+          << "request " << r << (padding ? " padded" : "");
+    }
+    EXPECT_EQ(m.cache.free_blocks(), m.cache.num_blocks());
+    shapes[padding] = m.model.graph_shapes();
+  }
+  std::printf("step shapes: %zu unpadded, %zu with graph padding\n", shapes[0], shapes[1]);
+  EXPECT_LE(shapes[1], 1u + 5u * 3u);
+  EXPECT_GT(shapes[0], shapes[1]);
+}
+
+TEST(Engine, GraphBucketsCoverEveryBatchOnce) {
+  EXPECT_EQ(graph_batch_bucket(1, 64), 1);
+  EXPECT_EQ(graph_batch_bucket(3, 64), 4);
+  EXPECT_EQ(graph_batch_bucket(8, 64), 8);
+  EXPECT_EQ(graph_batch_bucket(9, 64), 16);
+  EXPECT_EQ(graph_batch_bucket(60, 64), 64);
+  EXPECT_EQ(graph_batch_bucket(11, 12), 12);  // never past the largest batch
+  EXPECT_EQ(graph_batch_bucket(3, 3), 3);
+  EXPECT_THROW(graph_batch_bucket(0, 8), Error);
+  EXPECT_THROW(graph_batch_bucket(9, 8), Error);
+  EXPECT_EQ(graph_table_width(1), 1);
+  EXPECT_EQ(graph_table_width(3), 4);
+  EXPECT_EQ(graph_table_width(64), 64);
+  for (int64_t t = 1; t <= 100; ++t) {
+    const int64_t b = graph_batch_bucket(t, 100);
+    EXPECT_GE(b, t);
+    EXPECT_LE(b - t, 7) << t;  // at most 7 idle tokens a step
+  }
 }
 
 TEST(Engine, CancelAndDeadlineFreeBlocks) {
