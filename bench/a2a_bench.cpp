@@ -360,7 +360,9 @@ DispatchBenchResult run_dispatch_bench(Backend& backend, Communicator& comm,
   // One run under the profiler: the bytes ExpertDispatch itself reports sending to each peer
   // are the matrices the raw all_to_all_v replays.
   A2aProfiler profiler(R, W, E, {true});
+  profiler.set_device_clock(&backend);  // CUDA: phases timed by events on the stream
   round(&profiler, nullptr, nullptr);
+  profiler.flush();
   int64_t wrong = count_wrong();
   // One rank exchanges nothing (dispatch is the identity): its bytes matrices are zero.
   const size_t exchanges = W > 1 ? 2 : 0;
@@ -438,6 +440,7 @@ DispatchBenchResult run_dispatch_bench(Backend& backend, Communicator& comm,
   for (int it = -o.warmup; it < o.iters; ++it) {
     double dt_dispatch = 0, dt_combine = 0;
     round(&profiler, &dt_dispatch, &dt_combine);
+    profiler.flush();
     comm.barrier();
     double t0 = now_us();
     comm.all_to_all_v(raw_send.data(), d_send.data(), d_send_off.data(), raw_recv.data(),

@@ -99,6 +99,14 @@ class Backend {
   // one-rank world on backend memory (parallel/local_device_communicator).
   virtual void copy(void* dst, const void* src, size_t bytes) = 0;
   virtual void synchronize() = 0;
+  // Marks on the backend's own timeline, for profiling without a wait per measured span:
+  // timestamp() queues a mark after the work queued so far and returns its id;
+  // elapsed_us(from, to) is the time between two marks, waiting for `to` to pass;
+  // clear_timestamps() recycles every mark. The CPU backend runs each op when it is issued, so
+  // its marks are the host clock; CUDA's are events on the stream.
+  virtual int64_t timestamp() = 0;
+  virtual double elapsed_us(int64_t from, int64_t to) = 0;
+  virtual void clear_timestamps() = 0;
   // Host memory that upload/download move fastest (page-locked on CUDA, which lets the copy
   // engine read it directly): the staging buffers of parallel/host_staged_communicator.
   // Plain heap memory by default.

@@ -14,6 +14,10 @@ void add_profile_flags(CLI::App& cmd, ProfileOptions& o) {
   cmd.add_option("--whatif-redundant", o.whatif_redundant,
                  "Placement what-if: give the R hottest experts of each layer a second copy")
       ->capture_default_str();
+  cmd.add_option("--profile-a2a-steps", o.max_steps,
+                 "Steps the profile keeps in detail (trace, per-step rows): the last N to 2N; "
+                 "older steps still count in the per-layer totals. 0: every step")
+      ->capture_default_str();
 }
 
 A2aProfileScope::A2aProfileScope(const ProfileOptions& o, Model& model, Communicator& comm)
@@ -25,6 +29,10 @@ A2aProfileScope::A2aProfileScope(const ProfileOptions& o, Model& model, Communic
     QWEN3MOE_CHECK(options_.whatif_redundant >= 0 && options_.whatif_redundant <= E,
                    "--whatif-redundant ", options_.whatif_redundant, " must be in [0, ", E,
                    "] (the number of experts)");
+    QWEN3MOE_CHECK(options_.max_steps >= 0,
+                   "--profile-a2a-steps must be 0 (every step) or a "
+                   "step count, got ",
+                   options_.max_steps);
     if (comm.rank() != 0) return;
     std::error_code ec;
     std::filesystem::create_directories(options_.dir, ec);
@@ -33,6 +41,7 @@ A2aProfileScope::A2aProfileScope(const ProfileOptions& o, Model& model, Communic
                    ec ? ": " + ec.message() : std::string());
   });
   profiler_ = std::make_unique<A2aProfiler>(comm.rank(), comm.size(), E, model.moe_layers());
+  profiler_->set_max_steps(options_.max_steps);
   profiler_->sync_clock(comm);
   model_.set_profiler(profiler_.get());
 }

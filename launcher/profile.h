@@ -15,6 +15,7 @@ namespace qwen3moe::launcher {
 struct ProfileOptions {
   std::string dir;  // empty: profiler off
   int whatif_redundant = 0;
+  int64_t max_steps = 256;  // steps kept in detail (older ones folded into totals); 0: all
 };
 
 void add_profile_flags(CLI::App& cmd, ProfileOptions& o);

@@ -118,6 +118,7 @@ void Model::forward(const StepBatch& b, KvCache& cache, std::vector<float>& logi
     graphs_cache_.run({T, b.max_blocks_per_seq, L, &cache}, [&] { run_layers(T, L, cache); });
   else
     run_layers(T, L, cache);
+  if (profiler_) profiler_->end_step(host_comm_);  // on every rank: a forward is collective
   // A dispatcher buffer that grew in an eager step moved under the graphs captured so far.
   if (moe_ && moe_->reallocations() != moe_reallocations_) {
     moe_reallocations_ = moe_->reallocations();

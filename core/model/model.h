@@ -77,11 +77,12 @@ class Model {
   // Runs the batch, writing its K/V into cache; logits [logit_rows, vocab] in host memory.
   void forward(const StepBatch& batch, KvCache& cache, std::vector<float>& logits);
 
-  // Records the phases and exchanges of every step (nullptr: off); its spans wait for the
-  // backend's queued work so they hold device time.
+  // Records the phases and exchanges of every step (nullptr: off), timed by marks on the
+  // backend's timeline and resolved (and the detail ring folded) at the end of each forward.
   void set_profiler(A2aProfiler* profiler) {
+    if (profiler_) profiler_->set_device_clock(nullptr);
     profiler_ = profiler;
-    if (profiler_) profiler_->set_device_sync([this] { backend_.synchronize(); });
+    if (profiler_) profiler_->set_device_clock(&backend_);
   }
   // The number of the step the next forward belongs to, for the profiler's records and the
   // collectives' hang reports (the serving engine numbers its steps; generate its forwards).

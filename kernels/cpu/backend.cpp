@@ -1,8 +1,11 @@
 // The CPU Backend: host memory, the kernels of kernels/cpu, OpenMP threads over the cores.
 #include <omp.h>
 
+#include <algorithm>
+#include <chrono>
 #include <cstdlib>
 #include <cstring>
+#include <vector>
 
 #include "kernels/common/check.h"
 #include "kernels/cpu/ops.h"
@@ -32,6 +35,17 @@ class CpuBackend final : public Backend {
     if (bytes && dst != src) std::memmove(dst, src, bytes);
   }
   void synchronize() override {}
+  int64_t timestamp() override {
+    marks_.push_back(std::chrono::steady_clock::now());
+    return int64_t(marks_.size()) - 1;
+  }
+  double elapsed_us(int64_t from, int64_t to) override {
+    QWEN3MOE_CHECK(from >= 0 && to >= 0 && size_t(std::max(from, to)) < marks_.size(),
+                   "elapsed_us: marks ", from, " and ", to, " of ", marks_.size());
+    return std::chrono::duration<double, std::micro>(marks_[size_t(to)] - marks_[size_t(from)])
+        .count();
+  }
+  void clear_timestamps() override { marks_.clear(); }
 
   void matmul(float* y, const float* x, const Weight& w, int64_t m, const float* bias) override {
     cpu::matmul(y, x, w, m, bias);
@@ -103,6 +117,9 @@ class CpuBackend final : public Backend {
                    float std) override {
     cpu::fill_random(dst, dtype, n, seed, mean, std);
   }
+
+ private:
+  std::vector<std::chrono::steady_clock::time_point> marks_;  // timestamp()'s, by id
 };
 
 }  // namespace

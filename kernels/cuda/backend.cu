@@ -31,6 +31,7 @@ class CudaBackend final : public Backend {
     if (ws_.ptr) cudaFree(ws_.ptr);
     if (align_ws_) cudaFree(align_ws_);
     for (cudaGraphExec_t g : graphs_) cudaGraphExecDestroy(g);
+    for (cudaEvent_t e : marks_) cudaEventDestroy(e);
     for (void* p : retired_) cudaFree(p);
     cudaFree(blas_ws_);
     cublasDestroy(blas_);
@@ -82,6 +83,25 @@ class CudaBackend final : public Backend {
       QWEN3MOE_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, stream_));
   }
   void synchronize() override { QWEN3MOE_CUDA_CHECK(cudaStreamSynchronize(stream_)); }
+  // Events from a pool that only grows (creating one is not free): ids index it.
+  int64_t timestamp() override {
+    if (marks_used_ == marks_.size()) {
+      cudaEvent_t e = nullptr;
+      QWEN3MOE_CUDA_CHECK(cudaEventCreate(&e));
+      marks_.push_back(e);
+    }
+    QWEN3MOE_CUDA_CHECK(cudaEventRecord(marks_[marks_used_], stream_));
+    return int64_t(marks_used_++);
+  }
+  double elapsed_us(int64_t from, int64_t to) override {
+    QWEN3MOE_CHECK(from >= 0 && to >= 0 && size_t(std::max(from, to)) < marks_used_,
+                   "elapsed_us: marks ", from, " and ", to, " of ", marks_used_);
+    QWEN3MOE_CUDA_CHECK(cudaEventSynchronize(marks_[size_t(to)]));
+    float ms = 0;
+    QWEN3MOE_CUDA_CHECK(cudaEventElapsedTime(&ms, marks_[size_t(from)], marks_[size_t(to)]));
+    return double(ms) * 1e3;
+  }
+  void clear_timestamps() override { marks_used_ = 0; }
 
   void matmul(float* y, const float* x, const Weight& w, int64_t m, const float* bias) override {
     // Few rows (decode): the weight-streaming kernel, no workspace, no split.
@@ -239,6 +259,8 @@ class CudaBackend final : public Backend {
   static constexpr size_t kBlasWorkspace = size_t(32) << 20;
   void* blas_ws_ = nullptr;
   std::vector<cudaGraphExec_t> graphs_;
+  std::vector<cudaEvent_t> marks_;  // timestamp()'s events; the first marks_used_ are live
+  size_t marks_used_ = 0;
   void* align_ws_ = nullptr;  // moe_align's per-chunk counts (prefill)
   size_t align_ws_bytes_ = 0;
   std::vector<void*> retired_;  // outgrown workspaces that captured graphs may still use

@@ -249,13 +249,13 @@ DispatchHandle ExpertDispatch::dispatch(int64_t n, int64_t max_rank_tokens, cons
 
   comm_.set_phase(layer, "dispatch");
   // Counts first: the wait for the slowest peer to reach this layer.
-  const double t0 = profiler ? profiler->now_us() : 0;
+  const A2aMark t0 = profiler ? profiler->mark() : A2aMark{};
   for (size_t p = 0; p < w; ++p) {
     counts_send_[2 * p] = int(p) == rank_ ? 0 : uint32_t(send_rows_[p]);
     counts_send_[2 * p + 1] = int(p) == rank_ ? 0 : uint32_t(routed[p]);
   }
   exchange_counts();
-  const double t1 = profiler ? profiler->now_us() : 0;
+  const A2aMark t1 = profiler ? profiler->mark() : A2aMark{};
 
   // What arrives lands after the input and packed rows, in rank order; in combine each peer's
   // rows come back after all of those, again in rank order.
@@ -341,8 +341,7 @@ DispatchHandle ExpertDispatch::dispatch(int64_t n, int64_t max_rank_tokens, cons
   if (profiler) {
     const size_t row_bytes = size_t(H) * dtype_size(payload_) + size_t(2 * k) * sizeof(float);
     for (size_t p = 0; p < w; ++p) logical_bytes_[p] = size_t(routed[p]) * row_bytes;
-    profiler->record_exchange(layer, "dispatch", logical_bytes_, t0, t1 - t0,
-                              profiler->now_us() - t1);
+    profiler->record_exchange(layer, "dispatch", logical_bytes_, t0, t1, profiler->mark());
   }
   h.rows = rows_;
   h.row_data = rows_buf_;
@@ -361,7 +360,7 @@ void ExpertDispatch::combine(const DispatchHandle& h, A2aProfiler* profiler) {
   if (last_fixed_) return combine_fixed(h, profiler);
   const int64_t H = hidden_;
   comm_.set_phase(h.layer, "combine");
-  const double t0 = profiler ? profiler->now_us() : 0;
+  const A2aMark t0 = profiler ? profiler->mark() : A2aMark{};
   // The rows go back the way they came: what arrived from peer p returns to p, sent from where
   // it is in the partial buffer, landing after the expert rows.
   if (payload_ == DType::F32) {
@@ -381,7 +380,7 @@ void ExpertDispatch::combine(const DispatchHandle& h, A2aProfiler* profiler) {
       const uint64_t rows = int(p) == rank_ ? uint64_t(stats_host_[p]) : counts_recv_[2 * p + 1];
       logical_bytes_[p] = size_t(rows) * size_t(H) * dtype_size(payload_);
     }
-    profiler->record_exchange(h.layer, "combine", logical_bytes_, t0, 0, profiler->now_us() - t0);
+    profiler->record_exchange(h.layer, "combine", logical_bytes_, t0, t0, profiler->mark());
   }
   // Each token's returned rows into the residual (its own experts' sum is there already).
   backend_.moe_combine(h.residual, partial_, combine_rows_, nullptr, h.tokens, world_, H);
@@ -397,7 +396,7 @@ DispatchHandle ExpertDispatch::dispatch_fixed(int64_t n, const int32_t* ids, con
     backend_.download(stats_host_.data(), stats_, stats_host_.size() * sizeof(int32_t));
   }
   comm_.set_phase(h.layer, "dispatch");
-  const double t0 = profiler ? profiler->now_us() : 0;
+  const A2aMark t0 = profiler ? profiler->mark() : A2aMark{};
   rows_ = C * W;
   MoeDispatchPack a;
   a.ids = ids;
@@ -441,7 +440,7 @@ DispatchHandle ExpertDispatch::dispatch_fixed(int64_t n, const int32_t* ids, con
     const size_t row_bytes = size_t(H) * dtype_size(payload_) + size_t(2 * k) * sizeof(float);
     for (size_t p = 0; p < w; ++p)
       logical_bytes_[p] = size_t(int(p) == rank_ ? stats_host_[p] : C) * row_bytes;
-    profiler->record_exchange(h.layer, "dispatch", logical_bytes_, t0, 0, profiler->now_us() - t0);
+    profiler->record_exchange(h.layer, "dispatch", logical_bytes_, t0, t0, profiler->mark());
   }
   h.rows = rows_;
   h.row_data = rows_buf_;
@@ -455,7 +454,7 @@ DispatchHandle ExpertDispatch::dispatch_fixed(int64_t n, const int32_t* ids, con
 void ExpertDispatch::combine_fixed(const DispatchHandle& h, A2aProfiler* profiler) {
   const int64_t C = capacity_, W = world_, H = hidden_;
   comm_.set_phase(h.layer, "combine");
-  const double t0 = profiler ? profiler->now_us() : 0;
+  const A2aMark t0 = profiler ? profiler->mark() : A2aMark{};
   // Each peer's block goes back whole, landing after the expert rows in rank order.
   if (payload_ == DType::F32) {
     exchange(partial_, fixed_recv_row_, fixed_rows_, partial_, fixed_back_row_, fixed_rows_,
@@ -470,7 +469,7 @@ void ExpertDispatch::combine_fixed(const DispatchHandle& h, A2aProfiler* profile
     for (size_t p = 0; p < size_t(W); ++p)
       logical_bytes_[p] =
           size_t(int(p) == rank_ ? stats_host_[p] : C) * size_t(H) * dtype_size(payload_);
-    profiler->record_exchange(h.layer, "combine", logical_bytes_, t0, 0, profiler->now_us() - t0);
+    profiler->record_exchange(h.layer, "combine", logical_bytes_, t0, t0, profiler->mark());
   }
   backend_.moe_combine(h.residual, partial_, combine_rows_, nullptr, h.tokens, world_, H);
 }

@@ -72,6 +72,14 @@ std::vector<char> serialise(const A2aProfiler& p) {
   }
   for (const auto& layer : p.expert_tokens())
     for (int64_t c : layer) w.put(c);
+  w.put(p.folded_steps());
+  for (const A2aFolded& f : p.folded()) {
+    w.put(f.exchanges);
+    w.put(f.wait_us);
+    w.put(f.transfer_us);
+    w.put(f.slowest_us);
+    for (uint64_t b : f.bytes_to) w.put(b);
+  }
   return std::move(w.bytes);
 }
 
@@ -100,6 +108,14 @@ void deserialise(const char* data, size_t n, A2aRecords& r, int rank) {
   }
   for (auto& layer : r.expert_tokens)
     for (int64_t& c : layer) c += in.get<int64_t>();
+  r.folded_steps = in.get<int64_t>();  // the same on every rank
+  for (A2aFolded& f : r.folded[size_t(rank)]) {
+    f.exchanges = in.get<int64_t>();
+    f.wait_us = in.get<double>();
+    f.transfer_us = in.get<double>();
+    f.slowest_us = in.get<double>();
+    for (uint64_t& b : f.bytes_to) b = in.get<uint64_t>();
+  }
 }
 
 void write_text(const std::filesystem::path& path, const std::string& text) {
@@ -119,6 +135,9 @@ A2aRecords empty_records(const A2aProfiler& p) {
   r.spans.resize(static_cast<size_t>(p.world()));
   r.expert_tokens.assign(p.moe_layer().size(),
                          std::vector<int64_t>(static_cast<size_t>(p.num_experts()), 0));
+  A2aFolded none;
+  none.bytes_to.assign(size_t(p.world()), 0);
+  r.folded.assign(size_t(p.world()), std::vector<A2aFolded>(2 * p.moe_layer().size(), none));
   return r;
 }
 

@@ -22,6 +22,10 @@ struct A2aRecords {
   std::vector<std::vector<A2aExchange>> exchanges;  // [rank][n]
   std::vector<std::vector<A2aSpan>> spans;          // [rank][n]
   std::vector<std::vector<int64_t>> expert_tokens;  // [layer][expert], summed over ranks
+  // What each rank folded out of its detail: [rank][layer * 2 + (0 dispatch, 1 combine)], and
+  // the steps folded (the exchanges above are the later steps).
+  std::vector<std::vector<A2aFolded>> folded;
+  int64_t folded_steps = 0;
 };
 
 // The records of one process (tests, and the world-1 path).

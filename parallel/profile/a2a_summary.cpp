@@ -58,6 +58,24 @@ json a2a_summary(const A2aRecords& r, int whatif_redundant) {
     }
     lt.matrix.assign(static_cast<size_t>(W), std::vector<uint64_t>(static_cast<size_t>(W), 0));
   }
+  // The steps folded out of the detail start the totals; the kept exchanges add to them.
+  int64_t folded_exchanges = 0;
+  for (size_t l = 0; l < L && !r.folded.empty(); ++l)
+    for (int phase = 0; phase < 2; ++phase) {
+      PhaseTotals& pt = phase == 0 ? layers[l].dispatch : layers[l].combine;
+      pt.us += r.folded[0][l * 2 + size_t(phase)].slowest_us;  // job-wide, the same on every rank
+      folded_exchanges += r.folded[0][l * 2 + size_t(phase)].exchanges;
+      for (int k = 0; k < W; ++k) {
+        const A2aFolded& f = r.folded[size_t(k)][l * 2 + size_t(phase)];
+        pt.wait_us[size_t(k)] += f.wait_us;
+        pt.transfer_us[size_t(k)] += f.transfer_us;
+        for (int p = 0; p < W; ++p) {
+          pt.bytes += f.bytes_to[size_t(p)];
+          pt.bytes_per_rank[size_t(k)] += f.bytes_to[size_t(p)];
+          layers[l].matrix[size_t(k)][size_t(p)] += f.bytes_to[size_t(p)];
+        }
+      }
+    }
 
   json steps = json::array();
   for (size_t n = 0; n < r.exchanges[0].size(); ++n) {
@@ -191,9 +209,9 @@ json a2a_summary(const A2aRecords& r, int whatif_redundant) {
     out_layers.push_back(std::move(layer));
   }
 
-  int64_t distinct_steps = 0, last_step = -1;
+  int64_t detail_steps = 0, last_step = -1;
   for (const A2aExchange& e : r.exchanges[0]) {
-    if (e.step != last_step) ++distinct_steps;
+    if (e.step != last_step) ++detail_steps;
     last_step = e.step;
   }
   auto ratio = [&](double m) { return sum_mean > 0 ? m / sum_mean : 1.0; };
@@ -207,8 +225,9 @@ json a2a_summary(const A2aRecords& r, int whatif_redundant) {
       {"wait_share",
        total_wait + total_transfer > 0 ? total_wait / (total_wait + total_transfer) : 0.0},
       {"gbps", gbps(bytes_per_rank_total, total_us)},
-      {"exchanges", r.exchanges[0].size()},
-      {"steps", distinct_steps},
+      {"exchanges", int64_t(r.exchanges[0].size()) + folded_exchanges},
+      {"steps", r.folded_steps + detail_steps},
+      {"steps_in_detail", detail_steps},  // the last ones (--profile-a2a-steps); "steps" below
       {"worst_layer", worst},
       {"hottest_expert", hottest},
       {"bytes_matrix", matrix},

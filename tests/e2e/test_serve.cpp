@@ -422,12 +422,14 @@ TEST(ServeLimits, SigtermEndsStreamsAndExitsZero) {
 }
 
 // serve --profile-a2a writes the profile at shutdown, and it conserves the tokens the requests
-// moved: every MoE layer routed (prompt + new - 1) x top-k token-expert pairs per request.
+// moved: every MoE layer routed (prompt + new - 1) x top-k token-expert pairs per request, also
+// over the steps folded out of the detail.
 TEST(ServeProfile, ProfileWrittenAtShutdownConservesTokens) {
   const std::string dir =
       model_dir(::testing::TempDir() + "qwen3moe_e2e_prof_" + std::to_string(getpid()));
   const std::string prof = dir + "/prof";
-  ServerProcess server(dir, {"--profile-a2a", prof});
+  // A detail ring of 4 steps: the run's 12 steps fold (collectively, across ranks) twice.
+  ServerProcess server(dir, {"--profile-a2a", prof, "--profile-a2a-steps", "4"});
   ASSERT_TRUE(server.ok());
   auto stub = pb::Inference::NewStub(
       grpc::CreateChannel(server.addr(), grpc::InsecureChannelCredentials()));
@@ -468,7 +470,9 @@ TEST(ServeProfile, ProfileWrittenAtShutdownConservesTokens) {
   // Exchanges carry the engine's step numbers: every step of the run is one (each request
   // needs at least new_tokens of them), not all in step 0.
   if (world_size() > 1) {
-    EXPECT_GE(a2a["totals"]["steps"].get<int64_t>(), new_tokens) << a2a["totals"].dump();
+    EXPECT_GE(a2a["totals"]["steps"].get<int64_t>(), 2 * new_tokens) << a2a["totals"].dump();
+    EXPECT_GE(a2a["totals"]["steps_in_detail"].get<int64_t>(), 4) << a2a["totals"].dump();
+    EXPECT_LE(a2a["totals"]["steps_in_detail"].get<int64_t>(), 7) << a2a["totals"].dump();
   }
   EXPECT_TRUE(std::filesystem::exists(prof + "/trace.json"));
   EXPECT_TRUE(std::filesystem::exists(prof + "/report.html"));

@@ -5,13 +5,17 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <memory>
 #include <nlohmann/json.hpp>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
+#include "kernels/backend.h"
 #include "kernels/common/check.h"
 #include "parallel/profile/a2a_profiler.h"
 #include "parallel/profile/a2a_report.h"
@@ -82,24 +86,79 @@ TEST(PlacementWhatIf, BadArgumentsNameTheNumbers) {
   }
 }
 
-// A span waits for the device at both ends when a device sync is set, so its time is the
-// device time of the work queued inside it; the work queued before it is waited for first.
-TEST(A2aProfiler, SpansWaitForTheDeviceAtBothEnds) {
+// With a device clock, marks are resolved at end_step (one wait for the device per step,
+// not two per span): nothing is in the detail before, and after it the spans and the
+// exchange hold the time between their marks, in order. The CPU backend's marks are host time.
+TEST(A2aProfiler, DeviceMarksResolveAtEndStep) {
+  const std::unique_ptr<Backend> backend = make_cpu_backend(1);
+  auto comm = make_local_communicator();
   A2aProfiler p(0, 1, 4, {true});
-  std::vector<std::string> calls;
-  p.set_device_sync([&] { calls.push_back("sync"); });
+  p.set_device_clock(backend.get());
+  auto sleep_ms = [](int ms) { std::this_thread::sleep_for(std::chrono::milliseconds(ms)); };
   {
-    ProfileSpan span(&p, "experts", 0);
-    calls.push_back("work");
+    ProfileSpan span(&p, "attention", 0);
+    sleep_ms(3);
   }
-  EXPECT_EQ(calls, (std::vector<std::string>{"sync", "work", "sync"}));
+  const A2aMark t0 = p.mark();
+  sleep_ms(2);
+  const A2aMark t1 = p.mark();
+  sleep_ms(2);
+  p.record_exchange(0, "dispatch", {64}, t0, t1, p.mark());
+  { ProfileSpan off(nullptr, "experts", 0); }  // no profiler: nothing recorded
+  EXPECT_TRUE(p.spans().empty());
+  EXPECT_TRUE(p.exchanges().empty());
+  p.end_step(*comm);
   ASSERT_EQ(p.spans().size(), 1u);
-  EXPECT_EQ(p.spans()[0].name, "experts");
-  EXPECT_GE(p.spans()[0].dur_us, 0.0);
-  // No profiler: no span, no sync.
-  calls.clear();
-  { ProfileSpan off(nullptr, "experts", 0); }
-  EXPECT_TRUE(calls.empty());
+  ASSERT_EQ(p.exchanges().size(), 1u);
+  const A2aSpan& s = p.spans()[0];
+  const A2aExchange& e = p.exchanges()[0];
+  EXPECT_EQ(s.name, "attention");
+  EXPECT_GE(s.dur_us, 3000.0);
+  EXPECT_GE(e.start_us, s.start_us + s.dur_us);
+  EXPECT_GE(e.wait_us, 2000.0);
+  EXPECT_GE(e.transfer_us, 2000.0);
+  EXPECT_EQ(e.bytes_to, std::vector<uint64_t>{64});
+}
+
+// Fills p with `steps` steps of two MoE layers' exchanges and spans, ending each with end_step.
+void record_steps(A2aProfiler& p, Communicator& comm, int steps) {
+  for (int st = 0; st < steps; ++st) {
+    p.set_step(st);
+    for (int64_t l = 0; l < 2; ++l) {
+      const double t = 1000.0 * st + 100.0 * double(l);
+      p.record_span("attention", l, t, 10);
+      p.record_exchange(l, "dispatch", {size_t(10 * (st + 1) + l)}, t + 10, 1 + st % 3, 2);
+      p.record_expert_tokens(l, st % 4, 1 + l);
+      p.record_exchange(l, "combine", {size_t(5 * (st + 1))}, t + 30, 0, 1 + st % 2);
+    }
+    p.end_step(comm);
+  }
+}
+
+// --profile-a2a-steps N: the detail keeps the last N to 2N steps, the older ones fold into the
+// totals, and every per-layer and run total equals the profile that kept everything.
+TEST(A2aProfiler, DetailRingFoldsOldStepsIntoTheSameTotals) {
+  auto comm = make_local_communicator();
+  A2aProfiler all(0, 1, 4, {true, true}), ring(0, 1, 4, {true, true});
+  ring.set_max_steps(2);
+  record_steps(all, *comm, 7);
+  record_steps(ring, *comm, 7);
+  // Folds after steps 3 and 5 (4 in detail each time), leaving steps 4, 5 and 6.
+  EXPECT_EQ(ring.folded_steps(), 4);
+  EXPECT_EQ(ring.exchanges().size(), 3u * 4u);
+  EXPECT_EQ(ring.spans().size(), 3u * 2u);
+  EXPECT_EQ(ring.exchanges().front().step, 4);
+  const nlohmann::json a = a2a_summary(local_records(all), 1);
+  nlohmann::json b = a2a_summary(local_records(ring), 1);
+  EXPECT_EQ(b["totals"]["steps"], 7);
+  EXPECT_EQ(b["totals"]["steps_in_detail"], 3);
+  EXPECT_EQ(b["totals"]["exchanges"], 28);
+  EXPECT_EQ(b["steps"].size(), 3u * 4u);
+  b["totals"]["steps_in_detail"] = a["totals"]["steps_in_detail"];
+  EXPECT_EQ(b["totals"], a["totals"]);
+  EXPECT_EQ(b["layers"], a["layers"]);
+  EXPECT_EQ(b["whatif"], a["whatif"]);
+  EXPECT_THROW(ring.set_max_steps(-1), Error);
 }
 
 TEST(A2aReport, SingleRankFiles) {
