@@ -37,6 +37,8 @@ std::unique_ptr<Runtime> load_runtime(const RuntimeOptions& o) {
   run_collectively([&] {
     QWEN3MOE_CHECK(o.collective_timeout > 0, "--collective-timeout must be positive, got ",
                    o.collective_timeout);
+    QWEN3MOE_CHECK(o.a2a_capacity >= -1, "--a2a-capacity must be 0 (off) or a token count, got ",
+                   o.a2a_capacity);
   });
   enable_collective_watchdog(o.collective_timeout);
   int device = -1;  // the CUDA device of this rank
@@ -59,8 +61,6 @@ std::unique_ptr<Runtime> load_runtime(const RuntimeOptions& o) {
     rt->model = std::make_unique<Model>(rt->config, rt->weights, *rt->backend, model_comm,
                                         *rt->comm, *rt->topo);
     rt->model->set_a2a_dtype(o.a2a_dtype == "bf16" ? DType::BF16 : DType::F32);
-    QWEN3MOE_CHECK(o.a2a_capacity >= -1, "--a2a-capacity must be 0 (off) or a token count, got ",
-                   o.a2a_capacity);
     if (o.a2a_capacity >= 0) rt->model->set_a2a_capacity(o.a2a_capacity);
   });
   if (rt->comm->size() > 1) {

@@ -230,15 +230,31 @@ fi
 rows+=("mpirun -np 2 logits --a2a-dtype bf16 (host-staged) ~ np 1|exit $rc; $verdict|$((SECONDS - start)) s")
 [ "$rc" -eq 0 ] || status=1
 
+# The fixed-capacity exchange (decode's) on device buffers: 5 tokens over 2 ranks fit a
+# capacity of 4 per rank, so the prefill takes it; the same logits as one rank.
+start=$SECONDS
+out=$("${mpirun[@]}" "$carry/bin/qwen3moe" logits --backend cuda --comm mpi --a2a-capacity 4 \
+  --model tests/fixtures/hf-tiny/moe_a --ids 1,2,3,4,5 --out /tmp/gpu-logits-fixed.npy 2>&1)
+rc=$?
+if [ "$rc" -eq 0 ]; then
+  verdict=$(compare_npy /tmp/gpu-logits.npy /tmp/gpu-logits-fixed.npy 2>&1) || rc=1
+else
+  verdict="${out:0:80}"
+fi
+rows+=("mpirun -np 2 logits --a2a-capacity 4 (host-staged) = np 1|exit $rc; $verdict|$((SECONDS - start)) s")
+[ "$rc" -eq 0 ] || status=1
+
 # a2a-bench --op dispatch on device buffers: the model's ExpertDispatch over host-staged MPI
-# (two ranks sharing the GPU), f32 and bf16 rows; #wrong must be 0.
-for dtype in f32 bf16; do
+# (two ranks sharing the GPU), f32 and bf16 rows, the counted and the fixed-capacity exchange
+# (decode's); #wrong must be 0.
+for variant in "f32 0" "bf16 0" "f32 128" "bf16 128"; do
+  read -r dtype capacity <<<"$variant"
   start=$SECONDS
   out=$("${mpirun[@]}" "$carry/bin/qwen3moe" a2a-bench --op dispatch --backend cuda --comm mpi \
-    --a2a-dtype "$dtype" 2>&1)
+    --a2a-dtype "$dtype" --a2a-capacity "$capacity" 2>&1)
   rc=$?
   echo "$out"
-  rows+=("mpirun -np 2 a2a-bench --op dispatch --backend cuda $dtype|exit $rc; $(echo "$out" | grep -oE 'bandwidth: [0-9.]+x|[0-9]+ wrong of [0-9]+' | paste -sd ';' -)|$((SECONDS - start)) s")
+  rows+=("mpirun -np 2 a2a-bench --op dispatch --backend cuda $dtype cap $capacity|exit $rc; $(echo "$out" | grep -oE 'bandwidth: [0-9.]+x|[0-9]+ wrong of [0-9]+' | paste -sd ';' -)|$((SECONDS - start)) s")
   [ "$rc" -eq 0 ] || status=1
 done
 

@@ -7,10 +7,12 @@
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <map>
 #include <random>
 #include <tuple>
 #include <vector>
 
+#include "core/engine/engine.h"
 #include "core/engine/generate.h"
 #include "core/model/kv_cache.h"
 #include "core/model/model.h"
@@ -19,6 +21,7 @@
 #include "kernels/cuda/ops.h"
 #include "model_fixture.h"
 #include "parallel/comm/local_device_communicator.h"
+#include "parallel/profile/a2a_profiler.h"
 
 namespace qwen3moe {
 namespace {
@@ -558,6 +561,77 @@ TEST(CudaModel, GraphDecodeEqualsEagerAndCpu) {
   std::printf("cuda vs cpu decode logits: max |err| %.3g (bound %.3g)\n", double(err),
               double(1e-3f * (1 + max_ref)));
   EXPECT_LE(err, 1e-3f * (1 + max_ref));
+}
+
+// serve's graph settings on the GPU: the engine pads decode steps to graph shapes and the
+// model replays captured graphs; every request's greedy tokens equal the eager engine's.
+TEST(CudaModel, ServingEngineGraphsEqualEager) {
+  if (cuda_device_count() == 0) GTEST_SKIP() << "no CUDA GPU visible";
+  const std::string dir = testing::fixture("hf-tiny/moe_a");
+  const ModelConfig config = ModelConfig::load(dir);
+  const WeightStore ws = WeightStore::open(dir);
+  auto comm = make_local_communicator();
+  Topology topo(0, 1, 1,
+                {config.num_attention_heads, config.num_key_value_heads, config.num_experts,
+                 config.vocab_size});
+  auto gpu = make_cuda_backend(0);
+  auto gpu_comm = make_local_device_communicator(*gpu);
+  std::map<int, std::vector<int32_t>> tokens[2];
+  size_t shapes = 0;
+  for (const bool graphs : {false, true}) {
+    Model model(config, ws, *gpu, *gpu_comm, *comm, topo);
+    model.set_graphs(graphs);
+    KvCache cache(config, topo, *gpu, 64, 16);
+    EngineOptions o;
+    o.max_batch = 6;
+    o.graph_padding = graphs;
+    Engine e(model, cache, *comm, nullptr, o);
+    std::map<int, std::string> finish;
+    for (int r = 0; r < 6; ++r) {
+      GenerationRequest req;
+      for (int i = 0; i < 2 + 3 * r; ++i) req.prompt.push_back(int32_t((r * 29 + i * 7) % 512));
+      req.max_new_tokens = 5 + 4 * r;
+      req.sampling.temperature = 0;
+      req.ignore_eos = true;
+      auto& out = tokens[graphs][r];
+      e.submit(std::move(req), [&out, &finish, r](const GenerationEvent& ev) {
+        out.insert(out.end(), ev.token_ids.begin(), ev.token_ids.end());
+        if (!ev.finish_reason.empty()) finish[r] = ev.finish_reason;
+      });
+    }
+    for (int i = 0; i < 1000 && finish.size() < 6; ++i) e.step();
+    ASSERT_EQ(finish.size(), 6u);
+    if (graphs) shapes = model.graph_shapes();
+  }
+  for (int r = 0; r < 6; ++r) EXPECT_EQ(tokens[1][r], tokens[0][r]) << "request " << r;
+  std::printf("serving with graphs: %zu step shapes\n", shapes);
+}
+
+// The profiler's marks on the CUDA stream (events): after end_step, spans hold the device time
+// of their kernels, in order, without a synchronization per span.
+TEST(CudaModel, ProfilerEventsTimeTheStream) {
+  if (cuda_device_count() == 0) GTEST_SKIP() << "no CUDA GPU visible";
+  auto gpu = make_cuda_backend(0);
+  auto comm = make_local_communicator();
+  A2aProfiler p(0, 1, 4, {true});
+  p.set_device_clock(gpu.get());
+  const int64_t n = int64_t(1) << 26;  // 256 MB: a fill that takes a measurable time
+  void* buf = gpu->alloc(size_t(n) * 4);
+  {
+    ProfileSpan span(&p, "fill", 0);
+    gpu->fill_random(buf, DType::F32, n, 1, 0.0f, 1.0f);
+  }
+  { ProfileSpan span(&p, "empty", 0); }
+  EXPECT_TRUE(p.spans().empty());  // not resolved before the step ends
+  p.end_step(*comm);
+  ASSERT_EQ(p.spans().size(), 2u);
+  const A2aSpan &fill = p.spans()[0], &empty = p.spans()[1];
+  std::printf("fill of 256 MB: %.1f us on the stream; empty span %.1f us\n", fill.dur_us,
+              empty.dur_us);
+  EXPECT_GT(fill.dur_us, 10.0);
+  EXPECT_LT(empty.dur_us, fill.dur_us);
+  EXPECT_GE(empty.start_us, fill.start_us + fill.dur_us - 1.0);
+  gpu->free(buf);
 }
 
 }  // namespace

@@ -202,6 +202,14 @@ TEST(CliErrors, UnknownBackend) {
   expect_one_line_error(run(logits_cmd(kDense) + " --backend tpu"), {"'tpu'"});
 }
 
+TEST(CliErrors, BadA2aAndProfileFlags) {
+  expect_one_line_error(run(logits_cmd(kDense) + " --a2a-capacity -3"), {"--a2a-capacity", "-3"});
+  expect_one_line_error(
+      run("generate --model " + sh_quote(kDense) + " --ids 1,2 --profile-a2a " +
+          sh_quote(::testing::TempDir() + "qwen3moe_prof_bad") + " --profile-a2a-steps -1"),
+      {"--profile-a2a-steps", "-1"});
+}
+
 TEST(CliErrors, MissingModelFolder) {
   expect_one_line_error(run(logits_cmd("/nonexistent/model")), {"/nonexistent/model"});
 }
