@@ -119,9 +119,11 @@ class Backend {
   // y[r] = w * x[r] / sqrt(mean(x[r]^2) + eps) for each of `rows` rows of `dim`; w is f32.
   virtual void rmsnorm(float* y, const float* x, const float* w, int64_t rows, int64_t dim,
                        float eps) = 0;
-  // Rotate-half RoPE in place on x[T, heads, head_dim] at positions[T].
+  // Rotate-half RoPE in place on x[T, heads, head_dim] at positions[T]: pair (i, i + d/2)
+  // turns by the f32 angle pos * inv_freq[i] (inv_freq [head_dim/2], backend memory), with cos
+  // and sin multiplied by `scale` (1, or YaRN's attention factor).
   virtual void rope(float* x, const int32_t* positions, int64_t tokens, int64_t heads,
-                    int64_t head_dim, float theta) = 0;
+                    int64_t head_dim, const float* inv_freq, float scale) = 0;
   // k, v: [T, kv_heads*head_dim] written to the caches at slots[T] (slot = block*bs + offset;
   // kPaddingSlot: a padding token of a graph bucket, not written).
   // Caches: [num_blocks*block_size, kv_heads*head_dim] f32.

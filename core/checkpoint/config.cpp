@@ -1,6 +1,7 @@
 #include "core/checkpoint/config.h"
 
 #include <algorithm>
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -155,9 +156,41 @@ ModelConfig ModelConfig::from_json_text(const std::string& text, const std::stri
                  c.rope_theta);
   if (r.has("rope_scaling")) {
     const json& rs = j["rope_scaling"];
-    std::string type = rs.is_object() ? rs.value("rope_type", rs.value("type", "")) : "";
-    QWEN3MOE_CHECK(type == "default", source, ": rope_scaling ", rs.dump(),
-                   " is not supported (only absent, null or rope_type \"default\")");
+    QWEN3MOE_CHECK(rs.is_object(), source, ": rope_scaling must be an object, got ", rs.dump());
+    const json& type_field = rs.contains("rope_type") ? rs["rope_type"] : rs.value("type", json());
+    const std::string type = type_field.is_string() ? type_field.get<std::string>() : "";
+    QWEN3MOE_CHECK(type == "default" || type == "yarn", source, ": rope_scaling type '",
+                   type.empty() ? type_field.dump() : type,
+                   "' is not supported (absent, null, \"default\" or \"yarn\")");
+    RopeScaling& y = c.rope_scaling;
+    y.type = type;
+    if (type == "yarn") {
+      const std::string where = source + " rope_scaling";
+      const Reader q{rs, where};
+      y.factor = q.number("factor", true);
+      QWEN3MOE_CHECK(std::isfinite(y.factor) && y.factor >= 1, where,
+                     ": field 'factor' must be at least 1, got ", y.factor);
+      y.original_max_position =
+          q.integer("original_max_position_embeddings", false, c.max_position_embeddings);
+      q.positive("original_max_position_embeddings", y.original_max_position);
+      y.beta_fast = q.number("beta_fast", false, 32);
+      y.beta_slow = q.number("beta_slow", false, 1);
+      QWEN3MOE_CHECK(y.beta_fast > 0 && y.beta_slow > 0, where,
+                     ": beta_fast and beta_slow must be positive, got ", y.beta_fast, " and ",
+                     y.beta_slow);
+      y.truncate = q.boolean("truncate", true);
+      y.attention_factor = q.number("attention_factor", false, 0);
+      y.mscale = q.number("mscale", false, 0);
+      y.mscale_all_dim = q.number("mscale_all_dim", false, 0);
+      QWEN3MOE_CHECK(y.attention_factor >= 0 && y.mscale >= 0 && y.mscale_all_dim >= 0, where,
+                     ": attention_factor, mscale and mscale_all_dim must not be negative");
+      // The window YaRN extends to is the context (vLLM derives max_model_len the same way).
+      const double extended = std::floor(y.factor * double(y.original_max_position));
+      QWEN3MOE_CHECK(extended < double(int64_t(1) << 31), where, ": factor ", y.factor,
+                     " x original_max_position_embeddings ", y.original_max_position,
+                     " is past 2^31 positions");
+      c.max_position_embeddings = std::max(c.max_position_embeddings, int64_t(extended));
+    }
   }
   QWEN3MOE_CHECK(!r.boolean("use_sliding_window", false), source,
                  ": use_sliding_window=true is not supported (Qwen3 checkpoints ship false)");

@@ -9,6 +9,18 @@
 
 namespace qwen3moe {
 
+// config.json's rope_scaling: absent or "default" (plain RoPE), or YaRN as transformers'
+// _compute_yarn_parameters reads it (core/model/rope_table.h builds the tables).
+struct RopeScaling {
+  std::string type = "default";           // "default" | "yarn"
+  double factor = 1;                      // context extension over the original window
+  int64_t original_max_position = 0;      // the pretrained window
+  double beta_fast = 32, beta_slow = 1;   // the correction range's rotation counts
+  bool truncate = true;                   // floor/ceil the correction range
+  double attention_factor = 0;            // cos and sin scale; 0: 0.1 ln(factor) + 1 (or mscale)
+  double mscale = 0, mscale_all_dim = 0;  // DeepSeek's form of the attention factor (0: unset)
+};
+
 struct ModelConfig {
   std::string architecture;  // "Qwen3ForCausalLM" | "Qwen3MoeForCausalLM"
   std::string model_type;
@@ -26,7 +38,10 @@ struct ModelConfig {
   int64_t decoder_sparse_step = 1;
   std::vector<int64_t> mlp_only_layers;
   double rope_theta = 10000.0;
+  RopeScaling rope_scaling;
   double rms_norm_eps = 1e-6;
+  // With YaRN, at least factor x original_max_position (the window it extends to), as vLLM
+  // derives its context length.
   int64_t max_position_embeddings = 0;
   bool tie_word_embeddings = false;
   bool attention_bias = false;

@@ -201,8 +201,10 @@ void Model::attention_block(int64_t l, int64_t T, KvCache& cache, bool scatter) 
   backend_.matmul(ws_.value, ws_.h, L.v, T, L.v_bias);  // [T, kvl*D]
   backend_.rmsnorm(ws_.query, ws_.query, L.q_norm, T * hq, D, eps);
   backend_.rmsnorm(ws_.key, ws_.key, L.k_norm, T * kvl, D, eps);
-  backend_.rope(ws_.query, ws_.positions, T, hq, D, float(c.rope_theta));
-  backend_.rope(ws_.key, ws_.positions, T, kvl, D, float(c.rope_theta));
+  const float* inv_freq = weights_->rope_inv_freq;  // [D/2]
+  const float rope_scale = weights_->rope_scale;
+  backend_.rope(ws_.query, ws_.positions, T, hq, D, inv_freq, rope_scale);
+  backend_.rope(ws_.key, ws_.positions, T, kvl, D, inv_freq, rope_scale);
   backend_.kv_cache_write(cache.k(l), cache.v(l), ws_.key, ws_.value, ws_.slots, T, kvl * D);
   AttentionBatch ab;
   ab.num_tokens = int(T);

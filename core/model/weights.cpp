@@ -3,6 +3,7 @@
 #include <string>
 
 #include "core/checkpoint/layout.h"
+#include "core/model/rope_table.h"
 #include "kernels/common/check.h"
 #include "kernels/common/split.h"
 
@@ -148,6 +149,11 @@ ModelWeights::ModelWeights(const ModelConfig& config, const WeightStore* store,
     lm_head = slice("lm_head.weight", {V, H}, vb, vn, 0, H);
   }
   final_norm = upload_vector("model.norm.weight", {H}, 0, H);
+  const RopeTable rope = rope_table(c);
+  rope_inv_freq = static_cast<float*>(backend_.alloc(rope.inv_freq.size() * sizeof(float)));
+  owned_.push_back(rope_inv_freq);
+  backend_.upload(rope_inv_freq, rope.inv_freq.data(), rope.inv_freq.size() * sizeof(float));
+  rope_scale = rope.scale;
 
   layers.resize(size_t(c.num_hidden_layers));
   for (int64_t l = 0; l < c.num_hidden_layers; ++l) {

@@ -40,8 +40,10 @@ class ModelWeights {
   ModelWeights& operator=(const ModelWeights&) = delete;
 
   std::vector<LayerWeights> layers;
-  Weight embed, lm_head;        // [vocab slice, H] each (the same when tied)
-  float* final_norm = nullptr;  // [H]
+  Weight embed, lm_head;           // [vocab slice, H] each (the same when tied)
+  float* final_norm = nullptr;     // [H]
+  float* rope_inv_freq = nullptr;  // [head_dim / 2] (core/model/rope_table.h)
+  float rope_scale = 1;            // cos and sin scale (YaRN's attention factor)
 
   // Bytes of the weights this rank reads through the backend (its slices only).
   size_t resident_bytes() const { return resident_bytes_; }

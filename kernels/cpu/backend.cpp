@@ -55,8 +55,8 @@ class CpuBackend final : public Backend {
     cpu::rmsnorm(y, x, w, rows, dim, eps);
   }
   void rope(float* x, const int32_t* positions, int64_t tokens, int64_t heads, int64_t head_dim,
-            float theta) override {
-    cpu::rope(x, positions, tokens, heads, head_dim, theta);
+            const float* inv_freq, float scale) override {
+    cpu::rope(x, positions, tokens, heads, head_dim, inv_freq, scale);
   }
   void kv_cache_write(float* k_cache, float* v_cache, const float* k, const float* v,
                       const int32_t* slots, int64_t tokens, int64_t kv_dim) override {

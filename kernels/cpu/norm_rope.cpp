@@ -20,20 +20,17 @@ void rmsnorm(float* y, const float* x, const float* w, int64_t rows, int64_t dim
 }
 
 void rope(float* x, const int32_t* positions, int64_t tokens, int64_t heads, int64_t head_dim,
-          float theta) {
+          const float* inv_freq, float scale) {
   const int64_t half = head_dim / 2;
-  // inv_freq as Hugging Face builds it: f32 of theta^(-2i/d); the angle is the f32 product
-  // pos * inv_freq, its cos/sin taken in double.
-  std::vector<float> inv_freq(half);
-  for (int64_t i = 0; i < half; ++i)
-    inv_freq[i] = float(1.0 / std::pow(double(theta), double(2 * i) / double(head_dim)));
+  // The angle is the f32 product pos * inv_freq as Hugging Face forms it, its cos/sin taken in
+  // double, then scaled in f32.
 #pragma omp parallel for schedule(static) if (tokens * heads * head_dim > 32768)
   for (int64_t t = 0; t < tokens; ++t) {
     std::vector<float> c(half), s(half);
     for (int64_t i = 0; i < half; ++i) {
       const float angle = float(positions[t]) * inv_freq[i];
-      c[i] = float(std::cos(double(angle)));
-      s[i] = float(std::sin(double(angle)));
+      c[i] = float(std::cos(double(angle))) * scale;
+      s[i] = float(std::sin(double(angle))) * scale;
     }
     for (int64_t h = 0; h < heads; ++h) {
       float* v = x + (t * heads + h) * head_dim;

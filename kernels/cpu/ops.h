@@ -24,7 +24,7 @@ void grouped_matmul(float* y, const float* x, const Weight* w, const int64_t* of
                     int num_groups);
 void rmsnorm(float* y, const float* x, const float* w, int64_t rows, int64_t dim, float eps);
 void rope(float* x, const int32_t* positions, int64_t tokens, int64_t heads, int64_t head_dim,
-          float theta);
+          const float* inv_freq, float scale);
 void kv_cache_write(float* k_cache, float* v_cache, const float* k, const float* v,
                     const int32_t* slots, int64_t tokens, int64_t kv_dim);
 void attention(float* out, const float* q, const float* k_cache, const float* v_cache,

@@ -114,8 +114,8 @@ class CudaBackend final : public Backend {
     cuda::rmsnorm(y, x, w, rows, dim, eps, stream_);
   }
   void rope(float* x, const int32_t* positions, int64_t tokens, int64_t heads, int64_t head_dim,
-            float theta) override {
-    cuda::rope(x, positions, tokens, heads, head_dim, theta, stream_);
+            const float* inv_freq, float scale) override {
+    cuda::rope(x, positions, tokens, heads, head_dim, inv_freq, scale, stream_);
   }
   void kv_cache_write(float* k_cache, float* v_cache, const float* k, const float* v,
                       const int32_t* slots, int64_t tokens, int64_t kv_dim) override {

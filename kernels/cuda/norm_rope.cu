@@ -1,5 +1,5 @@
 // RMSNorm (one block per row, sum of squares reduced in the block) and rotate-half RoPE with
-// Hugging Face's f32 inv_freq and f32 angle, as kernels/cpu/norm_rope.cpp.
+// Hugging Face's f32 angle from the given inv_freq table, as kernels/cpu/norm_rope.cpp.
 #include "kernels/cuda/cuda_check.h"
 #include "kernels/cuda/ops.h"
 
@@ -26,14 +26,13 @@ __global__ void rmsnorm_kernel(float* y, const float* x, const float* w, int64_t
 
 // One block per token, threads over (head, pair).
 __global__ void rope_kernel(float* x, const int32_t* positions, int64_t heads, int64_t head_dim,
-                            float theta) {
+                            const float* inv_freq, float scale) {
   const int64_t t = blockIdx.x, half = head_dim / 2;
   const float pos = float(positions[t]);
   for (int64_t e = threadIdx.x; e < heads * half; e += blockDim.x) {
     const int64_t h = e / half, i = e % half;
-    const float inv_freq = float(1.0 / pow(double(theta), double(2 * i) / double(head_dim)));
-    const float angle = pos * inv_freq;
-    const float c = float(cos(double(angle))), s = float(sin(double(angle)));
+    const float angle = pos * inv_freq[i];
+    const float c = float(cos(double(angle))) * scale, s = float(sin(double(angle))) * scale;
     float* v = x + (t * heads + h) * head_dim;
     const float a = v[i], b = v[i + half];
     v[i] = a * c - b * s;
@@ -51,9 +50,9 @@ void rmsnorm(float* y, const float* x, const float* w, int64_t rows, int64_t dim
 }
 
 void rope(float* x, const int32_t* positions, int64_t tokens, int64_t heads, int64_t head_dim,
-          float theta, cudaStream_t stream) {
+          const float* inv_freq, float scale, cudaStream_t stream) {
   if (tokens == 0) return;
-  rope_kernel<<<int(tokens), kThreads, 0, stream>>>(x, positions, heads, head_dim, theta);
+  rope_kernel<<<int(tokens), kThreads, 0, stream>>>(x, positions, heads, head_dim, inv_freq, scale);
   QWEN3MOE_CUDA_LAUNCHED();
 }
 

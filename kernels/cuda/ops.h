@@ -29,7 +29,7 @@ void matmul(float* y, const float* x, const Weight& w, int64_t m, const float* b
 void rmsnorm(float* y, const float* x, const float* w, int64_t rows, int64_t dim, float eps,
              cudaStream_t stream);
 void rope(float* x, const int32_t* positions, int64_t tokens, int64_t heads, int64_t head_dim,
-          float theta, cudaStream_t stream);
+          const float* inv_freq, float scale, cudaStream_t stream);
 void kv_cache_write(float* k_cache, float* v_cache, const float* k, const float* v,
                     const int32_t* slots, int64_t tokens, int64_t kv_dim, cudaStream_t stream);
 void attention(float* out, const float* q, const float* k_cache, const float* v_cache,

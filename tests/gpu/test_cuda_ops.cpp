@@ -98,9 +98,12 @@ TEST_F(CudaOps, NormsRopeSiluAddMatchCpu) {
 
   const std::vector<int32_t> pos = {0, 1, 7, 100, 4000};
   std::vector<float> r = x;
-  cpu->rope(r.data(), pos.data(), T, H, D, 1e6f);
+  std::vector<float> inv_freq(size_t(D / 2));
+  for (int64_t i = 0; i < D / 2; ++i)
+    inv_freq[size_t(i)] = float(std::pow(1e6, -double(2 * i) / double(D))) * (i % 3 ? 1.0f : 0.25f);
+  cpu->rope(r.data(), pos.data(), T, H, D, inv_freq.data(), 1.1f);
   float* dr = dev(x);
-  gpu->rope(dr, dev(pos), T, H, D, 1e6f);
+  gpu->rope(dr, dev(pos), T, H, D, dev(inv_freq), 1.1f);
   expect_close(host(dr, x.size()), r, 1e-5f, 1e-5f, "rope");
 
   const std::vector<float> g = randn(x.size(), 6), u = randn(x.size(), 7);

@@ -164,7 +164,7 @@ TEST(MpiFixedCapacity, BitIdenticalToTheCountedExchange) {
       << "bf16 payload on " << world().size() << " ranks";
 }
 
-INSTANTIATE_TEST_SUITE_P(HfTiny, MpiParity, ::testing::Values("moe_a", "dense_a"));
+INSTANTIATE_TEST_SUITE_P(HfTiny, MpiParity, ::testing::Values("moe_a", "dense_a", "moe_yarn"));
 
 }  // namespace
 }  // namespace qwen3moe

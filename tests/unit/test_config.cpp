@@ -138,10 +138,11 @@ TEST(Config, UnknownArchitecture) {
 }
 
 TEST(Config, UnsupportedRopeScaling) {
+  EXPECT_ERROR_NAMES(error_with(dense_config(), "rope_scaling", {{"type", "linear"}}),
+                     "rope_scaling", "linear");
   EXPECT_ERROR_NAMES(
-      error_with(dense_config(), "rope_scaling", {{"rope_type", "yarn"}, {"factor", 4.0}}),
-      "rope_scaling", "yarn");
-  EXPECT_ERROR_NAMES(error_with(dense_config(), "rope_scaling", {{"type", "linear"}}), "linear");
+      error_with(dense_config(), "rope_scaling", {{"rope_type", "llama3"}, {"factor", 8.0}}),
+      "llama3");
   EXPECT_ERROR_NAMES(error_with(dense_config(), "rope_scaling", "dynamic"), "rope_scaling");
   // Absent, null and "default" are all plain RoPE.
   EXPECT_NO_THROW(parse(dense_config()));
@@ -150,6 +151,39 @@ TEST(Config, UnsupportedRopeScaling) {
   EXPECT_NO_THROW(parse(j));
   j["rope_scaling"] = {{"rope_type", "default"}};
   EXPECT_NO_THROW(parse(j));
+  EXPECT_EQ(parse(j).rope_scaling.type, "default");
+}
+
+// YaRN as Qwen documents it (the older "type" key too): the context becomes factor x the
+// original window when that is longer than max_position_embeddings; bad fields name themselves.
+TEST(Config, YarnRopeScaling) {
+  json j = dense_config();
+  j["max_position_embeddings"] = 40960;
+  j["rope_scaling"] = {
+      {"rope_type", "yarn"}, {"factor", 4.0}, {"original_max_position_embeddings", 32768}};
+  const ModelConfig c = parse(j);
+  EXPECT_EQ(c.rope_scaling.type, "yarn");
+  EXPECT_EQ(c.rope_scaling.factor, 4.0);
+  EXPECT_EQ(c.rope_scaling.original_max_position, 32768);
+  EXPECT_EQ(c.rope_scaling.beta_fast, 32.0);
+  EXPECT_EQ(c.rope_scaling.beta_slow, 1.0);
+  EXPECT_EQ(c.max_position_embeddings, 131072);
+  j["rope_scaling"] = {{"type", "yarn"}, {"factor", 2.0}};  // window: max_position_embeddings
+  EXPECT_EQ(parse(j).rope_scaling.original_max_position, 40960);
+  EXPECT_EQ(parse(j).max_position_embeddings, 81920);
+  EXPECT_ERROR_NAMES(error_with(dense_config(), "rope_scaling", {{"rope_type", "yarn"}}),
+                     "'factor'");
+  EXPECT_ERROR_NAMES(
+      error_with(dense_config(), "rope_scaling", {{"rope_type", "yarn"}, {"factor", 0.5}}),
+      "'factor'", "0.5");
+  EXPECT_ERROR_NAMES(
+      error_with(
+          dense_config(), "rope_scaling",
+          {{"rope_type", "yarn"}, {"factor", 4.0}, {"original_max_position_embeddings", -5}}),
+      "'original_max_position_embeddings'", "-5");
+  EXPECT_ERROR_NAMES(error_with(dense_config(), "rope_scaling",
+                                {{"rope_type", "yarn"}, {"factor", 4.0}, {"beta_fast", "fast"}}),
+                     "'beta_fast'");
 }
 
 TEST(Config, BadMlpOnlyLayers) {

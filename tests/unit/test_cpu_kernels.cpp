@@ -306,6 +306,14 @@ std::vector<double> reference_rope(const std::vector<float>& x, const std::vecto
   return y;
 }
 
+// theta^(-2i/d) in f32, the plain-RoPE table (core/model/rope_table.h builds the model's).
+std::vector<float> plain_inv_freq(double theta, int64_t d) {
+  std::vector<float> f(size_t(d / 2));
+  for (int64_t i = 0; i < d / 2; ++i)
+    f[size_t(i)] = float(1.0 / std::pow(theta, double(2 * i) / double(d)));
+  return f;
+}
+
 TEST(CpuRope, MatchesRotateHalfAtSmallPositions) {
   std::mt19937 rng(11);
   const int64_t heads = 3, d = 10;
@@ -314,7 +322,8 @@ TEST(CpuRope, MatchesRotateHalfAtSmallPositions) {
     std::vector<float> x = random_floats(pos.size() * size_t(heads * d), rng);
     const std::vector<float> before = x;
     const std::vector<double> ref = reference_rope(x, pos, heads, d, theta, false);
-    cpu::rope(x.data(), pos.data(), int64_t(pos.size()), heads, d, float(theta));
+    const std::vector<float> inv_freq = plain_inv_freq(theta, d);
+    cpu::rope(x.data(), pos.data(), int64_t(pos.size()), heads, d, inv_freq.data(), 1.0f);
     // The f32 angle differs from the exact one by at most 63 · 2^-24 here.
     EXPECT_TRUE(all_close(x, ref, 1e-5, 1e-6)) << "theta " << theta;
     // Position 0 is the identity, bit for bit.
@@ -330,8 +339,26 @@ TEST(CpuRope, LargePositionsUseHuggingFaceF32Angle) {
   for (int i = 0; i < 300; ++i) pos.push_back(int32_t(i * 331 % 40960));
   std::vector<float> x = random_floats(pos.size() * size_t(heads * d), rng);
   const std::vector<double> ref = reference_rope(x, pos, heads, d, 1e6, true);
-  cpu::rope(x.data(), pos.data(), int64_t(pos.size()), heads, d, 1e6f);
+  const std::vector<float> inv_freq = plain_inv_freq(1e6, d);
+  cpu::rope(x.data(), pos.data(), int64_t(pos.size()), heads, d, inv_freq.data(), 1.0f);
   EXPECT_TRUE(all_close(x, ref, 1e-5, 1e-5));
+}
+
+// The table's scale (YaRN's attention factor) multiplies both cos and sin, and the table's
+// frequencies are the ones used: a doubled frequency is the rotation of twice the position.
+TEST(CpuRope, TableFrequenciesAndScale) {
+  std::mt19937 rng(14);
+  const int64_t heads = 2, d = 16;
+  const std::vector<int32_t> pos = {3, 10}, twice = {6, 20};
+  const std::vector<float> x = random_floats(pos.size() * size_t(heads * d), rng);
+  std::vector<float> inv = plain_inv_freq(1e4, d), doubled = inv;
+  for (float& f : doubled) f *= 2;
+  std::vector<float> a = x, b = x, scaled = x;
+  cpu::rope(a.data(), twice.data(), 2, heads, d, inv.data(), 1.0f);
+  cpu::rope(b.data(), pos.data(), 2, heads, d, doubled.data(), 1.0f);
+  cpu::rope(scaled.data(), twice.data(), 2, heads, d, inv.data(), 1.25f);
+  EXPECT_TRUE(all_close(b, std::vector<double>(a.begin(), a.end()), 1e-5, 1e-5));
+  for (size_t i = 0; i < a.size(); ++i) EXPECT_NEAR(scaled[i], 1.25f * a[i], 1e-5f) << i;
 }
 
 // ---- kv cache write -------------------------------------------------------------------------

@@ -98,7 +98,7 @@ TEST_P(Parity, KvCacheDecodeEqualsFullPrefill) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(HfTiny, Parity, ::testing::Values("moe_a", "dense_a"));
+INSTANTIATE_TEST_SUITE_P(HfTiny, Parity, ::testing::Values("moe_a", "dense_a", "moe_yarn"));
 
 }  // namespace
 }  // namespace qwen3moe
