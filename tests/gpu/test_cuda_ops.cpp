@@ -474,7 +474,7 @@ TEST_F(CudaOps, MatmulGemvRowsMatchCpu) {
 // The whole forward through the CUDA backend against the float64 references.
 TEST(CudaModel, FixtureParity) {
   if (cuda_device_count() == 0) GTEST_SKIP() << "no CUDA GPU visible";
-  for (const char* name : {"moe_a", "dense_a"}) {
+  for (const char* name : {"moe_a", "dense_a", "moe_yarn"}) {
     const std::string dir = testing::fixture(std::string("hf-tiny/") + name);
     const ModelConfig config = ModelConfig::load(dir);
     const WeightStore ws = WeightStore::open(dir);
