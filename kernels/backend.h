@@ -22,7 +22,23 @@ struct Weight {
   int64_t rows = 0;
   int64_t cols = 0;
   int64_t ld = 0;
-  size_t bytes() const { return size_t(rows) * size_t(cols) * dtype_size(dtype); }
+  // F8E4M3 only, as block-scaled checkpoints store it (weight_scale_inv [ceil(R / block_rows),
+  // scale_ld] of the whole tensor): element (r, c) of this matrix, a slice starting at
+  // (scale_row0, scale_col0) of the tensor, is its fp8 value times
+  // scale[((r + scale_row0) / block_rows) * scale_ld + (c + scale_col0) / block_cols], so a
+  // tensor-parallel slice may start inside a block (scale_col0 a multiple of 8).
+  const float* scale = nullptr;
+  int64_t block_rows = 0, block_cols = 0, scale_ld = 0, scale_row0 = 0, scale_col0 = 0;
+  float scale_at(int64_t r, int64_t c) const {
+    return scale[((r + scale_row0) / block_rows) * scale_ld + (c + scale_col0) / block_cols];
+  }
+  int64_t scale_blocks() const {
+    return scale ? (rows + block_rows - 1) / block_rows * ((cols + block_cols - 1) / block_cols)
+                 : 0;
+  }
+  size_t bytes() const {
+    return size_t(rows) * size_t(cols) * dtype_size(dtype) + size_t(scale_blocks()) * 4;
+  }
 };
 
 // The experts of one MoE layer for one projection, as a device kernel sees them: a table of
@@ -34,6 +50,9 @@ struct ExpertWeights {
   DType dtype = DType::BF16;
   int64_t rows = 0;
   int64_t cols = 0;
+  // F8E4M3: [E] each expert's block scales (Weight::scale with scale_ld = ceil(cols / block_cols))
+  const float* const* scales = nullptr;
+  int64_t block_rows = 0, block_cols = 0;
 };
 
 // Which cache slots each query token may see: token t of sequence s = token_seq[t] attends to

@@ -219,6 +219,50 @@ ModelConfig ModelConfig::from_json_text(const std::string& text, const std::stri
   }
   if (r.has("torch_dtype") && j["torch_dtype"].is_string())
     c.torch_dtype = j["torch_dtype"].get<std::string>();
+  if (r.has("quantization_config")) {
+    const json& qj = j["quantization_config"];
+    const std::string where = source + " quantization_config";
+    QWEN3MOE_CHECK(qj.is_object(), where, " must be an object, got ", qj.dump());
+    auto string_field = [&](const char* key, const char* fallback) {
+      if (!qj.contains(key) || qj[key].is_null()) return std::string(fallback);
+      QWEN3MOE_CHECK(qj[key].is_string(), where, ": field '", key, "' must be a string, got ",
+                     qj[key].dump());
+      return qj[key].get<std::string>();
+    };
+    Quantization& q = c.quantization;
+    q.method = string_field("quant_method", "");
+    QWEN3MOE_CHECK(q.method == "fp8", where, ": quant_method '", q.method,
+                   "' is not supported (only fp8 block-scaled weights)");
+    const std::string fmt = string_field("fmt", "e4m3");
+    QWEN3MOE_CHECK(fmt == "e4m3", where, ": fmt '", fmt, "' is not supported (only e4m3)");
+    const std::string act = string_field("activation_scheme", "dynamic");
+    QWEN3MOE_CHECK(act == "dynamic", where, ": activation_scheme '", act,
+                   "' is not supported (only dynamic)");
+    QWEN3MOE_CHECK(qj.contains("weight_block_size") && qj["weight_block_size"].is_array() &&
+                       qj["weight_block_size"].size() == 2 &&
+                       qj["weight_block_size"][0].is_number_integer() &&
+                       qj["weight_block_size"][1].is_number_integer(),
+                   where,
+                   ": weight_block_size must be [rows, cols] (per-tensor fp8 is not "
+                   "supported), got ",
+                   qj.value("weight_block_size", json()).dump());
+    q.block_rows = qj["weight_block_size"][0].get<int64_t>();
+    q.block_cols = qj["weight_block_size"][1].get<int64_t>();
+    // The CPU kernels load 8 columns at a time inside one block.
+    QWEN3MOE_CHECK(q.block_rows > 0 && q.block_cols > 0 && q.block_cols % 8 == 0 &&
+                       q.block_rows <= 4096 && q.block_cols <= 4096,
+                   where, ": weight_block_size [", q.block_rows, ", ", q.block_cols,
+                   "] must be positive, at most 4096, with columns a multiple of 8");
+    if (qj.contains("modules_to_not_convert") && !qj["modules_to_not_convert"].is_null()) {
+      const json& m = qj["modules_to_not_convert"];
+      QWEN3MOE_CHECK(m.is_array(), where, ": modules_to_not_convert must be a list, got ",
+                     m.dump());
+      for (const json& name : m) {
+        QWEN3MOE_CHECK(name.is_string(), where, ": modules_to_not_convert holds ", name.dump());
+        q.modules_to_not_convert.push_back(name.get<std::string>());
+      }
+    }
+  }
   return c;
 }
 

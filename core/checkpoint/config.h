@@ -21,6 +21,16 @@ struct RopeScaling {
   double mscale = 0, mscale_all_dim = 0;  // DeepSeek's form of the attention factor (0: unset)
 };
 
+// config.json's quantization_config: none, or FP8 block-scaled weights as Qwen publishes them
+// (quant_method "fp8", fmt "e4m3", dynamic activations, each quantized Linear's weight F8_E4M3
+// with a weight_scale_inv of one f32 per block).
+struct Quantization {
+  std::string method;                               // "" (none) | "fp8"
+  int64_t block_rows = 0, block_cols = 0;           // weight_block_size
+  std::vector<std::string> modules_to_not_convert;  // module names kept in bf16
+  bool fp8() const { return method == "fp8"; }
+};
+
 struct ModelConfig {
   std::string architecture;  // "Qwen3ForCausalLM" | "Qwen3MoeForCausalLM"
   std::string model_type;
@@ -47,6 +57,7 @@ struct ModelConfig {
   bool attention_bias = false;
   std::vector<int32_t> eos_token_ids;
   std::string torch_dtype;
+  Quantization quantization;
 
   bool is_moe() const { return num_experts > 0; }
   // As transformers' Qwen3MoeDecoderLayer: MoE iff not in mlp_only_layers, experts > 0 and

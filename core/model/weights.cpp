@@ -17,7 +17,52 @@ std::string expert_name(int64_t l, int64_t e, const char* proj) {
   return "model.layers." + std::to_string(l) + ".mlp.experts." + std::to_string(e) + "." + proj +
          ".weight";
 }
+
+// Whether an fp8 checkpoint keeps `module` in bf16: modules_to_not_convert names it (whole, or
+// as its last components, e.g. "lm_head"), or it is no linear projection the format quantizes
+// (the router mlp.gate, embeddings).
+bool kept_unquantized(const Quantization& q, const std::string& module) {
+  if (!module.ends_with("_proj")) return true;
+  for (const std::string& m : q.modules_to_not_convert)
+    if (module == m || module.ends_with("." + m) || module.starts_with(m + ".")) return true;
+  return false;
+}
+
+std::string shape_text(int64_t a, int64_t b) {
+  return "[" + std::to_string(a) + ", " + std::to_string(b) + "]";
+}
 }  // namespace
+
+// An F8_E4M3 tensor's weight_scale_inv beside it, checked against the config's blocks, and
+// where this slice sits in it.
+void ModelWeights::attach_scales(Weight& w, const TensorView& t, int64_t row_begin,
+                                 int64_t col_begin) {
+  const Quantization& q = config_.quantization;
+  QWEN3MOE_CHECK(q.fp8(), "tensor '", t.name,
+                 "' is F8_E4M3 but config.json has no fp8 quantization_config");
+  const std::string module = t.name.substr(0, t.name.size() - std::string(".weight").size());
+  const std::string scale_name = module + ".weight_scale_inv";
+  const TensorView* sc = store_->find(scale_name);
+  QWEN3MOE_CHECK(sc != nullptr, "FP8 tensor '", t.name, "' has no scale tensor '", scale_name, "'");
+  const int64_t N = t.shape[0], K = t.shape[1], bn = q.block_rows, bk = q.block_cols;
+  const int64_t br = ceil_div(N, bn), bc = ceil_div(K, bk);
+  const std::vector<int64_t> want{br, bc};
+  QWEN3MOE_CHECK(sc->dtype == DType::F32 && sc->shape == want, "scale tensor '", scale_name,
+                 "' is ", dtype_name(sc->dtype), " ", sc->shape_str(), "; FP8 '", t.name, "' ",
+                 shape_text(N, K), " with blocks ", shape_text(bn, bk),
+                 " (weight_block_size) needs F32 ", shape_text(br, bc));
+  // The kernels read 8 columns at a time within one block: a slice may start inside a block
+  // (its scales are the block's), at a column that is a multiple of 8.
+  QWEN3MOE_CHECK(col_begin % 8 == 0, "FP8 tensor '", t.name, "' ", shape_text(N, K),
+                 ": this rank's slice starts at column ", col_begin,
+                 ", not a multiple of 8; choose a --tp whose split of ", K, " columns is");
+  w.scale = reinterpret_cast<const float*>(sc->data);
+  w.scale_row0 = row_begin;
+  w.scale_col0 = col_begin;
+  w.block_rows = bn;
+  w.block_cols = bk;
+  w.scale_ld = bc;
+}
 
 Weight ModelWeights::slice(const std::string& name, const std::vector<int64_t>& shape,
                            int64_t row_begin, int64_t rows, int64_t col_begin, int64_t cols) {
@@ -39,15 +84,26 @@ Weight ModelWeights::slice(const std::string& name, const std::vector<int64_t>& 
   const TensorView& t = store_->expect(name, shape);
   QWEN3MOE_CHECK(t.shape.size() == 2, "tensor '", t.name, "' must be 2-D, has shape ",
                  t.shape_str());
-  QWEN3MOE_CHECK(t.dtype == DType::BF16 || t.dtype == DType::F16 || t.dtype == DType::F32,
+  QWEN3MOE_CHECK(t.dtype == DType::BF16 || t.dtype == DType::F16 || t.dtype == DType::F32 ||
+                     t.dtype == DType::F8E4M3,
                  "tensor '", t.name, "' has dtype ", dtype_name(t.dtype),
-                 "; weights must be BF16, F16 or F32");
+                 "; weights must be BF16, F16, F32 or F8_E4M3 (block-scaled)");
   Weight w;
   w.dtype = t.dtype;
   w.rows = rows;
   w.cols = cols;
   w.ld = t.shape[1];
   w.data = t.data + (size_t(row_begin) * size_t(w.ld) + size_t(col_begin)) * dtype_size(t.dtype);
+  if (t.dtype == DType::F8E4M3) {
+    attach_scales(w, t, row_begin, col_begin);
+  } else if (config_.quantization.fp8()) {
+    const std::string module = name.substr(0, name.size() - std::string(".weight").size());
+    QWEN3MOE_CHECK(kept_unquantized(config_.quantization, module),
+                   "config.json's "
+                   "quantization_config says fp8, but tensor '",
+                   name, "' is ", dtype_name(t.dtype),
+                   " and modules_to_not_convert does not name '", module, "'");
+  }
   resident_bytes_ += w.bytes();
   return backend_.map_weight(w);
 }
@@ -130,6 +186,21 @@ ExpertWeights ModelWeights::expert_table(const std::vector<Weight>& experts) {
   t.dtype = experts[0].dtype;
   t.rows = experts[0].rows;
   t.cols = experts[0].cols;
+  if (experts[0].scale) {  // fp8: each expert's block scales, whole experts (ld = cols)
+    std::vector<const float*> scales;
+    for (const Weight& w : experts) {
+      QWEN3MOE_CHECK(
+          w.scale && w.block_rows == experts[0].block_rows && w.block_cols == experts[0].block_cols,
+          "experts of one layer differ in their fp8 blocks");
+      scales.push_back(w.scale);
+    }
+    void* st = backend_.alloc(scales.size() * sizeof(float*));
+    owned_.push_back(st);
+    backend_.upload(st, scales.data(), scales.size() * sizeof(float*));
+    t.scales = static_cast<const float* const*>(st);
+    t.block_rows = experts[0].block_rows;
+    t.block_cols = experts[0].block_cols;
+  }
   return t;
 }
 

@@ -58,6 +58,7 @@ class ModelWeights {
   Weight slice(const std::string& name, const std::vector<int64_t>& shape, int64_t row_begin,
                int64_t rows, int64_t col_begin, int64_t cols);
   ExpertWeights expert_table(const std::vector<Weight>& experts);
+  void attach_scales(Weight& w, const TensorView& t, int64_t row_begin, int64_t col_begin);
   std::vector<Weight> random_experts(int64_t layer, const char* proj, int64_t rows, int64_t cols);
 
   const ModelConfig& config_;

@@ -1,4 +1,6 @@
-// y[M,N] = x[M,K] · w[N,K]^T with weights in their stored dtype (bf16, f16, f32).
+// y[M,N] = x[M,K] · w[N,K]^T with weights in their stored dtype (bf16, f16, f32, or block-scaled
+// fp8 e4m3: each weight widened in registers and multiplied by its 128x128 block's scale, so an
+// fp8 weight streams from memory as one byte).
 //
 // Two algorithms, chosen by M (gemm_path):
 // - own: register-tiled AVX2 kernel that widens the weights to f32 in registers, so every
@@ -32,9 +34,27 @@ inline __m256 load8(const void* base, int64_t i) {
     __m128i h =
         _mm_loadu_si128(reinterpret_cast<const __m128i*>(static_cast<const uint16_t*>(base) + i));
     return _mm256_cvtph_ps(h);
+  } else if constexpr (T == DType::F8E4M3) {
+    // The bits of fp8_e4m3_to_f32 on 8 lanes: 2^-120 times the value (the caller's scale
+    // carries the 2^120).
+    const __m256i v = _mm256_cvtepu8_epi32(
+        _mm_loadl_epi64(reinterpret_cast<const __m128i*>(static_cast<const uint8_t*>(base) + i)));
+    const __m256i sign = _mm256_slli_epi32(_mm256_and_si256(v, _mm256_set1_epi32(0x80)), 24);
+    const __m256i mag = _mm256_slli_epi32(_mm256_and_si256(v, _mm256_set1_epi32(0x7F)), 20);
+    return _mm256_castsi256_ps(_mm256_or_si256(sign, mag));
   } else {
     return _mm256_loadu_ps(static_cast<const float*>(base) + i);
   }
+}
+
+// The factor of an fp8 block in load8's units (its scale times 2^120); 1 for other dtypes.
+inline float fp8_block_factor(const Weight& w, int64_t row, int64_t k) {
+  return w.scale_at(row, k) * 0x1p120f;
+}
+
+// Whether column k starts a new scale block (or the row): where the factors are reloaded.
+inline bool fp8_block_start(const Weight& w, int64_t k) {
+  return k == 0 || (k + w.scale_col0) % w.block_cols == 0;
 }
 
 template <DType T>
@@ -43,6 +63,8 @@ inline float load1(const void* base, int64_t i) {
     return bf16_to_f32(static_cast<const uint16_t*>(base)[i]);
   } else if constexpr (T == DType::F16) {
     return f16_to_f32(static_cast<const uint16_t*>(base)[i]);
+  } else if constexpr (T == DType::F8E4M3) {
+    return fp8_e4m3_to_f32(static_cast<const uint8_t*>(base)[i]);  // unscaled
   } else {
     return static_cast<const float*>(base)[i];
   }
@@ -59,6 +81,9 @@ inline void tile(float* y, int64_t ldy, const float* x, int64_t ldx, const Weigh
   __m256 acc[MR][NR];
   for (int i = 0; i < MR; ++i)
     for (int j = 0; j < NR; ++j) acc[i][j] = _mm256_setzero_ps();
+  // fp8: each weight row's block factor, reloaded at every block boundary (block_cols and the
+  // slice's first column are multiples of 8, so none falls inside an 8-wide load).
+  [[maybe_unused]] float factor[NR];
   int64_t k = 0;
   for (; k + 8 <= K; k += 8) {
     __m256 wv[NR];
@@ -68,7 +93,14 @@ inline void tile(float* y, int64_t ldy, const float* x, int64_t ldx, const Weigh
       for (int j = 0; j < NR; ++j)
         _mm_prefetch(static_cast<const char*>(wr[j]) + (k + 512) * int64_t(sizeof(uint16_t)),
                      _MM_HINT_T0);
-    for (int j = 0; j < NR; ++j) wv[j] = load8<T>(wr[j], k);
+    if constexpr (T == DType::F8E4M3) {
+      if (fp8_block_start(w, k))
+        for (int j = 0; j < NR; ++j) factor[j] = fp8_block_factor(w, n0 + j, k);
+      for (int j = 0; j < NR; ++j)
+        wv[j] = _mm256_mul_ps(load8<T>(wr[j], k), _mm256_broadcast_ss(&factor[j]));
+    } else {
+      for (int j = 0; j < NR; ++j) wv[j] = load8<T>(wr[j], k);
+    }
     for (int i = 0; i < MR; ++i) {
       __m256 xv = _mm256_loadu_ps(x + i * ldx + k);
       for (int j = 0; j < NR; ++j) acc[i][j] = _mm256_fmadd_ps(xv, wv[j], acc[i][j]);
@@ -77,7 +109,11 @@ inline void tile(float* y, int64_t ldy, const float* x, int64_t ldx, const Weigh
   for (int i = 0; i < MR; ++i) {
     for (int j = 0; j < NR; ++j) {
       float s = hsum8(acc[i][j]);
-      for (int64_t kk = k; kk < K; ++kk) s += x[i * ldx + kk] * load1<T>(wr[j], kk);
+      for (int64_t kk = k; kk < K; ++kk) {
+        float wk = load1<T>(wr[j], kk);
+        if constexpr (T == DType::F8E4M3) wk *= w.scale_at(n0 + j, kk);
+        s += x[i * ldx + kk] * wk;
+      }
       if (bias) s += bias[n0 + j];
       y[i * ldy + n0 + j] = s;
     }
@@ -138,6 +174,8 @@ void own_range_any(float* y, const float* x, const Weight& w, int64_t m, const f
       return own_range<DType::F16>(y, x, w, m, bias, n_begin, n_end);
     case DType::F32:
       return own_range<DType::F32>(y, x, w, m, bias, n_begin, n_end);
+    case DType::F8E4M3:
+      return own_range<DType::F8E4M3>(y, x, w, m, bias, n_begin, n_end);
     default:
       QWEN3MOE_FAIL("matmul: unsupported weight dtype ", dtype_name(w.dtype));
   }
@@ -164,6 +202,15 @@ void weight_row_to_f32(float* out, const Weight& w, int64_t row) {
     case DType::F32:
       std::copy_n(static_cast<const float*>(src), K, out);
       break;
+    case DType::F8E4M3: {
+      for (; k + 8 <= K; k += 8) {
+        const float f = fp8_block_factor(w, row, k);
+        _mm256_storeu_ps(out + k,
+                         _mm256_mul_ps(load8<DType::F8E4M3>(src, k), _mm256_broadcast_ss(&f)));
+      }
+      for (; k < K; ++k) out[k] = load1<DType::F8E4M3>(src, k) * w.scale_at(row, k);
+      break;
+    }
     default:
       QWEN3MOE_FAIL("matmul: unsupported weight dtype ", dtype_name(w.dtype));
   }

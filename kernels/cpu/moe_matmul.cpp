@@ -14,8 +14,16 @@ void moe_matmul(float* y, const float* x, const ExpertWeights& w, const int32_t*
   (void)tokens;
   std::vector<Weight> ws(static_cast<size_t>(experts));
   std::vector<int64_t> off(static_cast<size_t>(experts + 1));
-  for (int64_t e = 0; e < experts; ++e)
-    ws[size_t(e)] = Weight{w.table[e], w.dtype, w.rows, w.cols, w.cols};
+  for (int64_t e = 0; e < experts; ++e) {
+    Weight& we = ws[size_t(e)];
+    we = Weight{w.table[e], w.dtype, w.rows, w.cols, w.cols};
+    if (w.scales) {
+      we.scale = w.scales[e];
+      we.block_rows = w.block_rows;
+      we.block_cols = w.block_cols;
+      we.scale_ld = (w.cols + w.block_cols - 1) / w.block_cols;
+    }
+  }
   for (int64_t e = 0; e <= experts; ++e) off[size_t(e)] = offsets[e];
   grouped_matmul(y, x, ws.data(), off.data(), int(experts));
 }

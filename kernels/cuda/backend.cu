@@ -65,6 +65,7 @@ class CudaBackend final : public Backend {
     QWEN3MOE_CUDA_CHECK(cudaStreamSynchronize(stream_));
   }
   Weight map_weight(const Weight& host) override {
+    if (host.dtype == DType::F8E4M3) return map_fp8_as_bf16(host);
     const size_t esz = dtype_size(host.dtype), row = size_t(host.cols) * esz;
     void* dev = weight_alloc(row * size_t(host.rows));
     QWEN3MOE_CUDA_CHECK(cudaMemcpy2DAsync(dev, row, host.data, size_t(host.ld) * esz, row,
@@ -258,6 +259,25 @@ class CudaBackend final : public Backend {
   size_t arena_left_ = 0;
   static constexpr size_t kBlasWorkspace = size_t(32) << 20;
   void* blas_ws_ = nullptr;
+  // Block-scaled fp8 weights widened to bf16 on the host as they load (2 bytes per weight on
+  // the device) until the CUDA backend has fp8 GEMV/GEMM kernels of its own.
+  Weight map_fp8_as_bf16(const Weight& host) {
+    std::vector<uint16_t> wide(size_t(host.rows) * size_t(host.cols));
+    const auto* q = static_cast<const uint8_t*>(host.data);
+    for (int64_t r = 0; r < host.rows; ++r)
+      for (int64_t c = 0; c < host.cols; ++c) {
+        wide[size_t(r * host.cols + c)] =
+            f32_to_bf16(fp8_e4m3_to_f32(q[size_t(r * host.ld + c)]) * host.scale_at(r, c));
+      }
+    Weight bf16 = host;
+    bf16.data = wide.data();
+    bf16.dtype = DType::BF16;
+    bf16.ld = host.cols;
+    bf16.scale = nullptr;
+    bf16.block_rows = bf16.block_cols = bf16.scale_ld = bf16.scale_row0 = bf16.scale_col0 = 0;
+    return map_weight(bf16);  // copies before `wide` goes
+  }
+
   std::vector<cudaGraphExec_t> graphs_;
   std::vector<cudaEvent_t> marks_;  // timestamp()'s events; the first marks_used_ are live
   size_t marks_used_ = 0;

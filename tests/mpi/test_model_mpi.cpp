@@ -164,7 +164,8 @@ TEST(MpiFixedCapacity, BitIdenticalToTheCountedExchange) {
       << "bf16 payload on " << world().size() << " ranks";
 }
 
-INSTANTIATE_TEST_SUITE_P(HfTiny, MpiParity, ::testing::Values("moe_a", "dense_a", "moe_yarn"));
+INSTANTIATE_TEST_SUITE_P(HfTiny, MpiParity,
+                         ::testing::Values("moe_a", "dense_a", "moe_yarn", "moe_fp8"));
 
 }  // namespace
 }  // namespace qwen3moe

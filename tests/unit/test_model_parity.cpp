@@ -98,7 +98,8 @@ TEST_P(Parity, KvCacheDecodeEqualsFullPrefill) {
   }
 }
 
-INSTANTIATE_TEST_SUITE_P(HfTiny, Parity, ::testing::Values("moe_a", "dense_a", "moe_yarn"));
+INSTANTIATE_TEST_SUITE_P(HfTiny, Parity,
+                         ::testing::Values("moe_a", "dense_a", "moe_yarn", "moe_fp8"));
 
 }  // namespace
 }  // namespace qwen3moe

@@ -1,0 +1,221 @@
+// FP8 block-scaled checkpoints (Qwen's released format) on the CPU: the e4m3 conversions, the
+// CPU GEMM paths on fp8 weights against the fixture's float64 products (gemm.* keys: partial
+// blocks of 192 and 320 included) and on slices that start inside a scale block, and each
+// malformed checkpoint is one error naming the tensor (or the config field).
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <filesystem>
+#include <functional>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "core/checkpoint/config.h"
+#include "core/checkpoint/safetensors.h"
+#include "kernels/common/check.h"
+#include "kernels/common/dtype.h"
+#include "kernels/cpu/ops.h"
+#include "model_fixture.h"
+#include "test_util.h"
+
+namespace qwen3moe {
+namespace {
+
+using nlohmann::json;
+using testing::fixture;
+using testing::tensor_values;
+
+const std::string kFp8 = "hf-tiny/moe_fp8";
+
+TEST(Fp8, E4m3CodesRoundTripAndRoundToNearestEven) {
+  for (int c = 0; c < 256; ++c) {
+    if ((c & 0x7F) == 0x7F) {
+      EXPECT_TRUE(std::isnan(fp8_e4m3_to_f32(uint8_t(c))));
+      continue;
+    }
+    const float f = fp8_e4m3_to_f32(uint8_t(c));
+    if (f == 0.0f) continue;  // +-0
+    EXPECT_EQ(f32_to_fp8_e4m3(f), c) << "code " << c << " = " << f;
+  }
+  EXPECT_EQ(fp8_e4m3_to_f32(0x7E), 448.0f);   // the largest
+  EXPECT_EQ(fp8_e4m3_to_f32(0x01), 0x1p-9f);  // the smallest subnormal
+  EXPECT_EQ(fp8_e4m3_to_f32(0x08), 0x1p-6f);  // the smallest normal
+  EXPECT_EQ(fp8_e4m3_to_f32(0xB8), -1.0f);
+  EXPECT_EQ(f32_to_fp8_e4m3(1.0625f), 0x38);  // halfway between 1 and 1.125: even (1)
+  EXPECT_EQ(f32_to_fp8_e4m3(1.1875f), 0x3A);  // halfway between 1.125 and 1.25: even (1.25)
+  EXPECT_EQ(f32_to_fp8_e4m3(1000.0f), 0x7E);  // saturates
+  EXPECT_EQ(f32_to_fp8_e4m3(-1000.0f), 0xFE);
+}
+
+// The fixture's fp8 tensor `module`.weight as a Weight with its scales.
+Weight fp8_weight(const WeightStore& store, const std::string& module) {
+  const TensorView& t = store.get(module + ".weight");
+  const TensorView& s = store.get(module + ".weight_scale_inv");
+  Weight w{t.data, DType::F8E4M3, t.shape[0], t.shape[1], t.shape[1]};
+  w.scale = reinterpret_cast<const float*>(s.data);
+  w.block_rows = 128;
+  w.block_cols = 128;
+  w.scale_ld = s.shape[1];
+  return w;
+}
+
+// Both CPU GEMM paths (the register kernel and the widened-panel sgemm) against the fixture's
+// float64 x · dequantized W^T, for six projections including partial 192- and 320-wide blocks.
+TEST(Fp8, CpuGemmPathsMatchTheFixtureProducts) {
+  const std::string dir = fixture(kFp8);
+  const WeightStore store = WeightStore::open(dir);
+  const WeightStore ref = WeightStore::open_file(dir + "/reference.safetensors");
+  int checked = 0;
+  for (const auto& [name, view] : ref.all()) {
+    if (!name.starts_with("gemm.") || !name.ends_with(".x")) continue;
+    const std::string module = name.substr(5, name.size() - 7);
+    const Weight w = fp8_weight(store, module);
+    const auto x = tensor_values<float>(ref.get(name));
+    const auto want = tensor_values<float>(ref.get("gemm." + module + ".y"));
+    const int64_t m = int64_t(x.size()) / w.cols;
+    for (int path = 0; path < 2; ++path) {
+      std::vector<float> y(size_t(m * w.rows));
+      if (path == 0)
+        cpu::matmul_own(y.data(), x.data(), w, m, nullptr);
+      else
+        cpu::matmul_blas(y.data(), x.data(), w, m, nullptr);
+      float worst = 0, top = 0;
+      for (size_t i = 0; i < y.size(); ++i) {
+        worst = std::max(worst, std::fabs(y[i] - want[i]));
+        top = std::max(top, std::fabs(want[i]));
+      }
+      EXPECT_LE(worst, 1e-5f * (1 + top)) << module << (path ? " blas" : " own");
+    }
+    ++checked;
+  }
+  EXPECT_EQ(checked, 6);
+}
+
+// A tensor-parallel slice that starts inside a scale block (rows from 64, columns from 40 of a
+// [320, 256] weight with 128x128 blocks) reads the scales of the blocks it lies in.
+TEST(Fp8, SliceInsideABlockUsesItsBlocksScales) {
+  const WeightStore store = WeightStore::open(fixture(kFp8));
+  const Weight full = fp8_weight(store, "model.layers.1.mlp.gate_proj");
+  const int64_t r0 = 64, c0 = 40, rows = 200, cols = 136, m = 3;
+  Weight s = full;
+  s.data = static_cast<const uint8_t*>(full.data) + r0 * full.ld + c0;
+  s.rows = rows;
+  s.cols = cols;
+  s.scale_row0 = r0;
+  s.scale_col0 = c0;
+  std::vector<float> x(size_t(m * cols));
+  for (size_t i = 0; i < x.size(); ++i) x[i] = std::sin(0.37f * float(i));
+  for (int path = 0; path < 2; ++path) {
+    std::vector<float> y(size_t(m * rows));
+    if (path == 0)
+      cpu::matmul_own(y.data(), x.data(), s, m, nullptr);
+    else
+      cpu::matmul_blas(y.data(), x.data(), s, m, nullptr);
+    for (int64_t i = 0; i < m; ++i)
+      for (int64_t r = 0; r < rows; ++r) {
+        double want = 0;
+        for (int64_t c = 0; c < cols; ++c) {
+          const uint8_t q = static_cast<const uint8_t*>(full.data)[(r0 + r) * full.ld + c0 + c];
+          want += double(x[size_t(i * cols + c)]) * double(fp8_e4m3_to_f32(q)) *
+                  double(full.scale[((r0 + r) / 128) * full.scale_ld + (c0 + c) / 128]);
+        }
+        ASSERT_NEAR(y[size_t(i * rows + r)], want, 1e-5 * (1 + std::fabs(want)))
+            << (path ? "blas" : "own") << " row " << i << " out " << r;
+      }
+  }
+}
+
+// A copy of the fp8 fixture with its config and tensors changed, for the error cases.
+std::string broken_copy(const std::string& tag, const std::function<void(json&)>& config,
+                        const std::function<void(std::vector<TensorToWrite>&)>& tensors) {
+  const std::string src = fixture(kFp8), dir = testing::fresh_dir(tag);
+  json c = json::parse(testing::read_file(src + "/config.json"));
+  config(c);
+  testing::write_file(dir + "/config.json", c.dump());
+  const WeightStore store = WeightStore::open(src);
+  std::vector<TensorToWrite> out;
+  for (const auto& [name, t] : store.all()) out.push_back({name, t->dtype, t->shape, t->data});
+  tensors(out);
+  write_safetensors(dir + "/model.safetensors", out);
+  return dir;
+}
+
+std::string load_error(const std::string& dir) {
+  return testing::error_of([&] { testing::LoadedModel m(dir); });
+}
+
+void drop(std::vector<TensorToWrite>& t, const std::string& name) {
+  std::erase_if(t, [&](const TensorToWrite& x) { return x.name == name; });
+}
+
+const std::string kQ = "model.layers.0.self_attn.q_proj";
+
+TEST(Fp8Errors, EachMalformedCheckpointNamesItsTensor) {
+  auto keep_config = [](json&) {};
+  auto keep_tensors = [](std::vector<TensorToWrite>&) {};
+  // An F8 tensor without the config that says how to read it.
+  EXPECT_ERROR_NAMES(
+      load_error(broken_copy(
+          "noconfig", [](json& c) { c.erase("quantization_config"); }, keep_tensors)),
+      kQ + ".weight", "F8_E4M3", "quantization_config");
+  // An F8 tensor without its scales.
+  EXPECT_ERROR_NAMES(load_error(broken_copy(
+                         "noscale", keep_config,
+                         [](std::vector<TensorToWrite>& t) { drop(t, kQ + ".weight_scale_inv"); })),
+                     kQ + ".weight", kQ + ".weight_scale_inv");
+  // Scales of the wrong shape.
+  static const float one[4] = {1, 1, 1, 1};
+  EXPECT_ERROR_NAMES(
+      load_error(broken_copy("scaleshape", keep_config,
+                             [](std::vector<TensorToWrite>& t) {
+                               drop(t, kQ + ".weight_scale_inv");
+                               t.push_back({kQ + ".weight_scale_inv", DType::F32, {4, 1}, one});
+                             })),
+      kQ + ".weight_scale_inv", "[4, 1]", "[2, 2]");
+  // A block size other than the one the scales were made with.
+  EXPECT_ERROR_NAMES(load_error(broken_copy(
+                         "blocksize",
+                         [](json& c) {
+                           c["quantization_config"]["weight_block_size"] = {64, 128};
+                         },
+                         keep_tensors)),
+                     "weight_scale_inv", "[64, 128]");
+  // The config says fp8 over a bf16 projection.
+  EXPECT_ERROR_NAMES(load_error(broken_copy(
+                         "bf16proj",
+                         [](json& c) {
+                           c["quantization_config"]["modules_to_not_convert"] =
+                               json::array({"lm_head", "model.layers.0.mlp.gate"});
+                         },
+                         [](std::vector<TensorToWrite>& t) {
+                           static std::vector<uint16_t> bf16(256 * 256, 0x3F80);
+                           drop(t, kQ + ".weight");
+                           drop(t, kQ + ".weight_scale_inv");
+                           t.push_back({kQ + ".weight", DType::BF16, {256, 256}, bf16.data()});
+                         })),
+                     "quantization_config", kQ + ".weight", "BF16");
+}
+
+TEST(Fp8Errors, QuantizationConfigFields) {
+  const std::string base = testing::read_file(fixture(kFp8) + "/config.json");
+  auto with = [&](const char* key, const json& value) {
+    json c = json::parse(base);
+    c["quantization_config"][key] = value;
+    return testing::error_of([&] { ModelConfig::from_json_text(c.dump(), "config.json"); });
+  };
+  EXPECT_ERROR_NAMES(with("quant_method", "awq"), "quant_method", "awq");
+  EXPECT_ERROR_NAMES(with("fmt", "e5m2"), "fmt", "e5m2");
+  EXPECT_ERROR_NAMES(with("activation_scheme", "static"), "activation_scheme", "static");
+  EXPECT_ERROR_NAMES(with("weight_block_size", json::array({128, 100})), "weight_block_size",
+                     "100");
+  EXPECT_ERROR_NAMES(with("weight_block_size", nullptr), "weight_block_size");
+  EXPECT_ERROR_NAMES(with("modules_to_not_convert", "lm_head"), "modules_to_not_convert");
+  const ModelConfig ok = ModelConfig::from_json_text(base, "config.json");
+  EXPECT_TRUE(ok.quantization.fp8());
+  EXPECT_EQ(ok.quantization.block_rows, 128);
+  EXPECT_EQ(ok.quantization.modules_to_not_convert.size(), 2u);
+}
+
+}  // namespace
+}  // namespace qwen3moe
