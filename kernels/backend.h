@@ -3,6 +3,7 @@
 // device memory with one stream. Activations are f32; weights stay in their stored dtype.
 #pragma once
 
+#include <climits>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -68,7 +69,8 @@ struct AttentionBatch {
 
 // The arguments of Backend::moe_dispatch_pack, all backend memory. W ranks, T tokens.
 // The KV slot of a token that pads a step to a graph's batch size: kv_cache_write skips it.
-inline constexpr int32_t kPaddingSlot = -1;
+// A value nothing else produces, so a real token given a negative slot by mistake still fails.
+inline constexpr int32_t kPaddingSlot = INT32_MIN;
 
 struct MoeDispatchPack {
   const int32_t* ids = nullptr;    // [T, k] the router's global expert ids
@@ -231,6 +233,8 @@ class Backend {
   virtual bool begin_capture() { return false; }
   virtual int end_capture() { return -1; }
   virtual void replay(int graph) { (void)graph; }
+  // Destroys a captured graph; its id is not valid afterwards.
+  virtual void release_graph(int graph) { (void)graph; }
 };
 
 std::unique_ptr<Backend> make_cpu_backend(int threads = 0);

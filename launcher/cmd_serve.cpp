@@ -101,10 +101,14 @@ void run_serve(const ServeFlags& f) {
   });
   auto rt = load_runtime(f.runtime);
   set_a2a_capacity(*rt, f.runtime, f.engine.max_batch);  // a decode step of the whole batch
-  // Decode steps as graph replays (CUDA), padded to a few shapes; on every rank, since the
-  // followers run the same steps.
+  // Decode steps as graph replays (CUDA), padded to a few shapes, on every rank (the followers
+  // run the same steps); only where a graph will replay: collectives a graph can hold (world 1
+  // or NCCL) and no profiler (it times steps op by op), or the padding would only cost.
+  const Communicator& model_comm = rt->model_comm ? *rt->model_comm : *rt->comm;
   EngineOptions engine_options = f.engine;
-  engine_options.graph_padding = !f.enforce_eager && rt->backend->has_graphs();
+  engine_options.graph_padding = !f.enforce_eager && rt->backend->has_graphs() &&
+                                 (model_comm.size() == 1 || model_comm.graph_capturable()) &&
+                                 f.profile.dir.empty();
   rt->model->set_graphs(engine_options.graph_padding);
 
   std::unique_ptr<KvCache> cache;

@@ -37,8 +37,8 @@ std::unique_ptr<Runtime> load_runtime(const RuntimeOptions& o) {
   run_collectively([&] {
     QWEN3MOE_CHECK(o.collective_timeout > 0, "--collective-timeout must be positive, got ",
                    o.collective_timeout);
-    QWEN3MOE_CHECK(o.a2a_capacity >= -1, "--a2a-capacity must be 0 (off) or a token count, got ",
-                   o.a2a_capacity);
+    QWEN3MOE_CHECK(o.a2a_capacity >= -1, "--a2a-capacity must be a token count, 0 (off) or -1 ",
+                   "(the default: derived from the decode batch), got ", o.a2a_capacity);
   });
   enable_collective_watchdog(o.collective_timeout);
   int device = -1;  // the CUDA device of this rank

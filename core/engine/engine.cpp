@@ -232,6 +232,7 @@ void Engine::pad_to_graph_shape(StepBatch& b) const {
     std::copy_n(b.block_tables.begin() + s * old_width, old_width, tables.begin() + s * width);
   b.block_tables = std::move(tables);
   b.max_blocks_per_seq = width;
+  b.replayable = true;
   for (int64_t t = T; t < B; ++t) {
     b.tokens.push_back(0);
     b.positions.push_back(0);
@@ -244,10 +245,12 @@ void Engine::pad_to_graph_shape(StepBatch& b) const {
 void Engine::broadcast_plan(const StepBatch& b, bool stop) {
   if (comm_.size() == 1) return;
   comm_.set_phase(-1, "step plan");
-  // [stop, tokens, table entries, blocks per sequence, logit rows, the step's number]
-  int64_t header[6] = {
+  // [stop, tokens, table entries, blocks per sequence, logit rows, the step's number, whether
+  // the step has a graph shape]
+  int64_t header[7] = {
       stop ? 1 : 0,         int64_t(b.tokens.size()),     int64_t(b.block_tables.size()),
-      b.max_blocks_per_seq, int64_t(b.logit_rows.size()), steps_};
+      b.max_blocks_per_seq, int64_t(b.logit_rows.size()), steps_,
+      b.replayable ? 1 : 0};
   comm_.broadcast(header, sizeof(header), 0);
   if (stop) return;
   std::vector<int32_t> payload;
@@ -262,7 +265,7 @@ void Engine::follow() {
   std::vector<float> logits;
   for (;;) {
     comm_.set_phase(-1, "step plan");
-    int64_t header[6];
+    int64_t header[7];
     comm_.broadcast(header, sizeof(header), 0);
     if (header[0]) return;
     if (header[1] == 0) continue;  // a keep-alive from an idle scheduler
@@ -281,6 +284,7 @@ void Engine::follow() {
     take(b.block_tables, tables);
     take(b.logit_rows, L);
     b.max_blocks_per_seq = int(header[3]);
+    b.replayable = header[6] != 0;
     model_.set_step(header[5]);
     model_.forward(b, cache_, logits);
   }
@@ -336,7 +340,9 @@ bool Engine::step() {
   }
 
   // The batch: every decoding sequence's next token, then prompt chunks up to the budget.
+  // Only padded decode steps repeat their shapes; the rest run eagerly, not as one graph each.
   StepBatch b;
+  b.replayable = false;
   std::vector<Sequence*> sampled;  // in logit-row order
   std::vector<Sequence*> in_batch;
   int64_t budget = options_.prefill_budget;

@@ -34,9 +34,10 @@ class GraphCache {
   void run(const Shape& shape, const std::function<void()>& step);
   // Distinct shapes run since construction (clear() keeps this count).
   size_t shapes() const { return shapes_ever_.size(); }
-  // Forgets every graph (they hold workspace addresses that just moved).
+  // Forgets and destroys every graph (they hold workspace addresses that just moved).
   void clear() {
     seen_.clear();
+    for (const auto& [shape, id] : graph_) backend_.release_graph(id);
     graph_.clear();
   }
 

@@ -114,7 +114,7 @@ void Model::forward(const StepBatch& b, KvCache& cache, std::vector<float>& logi
   const bool host_free =
       W == 1 ? !(moe_ && moe_->counting())
              : comm_.graph_capturable() && (!moe_ || moe_->graph_safe(ceil_div(T, W)));
-  if (graphs_ && host_free && !profiler_)
+  if (graphs_ && b.replayable && host_free && !profiler_)
     graphs_cache_.run({T, b.max_blocks_per_seq, L, &cache}, [&] { run_layers(T, L, cache); });
   else
     run_layers(T, L, cache);

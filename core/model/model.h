@@ -33,6 +33,9 @@ struct StepBatch {
   std::vector<int32_t> block_tables;  // [S, max_blocks_per_seq]
   int max_blocks_per_seq = 0;
   std::vector<int32_t> logit_rows;  // tokens whose logits are returned, in this order
+  // A shape the caller repeats (padded to a bucket, fixed table width): with graphs on, run as
+  // a captured graph; false: always op by op (a capture per one-off shape would only cost).
+  bool replayable = true;
 };
 
 // Weights made on the backend itself (Backend::fill_random), no checkpoint: the benchmarks of
@@ -110,10 +113,13 @@ class Model {
   // World > 1: the MoE exchange's fixed capacity in tokens per rank (0: off; ExpertDispatch):
   // steps of at most that many tokens on every rank exchange no counts. Collective.
   void set_a2a_capacity(int64_t tokens_per_rank);
+  // MoE dispatches so far that took the fixed-capacity exchange (tests).
+  int64_t fixed_dispatches() const { return moe_ ? moe_->fixed_dispatches() : 0; }
   // The MoE all-to-all's row payload across ranks: F32 (default, exact) or BF16 (half the
   // bytes; see ExpertDispatch). No effect at world 1 (nothing is exchanged).
   void set_a2a_dtype(DType dtype) {
     if (moe_) moe_->set_payload_dtype(dtype);
+    graphs_cache_.clear();  // captured exchanges move the old dtype's rows
   }
 
  private:

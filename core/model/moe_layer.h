@@ -39,6 +39,7 @@ class MoeLayer {
   // Whether a step whose ranks have at most `most` tokens each reads nothing on the host.
   bool graph_safe(int64_t most) const { return !count_ && dispatch_.fixed(most); }
   int64_t reallocations() const { return dispatch_.reallocations(); }
+  int64_t fixed_dispatches() const { return dispatch_.fixed_dispatches(); }
 
   // residual [mine, H]: this rank's tokens (all T at world 1); most: the most tokens any rank
   // has (the same on every rank); T: the step's tokens on all ranks (bounds the pairs).

@@ -30,7 +30,8 @@ class CudaBackend final : public Backend {
     for (void* p : weights_) cudaFree(p);
     if (ws_.ptr) cudaFree(ws_.ptr);
     if (align_ws_) cudaFree(align_ws_);
-    for (cudaGraphExec_t g : graphs_) cudaGraphExecDestroy(g);
+    for (cudaGraphExec_t g : graphs_)
+      if (g) cudaGraphExecDestroy(g);
     for (cudaEvent_t e : marks_) cudaEventDestroy(e);
     for (void* p : retired_) cudaFree(p);
     cudaFree(blas_ws_);
@@ -200,8 +201,15 @@ class CudaBackend final : public Backend {
     return int(graphs_.size() - 1);
   }
   void replay(int graph) override {
-    QWEN3MOE_CHECK(graph >= 0 && size_t(graph) < graphs_.size(), "replay: no graph ", graph);
+    QWEN3MOE_CHECK(graph >= 0 && size_t(graph) < graphs_.size() && graphs_[size_t(graph)],
+                   "replay: no graph ", graph);
     QWEN3MOE_CUDA_CHECK(cudaGraphLaunch(graphs_[size_t(graph)], stream_));
+  }
+  void release_graph(int graph) override {
+    if (graph < 0 || size_t(graph) >= graphs_.size() || !graphs_[size_t(graph)]) return;
+    QWEN3MOE_CUDA_CHECK(cudaStreamSynchronize(stream_));  // not while a replay is running
+    QWEN3MOE_CUDA_CHECK(cudaGraphExecDestroy(graphs_[size_t(graph)]));
+    graphs_[size_t(graph)] = nullptr;
   }
 
  private:

@@ -118,10 +118,14 @@ void ExpertDispatch::set_payload_dtype(DType dtype) {
 
 void ExpertDispatch::set_capacity(int64_t tokens) {
   // Rows and meta offsets travel as int32 (the plan): bound the layout before sizing it.
-  QWEN3MOE_CHECK(tokens >= 0 && tokens * 2 * world_ * std::max<int64_t>(top_k_, 1) < (1 << 30),
-                 "a2a capacity of ", tokens, " tokens per rank is outside [0, ",
-                 (1 << 30) / (2 * world_ * std::max<int64_t>(top_k_, 1)), ") at world ", world_);
-  capacity_ = tokens;
+  // Rows and meta offsets travel as int32 (the plan), a peer's block as an int byte count:
+  // bound the layout before sizing it.
+  const int64_t limit = std::min<int64_t>((int64_t(1) << 30) / (2 * world_ * top_k_),
+                                          (int64_t(1) << 31) / (hidden_ * 4));
+  QWEN3MOE_CHECK(tokens >= 0 && tokens < limit, "a2a capacity of ", tokens,
+                 " tokens per rank is outside [0, ", limit, ") at world ", world_, ", hidden ",
+                 hidden_);
+  capacity_ = 0;  // set last: a failed allocation below leaves the counted exchange in force
   if (world_ == 1 || tokens == 0) return;
   const int64_t C = tokens, W = world_, H = hidden_, k = top_k_, peers = W - 1;
   // Own rows [0, C), each peer's block of C after them; expert outputs over those, then the
@@ -153,6 +157,7 @@ void ExpertDispatch::set_capacity(int64_t tokens) {
   }
   if (!fixed_plan_) fixed_plan_ = static_cast<int32_t*>(backend_.alloc(plan.size() * 4));
   backend_.upload(fixed_plan_, plan.data(), plan.size() * sizeof(int32_t));
+  capacity_ = tokens;
 }
 
 float* ExpertDispatch::input(int64_t n) {
@@ -390,6 +395,7 @@ DispatchHandle ExpertDispatch::dispatch_fixed(int64_t n, const int32_t* ids, con
                                               DispatchHandle h, A2aProfiler* profiler) {
   const int64_t C = capacity_, W = world_, H = hidden_, k = top_k_;
   const size_t w = size_t(W);
+  ++fixed_dispatches_;
   // Only for the profile: which of this rank's tokens stay here (the bytes matrix diagonal).
   if (profiler) {
     backend_.moe_dispatch_count(stats_, ids, owner_, n, k, num_experts_, world_);

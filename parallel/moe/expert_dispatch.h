@@ -98,6 +98,8 @@ class ExpertDispatch {
   }
   // Times a buffer was replaced by a larger one: graphs captured before hold the old addresses.
   int64_t reallocations() const { return reallocations_; }
+  // Dispatches that took the fixed-capacity exchange (for tests and the bench).
+  int64_t fixed_dispatches() const { return fixed_dispatches_; }
 
   // F32 (the default) or BF16: the dtype of the rows on the wire, both ways.
   void set_payload_dtype(DType dtype);
@@ -170,7 +172,7 @@ class ExpertDispatch {
   std::vector<size_t> send_bytes_, send_off_, recv_bytes_, recv_off_, logical_bytes_;
   int64_t rows_ = 0, returned_ = 0;
   // Fixed capacity C: the row and count vectors of its exchanges, per peer, made once.
-  int64_t capacity_ = 0, reallocations_ = 0;
+  int64_t capacity_ = 0, reallocations_ = 0, fixed_dispatches_ = 0;
   bool last_fixed_ = false;  // the last dispatch took the fixed-capacity exchange
   std::vector<int64_t> fixed_zero_, fixed_rows_, fixed_slot_row_, fixed_recv_row_, fixed_back_row_;
 };

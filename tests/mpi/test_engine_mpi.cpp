@@ -62,6 +62,10 @@ void run_engine_case(bool serve_graph_settings) {
               generate(single.model, *single.comm, single.cache, prompts[size_t(r)], g).output_ids)
         << "request " << r;
   }
+  // The padded decode steps took the fixed-capacity exchange (only with serve's settings).
+  if (world().size() > 1) {
+    EXPECT_EQ(split.model.fixed_dispatches() > 0, serve_graph_settings);
+  }
 }
 
 TEST(MpiEngine, RanksFollowRankZerosPlans) {

@@ -142,19 +142,34 @@ TEST(MpiFixedCapacity, BitIdenticalToTheCountedExchange) {
     for (const size_t n : {size_t(1), size_t(3), tokens.size()}) {
       if (n > tokens.size()) continue;
       const std::vector<int32_t> prefix(tokens.begin(), tokens.begin() + long(n));
-      fitted += int64_t(n) <= capacity * world().size();
+      const bool fits = int64_t(n) <= capacity * world().size();
+      const int64_t before = fixed.model.fixed_dispatches();
       EXPECT_EQ(prefill_logits(fixed.model, fixed.cache, prefix),
                 prefill_logits(counted.model, counted.cache, prefix))
           << key << " first " << n << " tokens on " << world().size() << " ranks";
+      // Every MoE layer took the fixed exchange when the prompt fits, none when it does not.
+      const int64_t took = fixed.model.fixed_dispatches() - before;
+      if (world().size() > 1) {
+        EXPECT_EQ(took > 0, fits) << key << " first " << n << " tokens";
+      }
+      fitted += fits && took > 0;
+      EXPECT_EQ(counted.model.fixed_dispatches(), 0);
     }
   }
-  EXPECT_GE(fitted, 8);  // the fixed path ran (prompts longer than the capacity did not)
+  if (world().size() > 1) {
+    EXPECT_GE(fitted, 8);  // the fixed path ran
+  }
+  const int64_t before_greedy = fixed.model.fixed_dispatches();
   for (int g = 0; g < 2; ++g) {
     const std::string key = "greedy_" + std::to_string(g);
     const auto prompt = tensor_values<int32_t>(ref.get(key + ".prompt"));
     const auto expected = tensor_values<int32_t>(ref.get(key + ".output"));
     EXPECT_EQ(greedy(fixed, prompt, expected.size()).output_ids, expected)
         << key << " on " << world().size() << " ranks";
+  }
+  // Each decode step (one token) took it in every MoE layer.
+  if (world().size() > 1) {
+    EXPECT_GE(fixed.model.fixed_dispatches() - before_greedy, 2 * 39);
   }
   fixed.model.set_a2a_dtype(DType::BF16);
   counted.model.set_a2a_dtype(DType::BF16);
