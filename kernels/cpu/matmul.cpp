@@ -35,21 +35,34 @@ inline __m256 load8(const void* base, int64_t i) {
         _mm_loadu_si128(reinterpret_cast<const __m128i*>(static_cast<const uint16_t*>(base) + i));
     return _mm256_cvtph_ps(h);
   } else if constexpr (T == DType::F8E4M3) {
-    // The bits of fp8_e4m3_to_f32 on 8 lanes: 2^-120 times the value (the caller's scale
-    // carries the 2^120).
-    const __m256i v = _mm256_cvtepu8_epi32(
-        _mm_loadl_epi64(reinterpret_cast<const __m128i*>(static_cast<const uint8_t*>(base) + i)));
-    const __m256i sign = _mm256_slli_epi32(_mm256_and_si256(v, _mm256_set1_epi32(0x80)), 24);
-    const __m256i mag = _mm256_slli_epi32(_mm256_and_si256(v, _mm256_set1_epi32(0x7F)), 20);
-    return _mm256_castsi256_ps(_mm256_or_si256(sign, mag));
+    // Each e4m3 byte as the f16 whose sign, exponent and mantissa bits are its own (s, 0, eeee,
+    // mmm0000000): 2^-8 times its value, subnormals included (the caller's factor carries the
+    // 2^8). Byte to high half of a 16-bit lane, arithmetic shift right by one, clear bit 14.
+    const __m128i b =
+        _mm_loadl_epi64(reinterpret_cast<const __m128i*>(static_cast<const uint8_t*>(base) + i));
+    const __m128i h = _mm_and_si128(_mm_srai_epi16(_mm_unpacklo_epi8(_mm_setzero_si128(), b), 1),
+                                    _mm_set1_epi16(int16_t(0xBFFF)));
+    return _mm256_cvtph_ps(h);
   } else {
     return _mm256_loadu_ps(static_cast<const float*>(base) + i);
   }
 }
 
-// The factor of an fp8 block in load8's units (its scale times 2^120); 1 for other dtypes.
+// 16 consecutive e4m3 weights as two vectors of 8 in load8's units (2^-8 times the value):
+// one 16-byte load and one widening for both halves.
+inline void load16_fp8(const void* base, int64_t i, __m256& lo, __m256& hi) {
+  const __m128i b =
+      _mm_loadu_si128(reinterpret_cast<const __m128i*>(static_cast<const uint8_t*>(base) + i));
+  const __m256i h =
+      _mm256_and_si256(_mm256_srai_epi16(_mm256_slli_epi16(_mm256_cvtepu8_epi16(b), 8), 1),
+                       _mm256_set1_epi16(int16_t(0xBFFF)));
+  lo = _mm256_cvtph_ps(_mm256_castsi256_si128(h));
+  hi = _mm256_cvtph_ps(_mm256_extracti128_si256(h, 1));
+}
+
+// The factor of an fp8 block in load8's units (its scale times 2^8).
 inline float fp8_block_factor(const Weight& w, int64_t row, int64_t k) {
-  return w.scale_at(row, k) * 0x1p120f;
+  return w.scale_at(row, k) * 256.0f;
 }
 
 // Whether column k starts a new scale block (or the row): where the factors are reloaded.
@@ -85,6 +98,34 @@ inline void tile(float* y, int64_t ldy, const float* x, int64_t ldx, const Weigh
   // slice's first column are multiples of 8, so none falls inside an 8-wide load).
   [[maybe_unused]] float factor[NR];
   int64_t k = 0;
+  if constexpr (T == DType::F8E4M3) {
+    // 16 columns a step; the two halves may lie in different blocks.
+    float factor_hi[NR];
+    for (; k + 16 <= K; k += 16) {
+      if (k % 64 == 0)
+        for (int j = 0; j < NR; ++j)
+          _mm_prefetch(static_cast<const char*>(wr[j]) + k + 1024, _MM_HINT_T0);
+      if (fp8_block_start(w, k))
+        for (int j = 0; j < NR; ++j) factor[j] = fp8_block_factor(w, n0 + j, k);
+      const bool split = fp8_block_start(w, k + 8);
+      for (int j = 0; j < NR; ++j)
+        factor_hi[j] = split ? fp8_block_factor(w, n0 + j, k + 8) : factor[j];
+      __m256 lo[NR], hi[NR];
+      for (int j = 0; j < NR; ++j) {
+        load16_fp8(wr[j], k, lo[j], hi[j]);
+        lo[j] = _mm256_mul_ps(lo[j], _mm256_broadcast_ss(&factor[j]));
+        hi[j] = _mm256_mul_ps(hi[j], _mm256_broadcast_ss(&factor_hi[j]));
+      }
+      for (int i = 0; i < MR; ++i) {
+        const __m256 x_lo = _mm256_loadu_ps(x + i * ldx + k),
+                     x_hi = _mm256_loadu_ps(x + i * ldx + k + 8);
+        for (int j = 0; j < NR; ++j)
+          acc[i][j] = _mm256_fmadd_ps(x_hi, hi[j], _mm256_fmadd_ps(x_lo, lo[j], acc[i][j]));
+      }
+      if (split)
+        for (int j = 0; j < NR; ++j) factor[j] = factor_hi[j];
+    }
+  }
   for (; k + 8 <= K; k += 8) {
     __m256 wv[NR];
     // Ask for the weights a few cache lines ahead: decode streams them from DRAM once, and
@@ -94,7 +135,8 @@ inline void tile(float* y, int64_t ldy, const float* x, int64_t ldx, const Weigh
         _mm_prefetch(static_cast<const char*>(wr[j]) + (k + 512) * int64_t(sizeof(uint16_t)),
                      _MM_HINT_T0);
     if constexpr (T == DType::F8E4M3) {
-      if (fp8_block_start(w, k))
+      // After the 16-wide loop the factors hold the block of column k - 1.
+      if (fp8_block_start(w, k) || k == K / 16 * 16)
         for (int j = 0; j < NR; ++j) factor[j] = fp8_block_factor(w, n0 + j, k);
       for (int j = 0; j < NR; ++j)
         wv[j] = _mm256_mul_ps(load8<T>(wr[j], k), _mm256_broadcast_ss(&factor[j]));

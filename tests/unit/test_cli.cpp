@@ -380,6 +380,47 @@ TEST(Cli, InitRandomWritesAFolderThatLoads) {
   EXPECT_EQ(r.code, 0) << r.err;
 }
 
+// init-random --dtype fp8 writes Qwen's FP8 layout: every projection F8_E4M3 with its
+// weight_scale_inv (the block amax at 448), the rest bf16, a quantization_config; the folder
+// loads and its logits stay near those of the bf16 folder of the same seed (e4m3 keeps 3
+// mantissa bits: about 6% per weight, averaging out over the dot products).
+TEST(Cli, InitRandomFp8WritesQwensLayout) {
+  const std::string dir = fresh_dir("init8");
+  const std::string cfg = kDense + "/config.json";
+  for (const char* dtype : {"bf16", "fp8"}) {
+    const Result r = run("init-random --config " + sh_quote(cfg) + " --out " +
+                         sh_quote(dir + "/" + dtype) + " --seed 5 --dtype " + dtype);
+    ASSERT_EQ(r.code, 0) << r.err;
+  }
+  testing::LoadedModel fp8(dir + "/fp8"), bf16(dir + "/bf16");
+  EXPECT_TRUE(fp8.config.quantization.fp8());
+  int quantized = 0;
+  for (const auto& [name, t] : fp8.weights.all()) {
+    if (name.ends_with("_proj.weight")) {
+      EXPECT_EQ(t->dtype, DType::F8E4M3) << name;
+      const std::string scale = name + "_scale_inv";
+      ASSERT_NE(fp8.weights.find(scale), nullptr) << scale;
+      ++quantized;
+    } else if (!name.ends_with("_scale_inv")) {
+      EXPECT_EQ(t->dtype, DType::BF16) << name;
+    }
+  }
+  EXPECT_EQ(quantized, int(fp8.config.num_hidden_layers) * 7);
+  const std::vector<float> a = prefill_logits(fp8.model, fp8.cache, {1, 2, 3});
+  const std::vector<float> b = prefill_logits(bf16.model, bf16.cache, {1, 2, 3});
+  double diff = 0, norm = 0;
+  for (size_t i = 0; i < a.size(); ++i) {
+    diff += (a[i] - b[i]) * (a[i] - b[i]);
+    norm += b[i] * b[i];
+  }
+  EXPECT_LT(std::sqrt(diff / norm), 0.2) << "fp8 logits far from the bf16 ones";
+  EXPECT_GT(std::sqrt(diff / norm), 0.0) << "fp8 weights equal to bf16 ones";
+  EXPECT_NE(run("init-random --config " + sh_quote(cfg) + " --out " + sh_quote(dir + "/x") +
+                " --dtype int4")
+                .code,
+            0);
+}
+
 TEST(Cli, HelpOnEverySubcommand) {
   EXPECT_EQ(run("--help").code, 0);
   for (const char* sub : {"logits", "generate", "init-random", "inspect", "bench"}) {
