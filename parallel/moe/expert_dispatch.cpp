@@ -197,6 +197,27 @@ void ExpertDispatch::exchange(const void* send, const std::vector<int64_t>& send
                      recv_off_.data());
 }
 
+MoeDispatchPack ExpertDispatch::pack_args(int64_t n, const int32_t* ids, const float* weights,
+                                          const int32_t* plan) const {
+  MoeDispatchPack a;
+  a.ids = ids;
+  a.weights = weights;
+  a.owner = owner_;
+  a.local = local_;
+  a.plan = plan;
+  a.pack_src = pack_src_;
+  a.combine_rows = combine_rows_;
+  a.send_meta = send_meta_;
+  a.own_ids = meta_ids_;
+  a.own_weights = meta_w_;
+  a.tokens = n;
+  a.k = top_k_;
+  a.experts = num_experts_;
+  a.world = world_;
+  a.rank = rank_;
+  return a;
+}
+
 DispatchHandle ExpertDispatch::dispatch(int64_t n, int64_t max_rank_tokens, const int32_t* ids,
                                         const float* weights, float* residual, int64_t layer,
                                         A2aProfiler* profiler) {
@@ -289,22 +310,7 @@ DispatchHandle ExpertDispatch::dispatch(int64_t n, int64_t max_rank_tokens, cons
     plan_host_[3 * w + p] = int32_t(back_row_[p]);
   }
   backend_.upload(plan_dev_, plan_host_.data(), plan_host_.size() * sizeof(int32_t));
-  MoeDispatchPack a;
-  a.ids = ids;
-  a.weights = weights;
-  a.owner = owner_;
-  a.local = local_;
-  a.plan = plan_dev_;
-  a.pack_src = pack_src_;
-  a.combine_rows = combine_rows_;
-  a.send_meta = send_meta_;
-  a.own_ids = meta_ids_;
-  a.own_weights = meta_w_;
-  a.tokens = n;
-  a.k = k;
-  a.experts = num_experts_;
-  a.world = world_;
-  a.rank = rank_;
+  MoeDispatchPack a = pack_args(n, ids, weights, plan_dev_);
   a.packed = packed;
   backend_.moe_dispatch_pack(a);
   const int64_t received = rows_ - (n + packed);
@@ -404,22 +410,7 @@ DispatchHandle ExpertDispatch::dispatch_fixed(int64_t n, const int32_t* ids, con
   comm_.set_phase(h.layer, "dispatch");
   const A2aMark t0 = profiler ? profiler->mark() : A2aMark{};
   rows_ = C * W;
-  MoeDispatchPack a;
-  a.ids = ids;
-  a.weights = weights;
-  a.owner = owner_;
-  a.local = local_;
-  a.plan = fixed_plan_;
-  a.pack_src = pack_src_;
-  a.combine_rows = combine_rows_;
-  a.send_meta = send_meta_;
-  a.own_ids = meta_ids_;
-  a.own_weights = meta_w_;
-  a.tokens = n;
-  a.k = k;
-  a.experts = num_experts_;
-  a.world = world_;
-  a.rank = rank_;
+  MoeDispatchPack a = pack_args(n, ids, weights, fixed_plan_);
   a.packed = C - n;  // the own block's idle rows: no local expert reads them
   a.capacity = C;
   backend_.moe_dispatch_pack(a);

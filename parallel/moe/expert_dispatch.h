@@ -125,6 +125,9 @@ class ExpertDispatch {
   DispatchHandle dispatch_fixed(int64_t n, const int32_t* ids, const float* weights,
                                 DispatchHandle h, A2aProfiler* profiler);
   void combine_fixed(const DispatchHandle& h, A2aProfiler* profiler);
+  // moe_dispatch_pack's arguments for n tokens over `plan`, this dispatcher's buffers.
+  MoeDispatchPack pack_args(int64_t n, const int32_t* ids, const float* weights,
+                            const int32_t* plan) const;
   void ensure_rows(int64_t rows, int64_t keep);
   void ensure_meta(int64_t send_rows, int64_t recv_rows);
   // counts_send_ out, counts_recv_ in, through backend memory (the communicator's kind).
