@@ -68,10 +68,25 @@ void run_inspect(const InspectFlags& f) {
   double total = 0, active = 0;
   // Per-rank bytes by part, for the plan.
   double attn = 0, experts = 0, dense = 0, vocab = 0, replicated = 0;
+  const Quantization& q = c.quantization;
   for (const TensorSpec& s : layout) {
+    // Without a checkpoint, the dtypes the config implies: BF16, and FP8 for the projections
+    // of a config with an fp8 quantization_config (as Qwen's -FP8 releases store them).
     DType dt = DType::BF16;
-    if (store) dt = store->expect(s.name, s.shape).dtype;
-    const double n = double(s.numel()), b = n * double(dtype_size(dt));
+    if (store) {
+      dt = store->expect(s.name, s.shape).dtype;
+    } else if (q.fp8() && s.name.ends_with("_proj.weight")) {
+      const std::string module = s.name.substr(0, s.name.size() - 7);
+      bool kept = false;
+      for (const std::string& m : q.modules_to_not_convert)
+        kept |= module == m || module.ends_with("." + m);
+      if (!kept) dt = DType::F8E4M3;
+    }
+    const double n = double(s.numel());
+    double b = n * double(dtype_size(dt));
+    if (dt == DType::F8E4M3 && s.shape.size() == 2 && q.fp8())  // its f32 block scales
+      b += 4.0 * double((s.shape[0] + q.block_rows - 1) / q.block_rows) *
+           double((s.shape[1] + q.block_cols - 1) / q.block_cols);
     bytes_by_dtype[dtype_name(dt)] += b;
     total += n;
     const bool is_attn =
@@ -111,7 +126,15 @@ void run_inspect(const InspectFlags& f) {
                 (long long)c.num_experts, (long long)c.num_experts_per_tok,
                 (long long)c.moe_intermediate_size, c.norm_topk_prob ? "true" : "false");
   std::printf("parameters     total %.3f B, active per token %.3f B\n", total / 1e9, active / 1e9);
-  std::printf("weights        %s", store ? "" : "(no checkpoint: assuming BF16) ");
+  if (store)
+    std::printf("weights        ");
+  else if (q.fp8())
+    std::printf(
+        "weights        (no checkpoint: FP8 projections with %lldx%lld-block scales, the "
+        "rest BF16) ",
+        (long long)q.block_rows, (long long)q.block_cols);
+  else
+    std::printf("weights        (no checkpoint: assuming BF16) ");
   for (const auto& [dt, b] : bytes_by_dtype)
     std::printf("%s %s  ", dt.c_str(), human_bytes(b).c_str());
   std::printf("\n");

@@ -345,6 +345,27 @@ TEST(Cli, InspectConfigWithTp8) {
   EXPECT_NE(r.out.find("tp 8"), std::string::npos) << r.out;
 }
 
+// A bare config.json with Qwen's fp8 quantization_config plans FP8 bytes: Qwen3-235B-A22B-FP8
+// is about 236 GB (234 GB of fp8 projections and their scales, 2.6 GB bf16), 29.7 GB per rank
+// at tp 8.
+TEST(Cli, InspectFp8ConfigPlansFp8Bytes) {
+  const std::string config = std::string(QWEN3MOE_SOURCE_DIR) + "/configs/qwen3-235b-a22b.json";
+  if (!fs::exists(config)) GTEST_SKIP() << "no " << config;
+  json c = json::parse(read_file(config));
+  c["quantization_config"] = {{"quant_method", "fp8"},
+                              {"fmt", "e4m3"},
+                              {"activation_scheme", "dynamic"},
+                              {"weight_block_size", {128, 128}},
+                              {"modules_to_not_convert", {"lm_head"}}};
+  const std::string dir = fresh_dir("fp8cfg");
+  testing::write_file(dir + "/config.json", c.dump());
+  const Result r = run("inspect --config " + sh_quote(dir + "/config.json") + " --tp 8");
+  ASSERT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.out.find("F8_E4M3 233.86 GB"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("BF16 2.59 GB"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("total       29.69 GB"), std::string::npos) << r.out;
+}
+
 TEST(Cli, InitRandomWritesAFolderThatLoads) {
   const std::string dir = fresh_dir("init");
   const std::string cfg = kDense + "/config.json";
