@@ -7,6 +7,7 @@
 #include "core/checkpoint/layout.h"
 #include "core/checkpoint/safetensors.h"
 #include "core/model/kv_cache.h"
+#include "core/model/rank_plan.h"
 #include "kernels/common/check.h"
 #include "launcher/commands.h"
 #include "parallel/topology.h"
@@ -63,53 +64,10 @@ void run_inspect(const InspectFlags& f) {
                                "model.safetensors.index.json")))
     store = std::make_unique<WeightStore>(WeightStore::open(f.model_dir));
 
-  const std::vector<TensorSpec> layout = checkpoint_layout(c);
-  std::map<std::string, double> bytes_by_dtype;
-  double total = 0, active = 0;
-  // Per-rank bytes by part, for the plan.
-  double attn = 0, experts = 0, dense = 0, vocab = 0, replicated = 0;
+  const RankPlan plan = plan_rank(c, topo, store.get());
   const Quantization& q = c.quantization;
-  for (const TensorSpec& s : layout) {
-    // Without a checkpoint, the dtypes the config implies: BF16, and FP8 for the projections
-    // of a config with an fp8 quantization_config (as Qwen's -FP8 releases store them).
-    DType dt = DType::BF16;
-    if (store) {
-      dt = store->expect(s.name, s.shape).dtype;
-    } else if (q.fp8() && s.name.ends_with("_proj.weight")) {
-      const std::string module = s.name.substr(0, s.name.size() - 7);
-      bool kept = false;
-      for (const std::string& m : q.modules_to_not_convert)
-        kept |= module == m || module.ends_with("." + m);
-      if (!kept) dt = DType::F8E4M3;
-    }
-    const double n = double(s.numel());
-    double b = n * double(dtype_size(dt));
-    if (dt == DType::F8E4M3 && s.shape.size() == 2 && q.fp8())  // its f32 block scales
-      b += 4.0 * double((s.shape[0] + q.block_rows - 1) / q.block_rows) *
-           double((s.shape[1] + q.block_cols - 1) / q.block_cols);
-    bytes_by_dtype[dtype_name(dt)] += b;
-    total += n;
-    const bool is_attn =
-        s.name.find("self_attn.") != std::string::npos && s.name.find("_norm") == std::string::npos;
-    if (s.expert >= 0) {
-      active += n * double(c.num_experts_per_tok) / double(c.num_experts);
-      experts += b / double(ep);
-    } else {
-      active += n;
-      if (s.kind == TensorKind::kEmbedding || s.name == "lm_head.weight") {
-        vocab += b / double(f.tp);
-      } else if (is_attn) {
-        const bool kv = s.name.find("k_proj") != std::string::npos ||
-                        s.name.find("v_proj") != std::string::npos;
-        attn += kv ? b * double(topo.kv_heads_per_rank()) / double(c.num_key_value_heads)
-                   : b / double(f.tp);
-      } else if (s.kind == TensorKind::kMatrix) {
-        dense += b / double(f.tp);
-      } else {
-        replicated += b;
-      }
-    }
-  }
+  const double attn = plan.attention, experts = plan.experts, dense = plan.dense,
+               vocab = plan.vocab, replicated = plan.replicated;
 
   int64_t moe_layers = 0;
   for (int64_t l = 0; l < c.num_hidden_layers; ++l) moe_layers += c.is_moe_layer(l);
@@ -125,7 +83,8 @@ void run_inspect(const InspectFlags& f) {
     std::printf("experts        %lld, top-%lld, moe_intermediate %lld, norm_topk_prob %s\n",
                 (long long)c.num_experts, (long long)c.num_experts_per_tok,
                 (long long)c.moe_intermediate_size, c.norm_topk_prob ? "true" : "false");
-  std::printf("parameters     total %.3f B, active per token %.3f B\n", total / 1e9, active / 1e9);
+  std::printf("parameters     total %.3f B, active per token %.3f B\n", plan.params_total / 1e9,
+              plan.params_active / 1e9);
   if (store)
     std::printf("weights        ");
   else if (q.fp8())
@@ -135,7 +94,7 @@ void run_inspect(const InspectFlags& f) {
         (long long)q.block_rows, (long long)q.block_cols);
   else
     std::printf("weights        (no checkpoint: assuming BF16) ");
-  for (const auto& [dt, b] : bytes_by_dtype)
+  for (const auto& [dt, b] : plan.bytes_by_dtype)
     std::printf("%s %s  ", dt.c_str(), human_bytes(b).c_str());
   std::printf("\n");
   const double kv_per_token = double(KvCache::bytes_per_token(c, topo));
@@ -151,8 +110,7 @@ void run_inspect(const InspectFlags& f) {
               c.tie_word_embeddings ? ", tied lm_head" : " + lm_head",
               (long long)topo.vocab_begin(), (long long)topo.vocab_end());
   std::printf("  replicated  %s  (norms, routers)\n", human_bytes(replicated).c_str());
-  std::printf("  total       %s\n",
-              human_bytes(attn + experts + dense + vocab + replicated).c_str());
+  std::printf("  total       %s\n", human_bytes(plan.total()).c_str());
   std::printf("  kv cache    %s per token (f32)\n", human_bytes(kv_per_token).c_str());
 }
 

@@ -1,5 +1,7 @@
 #include "launcher/runtime.h"
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <charconv>
 #include <cstdio>
@@ -58,8 +60,10 @@ std::unique_ptr<Runtime> load_runtime(const RuntimeOptions& o) {
     TopologyShape shape{rt->config.num_attention_heads, rt->config.num_key_value_heads,
                         rt->config.num_experts, rt->config.vocab_size};
     rt->topo = std::make_unique<Topology>(rt->comm->rank(), rt->comm->size(), o.tp, shape);
+    // The bar shows rank 0's share; every rank loads its own at the same time.
+    const bool bar = rt->comm->rank() == 0 && isatty(STDERR_FILENO);
     rt->model = std::make_unique<Model>(rt->config, rt->weights, *rt->backend, model_comm,
-                                        *rt->comm, *rt->topo);
+                                        *rt->comm, *rt->topo, bar);
     rt->model->set_a2a_dtype(o.a2a_dtype == "bf16" ? DType::BF16 : DType::F32);
     if (o.a2a_capacity >= 0) rt->model->set_a2a_capacity(o.a2a_capacity);
   });

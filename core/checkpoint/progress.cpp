@@ -1,5 +1,6 @@
 #include "core/checkpoint/progress.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 
@@ -26,7 +27,8 @@ void Progress::finish() {
 }
 
 void Progress::draw(bool final) {
-  const double frac = total_ ? double(done_) / double(total_) : 1.0;
+  // The total may be an estimate (inspect's plan): never past 100%, 100% when done.
+  const double frac = final || !total_ ? 1.0 : std::min(1.0, double(done_) / double(total_));
   const double secs =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
   constexpr int kWidth = 30;

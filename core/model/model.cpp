@@ -11,7 +11,8 @@
 namespace qwen3moe {
 
 Model::Model(const ModelConfig& config, const WeightStore* store, uint64_t random_seed,
-             Backend& backend, Communicator& comm, Communicator& host_comm, const Topology& topo)
+             Backend& backend, Communicator& comm, Communicator& host_comm, const Topology& topo,
+             bool progress)
     : config_(config),
       store_(store),
       random_seed_(random_seed),
@@ -21,16 +22,17 @@ Model::Model(const ModelConfig& config, const WeightStore* store, uint64_t rando
       topo_(topo),
       ws_(backend),
       graphs_cache_(backend) {
-  load_weights();
+  load_weights(progress);
 }
 
-void Model::load_weights() {
+void Model::load_weights(bool progress) {
   QWEN3MOE_CHECK(topo_.tp() == comm_.size(), "tp=", topo_.tp(), " is smaller than the world of ",
                  comm_.size(), " ranks; attention data parallelism is not supported yet");
   QWEN3MOE_CHECK(host_comm_.size() == comm_.size() && host_comm_.rank() == comm_.rank(),
                  "the host communicator (rank ", host_comm_.rank(), " of ", host_comm_.size(),
                  ") is not the device one's world (rank ", comm_.rank(), " of ", comm_.size(), ")");
-  weights_ = std::make_unique<ModelWeights>(config_, store_, random_seed_, backend_, topo_);
+  weights_ =
+      std::make_unique<ModelWeights>(config_, store_, random_seed_, backend_, topo_, progress);
   // One MoE layer object (and dispatcher) for every MoE layer and world size.
   for (const LayerWeights& L : weights_->layers)
     if (L.moe && !moe_) moe_ = std::make_unique<MoeLayer>(config_, backend_, comm_, topo_);

@@ -50,17 +50,18 @@ class Model {
   // comm carries the collectives on backend memory (the hidden states); host_comm those on
   // host memory (expert dispatch, the logits gather). With the CPU backend they are one
   // communicator; with CUDA, comm is NCCL, host-staged MPI or the local device communicator.
+  // progress: a bar on stderr while this rank's weights load (rank 0 of an interactive run).
   Model(const ModelConfig& config, const WeightStore& weights, Backend& backend, Communicator& comm,
-        Communicator& host_comm, const Topology& topo)
-      : Model(config, &weights, 0, backend, comm, host_comm, topo) {}
+        Communicator& host_comm, const Topology& topo, bool progress = false)
+      : Model(config, &weights, 0, backend, comm, host_comm, topo, progress) {}
   // Both on `comm`: a backend whose memory is host memory (the CPU backend).
   Model(const ModelConfig& config, const WeightStore& weights, Backend& backend, Communicator& comm,
         const Topology& topo)
       : Model(config, weights, backend, comm, comm, topo) {}
   // Weights made on the backend (benchmarks of models too large for a file or a host copy).
   Model(const ModelConfig& config, const RandomWeights& random, Backend& backend,
-        Communicator& comm, Communicator& host_comm, const Topology& topo)
-      : Model(config, nullptr, random.seed, backend, comm, host_comm, topo) {}
+        Communicator& comm, Communicator& host_comm, const Topology& topo, bool progress = false)
+      : Model(config, nullptr, random.seed, backend, comm, host_comm, topo, progress) {}
   Model(const ModelConfig& config, const RandomWeights& random, Backend& backend,
         Communicator& comm, const Topology& topo)
       : Model(config, random, backend, comm, comm, topo) {}
@@ -125,7 +126,7 @@ class Model {
  private:
   // store: the checkpoint, or null for weights made on the backend from random_seed.
   Model(const ModelConfig& config, const WeightStore* store, uint64_t random_seed, Backend& backend,
-        Communicator& comm, Communicator& host_comm, const Topology& topo);
+        Communicator& comm, Communicator& host_comm, const Topology& topo, bool progress);
   // scatter: leave the attention output reduce-scattered over the ranks' token slices in ws_.xs
   // (a MoE layer follows) instead of all-reduced into ws_.x.
   void attention_block(int64_t layer, int64_t T, KvCache& cache, bool scatter);
@@ -136,7 +137,7 @@ class Model {
   // Embedding to lm_head of one step whose inputs are uploaded already: what a graph holds.
   void run_layers(int64_t T, int64_t logit_rows, KvCache& cache);
   // The sharding checks, this rank's weights, and the MoE layer when the model has one.
-  void load_weights();
+  void load_weights(bool progress);
   void reserve(int64_t tokens, int64_t seqs_x_blocks);
 
   ModelConfig config_;

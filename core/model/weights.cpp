@@ -3,6 +3,7 @@
 #include <string>
 
 #include "core/checkpoint/layout.h"
+#include "core/model/rank_plan.h"
 #include "core/model/rope_table.h"
 #include "kernels/common/check.h"
 #include "kernels/common/split.h"
@@ -78,7 +79,7 @@ Weight ModelWeights::slice(const std::string& name, const std::vector<int64_t>& 
         random_seed_ ^ tensor_name_hash(name) ^ uint64_t(row_begin * 7919 + col_begin),
         float(init.mean), float(init.std));
     w.data = p;
-    resident_bytes_ += w.bytes();
+    loaded(w.bytes());
     return w;
   }
   const TensorView& t = store_->expect(name, shape);
@@ -104,7 +105,7 @@ Weight ModelWeights::slice(const std::string& name, const std::vector<int64_t>& 
                    name, "' is ", dtype_name(t.dtype),
                    " and modules_to_not_convert does not name '", module, "'");
   }
-  resident_bytes_ += w.bytes();
+  loaded(w.bytes());
   return backend_.map_weight(w);
 }
 
@@ -118,7 +119,7 @@ float* ModelWeights::upload_vector(const std::string& name, const std::vector<in
     backend_.fill_random(p, DType::F32, count,
                          random_seed_ ^ tensor_name_hash(name) ^ uint64_t(begin), float(init.mean),
                          float(init.std));
-    resident_bytes_ += size_t(count) * sizeof(float);
+    loaded(size_t(count) * sizeof(float));
     return p;
   }
   const TensorView& t = store_->expect(name, shape);
@@ -144,7 +145,7 @@ float* ModelWeights::upload_vector(const std::string& name, const std::vector<in
   float* dev = static_cast<float*>(backend_.alloc(host.size() * sizeof(float)));
   backend_.upload(dev, host.data(), host.size() * sizeof(float));
   owned_.push_back(dev);
-  resident_bytes_ += host.size() * sizeof(float);
+  loaded(host.size() * sizeof(float));
   return dev;
 }
 
@@ -163,7 +164,7 @@ std::vector<Weight> ModelWeights::random_experts(int64_t l, const char* proj, in
     const RandomInit init = random_init(TensorKind::kMatrix, cols);
     backend_.fill_random(base + each * size_t(i), DType::BF16, rows * cols,
                          random_seed_ ^ tensor_name_hash(name), float(init.mean), float(init.std));
-    resident_bytes_ += w.bytes();
+    loaded(w.bytes());
     out.push_back(w);
   }
   return out;
@@ -204,9 +205,18 @@ ExpertWeights ModelWeights::expert_table(const std::vector<Weight>& experts) {
   return t;
 }
 
+void ModelWeights::loaded(size_t bytes) {
+  resident_bytes_ += bytes;
+  if (progress_) progress_->add(bytes);
+}
+
 ModelWeights::ModelWeights(const ModelConfig& config, const WeightStore* store,
-                           uint64_t random_seed, Backend& backend, const Topology& topo)
+                           uint64_t random_seed, Backend& backend, const Topology& topo,
+                           bool progress)
     : config_(config), store_(store), random_seed_(random_seed), backend_(backend), topo_(topo) {
+  if (progress)
+    progress_ = std::make_unique<Progress>("weights",
+                                           uint64_t(plan_rank(config, topo, store).total()), true);
   const ModelConfig& c = config_;
   const int64_t H = c.hidden_size, D = c.head_dim, V = c.vocab_size;
   const int64_t hq = topo_.heads_per_rank(), kvl = topo_.kv_heads_per_rank();
@@ -272,6 +282,8 @@ ModelWeights::ModelWeights(const ModelConfig& config, const WeightStore* store,
       L.down = slice(layer_name(l, "mlp.down_proj.weight"), {H, I}, 0, H, i0, in);
     }
   }
+  if (progress_) progress_->finish();
+  progress_.reset();
 }
 
 ModelWeights::~ModelWeights() {

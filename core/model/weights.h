@@ -7,10 +7,12 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "core/checkpoint/config.h"
+#include "core/checkpoint/progress.h"
 #include "core/checkpoint/safetensors.h"
 #include "kernels/backend.h"
 #include "parallel/topology.h"
@@ -33,8 +35,9 @@ struct LayerWeights {
 class ModelWeights {
  public:
   // store: the checkpoint; null: weights made on the backend from random_seed.
+  // progress: a bar on stderr of this rank's bytes as they load (rank 0 of an interactive run).
   ModelWeights(const ModelConfig& config, const WeightStore* store, uint64_t random_seed,
-               Backend& backend, const Topology& topo);
+               Backend& backend, const Topology& topo, bool progress = false);
   ~ModelWeights();
   ModelWeights(const ModelWeights&) = delete;
   ModelWeights& operator=(const ModelWeights&) = delete;
@@ -68,6 +71,8 @@ class ModelWeights {
   const Topology& topo_;
   std::vector<void*> owned_;  // backend buffers to free
   size_t resident_bytes_ = 0;
+  std::unique_ptr<Progress> progress_;  // while loading
+  void loaded(size_t bytes);            // counts resident bytes and advances the bar
 };
 
 }  // namespace qwen3moe
