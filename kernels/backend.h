@@ -56,6 +56,17 @@ struct ExpertWeights {
   int64_t block_rows = 0, block_cols = 0;
 };
 
+// One layer's paged KV cache as the kernels write and read it: K and V [slots, kv_dim] in
+// `dtype`, f32, bf16, or F8E4M3 holding value / scale[kv head] (vLLM's fp8 KV cache; the
+// scales [kv_dim / head_dim] in backend memory). Attention always accumulates in f32.
+struct KvCacheView {
+  void* k = nullptr;
+  void* v = nullptr;
+  DType dtype = DType::F32;
+  const float* k_scale = nullptr;  // F8E4M3 only
+  const float* v_scale = nullptr;
+};
+
 // Which cache slots each query token may see: token t of sequence s = token_seq[t] attends to
 // positions 0..positions[t] of s, read through s's block table.
 struct AttentionBatch {
@@ -145,14 +156,16 @@ class Backend {
   // and sin multiplied by `scale` (1, or YaRN's attention factor).
   virtual void rope(float* x, const int32_t* positions, int64_t tokens, int64_t heads,
                     int64_t head_dim, const float* inv_freq, float scale) = 0;
-  // k, v: [T, kv_heads*head_dim] written to the caches at slots[T] (slot = block*bs + offset;
-  // kPaddingSlot: a padding token of a graph bucket, not written).
-  // Caches: [num_blocks*block_size, kv_heads*head_dim] f32.
-  virtual void kv_cache_write(float* k_cache, float* v_cache, const float* k, const float* v,
-                              const int32_t* slots, int64_t tokens, int64_t kv_dim) = 0;
-  // out[T, q_heads, head_dim] = causal softmax(q k^T * scale) v over the paged caches; GQA maps
+  // k, v: [T, kv_heads*head_dim] f32 written to the cache at slots[T] (slot = block*bs +
+  // offset; kPaddingSlot: a padding token of a graph bucket, not written), rounded to the
+  // cache's dtype (nearest even; fp8 divided by its head's scale, saturating at 448).
+  // Cache: [num_blocks*block_size, kv_heads*head_dim].
+  virtual void kv_cache_write(const KvCacheView& cache, const float* k, const float* v,
+                              const int32_t* slots, int64_t tokens, int64_t kv_dim,
+                              int64_t head_dim) = 0;
+  // out[T, q_heads, head_dim] = causal softmax(q k^T * scale) v over the paged cache; GQA maps
   // q head h to kv head h / (q_heads / kv_heads).
-  virtual void attention(float* out, const float* q, const float* k_cache, const float* v_cache,
+  virtual void attention(float* out, const float* q, const KvCacheView& cache,
                          const AttentionBatch& batch, int64_t q_heads, int64_t kv_heads,
                          int64_t head_dim, float scale) = 0;
   // out[rows, dim] = silu(gate) * up, all three [rows, dim].

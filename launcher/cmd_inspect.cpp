@@ -111,7 +111,9 @@ void run_inspect(const InspectFlags& f) {
               (long long)topo.vocab_begin(), (long long)topo.vocab_end());
   std::printf("  replicated  %s  (norms, routers)\n", human_bytes(replicated).c_str());
   std::printf("  total       %s\n", human_bytes(plan.total()).c_str());
-  std::printf("  kv cache    %s per token (f32)\n", human_bytes(kv_per_token).c_str());
+  std::printf("  kv cache    %s per token (f32), %s (bf16), %s (fp8)\n",
+              human_bytes(kv_per_token).c_str(), human_bytes(kv_per_token / 2).c_str(),
+              human_bytes(kv_per_token / 4).c_str());
 }
 
 }  // namespace

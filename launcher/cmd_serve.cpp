@@ -54,7 +54,7 @@ extern "C" void on_stop_signal(int sig) {
 // smallest rank's figure wins.
 int64_t default_kv_blocks(const Runtime& rt, const ServeFlags& f) {
   const ModelConfig& c = rt.config;
-  const int64_t bytes_per_token = int64_t(KvCache::bytes_per_token(c, *rt.topo));
+  const int64_t bytes_per_token = int64_t(KvCache::bytes_per_token(c, *rt.topo, rt.kv_dtype));
   const int64_t want_tokens = int64_t(f.engine.max_batch) * c.max_position_embeddings;
   double budget = f.kv_memory_gb * double(1ull << 30);
   if (budget <= 0) {
@@ -117,7 +117,8 @@ void run_serve(const ServeFlags& f) {
   run_collectively([&] {
     const int64_t blocks = f.kv_blocks > 0 ? f.kv_blocks : default_kv_blocks(*rt, f);
     QWEN3MOE_CHECK(blocks > 0, "no memory for even one KV block (--kv-memory-gb)");
-    cache = std::make_unique<KvCache>(rt->config, *rt->topo, *rt->backend, blocks, kBlockSize);
+    cache = std::make_unique<KvCache>(rt->config, *rt->topo, *rt->backend, blocks, kBlockSize,
+                                      rt->kv_dtype);
     engine = std::make_unique<Engine>(*rt->model, *cache, *rt->comm,
                                       tokenizer ? &*tokenizer : nullptr, engine_options);
     if (!root) return;

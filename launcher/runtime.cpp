@@ -41,7 +41,15 @@ std::unique_ptr<Runtime> load_runtime(const RuntimeOptions& o) {
                    o.collective_timeout);
     QWEN3MOE_CHECK(o.a2a_capacity >= -1, "--a2a-capacity must be a token count, 0 (off) or -1 ",
                    "(the default: derived from the decode batch), got ", o.a2a_capacity);
+    QWEN3MOE_CHECK(
+        o.kv_dtype == "auto" || o.kv_dtype == "f32" || o.kv_dtype == "bf16" || o.kv_dtype == "fp8",
+        "--kv-dtype must be auto, f32, bf16 or fp8, got '", o.kv_dtype, "'");
   });
+  rt->kv_dtype = o.kv_dtype == "bf16"  ? DType::BF16
+                 : o.kv_dtype == "fp8" ? DType::F8E4M3
+                 : o.kv_dtype == "f32" ? DType::F32
+                 : o.backend == "cuda" ? DType::BF16  // auto: half the bytes where HBM is scarce
+                                       : DType::F32;
   enable_collective_watchdog(o.collective_timeout);
   int device = -1;  // the CUDA device of this rank
   run_collectively([&] {
@@ -94,7 +102,7 @@ void set_a2a_capacity(Runtime& rt, const RuntimeOptions& o, int64_t decode_batch
 std::unique_ptr<KvCache> cache_for(Runtime& rt, int64_t tokens) {
   constexpr int64_t kBlock = 16;
   return std::make_unique<KvCache>(rt.config, *rt.topo, *rt.backend, ceil_div(tokens, kBlock) + 1,
-                                   kBlock);
+                                   kBlock, rt.kv_dtype);
 }
 
 std::vector<int32_t> parse_ids(const std::string& text) {
@@ -133,6 +141,10 @@ void add_runtime_flags(CLI::App& cmd, RuntimeOptions& o) {
                  "Payload of the MoE all-to-all's token rows: f32 (exact) or bf16 (half the "
                  "bytes; ids and weights stay exact)")
       ->check(CLI::IsMember({"f32", "bf16"}))
+      ->capture_default_str();
+  cmd.add_option("--kv-dtype", o.kv_dtype,
+                 "KV cache element: auto (bf16 on CUDA, f32 on the CPU), f32, bf16, or fp8 (e4m3 "
+                 "over a per-KV-head scale); attention accumulates in f32 either way")
       ->capture_default_str();
   cmd.add_option("--a2a-capacity", o.a2a_capacity,
                  "Tokens per rank of the MoE all-to-all's fixed-capacity mode: steps with at most "

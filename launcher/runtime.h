@@ -29,10 +29,13 @@ struct RuntimeOptions {
   // Tokens per rank of the MoE exchange's fixed-capacity mode; -1: derived from the command's
   // decode batch (set_a2a_capacity), 0: off.
   int64_t a2a_capacity = -1;
+  std::string kv_dtype =
+      "auto";  // the KV cache: auto (bf16 on CUDA, f32 on the CPU), f32, bf16, fp8
 };
 
 struct Runtime {
   ModelConfig config;
+  DType kv_dtype = DType::F32;  // --kv-dtype resolved for this backend
   WeightStore weights;
   std::unique_ptr<Backend> backend;
   Communicator* comm = nullptr;  // the process's (launcher/process.h): host memory
@@ -62,8 +65,8 @@ std::unique_ptr<KvCache> cache_for(Runtime& rt, int64_t tokens);
 // "1,2,3" -> ids; the Error names the bad element.
 std::vector<int32_t> parse_ids(const std::string& text);
 
-// Registers --backend, --comm, --threads, --tp, --collective-timeout, --a2a-dtype and
-// --a2a-capacity on a subcommand.
+// Registers --backend, --comm, --threads, --tp, --collective-timeout, --a2a-dtype,
+// --a2a-capacity and --kv-dtype on a subcommand.
 void add_runtime_flags(CLI::App& cmd, RuntimeOptions& options);
 
 }  // namespace qwen3moe::launcher

@@ -1,6 +1,7 @@
 // The paged KV cache: per layer one K and one V buffer of num_blocks * block_size slots, each
-// slot one token's keys (or values) for this rank's KV heads, f32. Sequences own blocks
-// through a block table; blocks return to the free list the moment a sequence ends.
+// slot one token's keys (or values) for this rank's KV heads, in f32, bf16 or fp8 (e4m3 over
+// a scale per KV head, 1 unless a checkpoint brings calibrated ones: vLLM's default). Sequences
+// own blocks through a block table; blocks return to the free list the moment a sequence ends.
 #pragma once
 
 #include <cstdint>
@@ -15,7 +16,7 @@ namespace qwen3moe {
 class KvCache {
  public:
   KvCache(const ModelConfig& config, const Topology& topo, Backend& backend, int64_t num_blocks,
-          int64_t block_size = 16);
+          int64_t block_size = 16, DType dtype = DType::F32);
   ~KvCache();
   KvCache(const KvCache&) = delete;
   KvCache& operator=(const KvCache&) = delete;
@@ -24,12 +25,16 @@ class KvCache {
   int64_t num_blocks() const { return num_blocks_; }
   int64_t free_blocks() const { return int64_t(free_.size()); }
   int64_t kv_dim() const { return kv_dim_; }
-  float* k(int64_t layer) { return k_[size_t(layer)]; }
-  float* v(int64_t layer) { return v_[size_t(layer)]; }
+  DType dtype() const { return dtype_; }
+  // Layer `layer`'s K and V as the kernels take them.
+  KvCacheView view(int64_t layer) const {
+    return {k_[size_t(layer)], v_[size_t(layer)], dtype_, scales_, scales_};
+  }
   // Bytes of one token's K and V over all layers on this rank; the static form plans a cache
   // before it exists (serve's default size, inspect's per-rank plan).
   size_t bytes_per_token() const;
-  static size_t bytes_per_token(const ModelConfig& config, const Topology& topo);
+  static size_t bytes_per_token(const ModelConfig& config, const Topology& topo,
+                                DType dtype = DType::F32);
 
   // Allocation: Error when the pool is exhausted.
   int32_t allocate_block();
@@ -38,7 +43,9 @@ class KvCache {
  private:
   Backend& backend_;
   int64_t num_blocks_, block_size_, kv_dim_;
-  std::vector<float*> k_, v_;
+  DType dtype_;
+  std::vector<void*> k_, v_;
+  float* scales_ = nullptr;  // [kv heads] fp8's per-head scale (K and V), backend memory
   std::vector<int32_t> free_;
 };
 

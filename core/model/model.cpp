@@ -207,7 +207,8 @@ void Model::attention_block(int64_t l, int64_t T, KvCache& cache, bool scatter) 
   const float rope_scale = weights_->rope_scale;
   backend_.rope(ws_.query, ws_.positions, T, hq, D, inv_freq, rope_scale);
   backend_.rope(ws_.key, ws_.positions, T, kvl, D, inv_freq, rope_scale);
-  backend_.kv_cache_write(cache.k(l), cache.v(l), ws_.key, ws_.value, ws_.slots, T, kvl * D);
+  const KvCacheView kv = cache.view(l);
+  backend_.kv_cache_write(kv, ws_.key, ws_.value, ws_.slots, T, kvl * D, D);
   AttentionBatch ab;
   ab.num_tokens = int(T);
   ab.positions = ws_.positions;
@@ -215,8 +216,7 @@ void Model::attention_block(int64_t l, int64_t T, KvCache& cache, bool scatter) 
   ab.block_tables = ws_.tables;
   ab.max_blocks_per_seq = batch_->max_blocks_per_seq;
   ab.block_size = int(cache.block_size());
-  backend_.attention(ws_.attn, ws_.query, cache.k(l), cache.v(l), ab, hq, kvl, D,
-                     float(1.0 / std::sqrt(double(D))));
+  backend_.attention(ws_.attn, ws_.query, kv, ab, hq, kvl, D, float(1.0 / std::sqrt(double(D))));
   backend_.matmul(ws_.o, ws_.attn, L.o, T, L.o_bias);  // [T, H], partial over this rank's heads
   if (!scatter) {
     if (comm_.size() > 1) comm_.all_reduce_sum(ws_.o, size_t(T * H));

@@ -35,13 +35,35 @@ void embedding(float* out, const Weight& table, const int32_t* ids, int64_t toke
   }
 }
 
-void kv_cache_write(float* k_cache, float* v_cache, const float* k, const float* v,
-                    const int32_t* slots, int64_t tokens, int64_t kv_dim) {
+void kv_cache_write(const KvCacheView& cache, const float* k, const float* v, const int32_t* slots,
+                    int64_t tokens, int64_t kv_dim, int64_t head_dim) {
   for (int64_t t = 0; t < tokens; ++t) {
     if (slots[t] == kPaddingSlot) continue;  // a padding token keeps nothing
     QWEN3MOE_CHECK(slots[t] >= 0, "kv_cache_write: negative slot ", slots[t], " for token ", t);
-    std::memcpy(k_cache + int64_t(slots[t]) * kv_dim, k + t * kv_dim, sizeof(float) * kv_dim);
-    std::memcpy(v_cache + int64_t(slots[t]) * kv_dim, v + t * kv_dim, sizeof(float) * kv_dim);
+    const int64_t at = int64_t(slots[t]) * kv_dim;
+    const float *kt = k + t * kv_dim, *vt = v + t * kv_dim;
+    switch (cache.dtype) {
+      case DType::F32:
+        std::memcpy(static_cast<float*>(cache.k) + at, kt, sizeof(float) * size_t(kv_dim));
+        std::memcpy(static_cast<float*>(cache.v) + at, vt, sizeof(float) * size_t(kv_dim));
+        break;
+      case DType::BF16:
+        for (int64_t j = 0; j < kv_dim; ++j) {
+          static_cast<uint16_t*>(cache.k)[at + j] = f32_to_bf16(kt[j]);
+          static_cast<uint16_t*>(cache.v)[at + j] = f32_to_bf16(vt[j]);
+        }
+        break;
+      case DType::F8E4M3:
+        for (int64_t j = 0; j < kv_dim; ++j) {
+          const int64_t h = j / head_dim;
+          static_cast<uint8_t*>(cache.k)[at + j] = f32_to_fp8_e4m3(kt[j] / cache.k_scale[h]);
+          static_cast<uint8_t*>(cache.v)[at + j] = f32_to_fp8_e4m3(vt[j] / cache.v_scale[h]);
+        }
+        break;
+      default:
+        QWEN3MOE_FAIL("kv_cache_write: KV cache dtype ", dtype_name(cache.dtype),
+                      " is not supported (f32, bf16, fp8)");
+    }
   }
 }
 

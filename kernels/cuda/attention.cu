@@ -5,6 +5,7 @@
 #include <cfloat>
 
 #include "kernels/cuda/cuda_check.h"
+#include "kernels/cuda/kv_element.cuh"
 #include "kernels/cuda/ops.h"
 
 namespace qwen3moe::cuda {
@@ -13,9 +14,9 @@ namespace {
 constexpr int kThreads = 128;         // also the chunk of positions scored at once
 constexpr int kMaxDimsPerThread = 4;  // head_dim <= 512
 
-__global__ void attention_kernel(float* out, const float* q, const float* k_cache,
-                                 const float* v_cache, AttentionBatch batch, int64_t q_heads,
-                                 int64_t kv_heads, int64_t head_dim, float scale) {
+__global__ void attention_kernel(float* out, const float* q, KvCacheView cache,
+                                 AttentionBatch batch, int64_t q_heads, int64_t kv_heads,
+                                 int64_t head_dim, float scale) {
   const int64_t t = blockIdx.x / q_heads, h = blockIdx.x % q_heads;
   const int64_t kvh = h / (q_heads / kv_heads), kv_dim = kv_heads * head_dim;
   const int64_t bs = batch.block_size;
@@ -23,6 +24,8 @@ __global__ void attention_kernel(float* out, const float* q, const float* k_cach
       batch.block_tables + int64_t(batch.token_seq[t]) * batch.max_blocks_per_seq;
   const int64_t len = int64_t(batch.positions[t]) + 1;
   const float* qv = q + (t * q_heads + h) * head_dim;
+  const bool fp8 = cache.dtype == DType::F8E4M3;
+  const float k_scale = fp8 ? cache.k_scale[kvh] : 1.0f, v_scale = fp8 ? cache.v_scale[kvh] : 1.0f;
 
   __shared__ float scores[kThreads];
   __shared__ float red[kThreads];
@@ -35,9 +38,10 @@ __global__ void attention_kernel(float* out, const float* q, const float* k_cach
     float s = -FLT_MAX;
     if (p < len) {
       const int64_t slot = int64_t(table[p / bs]) * bs + p % bs;
-      const float* kv = k_cache + slot * kv_dim + kvh * head_dim;
+      const int64_t at = slot * kv_dim + kvh * head_dim;
       float dot = 0.0f;
-      for (int64_t d = 0; d < head_dim; ++d) dot += qv[d] * kv[d];
+      for (int64_t d = 0; d < head_dim; ++d)
+        dot += qv[d] * kv_load(cache.k, cache.dtype, at + d, k_scale);
       s = dot * scale;
     }
     scores[threadIdx.x] = s;
@@ -60,7 +64,8 @@ __global__ void attention_kernel(float* out, const float* q, const float* k_cach
       for (int64_t i = 0; i < n; ++i) {
         const int64_t pp = c + i;
         const int64_t slot = int64_t(table[pp / bs]) * bs + pp % bs;
-        sum += expf(scores[i] - new_m) * v_cache[slot * kv_dim + kvh * head_dim + dim];
+        sum += expf(scores[i] - new_m) *
+               kv_load(cache.v, cache.dtype, slot * kv_dim + kvh * head_dim + dim, v_scale);
       }
       acc[d] = acc[d] * alpha + sum;
     }
@@ -77,14 +82,14 @@ __global__ void attention_kernel(float* out, const float* q, const float* k_cach
 
 }  // namespace
 
-void attention(float* out, const float* q, const float* k_cache, const float* v_cache,
-               const AttentionBatch& batch, int64_t q_heads, int64_t kv_heads, int64_t head_dim,
-               float scale, cudaStream_t stream) {
+void attention(float* out, const float* q, const KvCacheView& cache, const AttentionBatch& batch,
+               int64_t q_heads, int64_t kv_heads, int64_t head_dim, float scale,
+               cudaStream_t stream) {
   QWEN3MOE_CHECK(head_dim <= int64_t(kThreads) * kMaxDimsPerThread, "attention: head_dim ",
                  head_dim, " exceeds the CUDA kernel's ", kThreads * kMaxDimsPerThread);
   if (batch.num_tokens == 0) return;
   attention_kernel<<<int(batch.num_tokens * q_heads), kThreads, 0, stream>>>(
-      out, q, k_cache, v_cache, batch, q_heads, kv_heads, head_dim, scale);
+      out, q, cache, batch, q_heads, kv_heads, head_dim, scale);
   QWEN3MOE_CUDA_LAUNCHED();
 }
 

@@ -119,14 +119,14 @@ class CudaBackend final : public Backend {
             const float* inv_freq, float scale) override {
     cuda::rope(x, positions, tokens, heads, head_dim, inv_freq, scale, stream_);
   }
-  void kv_cache_write(float* k_cache, float* v_cache, const float* k, const float* v,
-                      const int32_t* slots, int64_t tokens, int64_t kv_dim) override {
-    cuda::kv_cache_write(k_cache, v_cache, k, v, slots, tokens, kv_dim, stream_);
+  void kv_cache_write(const KvCacheView& cache, const float* k, const float* v,
+                      const int32_t* slots, int64_t tokens, int64_t kv_dim,
+                      int64_t head_dim) override {
+    cuda::kv_cache_write(cache, k, v, slots, tokens, kv_dim, head_dim, stream_);
   }
-  void attention(float* out, const float* q, const float* k_cache, const float* v_cache,
-                 const AttentionBatch& batch, int64_t q_heads, int64_t kv_heads, int64_t head_dim,
-                 float scale) override {
-    cuda::attention(out, q, k_cache, v_cache, batch, q_heads, kv_heads, head_dim, scale, stream_);
+  void attention(float* out, const float* q, const KvCacheView& cache, const AttentionBatch& batch,
+                 int64_t q_heads, int64_t kv_heads, int64_t head_dim, float scale) override {
+    cuda::attention(out, q, cache, batch, q_heads, kv_heads, head_dim, scale, stream_);
   }
   void silu_mul(float* out, const float* gate, const float* up, int64_t rows,
                 int64_t dim) override {

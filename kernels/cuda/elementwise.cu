@@ -5,6 +5,7 @@
 #include <cuda_fp16.h>
 
 #include "kernels/cuda/cuda_check.h"
+#include "kernels/cuda/kv_element.cuh"
 #include "kernels/cuda/ops.h"
 
 namespace qwen3moe::cuda {
@@ -56,14 +57,16 @@ __global__ void embedding_kernel(float* out, const T* table, int64_t rows, int64
     o[j] = (row >= 0 && row < rows) ? to_f32(table[row * ld + j]) : 0.0f;
 }
 
-__global__ void kv_write_kernel(float* k_cache, float* v_cache, const float* k, const float* v,
-                                const int32_t* slots, int64_t kv_dim) {
+__global__ void kv_write_kernel(KvCacheView cache, const float* k, const float* v,
+                                const int32_t* slots, int64_t kv_dim, int64_t head_dim) {
   const int64_t t = blockIdx.x;
   const int64_t s = slots[t];
   if (s == kPaddingSlot) return;  // a padding token keeps nothing
+  const bool fp8 = cache.dtype == DType::F8E4M3;
   for (int64_t j = threadIdx.x; j < kv_dim; j += blockDim.x) {
-    k_cache[s * kv_dim + j] = k[t * kv_dim + j];
-    v_cache[s * kv_dim + j] = v[t * kv_dim + j];
+    const int64_t h = j / head_dim;
+    kv_store(cache.k, cache.dtype, s * kv_dim + j, k[t * kv_dim + j], fp8 ? cache.k_scale[h] : 1);
+    kv_store(cache.v, cache.dtype, s * kv_dim + j, v[t * kv_dim + j], fp8 ? cache.v_scale[h] : 1);
   }
 }
 
@@ -131,10 +134,10 @@ void embedding(float* out, const Weight& table, const int32_t* ids, int64_t toke
   QWEN3MOE_CUDA_LAUNCHED();
 }
 
-void kv_cache_write(float* k_cache, float* v_cache, const float* k, const float* v,
-                    const int32_t* slots, int64_t tokens, int64_t kv_dim, cudaStream_t stream) {
+void kv_cache_write(const KvCacheView& cache, const float* k, const float* v, const int32_t* slots,
+                    int64_t tokens, int64_t kv_dim, int64_t head_dim, cudaStream_t stream) {
   if (tokens == 0) return;
-  kv_write_kernel<<<int(tokens), kThreads, 0, stream>>>(k_cache, v_cache, k, v, slots, kv_dim);
+  kv_write_kernel<<<int(tokens), kThreads, 0, stream>>>(cache, k, v, slots, kv_dim, head_dim);
   QWEN3MOE_CUDA_LAUNCHED();
 }
 

@@ -30,11 +30,11 @@ void rmsnorm(float* y, const float* x, const float* w, int64_t rows, int64_t dim
              cudaStream_t stream);
 void rope(float* x, const int32_t* positions, int64_t tokens, int64_t heads, int64_t head_dim,
           const float* inv_freq, float scale, cudaStream_t stream);
-void kv_cache_write(float* k_cache, float* v_cache, const float* k, const float* v,
-                    const int32_t* slots, int64_t tokens, int64_t kv_dim, cudaStream_t stream);
-void attention(float* out, const float* q, const float* k_cache, const float* v_cache,
-               const AttentionBatch& batch, int64_t q_heads, int64_t kv_heads, int64_t head_dim,
-               float scale, cudaStream_t stream);
+void kv_cache_write(const KvCacheView& cache, const float* k, const float* v, const int32_t* slots,
+                    int64_t tokens, int64_t kv_dim, int64_t head_dim, cudaStream_t stream);
+void attention(float* out, const float* q, const KvCacheView& cache, const AttentionBatch& batch,
+               int64_t q_heads, int64_t kv_heads, int64_t head_dim, float scale,
+               cudaStream_t stream);
 void silu_mul(float* out, const float* gate, const float* up, int64_t rows, int64_t dim,
               cudaStream_t stream);
 void router_topk(int32_t* ids, float* weights, const float* logits, int64_t tokens, int64_t experts,

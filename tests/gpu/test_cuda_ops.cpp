@@ -135,21 +135,34 @@ TEST_F(CudaOps, RouterIdsExactWeightsClose) {
   }
 }
 
+// Attention over a paged cache in each KV dtype: the caches written by the CPU's
+// kv_cache_write (f32, bf16, fp8 with per-head scales), the same bytes on the GPU.
 TEST_F(CudaOps, AttentionOverPagedCacheMatchesCpu) {
-  const int64_t Hq = 8, Hkv = 2, D = 64, bs = 16, blocks = 12;
-  const std::vector<float> kc = randn(size_t(blocks * bs * Hkv * D), 9),
-                           vc = randn(size_t(blocks * bs * Hkv * D), 10);
+  const int64_t Hq = 8, Hkv = 2, D = 64, bs = 16, blocks = 12, slots = blocks * bs;
+  const std::vector<float> k = randn(size_t(slots * Hkv * D), 9),
+                           v = randn(size_t(slots * Hkv * D), 10);
+  std::vector<int32_t> all(static_cast<size_t>(slots));
+  for (int64_t i = 0; i < slots; ++i) all[size_t(i)] = int32_t(i);
+  const std::vector<float> scales = {0.5f, 2.0f};
   // Two sequences with scattered blocks; tokens at several positions of each.
   const std::vector<int32_t> tables = {5, 2, 9, 0, 11, 7, 1, 3};  // [2, 4]
   const std::vector<int32_t> pos = {0, 20, 63, 3, 47}, seq = {0, 0, 0, 1, 1};
   const std::vector<float> q = randn(size_t(5 * Hq * D), 11);
-  AttentionBatch hb{5, pos.data(), seq.data(), tables.data(), 4, int(bs)};
-  std::vector<float> want(q.size());
-  cpu->attention(want.data(), q.data(), kc.data(), vc.data(), hb, Hq, Hkv, D, 0.125f);
-  AttentionBatch db{5, dev(pos), dev(seq), dev(tables), 4, int(bs)};
-  float* out = dev(std::vector<float>(q.size()));
-  gpu->attention(out, dev(q), dev(kc), dev(vc), db, Hq, Hkv, D, 0.125f);
-  expect_close(host(out, q.size()), want, 2e-5f, 1e-4f, "attention");
+  for (const DType dt : {DType::F32, DType::BF16, DType::F8E4M3}) {
+    const size_t bytes = size_t(slots * Hkv * D) * dtype_size(dt);
+    std::vector<uint8_t> kc(bytes), vc(bytes);
+    KvCacheView hc{kc.data(), vc.data(), dt, scales.data(), scales.data()};
+    cpu->kv_cache_write(hc, k.data(), v.data(), all.data(), slots, Hkv * D, D);
+    AttentionBatch hb{5, pos.data(), seq.data(), tables.data(), 4, int(bs)};
+    std::vector<float> want(q.size());
+    cpu->attention(want.data(), q.data(), hc, hb, Hq, Hkv, D, 0.125f);
+    KvCacheView dc{dev(kc), dev(vc), dt, dev(scales), dev(scales)};
+    AttentionBatch db{5, dev(pos), dev(seq), dev(tables), 4, int(bs)};
+    float* out = dev(std::vector<float>(q.size()));
+    gpu->attention(out, dev(q), dc, db, Hq, Hkv, D, 0.125f);
+    expect_close(host(out, q.size()), want, 2e-5f, 1e-4f,
+                 (std::string("attention, KV ") + dtype_name(dt)).c_str());
+  }
 }
 
 TEST_F(CudaOps, RowMovesMatchCpu) {
@@ -163,18 +176,26 @@ TEST_F(CudaOps, RowMovesMatchCpu) {
   expect_close(host(dg, g.size()), g, 0, 0, "gather_rows");
 }
 
-// The KV write at the given slots; padding tokens (kPaddingSlot) write nothing.
+// The KV write at the given slots in each dtype, bit for bit with the CPU (bf16 and e4m3
+// rounded to nearest even, e4m3 saturating); padding tokens (kPaddingSlot) write nothing.
 TEST_F(CudaOps, KvCacheWriteEqualsCpu) {
-  const int64_t T = 5, D = 72, slots_total = 40;
-  const std::vector<float> k = randn(size_t(T * D), 13), v = randn(size_t(T * D), 14);
+  const int64_t T = 5, D = 72, heads = 2, slots_total = 40;
+  std::vector<float> k = randn(size_t(T * heads * D), 13, 40.0f), v = randn(k.size(), 14);
+  k[3] = 1e4f;  // past e4m3's 448 once scaled
   const std::vector<int32_t> slots = {7, kPaddingSlot, 39, 0, kPaddingSlot};
-  std::vector<float> kc(size_t(slots_total * D), 5.0f), vc = kc;
-  float* dkc = dev(kc);
-  float* dvc = dev(vc);
-  cpu->kv_cache_write(kc.data(), vc.data(), k.data(), v.data(), slots.data(), T, D);
-  gpu->kv_cache_write(dkc, dvc, dev(k), dev(v), dev(slots), T, D);
-  expect_close(host(dkc, kc.size()), kc, 0, 0, "kv_cache_write k");
-  expect_close(host(dvc, vc.size()), vc, 0, 0, "kv_cache_write v");
+  const std::vector<float> scales = {0.25f, 3.0f};
+  for (const DType dt : {DType::F32, DType::BF16, DType::F8E4M3}) {
+    const size_t bytes = size_t(slots_total * heads * D) * dtype_size(dt);
+    std::vector<uint8_t> kc(bytes, 0x5A), vc(bytes, 0x5A);
+    uint8_t* dkc = dev(kc);
+    uint8_t* dvc = dev(vc);
+    cpu->kv_cache_write({kc.data(), vc.data(), dt, scales.data(), scales.data()}, k.data(),
+                        v.data(), slots.data(), T, heads * D, D);
+    gpu->kv_cache_write({dkc, dvc, dt, dev(scales), dev(scales)}, dev(k), dev(v), dev(slots), T,
+                        heads * D, D);
+    EXPECT_EQ(host(dkc, kc.size()), kc) << "K " << dtype_name(dt);
+    EXPECT_EQ(host(dvc, vc.size()), vc) << "V " << dtype_name(dt);
+  }
 }
 
 // Top-k ids as a router makes them: k distinct experts per token.

@@ -204,6 +204,9 @@ TEST(CliErrors, UnknownBackend) {
 
 TEST(CliErrors, BadA2aAndProfileFlags) {
   expect_one_line_error(run(logits_cmd(kDense) + " --a2a-capacity -3"), {"--a2a-capacity", "-3"});
+  expect_one_line_error(run(logits_cmd(kDense) + " --kv-dtype int8"), {"--kv-dtype", "int8"});
+  EXPECT_EQ(run(logits_cmd(kDense) + " --kv-dtype bf16").code, 0);
+  EXPECT_EQ(run(logits_cmd(kDense) + " --kv-dtype fp8").code, 0);
   expect_one_line_error(
       run("generate --model " + sh_quote(kDense) + " --ids 1,2 --profile-a2a " +
           sh_quote(::testing::TempDir() + "qwen3moe_prof_bad") + " --profile-a2a-steps -1"),

@@ -361,6 +361,11 @@ TEST(CpuRope, TableFrequenciesAndScale) {
   for (size_t i = 0; i < a.size(); ++i) EXPECT_NEAR(scaled[i], 1.25f * a[i], 1e-5f) << i;
 }
 
+// f32 K and V buffers as the kernels' KvCacheView.
+KvCacheView f32_cache(const std::vector<float>& k, const std::vector<float>& v) {
+  return {const_cast<float*>(k.data()), const_cast<float*>(v.data())};
+}
+
 // ---- kv cache write -------------------------------------------------------------------------
 
 TEST(CpuKvCacheWrite, WritesExactlyTheGivenSlots) {
@@ -370,8 +375,8 @@ TEST(CpuKvCacheWrite, WritesExactlyTheGivenSlots) {
   const std::vector<float> k = random_floats(slots.size() * size_t(kv_dim), rng);
   const std::vector<float> v = random_floats(slots.size() * size_t(kv_dim), rng);
   std::vector<float> kc(size_t(slots_total * kv_dim), kSentinel), vc = kc;
-  cpu::kv_cache_write(kc.data(), vc.data(), k.data(), v.data(), slots.data(), int64_t(slots.size()),
-                      kv_dim);
+  cpu::kv_cache_write(f32_cache(kc, vc), k.data(), v.data(), slots.data(), int64_t(slots.size()),
+                      kv_dim, kv_dim);
   std::vector<float> want_k(kc.size(), kSentinel), want_v = want_k;
   for (size_t t = 0; t < slots.size(); ++t) {
     for (int64_t j = 0; j < kv_dim; ++j) {
@@ -387,7 +392,7 @@ TEST(CpuKvCacheWrite, NegativeSlotIsAnError) {
   std::vector<float> kc(16), vc(16), k(8, 1.0f), v(8, 1.0f);
   const std::vector<int32_t> slots = {1, -1};
   const std::string msg = testing::error_of(
-      [&] { cpu::kv_cache_write(kc.data(), vc.data(), k.data(), v.data(), slots.data(), 2, 4); });
+      [&] { cpu::kv_cache_write(f32_cache(kc, vc), k.data(), v.data(), slots.data(), 2, 4, 4); });
   EXPECT_ERROR_NAMES(msg, "negative slot -1");
 }
 
@@ -395,7 +400,7 @@ TEST(CpuKvCacheWrite, NegativeSlotIsAnError) {
 TEST(CpuKvCacheWrite, PaddingSlotWritesNothing) {
   std::vector<float> kc(16, kSentinel), vc(16, kSentinel), k(12, 1.0f), v(12, 2.0f);
   const std::vector<int32_t> slots = {kPaddingSlot, 2, kPaddingSlot};
-  cpu::kv_cache_write(kc.data(), vc.data(), k.data(), v.data(), slots.data(), 3, 4);
+  cpu::kv_cache_write(f32_cache(kc, vc), k.data(), v.data(), slots.data(), 3, 4, 4);
   for (size_t i = 0; i < kc.size(); ++i) {
     const bool written = i >= 8 && i < 12;
     EXPECT_EQ(kc[i], written ? 1.0f : kSentinel) << i;
@@ -484,9 +489,49 @@ TEST(CpuAttention, SeveralSequencesGqaPagedNonContiguousBlocks) {
   b.block_size = int(c.bs);
   for (float scale : {0.25f, 0.37f}) {  // 1/sqrt(16), and one that is no such thing
     std::vector<float> out(q.size(), NAN);
-    cpu::attention(out.data(), q.data(), c.k_cache.data(), c.v_cache.data(), b, c.q_heads,
-                   c.kv_heads, c.d, scale);
+    cpu::attention(out.data(), q.data(), f32_cache(c.k_cache, c.v_cache), b, c.q_heads, c.kv_heads,
+                   c.d, scale);
     EXPECT_TRUE(all_close(out, c.reference(q, seq, pos, scale), 1e-5, 1e-5)) << "scale " << scale;
+  }
+}
+
+// A bf16 or fp8 cache (written by kv_cache_write, fp8 with per-head scales) gives exactly the
+// attention of the f32 cache holding the same rounded values: rows are widened as read.
+TEST(CpuAttention, ReducedPrecisionCacheEqualsItsWidenedValues) {
+  std::mt19937 rng(19);
+  const PagedCase c(rng);
+  const int64_t kv_dim = c.kv_heads * c.d, slots = c.num_blocks * c.bs;
+  std::vector<int32_t> all(static_cast<size_t>(slots));
+  for (int64_t i = 0; i < slots; ++i) all[size_t(i)] = int32_t(i);
+  std::vector<float> k(size_t(slots * kv_dim)), v(k.size());
+  for (size_t i = 0; i < k.size(); ++i) {
+    k[i] = std::isnan(c.k_cache[i]) ? 0.0f : c.k_cache[i];
+    v[i] = std::isnan(c.v_cache[i]) ? 0.0f : c.v_cache[i];
+  }
+  const std::vector<float> scales = {0.5f, 0.03125f};
+  const std::vector<int32_t> seq = {0, 0, 1, 3}, pos = {9, 3, 6, 7};
+  const std::vector<float> q = random_floats(seq.size() * size_t(c.q_heads * c.d), rng);
+  AttentionBatch b{4, pos.data(), seq.data(), c.tables.data(), int(c.max_blocks), int(c.bs)};
+  for (const DType dt : {DType::BF16, DType::F8E4M3}) {
+    std::vector<uint8_t> kc(k.size() * dtype_size(dt)), vc(kc.size());
+    const KvCacheView view{kc.data(), vc.data(), dt, scales.data(), scales.data()};
+    cpu::kv_cache_write(view, k.data(), v.data(), all.data(), slots, kv_dim, c.d);
+    std::vector<float> kw(k.size()), vw(v.size());
+    for (size_t i = 0; i < k.size(); ++i) {
+      const float sc = scales[(i % size_t(kv_dim)) / size_t(c.d)];
+      kw[i] = dt == DType::BF16 ? bf16_to_f32(reinterpret_cast<uint16_t*>(kc.data())[i])
+                                : fp8_e4m3_to_f32(kc[i]) * sc;
+      vw[i] = dt == DType::BF16 ? bf16_to_f32(reinterpret_cast<uint16_t*>(vc.data())[i])
+                                : fp8_e4m3_to_f32(vc[i]) * sc;
+      // The stored value is the nearest: within half a step of the original.
+      ASSERT_LE(std::fabs(kw[i] - k[i]), (dt == DType::BF16 ? 4e-3f : 7e-2f) * std::fabs(k[i]) +
+                                             (dt == DType::BF16 ? 0.0f : sc * 0x1p-10f))
+          << dtype_name(dt) << " " << i;
+    }
+    std::vector<float> got(q.size()), want(q.size());
+    cpu::attention(got.data(), q.data(), view, b, c.q_heads, c.kv_heads, c.d, 0.25f);
+    cpu::attention(want.data(), q.data(), f32_cache(kw, vw), b, c.q_heads, c.kv_heads, c.d, 0.25f);
+    EXPECT_TRUE(all_equal(got, want)) << dtype_name(dt);
   }
 }
 
@@ -497,7 +542,7 @@ TEST(CpuAttention, SinglePositionReturnsItsValue) {
   const std::vector<float> q = random_floats(size_t(c.q_heads * c.d), rng);
   AttentionBatch b{1, pos.data(), seq.data(), c.tables.data(), int(c.max_blocks), int(c.bs)};
   std::vector<float> out(q.size(), NAN);
-  cpu::attention(out.data(), q.data(), c.k_cache.data(), c.v_cache.data(), b, c.q_heads, c.kv_heads,
+  cpu::attention(out.data(), q.data(), f32_cache(c.k_cache, c.v_cache), b, c.q_heads, c.kv_heads,
                  c.d, 0.25f);
   // Softmax over one position is 1: each q head copies its kv head's value row.
   for (int64_t h = 0; h < c.q_heads; ++h)
@@ -695,9 +740,9 @@ TEST(CpuBackend, SameResultsAsTheFreeFunctions) {
   const std::vector<float> q = random_floats(3 * size_t(c.q_heads * c.d), rng);
   AttentionBatch ab{3, pos.data(), seq.data(), c.tables.data(), int(c.max_blocks), int(c.bs)};
   std::vector<float> oa(q.size()), ob(q.size());
-  be->attention(oa.data(), q.data(), c.k_cache.data(), c.v_cache.data(), ab, c.q_heads, c.kv_heads,
+  be->attention(oa.data(), q.data(), f32_cache(c.k_cache, c.v_cache), ab, c.q_heads, c.kv_heads,
                 c.d, 0.25f);
-  cpu::attention(ob.data(), q.data(), c.k_cache.data(), c.v_cache.data(), ab, c.q_heads, c.kv_heads,
+  cpu::attention(ob.data(), q.data(), f32_cache(c.k_cache, c.v_cache), ab, c.q_heads, c.kv_heads,
                  c.d, 0.25f);
   EXPECT_TRUE(all_equal(oa, ob));
   EXPECT_TRUE(all_close(oa, c.reference(q, seq, pos, 0.25), 1e-5, 1e-5));
