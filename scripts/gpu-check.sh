@@ -165,7 +165,7 @@ else
 fi
 
 start=$SECONDS
-out=$("$carry/bin/qwen3moe" logits --backend cuda --model tests/fixtures/hf-tiny/moe_a --ids 1,2,3,4,5 --out /tmp/gpu-logits.npy 2>&1)
+out=$("$carry/bin/qwen3moe" logits --backend cuda --kv-dtype f32 --model tests/fixtures/hf-tiny/moe_a --ids 1,2,3,4,5 --out /tmp/gpu-logits.npy 2>&1)
 rc=$?
 rows+=("qwen3moe logits --backend cuda (moe_a)|exit $rc ${out:0:80}|$((SECONDS - start)) s")
 [ "$rc" -eq 0 ] || status=1
@@ -194,7 +194,7 @@ for comm in mpi nccl; do
   gpus=$(nvidia-smi -L 2>/dev/null | wc -l)
   if [ "$comm" = nccl ] && [ "$gpus" -lt 2 ]; then
     # One GPU: NCCL must refuse with one line on every rank, naming the shared GPU.
-    out=$("${mpirun[@]}" "$carry/bin/qwen3moe" logits --backend cuda --comm nccl \
+    out=$("${mpirun[@]}" "$carry/bin/qwen3moe" logits --backend cuda --kv-dtype f32 --comm nccl \
       --model tests/fixtures/hf-tiny/moe_a --ids 1,2,3,4,5 --out /tmp/gpu-logits-np2.npy 2>&1)
     rc=$?
     lines=$(echo "$out" | grep -c 'share GPU' || true)
@@ -203,7 +203,7 @@ for comm in mpi nccl; do
     rows+=("mpirun -np 2 logits --comm nccl on 1 GPU: refused|$verdict|$((SECONDS - start)) s")
     continue
   fi
-  out=$("${mpirun[@]}" "$carry/bin/qwen3moe" logits --backend cuda --comm "$comm" \
+  out=$("${mpirun[@]}" "$carry/bin/qwen3moe" logits --backend cuda --kv-dtype f32 --comm "$comm" \
     --model tests/fixtures/hf-tiny/moe_a --ids 1,2,3,4,5 --out /tmp/gpu-logits-np2.npy 2>&1)
   rc=$?
   echo "$out"
@@ -219,7 +219,7 @@ done
 # The bf16 all-to-all payload across two ranks of one GPU (host-staged): within the bf16 bound
 # the CPU tests measure (3% of 1 + max|logit|) of the f32 single rank.
 start=$SECONDS
-out=$("${mpirun[@]}" "$carry/bin/qwen3moe" logits --backend cuda --comm mpi --a2a-dtype bf16 \
+out=$("${mpirun[@]}" "$carry/bin/qwen3moe" logits --backend cuda --kv-dtype f32 --comm mpi --a2a-dtype bf16 \
   --model tests/fixtures/hf-tiny/moe_a --ids 1,2,3,4,5 --out /tmp/gpu-logits-bf16.npy 2>&1)
 rc=$?
 if [ "$rc" -eq 0 ]; then
@@ -230,10 +230,26 @@ fi
 rows+=("mpirun -np 2 logits --a2a-dtype bf16 (host-staged) ~ np 1|exit $rc; $verdict|$((SECONDS - start)) s")
 [ "$rc" -eq 0 ] || status=1
 
+# The KV cache in bf16 and fp8 on the device (one rank) against the f32 cache: within the
+# rounding the CPU tests measure on this fixture's short prompt.
+for kv in bf16 fp8; do
+  start=$SECONDS
+  out=$("$carry/bin/qwen3moe" logits --backend cuda --kv-dtype "$kv" \
+    --model tests/fixtures/hf-tiny/moe_a --ids 1,2,3,4,5 --out /tmp/gpu-logits-kv.npy 2>&1)
+  rc=$?
+  if [ "$rc" -eq 0 ]; then
+    verdict=$(compare_npy /tmp/gpu-logits.npy /tmp/gpu-logits-kv.npy 1e-1 2>&1) || rc=1
+  else
+    verdict="${out:0:80}"
+  fi
+  rows+=("logits --backend cuda --kv-dtype $kv ~ f32 KV|exit $rc; $verdict|$((SECONDS - start)) s")
+  [ "$rc" -eq 0 ] || status=1
+done
+
 # The fixed-capacity exchange (decode's) on device buffers: 5 tokens over 2 ranks fit a
 # capacity of 4 per rank, so the prefill takes it; the same logits as one rank.
 start=$SECONDS
-out=$("${mpirun[@]}" "$carry/bin/qwen3moe" logits --backend cuda --comm mpi --a2a-capacity 4 \
+out=$("${mpirun[@]}" "$carry/bin/qwen3moe" logits --backend cuda --kv-dtype f32 --comm mpi --a2a-capacity 4 \
   --model tests/fixtures/hf-tiny/moe_a --ids 1,2,3,4,5 --out /tmp/gpu-logits-fixed.npy 2>&1)
 rc=$?
 if [ "$rc" -eq 0 ]; then
