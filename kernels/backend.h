@@ -131,6 +131,12 @@ class Backend {
   // one-rank world on backend memory (parallel/local_device_communicator).
   virtual void copy(void* dst, const void* src, size_t bytes) = 0;
   virtual void synchronize() = 0;
+  // The memory this backend allocates from, free and in all: the GPU's (cudaMemGetInfo), or
+  // the host's available and physical memory for the CPU backend.
+  struct MemoryInfo {
+    size_t free = 0, total = 0;
+  };
+  virtual MemoryInfo memory_info() const = 0;
   // Marks on the backend's own timeline, for profiling without a wait per measured span:
   // timestamp() queues a mark after the work queued so far and returns its id;
   // elapsed_us(from, to) is the time between two marks, waiting for `to` to pass;

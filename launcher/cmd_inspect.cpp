@@ -7,7 +7,9 @@
 #include "core/checkpoint/layout.h"
 #include "core/checkpoint/safetensors.h"
 #include "core/model/kv_cache.h"
+#include "core/model/model.h"
 #include "core/model/rank_plan.h"
+#include "core/model/workspace.h"
 #include "kernels/common/check.h"
 #include "launcher/commands.h"
 #include "parallel/topology.h"
@@ -18,6 +20,9 @@ namespace {
 struct InspectFlags {
   std::string model_dir, config;
   int tp = 1, ep = 0;
+  double gpu_memory_gb = 0;  // > 0: does the plan fit GPUs of this size, and the KV left
+  double gpu_memory_utilization = 0.9;
+  int64_t step_tokens = 32 + 256;  // the largest step the workspace is sized for
 };
 
 std::string human_bytes(double b) {
@@ -51,6 +56,16 @@ void run_inspect(const InspectFlags& f) {
   const ModelConfig c = ModelConfig::load(f.model_dir.empty() ? f.config : f.model_dir);
   const int ep = f.ep > 0 ? f.ep : f.tp;
   QWEN3MOE_CHECK(f.tp > 0, "--tp must be positive, got ", f.tp);
+  QWEN3MOE_CHECK(f.gpu_memory_gb >= 0 && f.gpu_memory_gb < 1e6,
+                 "--gpu-memory must be a size in "
+                 "GB, got ",
+                 f.gpu_memory_gb);
+  QWEN3MOE_CHECK(f.gpu_memory_utilization > 0 && f.gpu_memory_utilization <= 1,
+                 "--gpu-memory-utilization must be in (0, 1], got ", f.gpu_memory_utilization);
+  QWEN3MOE_CHECK(f.step_tokens > 0 && f.step_tokens <= (1 << 20),
+                 "--step-tokens must be in [1, "
+                 "1048576], got ",
+                 f.step_tokens);
   QWEN3MOE_CHECK(ep % f.tp == 0, "--tp=", f.tp, " does not divide --ep=", ep,
                  " (EP spans the world; tp groups divide it)");
   const int world = ep;
@@ -114,6 +129,25 @@ void run_inspect(const InspectFlags& f) {
   std::printf("  kv cache    %s per token (f32), %s (bf16), %s (fp8)\n",
               human_bytes(kv_per_token).c_str(), human_bytes(kv_per_token / 2).c_str(),
               human_bytes(kv_per_token / 4).c_str());
+  if (f.gpu_memory_gb > 0) {
+    // serve's budget on such a GPU: the utilization's share, less weights and the workspace
+    // of the largest step (serve's defaults: --max-batch 32 + --prefill-budget 256 tokens).
+    const double workspace =
+        double(Workspace::arena_bytes(Model::workspace_shape(c, topo, f.step_tokens, 0)));
+    const double usable = f.gpu_memory_gb * 1e9 * f.gpu_memory_utilization;
+    const double left = usable - plan.total() - workspace;
+    std::printf("\ngpu %.0f GB x %.2f = %s per rank: weights %s + workspace %s (%lld-token steps)",
+                f.gpu_memory_gb, f.gpu_memory_utilization, human_bytes(usable).c_str(),
+                human_bytes(plan.total()).c_str(), human_bytes(workspace).c_str(),
+                (long long)f.step_tokens);
+    if (left <= 0) {
+      std::printf(" do NOT fit (short by %s)\n", human_bytes(-left).c_str());
+    } else {
+      std::printf(" fit; KV cache %s: %lld tokens in bf16, %lld in fp8, %lld in f32\n",
+                  human_bytes(left).c_str(), (long long)(left / (kv_per_token / 2)),
+                  (long long)(left / (kv_per_token / 4)), (long long)(left / kv_per_token));
+    }
+  }
 }
 
 }  // namespace
@@ -125,6 +159,15 @@ void register_inspect(CLI::App& app) {
   cmd->add_option("--config", f->config, "A config.json (when there are no weights)");
   cmd->add_option("--tp", f->tp, "Tensor-parallel size for the plan")->capture_default_str();
   cmd->add_option("--ep", f->ep, "Expert-parallel size = world size for the plan (default: tp)");
+  cmd->add_option("--gpu-memory", f->gpu_memory_gb,
+                  "GB per GPU: whether weights + workspace fit and how many KV tokens remain");
+  cmd->add_option("--gpu-memory-utilization", f->gpu_memory_utilization,
+                  "With --gpu-memory: the share serve may use (as serve's flag)")
+      ->capture_default_str();
+  cmd->add_option("--step-tokens", f->step_tokens,
+                  "With --gpu-memory: the largest step's tokens (serve: --max-batch + "
+                  "--prefill-budget)")
+      ->capture_default_str();
   cmd->callback([f] { run_inspect(*f); });
 }
 

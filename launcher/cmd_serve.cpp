@@ -36,8 +36,9 @@ struct ServeFlags {
   std::string tokenizer_dir;  // default: the model folder
   rpc::ServerOptions server;
   EngineOptions engine;
-  int64_t kv_blocks = 0;    // 0: sized from max_batch x context, capped by memory
-  double kv_memory_gb = 0;  // 0: a quarter of the free memory, at most 16 GiB
+  int64_t kv_blocks = 0;                // 0: sized from max_batch x context, capped by memory
+  double kv_memory_gb = 0;              // 0: a quarter of the free memory, at most 16 GiB (CPU)
+  double gpu_memory_utilization = 0.9;  // CUDA: the device share weights + workspace + KV may use
   ProfileOptions profile;
   bool enforce_eager = false;  // no backend graphs
 };
@@ -57,9 +58,17 @@ int64_t default_kv_blocks(const Runtime& rt, const ServeFlags& f) {
   const int64_t bytes_per_token = int64_t(KvCache::bytes_per_token(c, *rt.topo, rt.kv_dtype));
   const int64_t want_tokens = int64_t(f.engine.max_batch) * c.max_position_embeddings;
   double budget = f.kv_memory_gb * double(1ull << 30);
-  if (budget <= 0) {
-    const double free_bytes = double(sysconf(_SC_AVPHYS_PAGES)) * double(sysconf(_SC_PAGESIZE));
-    budget = std::min(free_bytes / 4, 16.0 * double(1ull << 30));
+  if (budget <= 0 && rt.backend->name() == "cuda") {
+    // What the device may still give: the utilization's share of it, less what the weights
+    // and the workspace (allocated for the largest step first) already hold.
+    const Backend::MemoryInfo m = rt.backend->memory_info();
+    const double used = double(m.total - m.free);
+    budget = f.gpu_memory_utilization * double(m.total) - used;
+    QWEN3MOE_CHECK(budget > 0, "--gpu-memory-utilization ", f.gpu_memory_utilization,
+                   " leaves no KV cache: weights and workspace use ", used / 1e9, " GB of the ",
+                   double(m.total) / 1e9, " GB GPU");
+  } else if (budget <= 0) {
+    budget = std::min(double(rt.backend->memory_info().free) / 4, 16.0 * double(1ull << 30));
   }
   const int64_t afford = int64_t(budget / double(bytes_per_token * kBlockSize));
   int64_t blocks = std::min(ceil_div(want_tokens, kBlockSize), afford);
@@ -115,6 +124,17 @@ void run_serve(const ServeFlags& f) {
   std::unique_ptr<Engine> engine;
   std::unique_ptr<rpc::InferenceServer> server;
   run_collectively([&] {
+    QWEN3MOE_CHECK(f.gpu_memory_utilization > 0 && f.gpu_memory_utilization <= 1,
+                   "--gpu-memory-utilization must be in (0, 1], got ", f.gpu_memory_utilization);
+    // The workspace of the largest step (a full decode batch plus a prefill chunk) first, so
+    // the KV budget sees it.
+    QWEN3MOE_CHECK(f.engine.max_batch > 0 && f.engine.max_batch <= 65536,
+                   "--max-batch must be "
+                   "in [1, 65536], got ",
+                   f.engine.max_batch);
+    QWEN3MOE_CHECK(f.engine.prefill_budget > 0 && f.engine.prefill_budget <= (1 << 20),
+                   "--prefill-budget must be in [1, 1048576], got ", f.engine.prefill_budget);
+    rt->model->reserve_for(int64_t(f.engine.max_batch) + f.engine.prefill_budget);
     const int64_t blocks = f.kv_blocks > 0 ? f.kv_blocks : default_kv_blocks(*rt, f);
     QWEN3MOE_CHECK(blocks > 0, "no memory for even one KV block (--kv-memory-gb)");
     cache = std::make_unique<KvCache>(rt->config, *rt->topo, *rt->backend, blocks, kBlockSize,
@@ -200,8 +220,12 @@ void register_serve(CLI::App& app) {
                   "KV cache blocks of 16 tokens (default: max-batch x context, capped by "
                   "--kv-memory-gb)");
   cmd->add_option("--kv-memory-gb", f->kv_memory_gb,
-                  "Memory cap of the default KV cache per rank (default: a quarter of the free "
-                  "memory, at most 16)");
+                  "Memory cap of the default KV cache per rank (default: on CUDA, from "
+                  "--gpu-memory-utilization; on the CPU a quarter of the free memory, at most 16)");
+  cmd->add_option("--gpu-memory-utilization", f->gpu_memory_utilization,
+                  "--backend cuda: the share of each GPU that weights, workspace and the KV cache "
+                  "may use; the KV cache gets what the rest leaves (smallest rank wins)")
+      ->capture_default_str();
   cmd->add_option("--stall-timeout", f->server.stall_timeout,
                   "Seconds with work waiting and no engine step before health says NOT_SERVING")
       ->capture_default_str();

@@ -50,30 +50,41 @@ size_t Model::active_weight_bytes_per_token() const {
   return weights_->active_bytes_per_token();
 }
 
+WorkspaceShape Model::workspace_shape(const ModelConfig& c, const Topology& topo, int64_t tokens,
+                                      int64_t a2a_capacity) {
+  const int64_t W = topo.world();
+  // A multiple of the world size, so token slices of a reduce-scatter are equal.
+  const int64_t N = ceil_div(std::max<int64_t>(tokens, 1), W) * W;
+  const int64_t k = std::max<int64_t>(1, c.num_experts_per_tok);
+  WorkspaceShape s;
+  s.tokens = N;
+  s.hidden = c.hidden_size;
+  s.q_dim = topo.heads_per_rank() * c.head_dim;
+  s.kv_dim = topo.kv_heads_per_rank() * c.head_dim;
+  s.ffn = std::max(c.intermediate_size, k * c.moe_intermediate_size);
+  s.top_k = k;
+  s.experts = std::max<int64_t>(1, c.num_experts);
+  s.vocab_local = topo.vocab_end() - topo.vocab_begin();
+  // Expert input rows of one dispatch: own tokens, rows packed for the peers, the peers'
+  // tokens (the dispatcher holds them; here: moe_align's pair slots, k per row); under a
+  // fixed capacity C, C rows from every rank.
+  s.dispatch_rows = std::max((2 * W - 1) * (N / W), W > 1 ? a2a_capacity * W : 0);
+  return s;
+}
+
+void Model::reserve_for(int64_t tokens) {
+  reserve(tokens, 0);
+}
+
 void Model::reserve(int64_t T, int64_t table_elems) {
   bool moved = false;  // buffers captured graphs point into were replaced
   const int64_t W = comm_.size(), fixed_rows = W > 1 ? a2a_capacity_ * W : 0;
   if (T > ws_.tokens() || fixed_rows > ws_.dispatch_rows()) {
-    const ModelConfig& c = config_;
-    // A multiple of the world size, so token slices of a reduce-scatter are equal.
-    const int64_t N =
-        T > ws_.tokens() ? ceil_div(std::max<int64_t>(T, 2 * ws_.tokens()), W) * W : ws_.tokens();
-    const int64_t k = std::max<int64_t>(1, c.num_experts_per_tok);
-    WorkspaceShape s;
-    s.tokens = N;
-    s.hidden = c.hidden_size;
-    s.q_dim = topo_.heads_per_rank() * c.head_dim;
-    s.kv_dim = topo_.kv_heads_per_rank() * c.head_dim;
-    s.ffn = std::max(c.intermediate_size, k * c.moe_intermediate_size);
-    s.top_k = k;
-    s.experts = std::max<int64_t>(1, c.num_experts);
-    s.vocab_local = topo_.vocab_end() - topo_.vocab_begin();
-    // Expert input rows of one dispatch: own tokens, rows packed for the peers, the peers'
-    // tokens (the dispatcher holds them; here: moe_align's pair slots, k per row); under a
-    // fixed capacity C, C rows from every rank.
-    s.dispatch_rows = std::max((2 * W - 1) * (N / W), fixed_rows);
+    const int64_t N = T > ws_.tokens() ? std::max<int64_t>(T, 2 * ws_.tokens()) : ws_.tokens();
+    const WorkspaceShape s = workspace_shape(config_, topo_, N, a2a_capacity_);
     ws_.allocate(s);
-    if (moe_) moe_->reserve(N / W);
+    const int64_t n = s.tokens;
+    if (moe_) moe_->reserve(n / W);
     moved = true;
   }
   moved |= ws_.reserve_tables(table_elems);

@@ -114,6 +114,12 @@ class Model {
   // World > 1: the MoE exchange's fixed capacity in tokens per rank (0: off; ExpertDispatch):
   // steps of at most that many tokens on every rank exchange no counts. Collective.
   void set_a2a_capacity(int64_t tokens_per_rank);
+  // The forward's workspace for steps of up to `tokens` tokens (memory planning: inspect, and
+  // serve before it sizes the KV cache from what is left).
+  static WorkspaceShape workspace_shape(const ModelConfig& config, const Topology& topo,
+                                        int64_t tokens, int64_t a2a_capacity);
+  // Allocates now what steps of up to `tokens` tokens need (no growth at the first such step).
+  void reserve_for(int64_t tokens);
   // MoE dispatches so far that took the fixed-capacity exchange (tests).
   int64_t fixed_dispatches() const { return moe_ ? moe_->fixed_dispatches() : 0; }
   // The MoE all-to-all's row payload across ranks: F32 (default, exact) or BF16 (half the

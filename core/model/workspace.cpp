@@ -10,53 +10,53 @@ Workspace::~Workspace() {
   if (tables_arena_) backend_.free(tables_arena_);
 }
 
-void Workspace::allocate(const WorkspaceShape& s) {
-  if (arena_) backend_.free(arena_);
-  arena_ = nullptr;
-  shape_ = s;
+size_t carve_workspace(WorkspaceBuffers& b, char* base, const WorkspaceShape& s) {
   const int64_t N = s.tokens, H = s.hidden, k = std::max<int64_t>(1, s.top_k);
   const int64_t E = std::max<int64_t>(1, s.experts);
-  // Two passes over one list: the first sums the sizes, the second hands out the pointers.
   // Every buffer starts on a 256-byte boundary (vector loads, cuBLAS, distinct cache lines).
   size_t total = 0;
-  char* base = nullptr;
   auto carve = [&](auto*& ptr, int64_t elems) {
     using T = std::remove_reference_t<decltype(*ptr)>;
     const size_t bytes = (size_t(std::max<int64_t>(elems, 1)) * sizeof(T) + 255) / 256 * 256;
     if (base) ptr = reinterpret_cast<T*>(base + total);
     total += bytes;
   };
-  for (int pass = 0; pass < 2; ++pass) {
-    total = 0;
-    carve(x, N * H);
-    carve(h, N * H);
-    carve(o, N * H);
-    carve(xs, N * H);
-    carve(query, N * s.q_dim);
-    carve(attn, N * s.q_dim);
-    carve(key, N * s.kv_dim);
-    carve(value, N * s.kv_dim);
-    carve(gate, N * s.ffn);
-    carve(up, N * s.ffn);
-    carve(act, N * s.ffn);
-    carve(down, N * k * H);
-    carve(rows, N * k * H);
-    carve(router_logits, N * E);
-    carve(topk_w, N * k);
-    carve(logits, N * s.vocab_local);
-    carve(token_ids, N);
-    carve(positions, N);
-    carve(token_seq, N);
-    carve(slots, N);
-    carve(topk_ids, N * k);
-    carve(moe_pos, s.dispatch_rows * k);
-    carve(moe_idx, s.dispatch_rows * k);
-    carve(moe_offsets, E + 1);
-    carve(moe_active, E);
-    carve(logit_rows, N);
-    if (pass == 0) base = static_cast<char*>(backend_.alloc(total));
-  }
-  arena_ = base;
+  carve(b.x, N * H);
+  carve(b.h, N * H);
+  carve(b.o, N * H);
+  carve(b.xs, N * H);
+  carve(b.query, N * s.q_dim);
+  carve(b.attn, N * s.q_dim);
+  carve(b.key, N * s.kv_dim);
+  carve(b.value, N * s.kv_dim);
+  carve(b.gate, N * s.ffn);
+  carve(b.up, N * s.ffn);
+  carve(b.act, N * s.ffn);
+  carve(b.down, N * k * H);
+  carve(b.rows, N * k * H);
+  carve(b.router_logits, N * E);
+  carve(b.topk_w, N * k);
+  carve(b.logits, N * s.vocab_local);
+  carve(b.token_ids, N);
+  carve(b.positions, N);
+  carve(b.token_seq, N);
+  carve(b.slots, N);
+  carve(b.topk_ids, N * k);
+  carve(b.moe_pos, s.dispatch_rows * k);
+  carve(b.moe_idx, s.dispatch_rows * k);
+  carve(b.moe_offsets, E + 1);
+  carve(b.moe_active, E);
+  carve(b.logit_rows, N);
+  return total;
+}
+
+void Workspace::allocate(const WorkspaceShape& s) {
+  if (arena_) backend_.free(arena_);
+  arena_ = nullptr;
+  shape_ = s;
+  // The sizes first, then the pointers into one allocation.
+  arena_ = backend_.alloc(arena_bytes(s));
+  carve_workspace(*this, static_cast<char*>(arena_), s);
 }
 
 bool Workspace::reserve_tables(int64_t entries) {

@@ -20,21 +20,8 @@ struct WorkspaceShape {
   int64_t dispatch_rows = 0;  // R
 };
 
-class Workspace {
- public:
-  explicit Workspace(Backend& backend) : backend_(backend) {}
-  ~Workspace();
-  Workspace(const Workspace&) = delete;
-  Workspace& operator=(const Workspace&) = delete;
-
-  // Frees the old arena and carves one for `shape` (contents undefined).
-  void allocate(const WorkspaceShape& shape);
-  // Block tables for at least `entries` int32 (grows by doubling; contents undefined). True
-  // when it reallocated.
-  bool reserve_tables(int64_t entries);
-  int64_t tokens() const { return shape_.tokens; }
-  int64_t dispatch_rows() const { return shape_.dispatch_rows; }
-
+// The arena's buffers (Workspace owns them).
+struct WorkspaceBuffers {
   float* x = nullptr;              // [N, H] the residual stream
   float* h = nullptr;              // [N, H] normalized rows
   float* o = nullptr;              // [N, H] a block's output before the residual add
@@ -62,6 +49,30 @@ class Workspace {
   int32_t* moe_active = nullptr;   // [E]
   int32_t* logit_rows = nullptr;   // [N]
   int32_t* tables = nullptr;       // [table entries] block tables (their own arena)
+};
+
+// Lays the buffers of `shape` out from `base` (null: sizes only) and returns the arena's bytes.
+size_t carve_workspace(WorkspaceBuffers& buffers, char* base, const WorkspaceShape& shape);
+
+class Workspace : public WorkspaceBuffers {
+ public:
+  explicit Workspace(Backend& backend) : backend_(backend) {}
+  ~Workspace();
+  Workspace(const Workspace&) = delete;
+  Workspace& operator=(const Workspace&) = delete;
+
+  // Frees the old arena and carves one for `shape` (contents undefined).
+  void allocate(const WorkspaceShape& shape);
+  // Block tables for at least `entries` int32 (grows by doubling; contents undefined). True
+  // when it reallocated.
+  bool reserve_tables(int64_t entries);
+  int64_t tokens() const { return shape_.tokens; }
+  // The arena's bytes for `shape` (memory planning: inspect, serve's KV budget).
+  static size_t arena_bytes(const WorkspaceShape& shape) {
+    WorkspaceBuffers none;
+    return carve_workspace(none, nullptr, shape);
+  }
+  int64_t dispatch_rows() const { return shape_.dispatch_rows; }
 
  private:
   Backend& backend_;

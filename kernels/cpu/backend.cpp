@@ -1,5 +1,6 @@
 // The CPU Backend: host memory, the kernels of kernels/cpu, OpenMP threads over the cores.
 #include <omp.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
@@ -35,6 +36,11 @@ class CpuBackend final : public Backend {
     if (bytes && dst != src) std::memmove(dst, src, bytes);
   }
   void synchronize() override {}
+  MemoryInfo memory_info() const override {
+    const double page = double(sysconf(_SC_PAGESIZE));
+    return {size_t(double(sysconf(_SC_AVPHYS_PAGES)) * page),
+            size_t(double(sysconf(_SC_PHYS_PAGES)) * page)};
+  }
   int64_t timestamp() override {
     marks_.push_back(std::chrono::steady_clock::now());
     return int64_t(marks_.size()) - 1;

@@ -85,6 +85,11 @@ class CudaBackend final : public Backend {
       QWEN3MOE_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, stream_));
   }
   void synchronize() override { QWEN3MOE_CUDA_CHECK(cudaStreamSynchronize(stream_)); }
+  MemoryInfo memory_info() const override {
+    MemoryInfo m;
+    QWEN3MOE_CUDA_CHECK(cudaMemGetInfo(&m.free, &m.total));
+    return m;
+  }
   // Events from a pool that only grows (creating one is not free): ids index it.
   int64_t timestamp() override {
     if (marks_used_ == marks_.size()) {

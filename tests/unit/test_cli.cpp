@@ -367,6 +367,19 @@ TEST(Cli, InspectFp8ConfigPlansFp8Bytes) {
   EXPECT_NE(r.out.find("F8_E4M3 233.86 GB"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("BF16 2.59 GB"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("total       29.69 GB"), std::string::npos) << r.out;
+  // On 141 GB GPUs (H200) at 0.9 the rest is KV cache: 97 GB, two million bf16 tokens per rank;
+  // the bf16 checkpoint at tp 4 does not fit 80 GB ones.
+  const Result h200 =
+      run("inspect --config " + sh_quote(dir + "/config.json") + " --tp 8 --gpu-memory 141");
+  ASSERT_EQ(h200.code, 0) << h200.err;
+  EXPECT_NE(h200.out.find("fit; KV cache 97.0"), std::string::npos) << h200.out;
+  const Result small = run("inspect --config " + sh_quote(config) + " --tp 4 --gpu-memory 80");
+  EXPECT_NE(small.out.find("do NOT fit"), std::string::npos) << small.out;
+  expect_one_line_error(run("inspect --config " + sh_quote(config) + " --gpu-memory -1"),
+                        {"--gpu-memory", "-1"});
+  expect_one_line_error(
+      run("inspect --config " + sh_quote(config) + " --gpu-memory 80 --gpu-memory-utilization 2"),
+      {"--gpu-memory-utilization", "2"});
 }
 
 TEST(Cli, InitRandomWritesAFolderThatLoads) {
