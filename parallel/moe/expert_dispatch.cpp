@@ -218,6 +218,18 @@ MoeDispatchPack ExpertDispatch::pack_args(int64_t n, const int32_t* ids, const f
   return a;
 }
 
+void ExpertDispatch::exchange_bf16(const float* rows, int64_t n,
+                                   const std::vector<int64_t>& send_row,
+                                   const std::vector<int64_t>& send_rows, float* out,
+                                   int64_t received, const std::vector<int64_t>& recv_row,
+                                   const std::vector<int64_t>& recv_rows) {
+  const int64_t H = hidden_;
+  backend_.rows_to_bf16(out_stage_, rows, nullptr, n, H);
+  exchange(out_stage_, send_row, send_rows, in_stage_, recv_row, recv_rows,
+           size_t(H) * sizeof(uint16_t));
+  backend_.rows_to_f32(out, in_stage_, received, H);
+}
+
 DispatchHandle ExpertDispatch::dispatch(int64_t n, int64_t max_rank_tokens, const int32_t* ids,
                                         const float* weights, float* residual, int64_t layer,
                                         A2aProfiler* profiler) {
@@ -379,11 +391,9 @@ void ExpertDispatch::combine(const DispatchHandle& h, A2aProfiler* profiler) {
              size_t(H) * sizeof(float));
   } else {
     // The received rows are contiguous in partial (rank order), as in the staging buffer.
-    const int64_t first = h.peer_begin, received = rows_ - first;
-    backend_.rows_to_bf16(out_stage_, partial_ + first * H, nullptr, received, H);
-    exchange(out_stage_, stage_row_, recv_rows_, in_stage_, back_stage_row_, send_rows_,
-             size_t(H) * sizeof(uint16_t));
-    backend_.rows_to_f32(partial_ + rows_ * H, in_stage_, returned_, H);
+    const int64_t first = h.peer_begin;
+    exchange_bf16(partial_ + first * H, rows_ - first, stage_row_, recv_rows_, partial_ + rows_ * H,
+                  returned_, back_stage_row_, send_rows_);
   }
   if (profiler) {
     const size_t w = size_t(world_);
@@ -419,10 +429,8 @@ DispatchHandle ExpertDispatch::dispatch_fixed(int64_t n, const int32_t* ids, con
     exchange(rows_buf_, fixed_zero_, fixed_rows_, rows_buf_, fixed_recv_row_, fixed_rows_,
              size_t(H) * sizeof(float));
   } else {
-    backend_.rows_to_bf16(out_stage_, rows_buf_, nullptr, C, H);
-    exchange(out_stage_, fixed_zero_, fixed_rows_, in_stage_, fixed_slot_row_, fixed_rows_,
-             size_t(H) * sizeof(uint16_t));
-    backend_.rows_to_f32(rows_buf_ + C * H, in_stage_, (W - 1) * C, H);
+    exchange_bf16(rows_buf_, C, fixed_zero_, fixed_rows_, rows_buf_ + C * H, (W - 1) * C,
+                  fixed_slot_row_, fixed_rows_);
   }
   exchange(send_meta_, fixed_slot_row_, fixed_rows_, recv_meta_, fixed_slot_row_, fixed_rows_,
            size_t(2 * k) * sizeof(int32_t));
@@ -457,10 +465,8 @@ void ExpertDispatch::combine_fixed(const DispatchHandle& h, A2aProfiler* profile
     exchange(partial_, fixed_recv_row_, fixed_rows_, partial_, fixed_back_row_, fixed_rows_,
              size_t(H) * sizeof(float));
   } else {
-    backend_.rows_to_bf16(out_stage_, partial_ + C * H, nullptr, (W - 1) * C, H);
-    exchange(out_stage_, fixed_slot_row_, fixed_rows_, in_stage_, fixed_slot_row_, fixed_rows_,
-             size_t(H) * sizeof(uint16_t));
-    backend_.rows_to_f32(partial_ + C * W * H, in_stage_, (W - 1) * C, H);
+    exchange_bf16(partial_ + C * H, (W - 1) * C, fixed_slot_row_, fixed_rows_, partial_ + C * W * H,
+                  (W - 1) * C, fixed_slot_row_, fixed_rows_);
   }
   if (profiler) {
     for (size_t p = 0; p < size_t(W); ++p)

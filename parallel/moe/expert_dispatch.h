@@ -137,6 +137,11 @@ class ExpertDispatch {
                 const std::vector<int64_t>& send_rows, void* recv,
                 const std::vector<int64_t>& recv_row, const std::vector<int64_t>& recv_rows,
                 size_t row_bytes);
+  // The bf16 payload's round trip for contiguous rows: rows[n, H] rounded into the send
+  // staging, exchanged (offsets in staging rows), and the `received` rows widened into out.
+  void exchange_bf16(const float* rows, int64_t n, const std::vector<int64_t>& send_row,
+                     const std::vector<int64_t>& send_rows, float* out, int64_t received,
+                     const std::vector<int64_t>& recv_row, const std::vector<int64_t>& recv_rows);
   template <typename T>
   T* grow(T*& ptr, int64_t& capacity, int64_t need, int64_t keep);
 
