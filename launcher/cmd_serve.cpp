@@ -41,6 +41,7 @@ struct ServeFlags {
   double gpu_memory_utilization = 0.9;  // CUDA: the device share weights + workspace + KV may use
   ProfileOptions profile;
   bool enforce_eager = false;  // no backend graphs
+  bool no_prefix_cache = false;
 };
 
 constexpr int64_t kBlockSize = 16;
@@ -115,6 +116,7 @@ void run_serve(const ServeFlags& f) {
   // or NCCL) and no profiler (it times steps op by op), or the padding would only cost.
   const Communicator& model_comm = rt->model_comm ? *rt->model_comm : *rt->comm;
   EngineOptions engine_options = f.engine;
+  engine_options.prefix_cache = !f.no_prefix_cache;
   engine_options.graph_padding = !f.enforce_eager && rt->backend->has_graphs() &&
                                  (model_comm.size() == 1 || model_comm.graph_capturable()) &&
                                  f.profile.dir.empty();
@@ -229,6 +231,8 @@ void register_serve(CLI::App& app) {
   cmd->add_option("--stall-timeout", f->server.stall_timeout,
                   "Seconds with work waiting and no engine step before health says NOT_SERVING")
       ->capture_default_str();
+  cmd->add_flag("--no-prefix-cache", f->no_prefix_cache,
+                "Recompute every prompt: no reuse of the KV blocks of prefixes already computed");
   cmd->add_flag("--enforce-eager", f->enforce_eager,
                 "Run every step op by op: no CUDA graphs (by default decode steps are padded to "
                 "batch-size buckets and replayed as graphs)");

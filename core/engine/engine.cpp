@@ -60,6 +60,7 @@ void keep_last(std::vector<double>& v, double x, size_t n) {
 Engine::Engine(Model& model, KvCache& cache, Communicator& comm, const Tokenizer* tokenizer,
                const EngineOptions& options)
     : model_(model), cache_(cache), comm_(comm), tokenizer_(tokenizer), options_(options) {
+  cache_.enable_prefix_cache(options.prefix_cache);
   free_blocks_ = cache.free_blocks();
   QWEN3MOE_CHECK(options.max_batch > 0, "max_batch must be positive, got ", options.max_batch);
   QWEN3MOE_CHECK(options.max_queue >= 0, "max_queue must be >= 0, got ", options.max_queue);
@@ -141,6 +142,10 @@ EngineStats Engine::stats() const {
   st.tokens_generated = tokens_generated_;
   st.requests_finished = requests_finished_;
   st.steps = steps_;
+  st.prefix_query_tokens = prefix_query_tokens_;
+  st.prefix_hit_tokens = prefix_hit_tokens_;
+  st.cached_blocks = cached_blocks_;
+  st.evictable_blocks = evictable_blocks_;
   if (recent_tokens_.size() >= 2) {
     const double secs =
         std::chrono::duration<double>(recent_tokens_.back().first - recent_tokens_.front().first)
@@ -331,9 +336,20 @@ bool Engine::step() {
     std::lock_guard<std::mutex> lock(mu_);
     while (!stopping && !queue_.empty() && int32_t(running_.size()) < options_.max_batch) {
       Sequence& next = *queue_.front();
-      if (cache_.free_blocks() - committed < next.blocks_needed) break;
-      committed += next.blocks_needed;
-      next.kv = std::make_unique<SequenceKv>(cache_);
+      // The cached blocks of the prompt's prefix first (prefix caching): they need no new
+      // block and no prefill; the rest must fit what is free.
+      auto kv = std::make_unique<SequenceKv>(cache_);
+      const int64_t reused = kv->adopt_prefix(next.req.prompt);
+      const int64_t need = next.blocks_needed - int64_t(kv->blocks().size());
+      if (cache_.free_blocks() - committed < need) {
+        kv->release();
+        break;
+      }
+      committed += need;
+      next.kv = std::move(kv);
+      next.prefilled = reused;
+      prefix_query_tokens_ += int64_t(next.req.prompt.size());
+      prefix_hit_tokens_ += reused;
       running_.push_back(std::move(queue_.front()));
       queue_.pop_front();
     }
@@ -359,7 +375,7 @@ bool Engine::step() {
         b.positions.push_back(int32_t(s.prefilled + i));
         b.token_seq.push_back(seq);
       }
-      s.kv->append(n, b.slots);
+      s.kv->append(n, b.slots, s.req.prompt.data() + s.prefilled);
       s.prefilled += n;
       budget -= n;
       if (s.prefilled == P) {
@@ -370,7 +386,7 @@ bool Engine::step() {
       b.tokens.push_back(s.last_token);
       b.positions.push_back(int32_t(P + s.generated - 1));
       b.token_seq.push_back(seq);
-      s.kv->append(1, b.slots);
+      s.kv->append(1, b.slots, &s.last_token);
       b.logit_rows.push_back(int32_t(b.tokens.size() - 1));
       sampled.push_back(&s);
     }
@@ -410,6 +426,8 @@ bool Engine::step() {
     std::lock_guard<std::mutex> lock(mu_);
     running_count_ = int32_t(running_.size());
     free_blocks_ = cache_.free_blocks();
+    cached_blocks_ = cache_.cached_blocks();
+    evictable_blocks_ = cache_.evictable_blocks();
     if (worked) {
       ++steps_;
       last_step_ = Clock::now();

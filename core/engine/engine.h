@@ -43,6 +43,8 @@ struct EngineOptions {
   // with tokens that write no KV and whose logits are dropped, so a graph-capable backend
   // replays a few captured steps instead of capturing every batch size and table width.
   bool graph_padding = false;
+  // Reuse the KV blocks of prompt prefixes already computed (KvCache's prefix cache).
+  bool prefix_cache = true;
 };
 
 struct GenerationRequest {
@@ -82,6 +84,10 @@ struct EngineStats {
   double ttft_p50_ms = 0, ttft_p90_ms = 0, ttft_p99_ms = 0;  // time to first token
   double e2e_p50_ms = 0, e2e_p90_ms = 0, e2e_p99_ms = 0;     // whole request
   double seconds_since_step = 0;                             // for health: work waiting but no step
+  // Prefix caching: prompt tokens admitted, and of those found in the cache; cached blocks,
+  // and those no running sequence holds (evicted first when blocks run out).
+  int64_t prefix_query_tokens = 0, prefix_hit_tokens = 0;
+  int64_t cached_blocks = 0, evictable_blocks = 0;
 };
 
 class Engine {
@@ -144,6 +150,8 @@ class Engine {
   int32_t running_count_ = 0;
   int64_t free_blocks_ = 0;
   int64_t tokens_generated_ = 0, requests_finished_ = 0, steps_ = 0;
+  int64_t prefix_query_tokens_ = 0, prefix_hit_tokens_ = 0, cached_blocks_ = 0,
+          evictable_blocks_ = 0;
   std::deque<std::pair<std::chrono::steady_clock::time_point, int64_t>> recent_tokens_;
   std::vector<double> ttft_ms_, e2e_ms_;
   std::chrono::steady_clock::time_point last_step_ = std::chrono::steady_clock::now();

@@ -78,5 +78,58 @@ TEST(MpiEngine, GraphPaddingAndFixedCapacityKeepTheTokens) {
   run_engine_case(true);
 }
 
+// Prefix caching across ranks: rank 0 decides which blocks a prompt reuses and the plans name
+// them, so every rank reads the same cached KV; a second wave sharing a 32-token prefix reuses
+// it and keeps each request's tokens as computed alone on one rank.
+TEST(MpiEngine, PrefixCacheReusesBlocksOnEveryRank) {
+  const std::string dir = testing::fixture("hf-tiny/moe_a");
+  testing::LoadedModel split(dir, &world(), 1);
+  EngineOptions o;
+  o.max_batch = 2;
+  o.prefill_budget = 16;
+  o.prefix_cache = true;
+  Engine e(split.model, split.cache, world(), nullptr, o);
+  if (world().rank() != 0) {
+    e.follow();
+    return;
+  }
+  std::vector<int32_t> shared;
+  for (int i = 0; i < 32; ++i) shared.push_back(int32_t((i * 37 + 11) % 512));
+  std::vector<std::vector<int32_t>> prompts;
+  for (int r = 0; r < 3; ++r) {
+    std::vector<int32_t> p = shared;
+    for (int i = 0; i < 3 + r; ++i) p.push_back(int32_t((r * 101 + i * 13 + 2) % 512));
+    prompts.push_back(p);
+  }
+  std::map<int, std::vector<int32_t>> ids;
+  auto submit_and_run = [&](int r) {
+    GenerationRequest req;
+    req.prompt = prompts[size_t(r)];
+    req.max_new_tokens = 6;
+    req.sampling.temperature = 0;
+    req.ignore_eos = true;
+    bool done = false;
+    e.submit(std::move(req), [&, r](const GenerationEvent& ev) {
+      ids[r].insert(ids[r].end(), ev.token_ids.begin(), ev.token_ids.end());
+      done |= !ev.finish_reason.empty();
+    });
+    for (int i = 0; i < 1000 && !done; ++i) e.step();
+  };
+  for (int r = 0; r < 3; ++r) submit_and_run(r);
+  EXPECT_EQ(e.stats().prefix_hit_tokens, 2 * 32);  // the 2nd and 3rd reuse the shared blocks
+  e.shutdown();
+  e.serve();
+  testing::LoadedModel single(dir, nullptr, 1);
+  for (int r = 0; r < 3; ++r) {
+    GenerationOptions g;
+    g.max_new_tokens = 6;
+    g.sampling.temperature = 0;
+    g.ignore_eos = true;
+    EXPECT_EQ(ids[r],
+              generate(single.model, *single.comm, single.cache, prompts[size_t(r)], g).output_ids)
+        << "request " << r;
+  }
+}
+
 }  // namespace
 }  // namespace qwen3moe
