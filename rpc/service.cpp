@@ -162,6 +162,10 @@ grpc::Status InferenceService::GetStats(grpc::ServerContext*, const pb::StatsReq
   out->set_e2e_p99_ms(s.e2e_p99_ms);
   out->set_seconds_since_step(s.seconds_since_step);
   out->set_serving(serving_);
+  out->set_prefix_query_tokens(s.prefix_query_tokens);
+  out->set_prefix_hit_tokens(s.prefix_hit_tokens);
+  out->set_cached_kv_blocks(s.cached_blocks);
+  out->set_evictable_kv_blocks(s.evictable_blocks);
   return grpc::Status::OK;
 }
 

@@ -180,6 +180,25 @@ TEST_F(Serve, GreedyIdsEqualGenerate) {
   }
 }
 
+// The same 40-token prompt twice through the server: the second reuses two cached blocks
+// (GetStats counts them), and both outputs equal `generate`'s.
+TEST_F(Serve, PrefixCacheHitsAndKeepsTheOutput) {
+  std::vector<int32_t> prompt;
+  for (int i = 0; i < 40; ++i) prompt.push_back(int32_t((i * 29 + 3) % 512));
+  const nlohmann::json ref = reference({"--ids", join(prompt)}, 8);
+  const pb::Stats before = stats();
+  for (int round = 0; round < 2; ++round) {
+    const Outcome o = generate(ids_request(prompt, 8));
+    ASSERT_TRUE(o.status.ok()) << o.status.error_message();
+    EXPECT_EQ(o.ids, ref["output_ids"].get<std::vector<int32_t>>()) << "round " << round;
+  }
+  const pb::Stats after = stats();
+  EXPECT_EQ(after.prefix_query_tokens() - before.prefix_query_tokens(), 80);
+  EXPECT_GE(after.prefix_hit_tokens() - before.prefix_hit_tokens(), 32);
+  EXPECT_GT(after.cached_kv_blocks(), 0);
+  expect_all_blocks_free();
+}
+
 TEST_F(Serve, TextPromptTokenizeAndStopString) {
   if (!has_tokenizer_) GTEST_SKIP() << "QWEN3MOE_TOKENIZER_DIR is not set";
   // Single characters encode to byte-level ids, inside the fixture's 512-token vocabulary.
