@@ -39,7 +39,7 @@ struct ClientFlags {
   std::vector<std::string> stop;
   bool ignore_eos = false;
   int timeout_ms = 0;
-  int load = 0, concurrency = 1, prompt_len = 32;
+  int load = 0, concurrency = 1, prompt_len = 32, shared_prefix = 0;
   bool json = false;
   bool stats = false, info = false, health = false;
   double wait_s = 0;
@@ -192,6 +192,7 @@ void run_load(const ClientFlags& f) {
   o.requests = f.load;
   o.concurrency = f.concurrency;
   o.prompt_len = f.prompt_len;
+  o.shared_prefix = f.shared_prefix;
   o.max_new_tokens = f.max_new_tokens > 0 ? f.max_new_tokens : 32;
   o.seed = f.seed;
   o.temperature = 0;
@@ -210,12 +211,13 @@ void run_load(const ClientFlags& f) {
     std::printf("%s\n", j.dump().c_str());
   } else {
     std::printf(
-        "requests %d (failed %d), concurrency %d, prompt %d tokens, %d new tokens each\n"
+        "requests %d (failed %d), concurrency %d, prompt %d + %d shared tokens, %d new tokens "
+        "each\n"
         "%.2f s: %.2f requests/s, %.1f output tokens/s\n"
         "TTFT ms: p50 %.1f  p90 %.1f  p99 %.1f\n"
         "ITL  ms: p50 %.1f  p90 %.1f  p99 %.1f\n",
-        r.requests, r.failed, f.concurrency, o.prompt_len, o.max_new_tokens, r.seconds,
-        r.requests_per_second, r.output_tokens_per_second, r.ttft_p50_ms, r.ttft_p90_ms,
+        r.requests, r.failed, f.concurrency, o.prompt_len, o.shared_prefix, o.max_new_tokens,
+        r.seconds, r.requests_per_second, r.output_tokens_per_second, r.ttft_p50_ms, r.ttft_p90_ms,
         r.ttft_p99_ms, r.itl_p50_ms, r.itl_p90_ms, r.itl_p99_ms);
   }
   QWEN3MOE_CHECK(r.failed == 0, r.failed, " of ", r.requests,
@@ -278,6 +280,10 @@ void register_client(CLI::App& app) {
   cmd->add_flag("--json", f->json, "Print one JSON object instead of the streamed text");
   cmd->add_option("--load", f->load, "Load mode: send N requests of random token ids");
   cmd->add_option("--concurrency", f->concurrency, "Load mode: requests in flight")
+      ->capture_default_str();
+  cmd->add_option("--shared-prefix", f->shared_prefix,
+                  "Load mode: tokens every prompt starts with, before its own --prompt-len "
+                  "(shows prefix caching in TTFT)")
       ->capture_default_str();
   cmd->add_option("--prompt-len", f->prompt_len, "Load mode: prompt tokens per request")
       ->capture_default_str();

@@ -30,6 +30,8 @@ LoadResult run_load(const LoadOptions& o) {
   QWEN3MOE_CHECK(o.requests > 0, "--load must be positive, got ", o.requests);
   QWEN3MOE_CHECK(o.concurrency > 0, "--concurrency must be positive, got ", o.concurrency);
   QWEN3MOE_CHECK(o.prompt_len > 0, "--prompt-len must be positive, got ", o.prompt_len);
+  QWEN3MOE_CHECK(o.shared_prefix >= 0 && o.shared_prefix <= (1 << 20),
+                 "--shared-prefix must be in [0, 1048576], got ", o.shared_prefix);
   QWEN3MOE_CHECK(o.max_new_tokens > 0, "--max-new-tokens must be positive, got ", o.max_new_tokens);
   auto channel = grpc::CreateChannel(o.addr, grpc::InsecureChannelCredentials());
   auto stub = pb::Inference::NewStub(channel);
@@ -43,10 +45,13 @@ LoadResult run_load(const LoadOptions& o) {
 
   // Every prompt is drawn up front so the timing covers only the serving.
   Rng rng(o.seed);
+  std::vector<int32_t> prefix(static_cast<size_t>(o.shared_prefix));
+  for (int32_t& t : prefix) t = int32_t(rng.next() % uint64_t(info.vocab_size()));
   std::vector<pb::GenerateRequest> requests(static_cast<size_t>(o.requests));
   for (size_t i = 0; i < requests.size(); ++i) {
     pb::GenerateRequest& r = requests[i];
     auto* ids = r.mutable_token_ids()->mutable_ids();
+    for (int32_t t : prefix) ids->Add(t);
     for (int t = 0; t < o.prompt_len; ++t)
       ids->Add(int32_t(rng.next() % uint64_t(info.vocab_size())));
     pb::SamplingParams* s = r.mutable_sampling();

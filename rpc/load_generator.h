@@ -13,6 +13,7 @@ struct LoadOptions {
   int requests = 0;
   int concurrency = 1;
   int prompt_len = 32;
+  int shared_prefix = 0;  // tokens every prompt starts with (prefix caching), then its own
   int max_new_tokens = 32;
   uint64_t seed = 0;
   float temperature = 0;  // greedy by default: the figures do not depend on luck
