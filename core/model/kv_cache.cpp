@@ -117,7 +117,15 @@ int32_t KvCache::adopt(uint64_t parent, const int32_t* tokens, uint64_t* hash) {
 
 uint64_t KvCache::publish(int32_t block, uint64_t parent, const int32_t* tokens) {
   const uint64_t h = chain(parent, tokens);
-  if (!prefix_cache_ || by_hash_.count(h)) return h;  // an equal block is cached already
+  if (!prefix_cache_) return h;
+  auto it = by_hash_.find(h);
+  if (it != by_hash_.end()) {
+    // An equal block is cached already: this chain continues from it. A different one under
+    // the same hash (a collision) ends this sequence's publishing (0).
+    const Entry& e = entry_[size_t(it->second)];
+    const bool equal = e.parent == parent && std::equal(e.tokens.begin(), e.tokens.end(), tokens);
+    return equal ? h : 0;
+  }
   Entry& e = entry_[size_t(block)];
   e.hash = h;
   e.parent = parent;
@@ -155,13 +163,16 @@ void SequenceKv::append(int64_t n, std::vector<int32_t>& slots, const int32_t* t
     pending_.push_back(tokens[i]);
     if (int64_t(pending_.size()) == bs) {
       last_hash_ = cache_->publish(blocks_.back(), last_hash_, pending_.data());
+      chain_broken_ = last_hash_ == 0;  // a hash collision: publish nothing after it
       pending_.clear();
     }
   }
 }
 
 void SequenceKv::release() {
-  for (int32_t b : blocks_) cache_->free_block(b);
+  // Last block first: released blocks are evicted oldest first, and a prompt's later blocks
+  // are only reachable through its earlier ones, so its first block must go last.
+  for (auto it = blocks_.rbegin(); it != blocks_.rend(); ++it) cache_->free_block(*it);
   blocks_.clear();
   length_ = 0;
   last_hash_ = 0;

@@ -1,6 +1,6 @@
 // The paged KV cache: per layer one K and one V buffer of num_blocks * block_size slots, each
 // slot one token's keys (or values) for this rank's KV heads, in f32, bf16 or fp8 (e4m3 over
-// a scale per KV head, 1 unless a checkpoint brings calibrated ones: vLLM's default). Sequences
+// a scale per KV head, all 1 for now: vLLM's default without calibrated scales). Sequences
 // own blocks through a block table; blocks return to the free list the moment a sequence ends.
 #pragma once
 
@@ -56,7 +56,8 @@ class KvCache {
   // reference taken, and its hash in *hash; -1 when there is none.
   int32_t adopt(uint64_t parent, const int32_t* tokens, uint64_t* hash);
   // `block` (full, referenced) now holds `tokens` after `parent`: cached for others unless an
-  // equal block already is. Returns its chained hash.
+  // equal block already is. Returns its chained hash, or 0 when a different block holds that
+  // hash (a collision: the sequence publishes nothing more).
   uint64_t publish(int32_t block, uint64_t parent, const int32_t* tokens);
   int64_t cached_blocks() const { return int64_t(by_hash_.size()); }
   int64_t evictable_blocks() const { return int64_t(evictable_.size()); }

@@ -38,6 +38,7 @@ inline __m256 load8(const void* base, int64_t i) {
     // Each e4m3 byte as the f16 whose sign, exponent and mantissa bits are its own (s, 0, eeee,
     // mmm0000000): 2^-8 times its value, subnormals included (the caller's factor carries the
     // 2^8). Byte to high half of a 16-bit lane, arithmetic shift right by one, clear bit 14.
+    // The NaN codes 0x7F/0xFF read as +-480 here (checkpoints hold none: 448 is the largest).
     const __m128i b =
         _mm_loadl_epi64(reinterpret_cast<const __m128i*>(static_cast<const uint8_t*>(base) + i));
     const __m128i h = _mm_and_si128(_mm_srai_epi16(_mm_unpacklo_epi8(_mm_setzero_si128(), b), 1),

@@ -145,6 +145,62 @@ TEST(PrefixCache, SharedPrefixStillBeingPrefilledIsComputedNotReused) {
   expect_same(run(false, waves), run(true, waves));
 }
 
+// A request arriving while another is still prefilling their shared prefix adopts exactly the
+// blocks already computed (the first one here), computes the rest, and keeps its tokens.
+TEST(PrefixCache, ArrivalDuringASharedPrefillAdoptsOnlyComputedBlocks) {
+  const std::vector<int32_t> shared = tokens(64, 9);
+  const std::vector<int32_t> a = concat(shared, tokens(3, 1)), b = concat(shared, tokens(5, 2));
+  std::vector<int32_t> ids[2][2];
+  int64_t hits[2] = {0, 0};
+  for (const bool on : {false, true}) {
+    LoadedModel m(fixture("hf-tiny/moe_a"));
+    KvCache cache(m.config, m.topo, *m.backend, 64, 16);
+    EngineOptions o;
+    o.max_batch = 4;
+    o.prefill_budget = 24;  // one step: 24 of a's 67 tokens, block 0 full
+    o.prefix_cache = on;
+    Engine e(m.model, cache, *m.comm, nullptr, o);
+    int done = 0;
+    auto sink = [&](int r) {
+      return [&, r](const GenerationEvent& ev) {
+        ids[on][r].insert(ids[on][r].end(), ev.token_ids.begin(), ev.token_ids.end());
+        done += !ev.finish_reason.empty();
+      };
+    };
+    e.submit(request(a, 5), sink(0));
+    e.step();  // a: 24 tokens, block 0 published
+    e.submit(request(b, 5), sink(1));
+    for (int i = 0; i < 1000 && done < 2; ++i) e.step();
+    hits[on] = e.stats().prefix_hit_tokens;
+    EXPECT_EQ(cache.free_blocks(), cache.num_blocks());
+  }
+  EXPECT_EQ(ids[1][0], ids[0][0]);
+  EXPECT_EQ(ids[1][1], ids[0][1]);
+  EXPECT_EQ(hits[0], 0);
+  EXPECT_EQ(hits[1], 16);
+}
+
+// Released blocks go last first, so eviction takes a cached prompt's tail before its head and
+// what is left stays reachable: 3 cached blocks, 2 evicted, the first still hits.
+TEST(PrefixCache, EvictionKeepsAPromptsLeadingBlocks) {
+  LoadedModel m(fixture("hf-tiny/moe_a"));
+  KvCache cache(m.config, m.topo, *m.backend, 4, 16);
+  cache.enable_prefix_cache(true);
+  const std::vector<int32_t> p = tokens(49, 3);  // 3 full blocks + 1 token
+  std::vector<int32_t> slots;
+  {
+    SequenceKv s(cache);
+    s.append(49, slots, p.data());  // publishes blocks 0-2
+  }
+  EXPECT_EQ(cache.evictable_blocks(), 3);
+  {
+    SequenceKv other(cache);
+    other.append(40, slots);  // 3 blocks: the free one and two evicted
+  }
+  SequenceKv again(cache);
+  EXPECT_EQ(again.adopt_prefix(p), 16);
+}
+
 TEST(PrefixCache, EvictionUnderPressureAndCancellationMidPrefill) {
   // 12 blocks in all: later waves evict what earlier ones left cached (least recently used
   // first); a request cancelled while prefilling a shared prefix leaves the others' blocks.
