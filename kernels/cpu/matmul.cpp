@@ -66,11 +66,6 @@ inline float fp8_block_factor(const Weight& w, int64_t row, int64_t k) {
   return w.scale_at(row, k) * 256.0f;
 }
 
-// Whether column k starts a new scale block (or the row): where the factors are reloaded.
-inline bool fp8_block_start(const Weight& w, int64_t k) {
-  return k == 0 || (k + w.scale_col0) % w.block_cols == 0;
-}
-
 template <DType T>
 inline float load1(const void* base, int64_t i) {
   if constexpr (T == DType::BF16) {
@@ -98,19 +93,30 @@ inline void tile(float* y, int64_t ldy, const float* x, int64_t ldx, const Weigh
   // fp8: each weight row's block factor, reloaded at every block boundary (block_cols and the
   // slice's first column are multiples of 8, so none falls inside an 8-wide load).
   [[maybe_unused]] float factor[NR];
+  // The next column where a block starts (no division in the loops): the first boundary of
+  // the slice, then every block_cols.
+  [[maybe_unused]] int64_t next_block = 0;
   int64_t k = 0;
   if constexpr (T == DType::F8E4M3) {
+    for (int j = 0; j < NR; ++j) factor[j] = fp8_block_factor(w, n0 + j, 0);
+    next_block = w.block_cols - w.scale_col0 % w.block_cols;
     // 16 columns a step; the two halves may lie in different blocks.
     float factor_hi[NR];
     for (; k + 16 <= K; k += 16) {
       if (k % 64 == 0)
         for (int j = 0; j < NR; ++j)
           _mm_prefetch(static_cast<const char*>(wr[j]) + k + 1024, _MM_HINT_T0);
-      if (fp8_block_start(w, k))
+      if (k == next_block) {
         for (int j = 0; j < NR; ++j) factor[j] = fp8_block_factor(w, n0 + j, k);
-      const bool split = fp8_block_start(w, k + 8);
-      for (int j = 0; j < NR; ++j)
-        factor_hi[j] = split ? fp8_block_factor(w, n0 + j, k + 8) : factor[j];
+        next_block += w.block_cols;
+      }
+      const bool split = k + 8 == next_block;
+      if (split) {
+        for (int j = 0; j < NR; ++j) factor_hi[j] = fp8_block_factor(w, n0 + j, k + 8);
+        next_block += w.block_cols;
+      } else {
+        for (int j = 0; j < NR; ++j) factor_hi[j] = factor[j];
+      }
       __m256 lo[NR], hi[NR];
       for (int j = 0; j < NR; ++j) {
         load16_fp8(wr[j], k, lo[j], hi[j]);
@@ -136,9 +142,10 @@ inline void tile(float* y, int64_t ldy, const float* x, int64_t ldx, const Weigh
         _mm_prefetch(static_cast<const char*>(wr[j]) + (k + 512) * int64_t(sizeof(uint16_t)),
                      _MM_HINT_T0);
     if constexpr (T == DType::F8E4M3) {
-      // After the 16-wide loop the factors hold the block of column k - 1.
-      if (fp8_block_start(w, k) || k == K / 16 * 16)
+      if (k == next_block) {
         for (int j = 0; j < NR; ++j) factor[j] = fp8_block_factor(w, n0 + j, k);
+        next_block += w.block_cols;
+      }
       for (int j = 0; j < NR; ++j)
         wv[j] = _mm256_mul_ps(load8<T>(wr[j], k), _mm256_broadcast_ss(&factor[j]));
     } else {
