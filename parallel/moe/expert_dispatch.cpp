@@ -141,23 +141,46 @@ void ExpertDispatch::set_capacity(int64_t tokens) {
   grow(out_stage_, out_stage_cap_, peers * C * H, 0);
   grow(in_stage_, in_stage_cap_, peers * C * H, 0);
   const size_t w = size_t(W);
-  for (auto* v : {&fixed_zero_, &fixed_rows_, &fixed_slot_row_, &fixed_recv_row_, &fixed_back_row_})
-    v->assign(w, 0);
+  use_fixed_layout(C);
   std::vector<int32_t> plan(4 * w, 0);
-  for (int p = 0, slot = 0; p < W; ++p) {
-    if (p == rank_) continue;
-    const size_t q = size_t(p);
-    fixed_rows_[q] = C;
-    fixed_slot_row_[q] = slot * C;          // meta blocks and bf16 staging
-    fixed_recv_row_[q] = C + slot * C;      // the peer's rows in rows_buf_ and partial_
-    fixed_back_row_[q] = C * W + slot * C;  // what the peer returns, in partial_
-    plan[2 * w + q] = int32_t(fixed_slot_row_[q]);
-    plan[3 * w + q] = int32_t(fixed_back_row_[q]);
-    ++slot;
+  for (size_t q = 0; q < w; ++q) {
+    plan[2 * w + q] = int32_t(meta_row_[q]);
+    plan[3 * w + q] = int32_t(back_row_[q]);
   }
   if (!fixed_plan_) fixed_plan_ = static_cast<int32_t*>(backend_.alloc(plan.size() * 4));
   backend_.upload(fixed_plan_, plan.data(), plan.size() * sizeof(int32_t));
   capacity_ = tokens;
+}
+
+void ExpertDispatch::use_fixed_layout(int64_t C) {
+  const int64_t W = world_;
+  rows_ = C * W;
+  returned_ = (W - 1) * C;
+  for (int p = 0, slot = 0; p < W; ++p) {
+    const size_t q = size_t(p);
+    const bool self = p == rank_;
+    send_row_[q] = 0;  // every peer gets the same input rows [0, C)
+    send_rows_[q] = recv_rows_[q] = self ? 0 : C;
+    // What the counts exchange would have said: C rows, all of them counted in the profile.
+    counts_recv_[2 * q] = counts_recv_[2 * q + 1] = self ? 0 : uint32_t(C);
+    meta_row_[q] = stage_row_[q] = back_stage_row_[q] = slot * C;  // meta blocks, bf16 staging
+    block_row_[q] = C + slot * C;     // the peer's rows in rows_buf_ and partial_
+    back_row_[q] = C * W + slot * C;  // what the peer returns, in partial_
+    if (!self) ++slot;
+  }
+}
+
+void ExpertDispatch::exchange_meta() {
+  const int64_t k = top_k_;
+  exchange(send_meta_, meta_row_, send_rows_, recv_meta_, stage_row_, recv_rows_,
+           size_t(2 * k) * sizeof(int32_t));
+  for (size_t p = 0; p < size_t(world_); ++p) {
+    if (recv_rows_[p] == 0) continue;
+    const int32_t* block = recv_meta_ + 2 * k * stage_row_[p];
+    const size_t half = size_t(recv_rows_[p] * k) * sizeof(int32_t);
+    backend_.copy(meta_ids_ + block_row_[p] * k, block, half);
+    backend_.copy(meta_w_ + block_row_[p] * k, block + recv_rows_[p] * k, half);
+  }
 }
 
 float* ExpertDispatch::input(int64_t n) {
@@ -252,8 +275,7 @@ DispatchHandle ExpertDispatch::dispatch(int64_t n, int64_t max_rank_tokens, cons
     h.expert_out = residual;
     return h;
   }
-  last_fixed_ = fixed(max_rank_tokens);
-  if (last_fixed_) return dispatch_fixed(n, ids, weights, h, profiler);
+  if (fixed(max_rank_tokens)) return dispatch_fixed(n, ids, weights, h, profiler);
   const size_t w = size_t(world_);
 
   // Layout: which ranks each token goes to, on the backend; the host reads 3 ints per rank.
@@ -351,16 +373,7 @@ DispatchHandle ExpertDispatch::dispatch(int64_t n, int64_t max_rank_tokens, cons
              size_t(H) * sizeof(uint16_t));
     backend_.rows_to_f32(rows_buf_ + (n + packed) * H, in_stage_, received, H);
   }
-  // The ids and weights, one block per peer, then each block's halves into the expert input.
-  exchange(send_meta_, meta_row_, send_rows_, recv_meta_, stage_row_, recv_rows_,
-           size_t(2 * k) * sizeof(int32_t));
-  for (size_t p = 0; p < w; ++p) {
-    if (recv_rows_[p] == 0) continue;
-    const int32_t* block = recv_meta_ + 2 * k * stage_row_[p];
-    const size_t half = size_t(recv_rows_[p] * k) * sizeof(int32_t);
-    backend_.copy(meta_ids_ + block_row_[p] * k, block, half);
-    backend_.copy(meta_w_ + block_row_[p] * k, block + recv_rows_[p] * k, half);
-  }
+  exchange_meta();
   if (profiler) {
     const size_t row_bytes = size_t(H) * dtype_size(payload_) + size_t(2 * k) * sizeof(float);
     for (size_t p = 0; p < w; ++p) logical_bytes_[p] = size_t(routed[p]) * row_bytes;
@@ -380,7 +393,6 @@ void ExpertDispatch::combine(const DispatchHandle& h, A2aProfiler* profiler) {
   NvtxRange nvtx("combine", h.layer);
   QWEN3MOE_CHECK(h.expert_out == partial_ && h.rows == rows_,
                  "combine: the handle is not this dispatcher's last dispatch");
-  if (last_fixed_) return combine_fixed(h, profiler);
   const int64_t H = hidden_;
   comm_.set_phase(h.layer, "combine");
   const A2aMark t0 = profiler ? profiler->mark() : A2aMark{};
@@ -419,28 +431,21 @@ DispatchHandle ExpertDispatch::dispatch_fixed(int64_t n, const int32_t* ids, con
   }
   comm_.set_phase(h.layer, "dispatch");
   const A2aMark t0 = profiler ? profiler->mark() : A2aMark{};
-  rows_ = C * W;
+  // The fixed layout in the per-call plan the exchanges and combine read.
+  use_fixed_layout(C);
   MoeDispatchPack a = pack_args(n, ids, weights, fixed_plan_);
   a.packed = C - n;  // the own block's idle rows: no local expert reads them
   a.capacity = C;
   backend_.moe_dispatch_pack(a);
   // Every peer gets the same C input rows; they land after the own block, in rank order.
   if (payload_ == DType::F32) {
-    exchange(rows_buf_, fixed_zero_, fixed_rows_, rows_buf_, fixed_recv_row_, fixed_rows_,
+    exchange(rows_buf_, send_row_, send_rows_, rows_buf_, block_row_, recv_rows_,
              size_t(H) * sizeof(float));
   } else {
-    exchange_bf16(rows_buf_, C, fixed_zero_, fixed_rows_, rows_buf_ + C * H, (W - 1) * C,
-                  fixed_slot_row_, fixed_rows_);
+    exchange_bf16(rows_buf_, C, send_row_, send_rows_, rows_buf_ + C * H, (W - 1) * C, stage_row_,
+                  recv_rows_);
   }
-  exchange(send_meta_, fixed_slot_row_, fixed_rows_, recv_meta_, fixed_slot_row_, fixed_rows_,
-           size_t(2 * k) * sizeof(int32_t));
-  for (size_t p = 0; p < w; ++p) {
-    if (int(p) == rank_) continue;
-    const int32_t* block = recv_meta_ + 2 * k * fixed_slot_row_[p];
-    const size_t half = size_t(C * k) * sizeof(int32_t);
-    backend_.copy(meta_ids_ + fixed_recv_row_[p] * k, block, half);
-    backend_.copy(meta_w_ + fixed_recv_row_[p] * k, block + C * k, half);
-  }
+  exchange_meta();
   if (profiler) {
     const size_t row_bytes = size_t(H) * dtype_size(payload_) + size_t(2 * k) * sizeof(float);
     for (size_t p = 0; p < w; ++p)
@@ -454,27 +459,6 @@ DispatchHandle ExpertDispatch::dispatch_fixed(int64_t n, const int32_t* ids, con
   h.peer_begin = C;
   h.expert_out = partial_;
   return h;
-}
-
-void ExpertDispatch::combine_fixed(const DispatchHandle& h, A2aProfiler* profiler) {
-  const int64_t C = capacity_, W = world_, H = hidden_;
-  comm_.set_phase(h.layer, "combine");
-  const A2aMark t0 = profiler ? profiler->mark() : A2aMark{};
-  // Each peer's block goes back whole, landing after the expert rows in rank order.
-  if (payload_ == DType::F32) {
-    exchange(partial_, fixed_recv_row_, fixed_rows_, partial_, fixed_back_row_, fixed_rows_,
-             size_t(H) * sizeof(float));
-  } else {
-    exchange_bf16(partial_ + C * H, (W - 1) * C, fixed_slot_row_, fixed_rows_, partial_ + C * W * H,
-                  (W - 1) * C, fixed_slot_row_, fixed_rows_);
-  }
-  if (profiler) {
-    for (size_t p = 0; p < size_t(W); ++p)
-      logical_bytes_[p] =
-          size_t(int(p) == rank_ ? stats_host_[p] : C) * size_t(H) * dtype_size(payload_);
-    profiler->record_exchange(h.layer, "combine", logical_bytes_, t0, t0, profiler->mark());
-  }
-  backend_.moe_combine(h.residual, partial_, combine_rows_, nullptr, h.tokens, world_, H);
 }
 
 }  // namespace qwen3moe

@@ -124,7 +124,11 @@ class ExpertDispatch {
  private:
   DispatchHandle dispatch_fixed(int64_t n, const int32_t* ids, const float* weights,
                                 DispatchHandle h, A2aProfiler* profiler);
-  void combine_fixed(const DispatchHandle& h, A2aProfiler* profiler);
+  // The per-call plan (the row and count vectors below, rows_, returned_) for a capacity of C
+  // rows per peer, as the counted path's plan would have been: one combine serves both.
+  void use_fixed_layout(int64_t C);
+  // The ids and weights, one block per peer, then each block's halves into the expert input.
+  void exchange_meta();
   // moe_dispatch_pack's arguments for n tokens over `plan`, this dispatcher's buffers.
   MoeDispatchPack pack_args(int64_t n, const int32_t* ids, const float* weights,
                             const int32_t* plan) const;
@@ -179,10 +183,8 @@ class ExpertDispatch {
   std::vector<uint32_t> counts_send_, counts_recv_;  // [W, 2]: per peer rows, routed rows
   std::vector<size_t> send_bytes_, send_off_, recv_bytes_, recv_off_, logical_bytes_;
   int64_t rows_ = 0, returned_ = 0;
-  // Fixed capacity C: the row and count vectors of its exchanges, per peer, made once.
+  // The fixed capacity (0: off), buffer replacements, fixed-capacity dispatches so far.
   int64_t capacity_ = 0, reallocations_ = 0, fixed_dispatches_ = 0;
-  bool last_fixed_ = false;  // the last dispatch took the fixed-capacity exchange
-  std::vector<int64_t> fixed_zero_, fixed_rows_, fixed_slot_row_, fixed_recv_row_, fixed_back_row_;
 };
 
 }  // namespace qwen3moe
