@@ -54,6 +54,13 @@ struct Reader {
 
 }  // namespace
 
+bool Quantization::quantizes(const std::string& module) const {
+  if (!fp8() || !module.ends_with("_proj")) return false;
+  for (const std::string& m : modules_to_not_convert)
+    if (module == m || module.ends_with("." + m) || module.starts_with(m + ".")) return false;
+  return true;
+}
+
 bool ModelConfig::is_moe_layer(int64_t layer) const {
   if (num_experts <= 0) return false;
   if (std::find(mlp_only_layers.begin(), mlp_only_layers.end(), layer) != mlp_only_layers.end())

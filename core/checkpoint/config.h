@@ -29,6 +29,10 @@ struct Quantization {
   int64_t block_rows = 0, block_cols = 0;           // weight_block_size
   std::vector<std::string> modules_to_not_convert;  // module names kept in bf16
   bool fp8() const { return method == "fp8"; }
+  // Whether an fp8 checkpoint stores `module` (a tensor's name less ".weight") as F8_E4M3: a
+  // linear projection (*_proj) that modules_to_not_convert does not name, whole, as its last
+  // components (e.g. "lm_head") or as a prefix. The router, embeddings and norms stay bf16.
+  bool quantizes(const std::string& module) const;
 };
 
 struct ModelConfig {

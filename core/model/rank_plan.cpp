@@ -14,12 +14,9 @@ RankPlan plan_rank(const ModelConfig& c, const Topology& topo, const WeightStore
     DType dt = DType::BF16;
     if (store) {
       dt = store->expect(s.name, s.shape).dtype;
-    } else if (q.fp8() && s.name.ends_with("_proj.weight")) {
-      const std::string module = s.name.substr(0, s.name.size() - 7);
-      bool kept = false;
-      for (const std::string& m : q.modules_to_not_convert)
-        kept |= module == m || module.ends_with("." + m);
-      if (!kept) dt = DType::F8E4M3;
+    } else if (s.name.ends_with(".weight") &&
+               q.quantizes(s.name.substr(0, s.name.size() - std::string(".weight").size()))) {
+      dt = DType::F8E4M3;
     }
     const double n = double(s.numel());
     double b = n * double(dtype_size(dt));

@@ -19,16 +19,6 @@ std::string expert_name(int64_t l, int64_t e, const char* proj) {
          ".weight";
 }
 
-// Whether an fp8 checkpoint keeps `module` in bf16: modules_to_not_convert names it (whole, or
-// as its last components, e.g. "lm_head"), or it is no linear projection the format quantizes
-// (the router mlp.gate, embeddings).
-bool kept_unquantized(const Quantization& q, const std::string& module) {
-  if (!module.ends_with("_proj")) return true;
-  for (const std::string& m : q.modules_to_not_convert)
-    if (module == m || module.ends_with("." + m) || module.starts_with(m + ".")) return true;
-  return false;
-}
-
 std::string shape_text(int64_t a, int64_t b) {
   return "[" + std::to_string(a) + ", " + std::to_string(b) + "]";
 }
@@ -97,13 +87,11 @@ Weight ModelWeights::slice(const std::string& name, const std::vector<int64_t>& 
   w.data = t.data + (size_t(row_begin) * size_t(w.ld) + size_t(col_begin)) * dtype_size(t.dtype);
   if (t.dtype == DType::F8E4M3) {
     attach_scales(w, t, row_begin, col_begin);
-  } else if (config_.quantization.fp8()) {
+  } else {
     const std::string module = name.substr(0, name.size() - std::string(".weight").size());
-    QWEN3MOE_CHECK(kept_unquantized(config_.quantization, module),
-                   "config.json's "
-                   "quantization_config says fp8, but tensor '",
-                   name, "' is ", dtype_name(t.dtype),
-                   " and modules_to_not_convert does not name '", module, "'");
+    QWEN3MOE_CHECK(!config_.quantization.quantizes(module),
+                   "config.json's quantization_config says fp8, but tensor '", name, "' is ",
+                   dtype_name(t.dtype), " and modules_to_not_convert does not name '", module, "'");
   }
   loaded(w.bytes());
   return backend_.map_weight(w);
