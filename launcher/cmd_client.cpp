@@ -10,6 +10,7 @@
 #include <cstdio>
 #include <memory>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -32,9 +33,12 @@ struct ClientFlags {
   std::string addr = "127.0.0.1:50051";
   std::string prompt, chat_file, ids;
   bool no_thinking = false;
-  int max_new_tokens = 0;  // 0: the server's default
-  float temperature = 1.0f, top_p = 1.0f;
-  int top_k = 0;
+  // Unset: the server's defaults (the model's generation_config.json, then the built-in ones),
+  // the same a raw gRPC or OpenAI request gets.
+  std::optional<int> max_new_tokens;
+  std::optional<float> temperature, top_p, min_p, presence_penalty, frequency_penalty,
+      repetition_penalty;
+  std::optional<int> top_k;
   uint64_t seed = 0;
   std::vector<std::string> stop;
   bool ignore_eos = false;
@@ -125,15 +129,20 @@ void run_one(const ClientFlags& f) {
       auto* out = req.mutable_chat()->add_messages();
       out->set_role(m.role);
       out->set_content(m.content);
+      out->set_reasoning_content(m.reasoning_content);
     }
     req.mutable_chat()->set_enable_thinking(chat.enable_thinking && !f.no_thinking);
   }
   pb::SamplingParams* s = req.mutable_sampling();
-  s->set_temperature(f.temperature);
-  s->set_top_p(f.top_p);
-  s->set_top_k(f.top_k);
+  if (f.temperature) s->set_temperature(*f.temperature);
+  if (f.top_p) s->set_top_p(*f.top_p);
+  if (f.top_k) s->set_top_k(*f.top_k);
+  if (f.min_p) s->set_min_p(*f.min_p);
+  if (f.presence_penalty) s->set_presence_penalty(*f.presence_penalty);
+  if (f.frequency_penalty) s->set_frequency_penalty(*f.frequency_penalty);
+  if (f.repetition_penalty) s->set_repetition_penalty(*f.repetition_penalty);
   s->set_seed(f.seed);
-  s->set_max_new_tokens(f.max_new_tokens);
+  if (f.max_new_tokens) s->set_max_new_tokens(*f.max_new_tokens);
   for (const std::string& stop : f.stop) s->add_stop(stop);
   s->set_ignore_eos(f.ignore_eos);
 
@@ -145,15 +154,32 @@ void run_one(const ClientFlags& f) {
   auto reader = stub->Generate(&ctx, req);
   pb::GenerateResponse r;
   std::vector<int32_t> ids;
-  std::string text, finish;
+  std::string text, reasoning, finish;
+  nlohmann::json tool_calls = nlohmann::json::array();
   pb::Usage usage;
+  bool in_reasoning = false;  // the terminal shows the reasoning dimmed, then the answer
   while (reader->Read(&r)) {
     if (ttft_ms < 0 && r.token_ids_size() > 0)
       ttft_ms = std::chrono::duration<double, std::milli>(Clock::now() - start).count();
     ids.insert(ids.end(), r.token_ids().begin(), r.token_ids().end());
     text += r.text();
+    reasoning += r.reasoning_text();
+    for (const pb::ToolCall& c : r.tool_calls())
+      tool_calls.push_back({{"id", c.id()}, {"name", c.name()}, {"arguments", c.arguments_json()}});
     if (!f.json) {
+      if (!r.reasoning_text().empty()) {
+        if (!in_reasoning) std::fputs("\033[2m", stdout);
+        in_reasoning = true;
+        std::fputs(r.reasoning_text().c_str(), stdout);
+      }
+      if (in_reasoning && (!r.text().empty() || !r.finish_reason().empty())) {
+        std::fputs("\033[0m\n\n", stdout);
+        in_reasoning = false;
+      }
       std::fputs(r.text().c_str(), stdout);
+      for (const pb::ToolCall& c : r.tool_calls())
+        std::printf("[tool call %s: %s(%s)]\n", c.id().c_str(), c.name().c_str(),
+                    c.arguments_json().c_str());
       std::fflush(stdout);
     }
     if (!r.finish_reason().empty()) {
@@ -169,6 +195,8 @@ void run_one(const ClientFlags& f) {
   if (f.json) {
     nlohmann::json j = {{"output_ids", ids},
                         {"text", text},
+                        {"reasoning_text", reasoning},
+                        {"tool_calls", tool_calls},
                         {"finish_reason", finish},
                         {"prompt_tokens", usage.prompt_tokens()},
                         {"completion_tokens", usage.completion_tokens()}};
@@ -193,7 +221,7 @@ void run_load(const ClientFlags& f) {
   o.concurrency = f.concurrency;
   o.prompt_len = f.prompt_len;
   o.shared_prefix = f.shared_prefix;
-  o.max_new_tokens = f.max_new_tokens > 0 ? f.max_new_tokens : 32;
+  o.max_new_tokens = f.max_new_tokens.value_or(32);
   o.seed = f.seed;
   o.temperature = 0;
   o.timeout_ms = f.timeout_ms;
@@ -265,12 +293,18 @@ void register_client(CLI::App& app) {
   cmd->add_option("--ids", f->ids, "Prompt as comma-separated token ids");
   cmd->add_flag("--no-thinking", f->no_thinking, "Chat with enable_thinking=false");
   cmd->add_option("--max-new-tokens", f->max_new_tokens,
-                  "Tokens to generate at most (0: the server's default, 256; load mode: 32)")
-      ->capture_default_str();
-  cmd->add_option("--temperature", f->temperature, "0 is greedy")->capture_default_str();
-  cmd->add_option("--top-p", f->top_p, "Nucleus mass in (0, 1]")->capture_default_str();
-  cmd->add_option("--top-k", f->top_k, "Keep the k most likely tokens (0: all)")
-      ->capture_default_str();
+                  "Tokens to generate at most (default: the server's, 256 or the model's "
+                  "generation_config.json; load mode: 32)");
+  cmd->add_option("--temperature", f->temperature,
+                  "0 is greedy (default: the model's generation_config.json, else 1)");
+  cmd->add_option("--top-p", f->top_p, "Nucleus mass in (0, 1] (default: the model's, else 1)");
+  cmd->add_option("--top-k", f->top_k,
+                  "Keep the k most likely tokens (0: all; default: the model's, else all)");
+  cmd->add_option("--min-p", f->min_p, "Keep tokens of at least this share of the top one");
+  cmd->add_option("--presence-penalty", f->presence_penalty, "In [-2, 2], over the output");
+  cmd->add_option("--frequency-penalty", f->frequency_penalty, "In [-2, 2], over the output");
+  cmd->add_option("--repetition-penalty", f->repetition_penalty,
+                  "> 0 (1: off), over prompt and output, as transformers applies it");
   cmd->add_option("--seed", f->seed, "Sampling seed (load mode: also the prompts' seed)")
       ->capture_default_str();
   cmd->add_option("--stop", f->stop, "Stop string (repeatable); the text ends before it");

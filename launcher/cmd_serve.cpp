@@ -17,6 +17,7 @@
 #include <string>
 #include <thread>
 
+#include "core/checkpoint/generation_config.h"
 #include "core/engine/engine.h"
 #include "core/text/chat_template.h"
 #include "core/text/tokenizer.h"
@@ -90,6 +91,7 @@ void run_serve(const ServeFlags& f) {
   const bool root = proc.root();
   std::optional<Tokenizer> tokenizer;
   std::optional<ChatTemplate> chat;
+  GenerationConfig generation;
   const std::string tok_dir = f.tokenizer_dir.empty() ? f.runtime.model_dir : f.tokenizer_dir;
   run_collectively([&] {
     QWEN3MOE_CHECK(f.kv_blocks >= 0, "--kv-blocks must be >= 0, got ", f.kv_blocks);
@@ -97,8 +99,9 @@ void run_serve(const ServeFlags& f) {
                    f.server.stall_timeout);
     QWEN3MOE_CHECK(f.server.port >= 0 && f.server.port <= 65535,
                    "--port must be in [0, 65535], got ", f.server.port);
-    // Only rank 0 turns text into ids and ids into text.
+    // Only rank 0 turns text into ids and ids into text, and samples.
     if (!root) return;
+    generation = GenerationConfig::load(f.runtime.model_dir);
     const std::filesystem::path dir(tok_dir);
     if (std::filesystem::exists(dir / "tokenizer.json")) tokenizer = Tokenizer::load(tok_dir);
     if (tokenizer && std::filesystem::exists(dir / "tokenizer_config.json")) {
@@ -154,6 +157,7 @@ void run_serve(const ServeFlags& f) {
     served.engine = engine_options;
     served.tokenizer = tokenizer ? &*tokenizer : nullptr;
     served.chat = chat ? &*chat : nullptr;
+    served.generation = generation;
     // Bound before any rank starts following, so a taken port fails every rank cleanly.
     server = std::make_unique<rpc::InferenceServer>(*engine, served, f.server);
     std::fprintf(

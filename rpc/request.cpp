@@ -1,6 +1,5 @@
 #include "rpc/request.h"
 
-#include <cmath>
 #include <string>
 #include <vector>
 
@@ -10,108 +9,126 @@ namespace qwen3moe::rpc {
 namespace {
 
 namespace pb = ::qwen3moe::v1;
+using ojson = nlohmann::ordered_json;
 
-bool known_role(const std::string& role) {
-  return role == "system" || role == "user" || role == "assistant" || role == "tool";
+SamplingInput sampling_input(const pb::SamplingParams& s) {
+  SamplingInput in;
+  if (s.has_temperature()) in.temperature = s.temperature();
+  if (s.has_top_p()) in.top_p = s.top_p();
+  if (s.has_top_k()) in.top_k = s.top_k();
+  if (s.has_min_p()) in.min_p = s.min_p();
+  if (s.has_presence_penalty()) in.presence_penalty = s.presence_penalty();
+  if (s.has_frequency_penalty()) in.frequency_penalty = s.frequency_penalty();
+  if (s.has_repetition_penalty()) in.repetition_penalty = s.repetition_penalty();
+  if (s.has_max_new_tokens()) in.max_new_tokens = s.max_new_tokens();
+  in.seed = s.seed();
+  in.stop.assign(s.stop().begin(), s.stop().end());
+  in.stop_token_ids.assign(s.stop_token_ids().begin(), s.stop_token_ids().end());
+  in.ignore_eos = s.ignore_eos();
+  in.logprobs = s.logprobs();
+  in.top_logprobs = s.top_logprobs();
+  return in;
 }
 
-// Values in messages are cut short so a huge field cannot flood a log line.
-std::string shown(const std::string& s) {
-  constexpr size_t kMax = 40;
-  return s.size() <= kMax
-             ? "'" + s + "'"
-             : "'" + s.substr(0, kMax) + "...' (" + std::to_string(s.size()) + " bytes)";
-}
-
-std::vector<int32_t> input_ids(const pb::GenerateRequest& in, const RequestLimits& limits) {
-  switch (in.input_case()) {
-    case pb::GenerateRequest::kPrompt: {
-      QWEN3MOE_CHECK(!in.prompt().empty(), "prompt is empty");
-      QWEN3MOE_CHECK(limits.tokenizer != nullptr,
-                     "prompt: this server has no tokenizer (send token_ids)");
-      return limits.tokenizer->encode(in.prompt());
-    }
-    case pb::GenerateRequest::kTokenIds: {
-      const auto& ids = in.token_ids().ids();
-      QWEN3MOE_CHECK(!ids.empty(), "token_ids.ids is empty");
-      return std::vector<int32_t>(ids.begin(), ids.end());
-    }
-    case pb::GenerateRequest::kChat: {
-      const auto& chat = in.chat();
-      QWEN3MOE_CHECK(chat.messages_size() > 0, "chat.messages is empty");
-      std::vector<ChatMessage> messages;
-      for (int i = 0; i < chat.messages_size(); ++i) {
-        const auto& m = chat.messages(i);
-        QWEN3MOE_CHECK(known_role(m.role()), "chat.messages[", i, "].role: unknown role ",
-                       shown(m.role()), " (expected system, user, assistant or tool)");
-        messages.push_back(ChatMessage{m.role(), m.content(), ""});
-      }
-      QWEN3MOE_CHECK(limits.chat != nullptr && limits.tokenizer != nullptr,
-                     "chat: this server has no chat template (send prompt or token_ids)");
-      const std::string text =
-          limits.chat->render(messages, /*add_generation_prompt=*/true, chat.enable_thinking());
-      return limits.tokenizer->encode(text);
-    }
-    case pb::GenerateRequest::INPUT_NOT_SET:
-      break;
+ojson parse_json_field(const std::string& text, const std::string& field) {
+  if (text.empty()) return ojson::object();
+  try {
+    ojson j = ojson::parse(text);
+    QWEN3MOE_CHECK(j.is_object(), field, " must hold a JSON object, got ", shown(text));
+    return j;
+  } catch (const ojson::parse_error&) {
+    QWEN3MOE_FAIL(field, " is not valid JSON: ", shown(text));
   }
-  QWEN3MOE_FAIL("input: none of prompt, token_ids or chat is set");
+}
+
+// The proto chat in OpenAI's message shape, which the chat template reads.
+ojson chat_messages(const pb::Chat& chat) {
+  QWEN3MOE_CHECK(chat.messages_size() > 0, "chat.messages is empty");
+  ojson list = ojson::array();
+  for (int i = 0; i < chat.messages_size(); ++i) {
+    const pb::ChatMessage& m = chat.messages(i);
+    const std::string at = "chat.messages[" + std::to_string(i) + "]";
+    ojson j = {{"role", m.role()}, {"content", m.content()}};
+    if (!m.reasoning_content().empty()) j["reasoning_content"] = m.reasoning_content();
+    if (m.tool_calls_size() > 0) {
+      ojson calls = ojson::array();
+      for (int c = 0; c < m.tool_calls_size(); ++c) {
+        const pb::ToolCall& t = m.tool_calls(c);
+        const std::string field = at + ".tool_calls[" + std::to_string(c) + "]";
+        QWEN3MOE_CHECK(!t.name().empty(), field, ".name is empty");
+        parse_json_field(t.arguments_json(), field + ".arguments_json");
+        calls.push_back(
+            {{"id", t.id()},
+             {"type", "function"},
+             {"function",
+              {{"name", t.name()},
+               {"arguments", t.arguments_json().empty() ? "{}" : t.arguments_json()}}}});
+      }
+      j["tool_calls"] = std::move(calls);
+    }
+    if (!m.tool_call_id().empty()) j["tool_call_id"] = m.tool_call_id();
+    list.push_back(std::move(j));
+  }
+  return list;
+}
+
+ojson chat_tools(const pb::Chat& chat) {
+  if (chat.tools_size() == 0) return nullptr;
+  QWEN3MOE_CHECK(chat.tools_size() <= kMaxTools, "chat.tools: ", chat.tools_size(),
+                 " tools, at most ", kMaxTools, " allowed");
+  ojson list = ojson::array();
+  for (int i = 0; i < chat.tools_size(); ++i) {
+    const pb::Tool& t = chat.tools(i);
+    const std::string at = "chat.tools[" + std::to_string(i) + "]";
+    QWEN3MOE_CHECK(!t.name().empty(), at, ".name is empty");
+    ojson function = {{"name", t.name()}};
+    if (!t.description().empty()) function["description"] = t.description();
+    function["parameters"] = parse_json_field(t.parameters_json(), at + ".parameters_json");
+    list.push_back({{"type", "function"}, {"function", std::move(function)}});
+  }
+  return list;
 }
 
 }  // namespace
 
-GenerationRequest to_generation_request(const pb::GenerateRequest& in,
-                                        const RequestLimits& limits) {
-  GenerationRequest out;
-  out.request_id = in.request_id();
-  const pb::SamplingParams& s = in.sampling();
-
+ParsedRequest to_generation_request(const pb::GenerateRequest& in, const RequestLimits& limits) {
   // Sampling first: it is cheap, and a bad value should not cost a tokenizer pass.
-  QWEN3MOE_CHECK(
-      !std::isnan(s.temperature()) && s.temperature() >= 0 && std::isfinite(s.temperature()),
-      "sampling.temperature must be >= 0 and finite, got ", s.temperature());
-  // 0 is proto3's "unset": the whole distribution.
-  const float top_p = s.top_p() == 0.0f ? 1.0f : s.top_p();
-  QWEN3MOE_CHECK(!std::isnan(top_p) && top_p > 0 && top_p <= 1,
-                 "sampling.top_p must be in (0, 1] (0 means 1), got ", s.top_p());
-  QWEN3MOE_CHECK(s.top_k() >= 0, "sampling.top_k must be >= 0 (0 means all), got ", s.top_k());
-  QWEN3MOE_CHECK(s.max_new_tokens() >= 0, "sampling.max_new_tokens must be > 0 (0 means ",
-                 kDefaultMaxNewTokens, "), got ", s.max_new_tokens());
-  out.sampling.temperature = s.temperature();
-  out.sampling.top_p = top_p;
-  out.sampling.top_k = s.top_k();
-  out.sampling.seed = s.seed();
-  out.max_new_tokens = s.max_new_tokens() == 0 ? kDefaultMaxNewTokens : s.max_new_tokens();
-  out.ignore_eos = s.ignore_eos();
+  const SamplingInput sampling = sampling_input(in.sampling());
+  FieldNames names{"sampling.", "max_new_tokens", "prompt (encoded) id"};
+  make_generation_request(sampling, {0}, limits, names);
 
-  QWEN3MOE_CHECK(s.stop_size() <= limits.max_stop_strings, "sampling.stop: ", s.stop_size(),
-                 " stop strings, at most ", limits.max_stop_strings, " allowed");
-  for (int i = 0; i < s.stop_size(); ++i) {
-    const std::string& stop = s.stop(i);
-    QWEN3MOE_CHECK(!stop.empty(), "sampling.stop[", i, "] is empty");
-    QWEN3MOE_CHECK(int64_t(stop.size()) <= limits.max_stop_length, "sampling.stop[", i, "] is ",
-                   stop.size(), " bytes, at most ", limits.max_stop_length,
-                   " allowed: ", shown(stop));
-    QWEN3MOE_CHECK(limits.tokenizer != nullptr,
-                   "sampling.stop: this server has no tokenizer, so no stop strings");
-    out.stop.push_back(stop);
+  ParsedRequest out;
+  std::vector<int32_t> prompt;
+  switch (in.input_case()) {
+    case pb::GenerateRequest::kPrompt:
+      QWEN3MOE_CHECK(!in.prompt().empty(), "prompt is empty");
+      QWEN3MOE_CHECK(limits.tokenizer != nullptr,
+                     "prompt: this server has no tokenizer (send token_ids)");
+      prompt = limits.tokenizer->encode(in.prompt());
+      break;
+    case pb::GenerateRequest::kTokenIds:
+      QWEN3MOE_CHECK(!in.token_ids().ids().empty(), "token_ids.ids is empty");
+      prompt.assign(in.token_ids().ids().begin(), in.token_ids().ids().end());
+      names.input = "token_ids.ids";
+      break;
+    case pb::GenerateRequest::kChat: {
+      const pb::Chat& chat = in.chat();
+      out.chat = true;
+      out.thinking = !chat.has_enable_thinking() || chat.enable_thinking();
+      const ojson tools = chat_tools(chat);
+      out.tools = !tools.is_null();
+      ChatPrompt rendered =
+          render_chat(chat_messages(chat), tools, out.thinking, limits, "chat.messages");
+      prompt = std::move(rendered.ids);
+      out.starts_in_reasoning = rendered.starts_in_reasoning;
+      names.input = "chat (encoded) id";
+      break;
+    }
+    case pb::GenerateRequest::INPUT_NOT_SET:
+      QWEN3MOE_FAIL("input: none of prompt, token_ids or chat is set");
   }
-
-  out.prompt = input_ids(in, limits);
-  // Text and chat input can also give ids beyond a small test model's vocabulary.
-  const char* field = in.has_token_ids() ? "token_ids.ids"
-                      : in.has_chat()    ? "chat (encoded) id"
-                                         : "prompt (encoded) id";
-  for (size_t i = 0; i < out.prompt.size(); ++i) {
-    const int32_t id = out.prompt[i];
-    QWEN3MOE_CHECK(id >= 0 && id < limits.vocab_size, field, "[", i, "] = ", id,
-                   " is outside the vocabulary [0, ", limits.vocab_size, ")");
-  }
-  const int64_t total = int64_t(out.prompt.size()) + out.max_new_tokens;
-  QWEN3MOE_CHECK(total <= limits.max_context, "sampling.max_new_tokens = ", out.max_new_tokens,
-                 " with a prompt of ", out.prompt.size(), " tokens makes ", total,
-                 " tokens, beyond the context of ", limits.max_context,
-                 " (max_position_embeddings)");
+  out.generation = make_generation_request(sampling, std::move(prompt), limits, names);
+  out.generation.request_id = in.request_id();
   return out;
 }
 

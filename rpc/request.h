@@ -1,32 +1,27 @@
-// A GenerateRequest off the wire turned into the engine's GenerationRequest: every field checked
-// against the model (vocabulary, context, tokenizer, chat template) so that a bad request is
-// refused before it reaches the engine, with an Error naming the proto field and its value
-// (the service answers it with INVALID_ARGUMENT).
+// A GenerateRequest off the wire turned into the engine's GenerationRequest (rpc/api_request.h
+// does the checks and the defaults shared with the OpenAI API): every field checked against the
+// model (vocabulary, context, tokenizer, chat template) so that a bad request is refused before
+// it reaches the engine, with an Error naming the proto field and its value (the service answers
+// it with INVALID_ARGUMENT).
 #pragma once
 
-#include <cstdint>
-
 #include "core/engine/engine.h"
-#include "core/text/chat_template.h"
-#include "core/text/tokenizer.h"
+#include "rpc/api_request.h"
 #include "rpc/qwen3moe.pb.h"
 
 namespace qwen3moe::rpc {
 
-// proto3 cannot tell an unset number from 0: max_new_tokens 0 means this many.
-inline constexpr int32_t kDefaultMaxNewTokens = 256;
-
-struct RequestLimits {
-  int64_t vocab_size = 0;
-  int64_t max_context = 0;  // max_position_embeddings: prompt + max_new_tokens at most
-  int32_t max_stop_strings = 8;
-  int32_t max_stop_length = 64;          // bytes
-  const Tokenizer* tokenizer = nullptr;  // null: only token_ids input, no stop strings
-  const ChatTemplate* chat = nullptr;    // null: no chat input
+// The engine's request and how its output is to be read back.
+struct ParsedRequest {
+  GenerationRequest generation;
+  bool chat = false;                 // chat input: the output splits into reasoning and answer
+  bool thinking = false;             // enable_thinking as rendered
+  bool starts_in_reasoning = false;  // the generation prompt opened the think block
+  bool tools = false;                // tools were offered: <tool_call> blocks become calls
 };
 
 // Throws Error naming the field (e.g. "sampling.top_p") and the value.
-GenerationRequest to_generation_request(const ::qwen3moe::v1::GenerateRequest& in,
-                                        const RequestLimits& limits);
+ParsedRequest to_generation_request(const ::qwen3moe::v1::GenerateRequest& in,
+                                    const RequestLimits& limits);
 
 }  // namespace qwen3moe::rpc

@@ -1,10 +1,13 @@
 #include "rpc/service.h"
 
+#include <atomic>
 #include <chrono>
 #include <deque>
 #include <memory>
+#include <optional>
 #include <utility>
 
+#include "core/text/chat_output_parser.h"
 #include "kernels/common/check.h"
 #include "rpc/event_queue.h"
 
@@ -27,9 +30,45 @@ Clock::time_point engine_deadline(const grpc::ServerContext& ctx) {
   return Clock::now() + std::chrono::duration_cast<Clock::duration>(left);
 }
 
-void fill(pb::GenerateResponse& r, const GenerationEvent& e) {
+// Seeds of tool-call ids: distinct per call of this process.
+uint64_t next_id_seed() {
+  static std::atomic<uint64_t> counter{uint64_t(Clock::now().time_since_epoch().count())};
+  return counter.fetch_add(0x9e3779b97f4a7c15ull);
+}
+
+// e's text goes through the chat parser (reasoning, answer, tool calls) for chat input; the
+// last event also flushes what the parser held.
+void fill(pb::GenerateResponse& r, const GenerationEvent& e, ChatOutputParser* parser) {
   r.mutable_token_ids()->Add(e.token_ids.begin(), e.token_ids.end());
-  r.set_text(e.text);
+  for (size_t i = 0; i < e.logprobs.size() && i < e.token_ids.size(); ++i) {
+    pb::TokenLogprob* lp = r.add_logprobs();
+    lp->set_id(e.token_ids[i]);
+    lp->set_logprob(e.logprobs[i].logprob);
+    for (const auto& [id, logprob] : e.logprobs[i].top) {
+      pb::TopLogprob* top = lp->add_top();
+      top->set_id(id);
+      top->set_logprob(logprob);
+    }
+  }
+  if (parser) {
+    ChatDelta d = parser->push(e.text);
+    if (!e.finish_reason.empty()) {
+      ChatDelta rest = parser->finish();
+      d.reasoning += rest.reasoning;
+      d.content += rest.content;
+      for (ToolCall& c : rest.tool_calls) d.tool_calls.push_back(std::move(c));
+    }
+    r.set_text(d.content);
+    r.set_reasoning_text(d.reasoning);
+    for (const ToolCall& c : d.tool_calls) {
+      pb::ToolCall* t = r.add_tool_calls();
+      t->set_id(c.id);
+      t->set_name(c.name);
+      t->set_arguments_json(c.arguments);
+    }
+  } else {
+    r.set_text(e.text);
+  }
   r.set_finish_reason(e.finish_reason);
   if (!e.finish_reason.empty()) {
     r.mutable_usage()->set_prompt_tokens(e.prompt_tokens);
@@ -45,20 +84,26 @@ InferenceService::InferenceService(Engine& engine, const ServedModel& model)
   limits_.max_context = model.config.max_position_embeddings;
   limits_.max_stop_strings = model.engine.max_stop_strings;
   limits_.max_stop_length = model.engine.max_stop_length;
+  limits_.max_stop_token_ids = model.engine.max_stop_token_ids;
   limits_.tokenizer = model.tokenizer;
   limits_.chat = model.chat;
+  limits_.generation = model.generation;
 }
 
 grpc::Status InferenceService::Generate(grpc::ServerContext* ctx, const pb::GenerateRequest* in,
                                         grpc::ServerWriter<pb::GenerateResponse>* out) {
   if (draining_) return {grpc::StatusCode::UNAVAILABLE, "the server is shutting down"};
-  GenerationRequest request;
+  ParsedRequest parsed;
   try {
-    request = to_generation_request(*in, limits_);
+    parsed = to_generation_request(*in, limits_);
   } catch (const std::exception& e) {
     return {grpc::StatusCode::INVALID_ARGUMENT, e.what()};
   }
+  GenerationRequest request = std::move(parsed.generation);
   request.deadline = engine_deadline(*ctx);
+  std::optional<ChatOutputParser> parser;
+  if (parsed.chat)
+    parser.emplace(parsed.thinking, parsed.starts_in_reasoning, parsed.tools, next_id_seed());
 
   // Shared with the sink: the engine may still hold the sink after this call has returned.
   auto queue = std::make_shared<EventQueue>();
@@ -85,7 +130,7 @@ grpc::Status InferenceService::Generate(grpc::ServerContext* ctx, const pb::Gene
       const GenerationEvent e = std::move(events.front());
       events.pop_front();
       pb::GenerateResponse message;
-      fill(message, e);
+      fill(message, e, parser ? &*parser : nullptr);
       const std::string& reason = e.finish_reason;
       if (reason.empty()) {
         if (!out->Write(message)) {

@@ -11,6 +11,7 @@
 #include <string>
 
 #include "core/checkpoint/config.h"
+#include "core/checkpoint/generation_config.h"
 #include "core/engine/engine.h"
 #include "core/text/chat_template.h"
 #include "core/text/tokenizer.h"
@@ -27,6 +28,7 @@ struct ServedModel {
   EngineOptions engine;
   const Tokenizer* tokenizer = nullptr;  // null: ids only
   const ChatTemplate* chat = nullptr;    // null: no chat input
+  GenerationConfig generation;           // generation_config.json: defaults of unset fields
 };
 
 class InferenceService final : public ::qwen3moe::v1::Inference::Service {

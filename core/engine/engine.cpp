@@ -25,8 +25,9 @@ struct Engine::Sequence {
   int32_t last_token = -1;    // fed at the next decode step
   std::optional<Sampler> sampler;
   std::optional<StreamDecoder> decoder;
-  std::string held;              // decoded text held back: it may begin a stop string
-  std::vector<int32_t> ids_out;  // ids of this step's message
+  std::string held;                         // decoded text held back: it may begin a stop string
+  std::vector<int32_t> ids_out;             // ids of this step's message
+  std::vector<TokenLogprobs> logprobs_out;  // and their logprobs (when asked for)
   bool done = false;
   Clock::time_point submitted = Clock::now(), first_token{};
 };
@@ -82,6 +83,8 @@ void Engine::validate(const GenerationRequest& r) const {
                  " tokens + max_new_tokens ", r.max_new_tokens, " exceeds the context of ",
                  c.max_position_embeddings);
   qwen3moe::validate(r.sampling);
+  QWEN3MOE_CHECK(r.logprobs >= -1 && r.logprobs <= kMaxTopLogprobs, "top_logprobs must be in [0, ",
+                 kMaxTopLogprobs, "], got ", r.logprobs);
   QWEN3MOE_CHECK(int32_t(r.stop.size()) <= options_.max_stop_strings, "stop: ", r.stop.size(),
                  " stop strings, at most ", options_.max_stop_strings);
   for (const std::string& s : r.stop) {
@@ -90,6 +93,13 @@ void Engine::validate(const GenerationRequest& r) const {
                    options_.max_stop_length);
   }
   QWEN3MOE_CHECK(r.stop.empty() || tokenizer_, "stop: stop strings need a tokenizer");
+  QWEN3MOE_CHECK(int32_t(r.stop_token_ids.size()) <= options_.max_stop_token_ids,
+                 "stop_token_ids: ", r.stop_token_ids.size(), " ids, at most ",
+                 options_.max_stop_token_ids);
+  for (size_t i = 0; i < r.stop_token_ids.size(); ++i)
+    QWEN3MOE_CHECK(r.stop_token_ids[i] >= 0 && r.stop_token_ids[i] < c.vocab_size,
+                   "stop_token_ids[", i, "] = ", r.stop_token_ids[i],
+                   " is outside the vocabulary [0, ", c.vocab_size, ")");
   const int64_t need = blocks_for(total, cache_.block_size());
   QWEN3MOE_CHECK(need <= cache_.num_blocks(), "max_new_tokens: the request needs ", need,
                  " KV blocks, the cache has ", cache_.num_blocks());
@@ -103,6 +113,7 @@ uint64_t Engine::submit(GenerationRequest request, EventSink sink) {
   s->blocks_needed =
       blocks_for(int64_t(s->req.prompt.size()) + s->req.max_new_tokens, cache_.block_size());
   s->sampler.emplace(s->req.sampling);
+  s->sampler->set_prompt(s->req.prompt);
   if (tokenizer_) s->decoder.emplace(*tokenizer_);
   std::lock_guard<std::mutex> lock(mu_);
   QWEN3MOE_CHECK(!stopping_, "the server is shutting down");
@@ -173,6 +184,8 @@ void Engine::finish(Sequence& s, const std::string& reason, const std::string& e
   GenerationEvent ev;
   ev.token_ids = std::move(s.ids_out);
   s.ids_out.clear();
+  ev.logprobs = std::move(s.logprobs_out);
+  s.logprobs_out.clear();
   // Text held back for a possible stop string is text after all; bytes still in the decoder
   // too, unless a stop string cut the text before them.
   ev.text = std::move(s.held);
@@ -203,8 +216,10 @@ void Engine::emit_token(Sequence& s, int32_t token) {
               std::chrono::duration<double, std::milli>(s.first_token - s.submitted).count(), 1000);
   }
   const ModelConfig& c = model_.config();
+  const auto& extra = s.req.stop_token_ids;
   const bool eos =
-      std::find(c.eos_token_ids.begin(), c.eos_token_ids.end(), token) != c.eos_token_ids.end();
+      std::find(c.eos_token_ids.begin(), c.eos_token_ids.end(), token) != c.eos_token_ids.end() ||
+      std::find(extra.begin(), extra.end(), token) != extra.end();
   if (eos && !s.req.ignore_eos) return finish(s, "stop");
   if (s.decoder) s.held += s.decoder->push(token);
   // A stop string ends the text exactly before it, also when it spans tokens.
@@ -221,6 +236,8 @@ void Engine::emit_token(Sequence& s, int32_t token) {
   GenerationEvent ev;
   ev.token_ids = std::move(s.ids_out);
   s.ids_out.clear();
+  ev.logprobs = std::move(s.logprobs_out);
+  s.logprobs_out.clear();
   ev.text = s.held.substr(0, s.held.size() - hold);
   s.held.erase(0, s.held.size() - hold);
   if (s.sink) s.sink(ev);
@@ -414,8 +431,14 @@ bool Engine::step() {
     model_.set_step(steps_);
     model_.forward(b, cache_, logits_);
     const int64_t V = model_.config().vocab_size;
-    for (size_t r = 0; r < sampled.size(); ++r)
-      emit_token(*sampled[r], sampled[r]->sampler->sample(logits_.data() + int64_t(r) * V, V));
+    for (size_t r = 0; r < sampled.size(); ++r) {
+      Sequence& s = *sampled[r];
+      const float* row = logits_.data() + int64_t(r) * V;
+      const int32_t token = s.sampler->sample(row, V);
+      if (s.req.logprobs >= 0)
+        s.logprobs_out.push_back(token_logprobs(row, V, token, s.req.logprobs));
+      emit_token(s, token);
+    }
   }
 
   // Finished sequences leave the batch; their blocks went back in finish().

@@ -33,12 +33,16 @@
 
 namespace qwen3moe {
 
+// The most top logprobs a request may ask for per token (OpenAI's limit).
+inline constexpr int32_t kMaxTopLogprobs = 20;
+
 struct EngineOptions {
   int32_t max_batch = 32;        // sequences running at once
   int32_t max_queue = 256;       // waiting requests; beyond: QueueFull
   int64_t prefill_budget = 256;  // prompt tokens per step (chunked prefill)
   int32_t max_stop_strings = 8;
   int32_t max_stop_length = 64;  // bytes per stop string
+  int32_t max_stop_token_ids = 64;
   // Pad steps of one token per sequence (decode) to graph shapes (core/engine/graph_buckets.h)
   // with tokens that write no KV and whose logits are dropped, so a graph-capable backend
   // replays a few captured steps instead of capturing every batch size and table width.
@@ -53,7 +57,12 @@ struct GenerationRequest {
   SamplingParams sampling;
   int32_t max_new_tokens = 64;
   std::vector<std::string> stop;  // text stop strings (not included in the output)
+  // Token ids that end the sequence like the model's eos (finish_reason "stop"), e.g. the extra
+  // eos ids of generation_config.json; ignore_eos covers them too.
+  std::vector<int32_t> stop_token_ids;
   bool ignore_eos = false;
+  // -1: no logprobs; 0..kMaxTopLogprobs: each token's logprob and that many of the most likely.
+  int32_t logprobs = -1;
   // Past this point the sequence ends with finish_reason "deadline" and frees its blocks.
   std::chrono::steady_clock::time_point deadline = std::chrono::steady_clock::time_point::max();
 };
@@ -62,7 +71,8 @@ struct GenerationRequest {
 // "stop" | "length" | "cancelled" | "deadline" | "error" (error carries the message).
 struct GenerationEvent {
   std::vector<int32_t> token_ids;
-  std::string text;  // whole UTF-8 characters only
+  std::vector<TokenLogprobs> logprobs;  // [token_ids] when the request asked for them
+  std::string text;                     // whole UTF-8 characters only
   std::string finish_reason;
   std::string error;
   int32_t prompt_tokens = 0;

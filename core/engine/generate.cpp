@@ -64,6 +64,7 @@ GenerationResult generate(Model& model, Communicator& comm, KvCache& cache,
                  options.max_new_tokens);
   validate(options.sampling);
   Sampler sampler(options.sampling);
+  sampler.set_prompt(prompt);
   SequenceKv seq(cache);
   GenerationResult result;
   result.finish_reason = "length";

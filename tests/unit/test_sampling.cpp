@@ -201,6 +201,88 @@ TEST(Sampling, ValidateRejectsBadParametersNamingTheValue) {
   // The edges of the valid ranges are accepted.
   EXPECT_NO_THROW(validate(params(0.0f, 1.0f, 0)));
   EXPECT_NO_THROW(validate(params(100.0f, 1e-6f, 1)));
+  auto with = [](auto set) {
+    SamplingParams p;
+    set(p);
+    return p;
+  };
+  EXPECT_ERROR_NAMES(testing::error_of([&] { validate(with([](auto& p) { p.min_p = 1.5f; })); }),
+                     "min_p", "1.5");
+  EXPECT_ERROR_NAMES(
+      testing::error_of([&] { validate(with([](auto& p) { p.presence_penalty = 2.5f; })); }),
+      "presence_penalty", "2.5");
+  EXPECT_ERROR_NAMES(
+      testing::error_of([&] { validate(with([](auto& p) { p.frequency_penalty = -3.0f; })); }),
+      "frequency_penalty", "-3");
+  EXPECT_ERROR_NAMES(
+      testing::error_of([&] { validate(with([](auto& p) { p.repetition_penalty = 0.0f; })); }),
+      "repetition_penalty", "got 0");
+}
+
+TEST(Sampling, MinPKeepsTokensWithinItsShareOfTheTop) {
+  // softmax of these at T = 1: ratios to the top are 1, e^-1, e^-2, e^-3, e^-4.
+  const std::vector<float> logits = {0.0f, -1.0f, -2.0f, -3.0f, -4.0f};
+  SamplingParams p = params(1.0f);
+  p.min_p = 0.2f;  // e^-1 = 0.37 stays, e^-2 = 0.135 goes
+  Sampler s(p);
+  const std::vector<double> got = s.probabilities(logits.data(), 5);
+  EXPECT_TRUE(all_close(got, softmax_over(logits, 1.0, {0, 1}), 1e-12, 1e-9));
+  // With temperature 2 the ratios are e^-k/2: e^-1.5 = 0.22 (k = 3) passes 0.2, e^-2 does not.
+  p.temperature = 2.0f;
+  Sampler hot(p);
+  EXPECT_TRUE(all_close(hot.probabilities(logits.data(), 5),
+                        softmax_over(logits, 2.0, {0, 1, 2, 3}), 1e-12, 1e-9));
+}
+
+TEST(Sampling, PenaltiesFollowTheirDefinitions) {
+  const std::vector<float> logits = {2.0f, 1.0f, -1.0f, 0.5f};
+  // Repetition 2 over the prompt {0, 2}: 2 -> 1, -1 -> -2; output token 3 too: 0.5 -> 0.25.
+  SamplingParams rep = params(1.0f);
+  rep.repetition_penalty = 2.0f;
+  Sampler r(rep);
+  const std::vector<int32_t> prompt = {0, 2, 2};
+  r.set_prompt(prompt);
+  r.observe(3);
+  EXPECT_TRUE(all_close(r.probabilities(logits.data(), 4),
+                        softmax_over({1.0f, 1.0f, -2.0f, 0.25f}, 1.0), 1e-12, 1e-9));
+  // Presence 0.5 and frequency 0.25 over the output {1, 1, 3}: 1 -> 1 - 0.5 - 0.5,
+  // 3 -> 0.5 - 0.5 - 0.25; the prompt does not count for them.
+  SamplingParams pf = params(1.0f);
+  pf.presence_penalty = 0.5f;
+  pf.frequency_penalty = 0.25f;
+  Sampler f(pf);
+  f.set_prompt(prompt);
+  for (int32_t t : {1, 1, 3}) f.observe(t);
+  EXPECT_TRUE(all_close(f.probabilities(logits.data(), 4),
+                        softmax_over({2.0f, 0.0f, -1.0f, -0.25f}, 1.0), 1e-12, 1e-9));
+}
+
+TEST(Sampling, GreedyWithPenaltiesMovesOffARepeatedToken) {
+  const std::vector<float> logits = {1.0f, 0.9f, 0.0f};
+  SamplingParams p = params(0.0f);
+  p.frequency_penalty = 0.2f;
+  Sampler s(p);
+  EXPECT_EQ(s.sample(logits.data(), 3), 0);  // observed: 0 now counts once
+  EXPECT_EQ(s.sample(logits.data(), 3), 1);  // 1.0 - 0.2 < 0.9
+  EXPECT_EQ(s.sample(logits.data(), 3), 0);  // 0.8 vs 0.7
+  // Without penalties greedy never moves.
+  Sampler plain(params(0.0f));
+  for (int i = 0; i < 3; ++i) EXPECT_EQ(plain.sample(logits.data(), 3), 0);
+}
+
+TEST(Sampling, TokenLogprobsAreTheRawLogSoftmax) {
+  const std::vector<float> logits = {1.0f, 3.0f, 3.0f, -2.0f};
+  const std::vector<double> p = softmax_over(logits, 1.0);
+  const TokenLogprobs lp = token_logprobs(logits.data(), 4, 0, 3);
+  EXPECT_NEAR(lp.logprob, std::log(p[0]), 1e-6);
+  ASSERT_EQ(lp.top.size(), 3u);
+  EXPECT_EQ(lp.top[0].first, 1);  // the tie goes to the lower id first
+  EXPECT_EQ(lp.top[1].first, 2);
+  EXPECT_EQ(lp.top[2].first, 0);
+  EXPECT_NEAR(lp.top[0].second, std::log(p[1]), 1e-6);
+  EXPECT_NEAR(lp.top[2].second, std::log(p[0]), 1e-6);
+  EXPECT_TRUE(token_logprobs(logits.data(), 4, 3, 0).top.empty());
+  EXPECT_EQ(token_logprobs(logits.data(), 4, 3, 99).top.size(), 4u);
 }
 
 }  // namespace
