@@ -27,6 +27,8 @@
 #include "launcher/process.h"
 #include "launcher/profile.h"
 #include "launcher/runtime.h"
+#include "rpc/http/http_server.h"
+#include "rpc/metrics/prometheus_text.h"
 #include "rpc/server.h"
 
 namespace qwen3moe::launcher {
@@ -36,6 +38,8 @@ struct ServeFlags {
   RuntimeOptions runtime;
   std::string tokenizer_dir;  // default: the model folder
   rpc::ServerOptions server;
+  rpc::http::HttpOptions http;
+  bool no_http = false;
   EngineOptions engine;
   int64_t kv_blocks = 0;                // 0: sized from max_batch x context, capped by memory
   double kv_memory_gb = 0;              // 0: a quarter of the free memory, at most 16 GiB (CPU)
@@ -86,6 +90,9 @@ void run_serve(const ServeFlags& f) {
   sigemptyset(&sa.sa_mask);
   sigaction(SIGTERM, &sa, nullptr);
   sigaction(SIGINT, &sa, nullptr);
+  // A client that hangs up mid-stream must cost only its own request: writes to its socket then
+  // fail with EPIPE instead of ending the process.
+  std::signal(SIGPIPE, SIG_IGN);
 
   Process& proc = process();
   const bool root = proc.root();
@@ -99,6 +106,8 @@ void run_serve(const ServeFlags& f) {
                    f.server.stall_timeout);
     QWEN3MOE_CHECK(f.server.port >= 0 && f.server.port <= 65535,
                    "--port must be in [0, 65535], got ", f.server.port);
+    QWEN3MOE_CHECK(f.no_http || (f.http.port >= 0 && f.http.port <= 65535),
+                   "--http-port must be in [0, 65535], got ", f.http.port);
     // Only rank 0 turns text into ids and ids into text, and samples.
     if (!root) return;
     generation = GenerationConfig::load(f.runtime.model_dir);
@@ -128,6 +137,7 @@ void run_serve(const ServeFlags& f) {
   std::unique_ptr<KvCache> cache;
   std::unique_ptr<Engine> engine;
   std::unique_ptr<rpc::InferenceServer> server;
+  std::unique_ptr<rpc::http::HttpServer> http;
   run_collectively([&] {
     QWEN3MOE_CHECK(f.gpu_memory_utilization > 0 && f.gpu_memory_utilization <= 1,
                    "--gpu-memory-utilization must be in (0, 1], got ", f.gpu_memory_utilization);
@@ -160,6 +170,27 @@ void run_serve(const ServeFlags& f) {
     served.generation = generation;
     // Bound before any rank starts following, so a taken port fails every rank cleanly.
     server = std::make_unique<rpc::InferenceServer>(*engine, served, f.server);
+    if (!f.no_http) {
+      rpc::http::HttpOptions http_options = f.http;
+      http_options.host = f.server.host;
+      if (http_options.served_model_name.empty())
+        http_options.served_model_name =
+            std::filesystem::path(f.runtime.model_dir).lexically_normal().filename().string();
+      if (http_options.served_model_name.empty())  // a folder given with a trailing slash
+        http_options.served_model_name = std::filesystem::path(f.runtime.model_dir)
+                                             .lexically_normal()
+                                             .parent_path()
+                                             .filename()
+                                             .string();
+      rpc::InferenceServer* grpc_server = server.get();
+      Engine* eng = engine.get();
+      const std::string model_name = http_options.served_model_name;
+      http = std::make_unique<rpc::http::HttpServer>(
+          *engine, served, http_options, [grpc_server] { return grpc_server->serving(); },
+          [eng, model_name] {
+            return rpc::prometheus_text(model_name, eng->stats(), eng->metrics(), {});
+          });
+    }
     std::fprintf(
         stderr, "qwen3moe serve: KV cache %lld blocks of %lld tokens (%.1f MB per rank)%s\n",
         static_cast<long long>(cache->num_blocks()), static_cast<long long>(cache->block_size()),
@@ -184,6 +215,8 @@ void run_serve(const ServeFlags& f) {
     }
     engine_done = true;
   });
+  if (http)
+    std::printf("openai-compatible http on http://%s:%d/v1\n", f.server.host.c_str(), http->port());
   std::printf("serving %s on %s:%d (world %d, tp %d)\n", f.runtime.model_dir.c_str(),
               f.server.host.c_str(), server->port(), rt->topo->world(), rt->topo->tp());
   std::fflush(stdout);
@@ -192,9 +225,12 @@ void run_serve(const ServeFlags& f) {
   if (g_signal != 0)
     std::fprintf(stderr, "qwen3moe serve: signal %d: shutting down\n", int(g_signal));
   server->start_draining();
+  if (http) http->start_draining();
   engine->shutdown();  // cancels what runs and waits; serve() then sends the shutdown plan
   engine_thread.join();
   server->shutdown(std::chrono::seconds(2));
+  if (http) http->shutdown();
+  http.reset();
   server.reset();
   // A failed step leaves the followers inside a collective: only aborting the job ends them.
   QWEN3MOE_CHECK(engine_error.empty(), "the engine stopped: ", engine_error);
@@ -214,6 +250,12 @@ void register_serve(CLI::App& app) {
       ->capture_default_str();
   cmd->add_option("--port", f->server.port, "Port to listen on (0: any free port)")
       ->capture_default_str();
+  cmd->add_option("--http-port", f->http.port,
+                  "Port of the OpenAI-compatible HTTP API on --host (0: any free port)")
+      ->capture_default_str();
+  cmd->add_flag("--no-http", f->no_http, "Serve gRPC only: no OpenAI-compatible HTTP API");
+  cmd->add_option("--served-model-name", f->http.served_model_name,
+                  "The model name of the HTTP API (default: the --model folder's name)");
   cmd->add_option("--max-batch", f->engine.max_batch, "Sequences running at once")
       ->capture_default_str();
   cmd->add_option("--max-queue", f->engine.max_queue,

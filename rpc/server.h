@@ -34,6 +34,11 @@ class InferenceServer {
   InferenceServer& operator=(const InferenceServer&) = delete;
 
   int port() const { return port_; }
+  // The health status (what grpc.health.v1 answers); the HTTP /health reads it too.
+  bool serving() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return serving_ && !stopping_;
+  }
   // Stops accepting calls (new ones get UNAVAILABLE) and marks health NOT_SERVING; in-flight
   // streams go on until the engine ends them.
   void start_draining();

@@ -7,7 +7,7 @@ packages=(
   build-essential cmake ninja-build ccache pkg-config git
   libgtest-dev libgmock-dev nlohmann-json3-dev libcli11-dev libutf8proc-dev
   libopenmpi-dev openmpi-bin
-  libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc
+  libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc libcpp-httplib-dev
   libopenblas-dev
   clang-format clang-tidy
 )

@@ -29,7 +29,7 @@ struct Engine::Sequence {
   std::vector<int32_t> ids_out;             // ids of this step's message
   std::vector<TokenLogprobs> logprobs_out;  // and their logprobs (when asked for)
   bool done = false;
-  Clock::time_point submitted = Clock::now(), first_token{};
+  Clock::time_point submitted = Clock::now(), first_token{}, last_token_at{};
 };
 
 namespace {
@@ -143,6 +143,14 @@ bool Engine::idle() const {
   return queue_.empty() && running_count_ == 0;
 }
 
+EngineMetrics Engine::metrics() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  EngineMetrics m = metrics_;
+  m.prefix_query_tokens = prefix_query_tokens_;
+  m.prefix_hit_tokens = prefix_hit_tokens_;
+  return m;
+}
+
 EngineStats Engine::stats() const {
   std::lock_guard<std::mutex> lock(mu_);
   EngineStats st;
@@ -199,8 +207,10 @@ void Engine::finish(Sequence& s, const std::string& reason, const std::string& e
   {
     std::lock_guard<std::mutex> lock(mu_);
     ++requests_finished_;
-    keep_last(e2e_ms_,
-              std::chrono::duration<double, std::milli>(Clock::now() - s.submitted).count(), 1000);
+    const double e2e = std::chrono::duration<double>(Clock::now() - s.submitted).count();
+    keep_last(e2e_ms_, e2e * 1e3, 1000);
+    metrics_.e2e.observe(e2e);
+    ++metrics_.finished[reason];
   }
   if (s.sink) s.sink(ev);
 }
@@ -209,12 +219,21 @@ void Engine::emit_token(Sequence& s, int32_t token) {
   ++s.generated;
   s.last_token = token;
   s.ids_out.push_back(token);
-  if (s.generated == 1) {
-    s.first_token = Clock::now();
+  const Clock::time_point now = Clock::now();
+  {
     std::lock_guard<std::mutex> lock(mu_);
-    keep_last(ttft_ms_,
-              std::chrono::duration<double, std::milli>(s.first_token - s.submitted).count(), 1000);
+    ++metrics_.generation_tokens;
+    if (s.generated == 1) {
+      s.first_token = now;
+      const double ttft = std::chrono::duration<double>(now - s.submitted).count();
+      keep_last(ttft_ms_, ttft * 1e3, 1000);
+      metrics_.ttft.observe(ttft);
+      metrics_.prompt_tokens += int64_t(s.req.prompt.size());
+    } else {
+      metrics_.itl.observe(std::chrono::duration<double>(now - s.last_token_at).count());
+    }
   }
+  s.last_token_at = now;
   const ModelConfig& c = model_.config();
   const auto& extra = s.req.stop_token_ids;
   const bool eos =

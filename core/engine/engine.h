@@ -25,6 +25,7 @@
 #include <string>
 #include <vector>
 
+#include "core/engine/histogram.h"
 #include "core/engine/sampling.h"
 #include "core/model/kv_cache.h"
 #include "core/model/model.h"
@@ -100,6 +101,21 @@ struct EngineStats {
   int64_t cached_blocks = 0, evictable_blocks = 0;
 };
 
+// Running totals for monitoring (Prometheus /metrics): counters since start and latency
+// histograms in seconds, with vLLM's bucket bounds so its dashboards read them alike.
+struct EngineMetrics {
+  int64_t prompt_tokens = 0;      // prompt tokens of requests that reached their first token
+  int64_t generation_tokens = 0;  // tokens sampled
+  int64_t prefix_query_tokens = 0, prefix_hit_tokens = 0;
+  std::map<std::string, int64_t> finished;  // requests by finish_reason
+  Histogram ttft{{0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1,  0.25,  0.5,   0.75,
+                  1.0,   2.5,   5.0,  7.5,  10.0, 20.0, 40.0, 80.0, 160.0, 640.0, 2560.0}};
+  Histogram itl{{0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5,
+                 10.0, 20.0, 40.0, 80.0}};
+  Histogram e2e{{0.3,  0.5,  0.8,  1.0,  1.5,   2.0,   2.5,   5.0,   10.0,   15.0,  20.0,
+                 30.0, 40.0, 50.0, 60.0, 120.0, 240.0, 480.0, 960.0, 1920.0, 7680.0}};
+};
+
 class Engine {
  public:
   // tokenizer may be null (then events carry ids only and stop strings are rejected).
@@ -113,6 +129,7 @@ class Engine {
   // Rank 0, any thread: ends the request at the next step ("cancelled"), freeing its blocks.
   void cancel(uint64_t handle);
   EngineStats stats() const;
+  EngineMetrics metrics() const;
 
   // Rank 0: runs steps until shutdown() (blocks; call from the engine thread), sending an
   // empty keep-alive plan each idle second. Every other rank: follow() instead. Both return after
@@ -164,6 +181,7 @@ class Engine {
           evictable_blocks_ = 0;
   std::deque<std::pair<std::chrono::steady_clock::time_point, int64_t>> recent_tokens_;
   std::vector<double> ttft_ms_, e2e_ms_;
+  EngineMetrics metrics_;
   std::chrono::steady_clock::time_point last_step_ = std::chrono::steady_clock::now();
 };
 
