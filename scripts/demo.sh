@@ -25,7 +25,7 @@ echo
 echo "== launcher/qwen3moe-launch --np 2 -- serve --model demo-model --port 0"
 log="$(mktemp)"
 OMP_NUM_THREADS=1 launcher/qwen3moe-launch --np 2 --gpus-per-node 0 --bin "$bin" -- \
-  serve --model "$model" --port 0 --max-batch 8 >"$log" 2>&1 &
+  serve --model "$model" --port 0 --http-port 0 --max-batch 8 >"$log" 2>&1 &
 server=$!
 stop_server() {
   kill -TERM "$server" 2>/dev/null || true

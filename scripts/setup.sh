@@ -8,6 +8,7 @@ packages=(
   libgtest-dev libgmock-dev nlohmann-json3-dev libcli11-dev libutf8proc-dev
   libopenmpi-dev openmpi-bin
   libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc libcpp-httplib-dev
+  curl prometheus
   libopenblas-dev
   clang-format clang-tidy
 )

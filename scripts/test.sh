@@ -10,5 +10,7 @@ bash scripts/check-format.sh
 bash scripts/check-layering.sh
 QWEN3MOE_TOKENIZER_DIR="$(bash scripts/fetch-tokenizer.sh | tail -n 1)"
 export QWEN3MOE_TOKENIZER_DIR
+QWEN3MOE_OPENAI_SDK="$(bash scripts/fetch-openai-sdk.sh | tail -n 1)"
+export QWEN3MOE_OPENAI_SDK
 bash scripts/build.sh -DQWEN3MOE_WERROR=ON
 ctest --test-dir "${QWEN3MOE_BUILD_DIR:-$repo/build}" --output-on-failure -j 2 "$@"

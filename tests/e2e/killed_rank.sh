@@ -14,7 +14,7 @@ fail() { echo "FAIL $1"; [ -f "$work/serve.log" ] && sed 's/^/  serve: /' "$work
 # A copy of the fixture under $work, so every process of this test carries $work in its argv.
 cp -r "$fixtures/hf-tiny/moe_a" "$work/model"
 "$mpiexec" -np 2 --oversubscribe --bind-to none -x OMP_NUM_THREADS=1 "$bin" serve \
-  --model "$work/model" --port 0 --collective-timeout 5 >"$work/serve.log" 2>&1 &
+  --model "$work/model" --port 0 --http-port 0 --collective-timeout 5 >"$work/serve.log" 2>&1 &
 job=$!
 addr=""
 for _ in $(seq 1 600); do

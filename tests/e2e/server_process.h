@@ -70,7 +70,8 @@ class ServerProcess {
   ServerProcess(const std::string& dir, const std::vector<std::string>& extra,
                 std::chrono::seconds timeout = std::chrono::seconds(60)) {
     log_ = dir + "/serve.log";
-    std::vector<std::string> args = {"serve", "--model", dir, "--port", "0", "--host", "127.0.0.1"};
+    std::vector<std::string> args = {"serve",  "--model",   dir,           "--port", "0",
+                                     "--host", "127.0.0.1", "--http-port", "0"};
     args.insert(args.end(), extra.begin(), extra.end());
     const std::vector<std::string> argv = command(args);
     int out[2];

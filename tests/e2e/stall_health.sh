@@ -11,7 +11,7 @@ trap cleanup EXIT
 fail() { echo "FAIL $1"; sed 's/^/  serve: /' "$work/serve.log" 2>/dev/null; echo "0 passed, 1 failed"; exit 1; }
 
 cp -r "$fixtures/hf-tiny/moe_a" "$work/model"
-QWEN3MOE_DEBUG_STALL=0:1 "$bin" serve --model "$work/model" --port 0 --stall-timeout 1 \
+QWEN3MOE_DEBUG_STALL=0:1 "$bin" serve --model "$work/model" --port 0 --http-port 0 --stall-timeout 1 \
   >"$work/serve.log" 2>&1 &
 addr=""
 for _ in $(seq 1 600); do
@@ -22,6 +22,10 @@ done
 [ -n "$addr" ] || fail "no serving line"
 before="$("$bin" client --addr "$addr" --health 2>/dev/null)"
 [ "$before" = "SERVING" ] || fail "health before any work: '$before'"
+http="$(grep -o 'http://127.0.0.1:[0-9]*' "$work/serve.log" | head -n 1)"
+[ -n "$http" ] || fail "no http line"
+code="$(curl -s -o /dev/null -w '%{http_code}' "$http/health")"
+[ "$code" = "200" ] || fail "http /health before any work: $code"
 
 # Step 0 is this request's prefill; the engine stops before step 1.
 "$bin" client --addr "$addr" --ids 1,2,3 --max-new-tokens 8 --timeout-ms 60000 >/dev/null 2>&1 &
@@ -34,4 +38,9 @@ for _ in $(seq 1 150); do
 done
 [ "$after" = "NOT_SERVING" ] || fail "health stayed '$after' while the engine was stuck"
 echo "ok   health SERVING before work, NOT_SERVING $((SECONDS - start)) s after the engine stalled"
-echo "1 passed, 0 failed"
+code="$(curl -s -o /dev/null -w '%{http_code}' "$http/health")"
+[ "$code" = "503" ] || fail "http /health while the engine was stuck: $code"
+body="$(curl -s -w ' %{http_code}' "$http/v1/completions" -d '{"prompt": [1, 2], "max_tokens": 2}')"
+case "$body" in *'"error"'*' 503') ;; *) fail "a completion while stuck: $body" ;; esac
+echo "ok   http /health 200 before, 503 while stuck; a new completion gets 503"
+echo "2 passed, 0 failed"
