@@ -44,6 +44,7 @@ struct ClientFlags {
   bool ignore_eos = false;
   int timeout_ms = 0;
   int load = 0, concurrency = 1, prompt_len = 32, shared_prefix = 0;
+  std::string http;  // load mode over the OpenAI HTTP API at this base URL
   bool json = false;
   bool stats = false, info = false, health = false;
   double wait_s = 0;
@@ -225,9 +226,11 @@ void run_load(const ClientFlags& f) {
   o.seed = f.seed;
   o.temperature = 0;
   o.timeout_ms = f.timeout_ms;
+  o.http = f.http;
   const rpc::LoadResult r = rpc::run_load(o);
   if (f.json) {
-    nlohmann::json j = {{"requests", r.requests},
+    nlohmann::json j = {{"api", f.http.empty() ? "grpc" : "http"},
+                        {"requests", r.requests},
                         {"failed", r.failed},
                         {"concurrency", f.concurrency},
                         {"seconds", r.seconds},
@@ -319,6 +322,9 @@ void register_client(CLI::App& app) {
                   "Load mode: tokens every prompt starts with, before its own --prompt-len "
                   "(shows prefix caching in TTFT)")
       ->capture_default_str();
+  cmd->add_option("--http", f->http,
+                  "Load mode: send the requests as streamed OpenAI /v1/completions calls to this "
+                  "base URL (http://HOST:PORT, the serve's http line) instead of gRPC Generate");
   cmd->add_option("--prompt-len", f->prompt_len, "Load mode: prompt tokens per request")
       ->capture_default_str();
   cmd->add_flag("--stats", f->stats, "Print GetStats as JSON");

@@ -188,7 +188,7 @@ void run_serve(const ServeFlags& f) {
       http = std::make_unique<rpc::http::HttpServer>(
           *engine, served, http_options, [grpc_server] { return grpc_server->serving(); },
           [eng, model_name] {
-            return rpc::prometheus_text(model_name, eng->stats(), eng->metrics(), {});
+            return rpc::prometheus_text(model_name, eng->stats(), eng->metrics());
           });
     }
     std::fprintf(

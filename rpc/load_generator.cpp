@@ -1,11 +1,13 @@
 #include "rpc/load_generator.h"
 
 #include <grpcpp/grpcpp.h>
+#include <httplib.h>
 
 #include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <mutex>
+#include <nlohmann/json.hpp>
 #include <thread>
 #include <vector>
 
@@ -22,6 +24,75 @@ using Clock = std::chrono::steady_clock;
 
 double ms_between(Clock::time_point a, Clock::time_point b) {
   return std::chrono::duration<double, std::milli>(b - a).count();
+}
+
+// One request's timings: when its first output arrived, the gaps after that, its tokens.
+struct Timing {
+  double ttft = -1;
+  std::vector<double> itl;
+  int64_t tokens = 0;
+};
+
+// A streamed /v1/completions call with the request's ids and sampling; false and error set on
+// failure.
+bool http_generate(httplib::Client& client, const pb::GenerateRequest& r, Timing& t,
+                   std::string& error) {
+  const pb::SamplingParams& s = r.sampling();
+  nlohmann::json body = {
+      {"prompt", std::vector<int32_t>(r.token_ids().ids().begin(), r.token_ids().ids().end())},
+      {"max_tokens", s.max_new_tokens()},
+      {"temperature", s.temperature()},
+      {"seed", s.seed()},
+      {"ignore_eos", true},
+      {"stream", true},
+      {"stream_options", {{"include_usage", true}}}};
+  httplib::Request req;
+  req.method = "POST";
+  req.path = "/v1/completions";
+  req.set_header("Content-Type", "application/json");
+  req.body = body.dump();
+  const auto start = Clock::now();
+  auto last = start;
+  std::string pending;
+  bool done = false;
+  req.content_receiver = [&](const char* data, size_t n, uint64_t, uint64_t) {
+    pending.append(data, n);
+    for (size_t end; (end = pending.find("\n\n")) != std::string::npos;) {
+      const std::string event = pending.substr(0, end);
+      pending.erase(0, end + 2);
+      if (event.rfind("data: ", 0) != 0) continue;
+      const std::string payload = event.substr(6);
+      if (payload == "[DONE]") {
+        done = true;
+        continue;
+      }
+      const nlohmann::json j = nlohmann::json::parse(payload, nullptr, false);
+      if (j.is_discarded()) continue;
+      if (j.contains("error")) {
+        error = j["error"].value("message", "error");
+        return false;
+      }
+      if (j.contains("usage") && j["usage"].is_object())
+        t.tokens = j["usage"].value("completion_tokens", int64_t(0));
+      if (!j.contains("choices") || j["choices"].empty()) continue;
+      const auto now = Clock::now();
+      if (t.ttft < 0)
+        t.ttft = ms_between(start, now);
+      else
+        t.itl.push_back(ms_between(last, now));
+      last = now;
+    }
+    return true;
+  };
+  httplib::Response res;
+  httplib::Error err = httplib::Error::Success;
+  if (!client.send(req, res, err) || res.status != 200 || !done) {
+    if (error.empty())
+      error = res.status > 0 ? "http " + std::to_string(res.status) + ": " + res.body
+                             : "http: " + httplib::to_string(err);
+    return false;
+  }
+  return true;
 }
 
 }  // namespace
@@ -67,7 +138,27 @@ LoadResult run_load(const LoadOptions& o) {
   LoadResult result;
   result.requests = o.requests;
   std::atomic<size_t> next{0};
+  auto http_worker = [&] {
+    httplib::Client client(o.http);
+    client.set_read_timeout(o.timeout_ms > 0 ? o.timeout_ms / 1000 + 1 : 3600, 0);
+    client.set_keep_alive(true);
+    client.set_tcp_nodelay(true);
+    for (size_t i = next++; i < requests.size(); i = next++) {
+      Timing t;
+      std::string error;
+      const bool ok = http_generate(client, requests[i], t, error);
+      std::lock_guard<std::mutex> lock(mu);
+      if (!ok) {
+        if (result.failed++ == 0) result.first_error = error;
+        continue;
+      }
+      if (t.ttft >= 0) ttft.push_back(t.ttft);
+      itl.insert(itl.end(), t.itl.begin(), t.itl.end());
+      result.output_tokens += t.tokens;
+    }
+  };
   auto worker = [&] {
+    if (!o.http.empty()) return http_worker();
     for (size_t i = next++; i < requests.size(); i = next++) {
       grpc::ClientContext ctx;
       if (o.timeout_ms > 0)

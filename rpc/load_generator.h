@@ -18,6 +18,9 @@ struct LoadOptions {
   uint64_t seed = 0;
   float temperature = 0;  // greedy by default: the figures do not depend on luck
   int timeout_ms = 0;     // per request; 0: none
+  // "" : gRPC Generate calls to addr. "http://HOST:PORT": the same requests as streamed OpenAI
+  // /v1/completions calls (addr still answers GetModelInfo), to weigh the HTTP path against gRPC.
+  std::string http;
 };
 
 struct LoadResult {
@@ -31,7 +34,9 @@ struct LoadResult {
 };
 
 // Asks GetModelInfo for the vocabulary first; throws Error when the server cannot be reached.
-// Requests ignore EOS, so every one produces max_new_tokens tokens.
+// Requests ignore EOS, so every one produces max_new_tokens tokens. Over HTTP the output tokens
+// are the usage chunk's counts and the gaps are between SSE chunks (a chunk is one engine step's
+// text, so a step whose bytes end inside a UTF-8 character joins the next).
 LoadResult run_load(const LoadOptions& options);
 
 }  // namespace qwen3moe::rpc

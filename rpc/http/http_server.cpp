@@ -86,6 +86,8 @@ HttpServer::HttpServer(Engine& engine, const ServedModel& model, const HttpOptio
   server_->new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
   server_->set_payload_max_length(options.max_body_bytes);
   server_->set_keep_alive_max_count(1000);
+  // Every SSE chunk is a small write: without TCP_NODELAY, Nagle holds each one for the ACK.
+  server_->set_tcp_nodelay(true);
   routes();
   port_ = options.port == 0
               ? server_->bind_to_any_port(options.host)

@@ -68,7 +68,7 @@ class Writer {
 }  // namespace
 
 std::string prometheus_text(const std::string& model_name, const EngineStats& s,
-                            const EngineMetrics& m, const ExchangeTotals& exchange) {
+                            const EngineMetrics& m) {
   Writer w(model_name);
   const std::string p = "qwen3moe:";
   w.gauge(p + "num_requests_running", "Requests in the running batch.", s.running);
@@ -93,27 +93,6 @@ std::string prometheus_text(const std::string& model_name, const EngineStats& s,
     const auto it = m.finished.find(reason);
     w.sample(success, it == m.finished.end() ? 0.0 : double(it->second),
              std::string("finished_reason=\"") + reason + "\"");
-  }
-  if (!exchange.layers.empty()) {
-    const std::string bytes = p + "a2a_bytes_total", secs = p + "a2a_seconds_total",
-                      experts = p + "expert_tokens_total";
-    w.header(bytes, "counter", "All-to-all bytes rank 0 sent, per MoE layer and phase.");
-    for (const auto& l : exchange.layers)
-      for (const char* phase : {"dispatch", "combine"})
-        w.sample(bytes, double(phase[0] == 'd' ? l.dispatch_bytes : l.combine_bytes),
-                 "layer=\"" + std::to_string(l.layer) + "\",phase=\"" + phase + "\"");
-    w.header(secs, "counter",
-             "All-to-all seconds on rank 0 (wait + transfer), per layer and phase.");
-    for (const auto& l : exchange.layers)
-      for (const char* phase : {"dispatch", "combine"})
-        w.sample(secs, phase[0] == 'd' ? l.dispatch_seconds : l.combine_seconds,
-                 "layer=\"" + std::to_string(l.layer) + "\",phase=\"" + phase + "\"");
-    w.header(experts, "counter",
-             "Token-expert pairs each of rank 0's experts received, per layer.");
-    for (const auto& l : exchange.layers)
-      for (const auto& [e, n] : l.experts)
-        w.sample(experts, double(n),
-                 "layer=\"" + std::to_string(l.layer) + "\",expert=\"" + std::to_string(e) + "\"");
   }
   return w.take();
 }
