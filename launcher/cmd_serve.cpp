@@ -184,11 +184,12 @@ void run_serve(const ServeFlags& f) {
                                              .string();
       rpc::InferenceServer* grpc_server = server.get();
       Engine* eng = engine.get();
+      const ExchangeCounters* exchange = rt->model->exchange_counters();
       const std::string model_name = http_options.served_model_name;
       http = std::make_unique<rpc::http::HttpServer>(
           *engine, served, http_options, [grpc_server] { return grpc_server->serving(); },
-          [eng, model_name] {
-            return rpc::prometheus_text(model_name, eng->stats(), eng->metrics());
+          [eng, exchange, model_name] {
+            return rpc::prometheus_text(model_name, eng->stats(), eng->metrics(), exchange);
           });
     }
     std::fprintf(

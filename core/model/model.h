@@ -122,6 +122,10 @@ class Model {
   void reserve_for(int64_t tokens);
   // MoE dispatches so far that took the fixed-capacity exchange (tests).
   int64_t fixed_dispatches() const { return moe_ ? moe_->fixed_dispatches() : 0; }
+  // This rank's always-on MoE exchange totals (null for a dense model); any thread may read.
+  const ExchangeCounters* exchange_counters() const {
+    return moe_ ? &moe_->exchange_counters() : nullptr;
+  }
   // The MoE all-to-all's row payload across ranks: F32 (default, exact) or BF16 (half the
   // bytes; see ExpertDispatch). No effect at world 1 (nothing is exchanged).
   void set_a2a_dtype(DType dtype) {

@@ -9,7 +9,11 @@ MoeLayer::MoeLayer(const ModelConfig& config, Backend& backend, Communicator& co
     : config_(config),
       backend_(backend),
       topo_(topo),
-      dispatch_(backend, comm, topo, config.hidden_size, config.num_experts_per_tok) {}
+      counters_(config.num_hidden_layers, config.num_experts, backend.name() == "cpu"),
+      host_offsets_cheap_(backend.name() == "cpu"),
+      dispatch_(backend, comm, topo, config.hidden_size, config.num_experts_per_tok) {
+  dispatch_.set_counters(&counters_);
+}
 
 void MoeLayer::forward(int64_t l, const MoeWeights& w, float* residual, int64_t mine, int64_t most,
                        int64_t T, Workspace& ws, A2aProfiler* profiler) {
@@ -41,13 +45,14 @@ void MoeLayer::run_experts(int64_t l, const MoeWeights& w, const DispatchHandle&
   // min(R, T) rows: the bounds that size the launches without reading the offsets.
   backend_.moe_align(ws.moe_offsets, ws.moe_idx, ws.moe_pos, ws.moe_active, handle.ids, R, k, El);
   const int64_t P = std::min(R, T) * k, per_expert = std::min(R, T);
-  if (count_ || profiler) {
+  if (count_ || profiler || host_offsets_cheap_) {
     host_offsets_.resize(size_t(El + 1));
     backend_.download(host_offsets_.data(), ws.moe_offsets, host_offsets_.size() * 4);
     for (int64_t e = 0; e < El; ++e) {
       const int64_t n = host_offsets_[size_t(e + 1)] - host_offsets_[size_t(e)];
-      counted_ += n > 0;
+      if (count_) counted_ += n > 0;
       if (profiler) profiler->record_expert_tokens(l, topo_.expert_begin() + e, n);
+      if (n > 0) counters_.add_expert_tokens(l, topo_.expert_begin() + e, uint64_t(n));
     }
   }
   backend_.gather_rows(ws.rows, handle.row_data, ws.moe_idx, P, H);  // [P, H]

@@ -54,6 +54,8 @@ class MoeLayer {
   }
   bool counting() const { return count_; }
   int64_t active_experts_counted() const { return counted_; }
+  // The always-on exchange totals of this rank (parallel/moe/exchange_counters.h).
+  const ExchangeCounters& exchange_counters() const { return counters_; }
 
  private:
   void run_experts(int64_t layer, const MoeWeights& w, const DispatchHandle& handle, int64_t T,
@@ -62,6 +64,10 @@ class MoeLayer {
   const ModelConfig& config_;
   Backend& backend_;
   const Topology& topo_;
+  ExchangeCounters counters_;
+  // The expert offsets are host memory (a CPU backend): per-expert tokens cost a copy, so always
+  // on.
+  bool host_offsets_cheap_;
   ExpertDispatch dispatch_;
   bool count_ = false;
   int64_t counted_ = 0;

@@ -1,6 +1,7 @@
 #include "parallel/moe/expert_dispatch.h"
 
 #include <algorithm>
+#include <chrono>
 
 #include "kernels/common/check.h"
 #include "parallel/profile/nvtx_range.h"
@@ -253,9 +254,25 @@ void ExpertDispatch::exchange_bf16(const float* rows, int64_t n,
   backend_.rows_to_f32(out, in_stage_, received, H);
 }
 
+uint64_t ExpertDispatch::peer_bytes(const std::vector<int64_t>& rows, size_t row_bytes) const {
+  uint64_t total = 0;
+  for (size_t p = 0; p < rows.size(); ++p)
+    if (int(p) != rank_) total += uint64_t(rows[p]) * row_bytes;
+  return total;
+}
+
+namespace {
+
+double seconds_since(std::chrono::steady_clock::time_point t) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
+}
+
+}  // namespace
+
 DispatchHandle ExpertDispatch::dispatch(int64_t n, int64_t max_rank_tokens, const int32_t* ids,
                                         const float* weights, float* residual, int64_t layer,
                                         A2aProfiler* profiler) {
+  const auto started = std::chrono::steady_clock::now();
   NvtxRange nvtx("dispatch", layer);
   QWEN3MOE_CHECK(n == n_, "dispatch of ", n, " tokens, but input() was sized for ", n_);
   QWEN3MOE_CHECK(n <= max_rank_tokens, "dispatch of ", n, " tokens, more than the ",
@@ -275,7 +292,13 @@ DispatchHandle ExpertDispatch::dispatch(int64_t n, int64_t max_rank_tokens, cons
     h.expert_out = residual;
     return h;
   }
-  if (fixed(max_rank_tokens)) return dispatch_fixed(n, ids, weights, h, profiler);
+  if (fixed(max_rank_tokens)) {
+    h = dispatch_fixed(n, ids, weights, h, profiler);
+    if (counters_)
+      counters_->add_dispatch(layer, peer_bytes(send_rows_, dispatch_row_bytes()),
+                              seconds_since(started));
+    return h;
+  }
   const size_t w = size_t(world_);
 
   // Layout: which ranks each token goes to, on the backend; the host reads 3 ints per rank.
@@ -385,11 +408,15 @@ DispatchHandle ExpertDispatch::dispatch(int64_t n, int64_t max_rank_tokens, cons
   h.weights = meta_w_;
   h.peer_begin = n + packed;
   h.expert_out = partial_;
+  if (counters_)
+    counters_->add_dispatch(layer, peer_bytes(send_rows_, dispatch_row_bytes()),
+                            seconds_since(started));
   return h;
 }
 
 void ExpertDispatch::combine(const DispatchHandle& h, A2aProfiler* profiler) {
   if (world_ == 1) return;  // the experts added into the residual themselves
+  const auto started = std::chrono::steady_clock::now();
   NvtxRange nvtx("combine", h.layer);
   QWEN3MOE_CHECK(h.expert_out == partial_ && h.rows == rows_,
                  "combine: the handle is not this dispatcher's last dispatch");
@@ -417,6 +444,9 @@ void ExpertDispatch::combine(const DispatchHandle& h, A2aProfiler* profiler) {
   }
   // Each token's returned rows into the residual (its own experts' sum is there already).
   backend_.moe_combine(h.residual, partial_, combine_rows_, nullptr, h.tokens, world_, H);
+  if (counters_)
+    counters_->add_combine(h.layer, peer_bytes(recv_rows_, size_t(H) * dtype_size(payload_)),
+                           seconds_since(started));
 }
 
 DispatchHandle ExpertDispatch::dispatch_fixed(int64_t n, const int32_t* ids, const float* weights,

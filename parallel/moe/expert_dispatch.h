@@ -43,6 +43,7 @@
 
 #include "kernels/backend.h"
 #include "parallel/comm/communicator.h"
+#include "parallel/moe/exchange_counters.h"
 #include "parallel/profile/a2a_profiler.h"
 #include "parallel/topology.h"
 
@@ -103,6 +104,9 @@ class ExpertDispatch {
 
   // F32 (the default) or BF16: the dtype of the rows on the wire, both ways.
   void set_payload_dtype(DType dtype);
+  // Always-on totals of this rank's exchanges (bytes sent to peers, host time where timed);
+  // null: none.
+  void set_counters(ExchangeCounters* counters) { counters_ = counters; }
   DType payload_dtype() const { return payload_; }
 
   // [n, hidden] backend rows the caller fills with this rank's tokens before dispatch(n, ...).
@@ -185,6 +189,13 @@ class ExpertDispatch {
   int64_t rows_ = 0, returned_ = 0;
   // The fixed capacity (0: off), buffer replacements, fixed-capacity dispatches so far.
   int64_t capacity_ = 0, reallocations_ = 0, fixed_dispatches_ = 0;
+  ExchangeCounters* counters_ = nullptr;
+  // Bytes this rank's last plan sends to other ranks: a dispatch row (payload + meta), and the
+  // rows it returns in combine.
+  uint64_t peer_bytes(const std::vector<int64_t>& rows, size_t row_bytes) const;
+  size_t dispatch_row_bytes() const {
+    return size_t(hidden_) * dtype_size(payload_) + size_t(2 * top_k_) * sizeof(float);
+  }
 };
 
 }  // namespace qwen3moe

@@ -68,7 +68,7 @@ class Writer {
 }  // namespace
 
 std::string prometheus_text(const std::string& model_name, const EngineStats& s,
-                            const EngineMetrics& m) {
+                            const EngineMetrics& m, const ExchangeCounters* exchange) {
   Writer w(model_name);
   const std::string p = "qwen3moe:";
   w.gauge(p + "num_requests_running", "Requests in the running batch.", s.running);
@@ -93,6 +93,37 @@ std::string prometheus_text(const std::string& model_name, const EngineStats& s,
     const auto it = m.finished.find(reason);
     w.sample(success, it == m.finished.end() ? 0.0 : double(it->second),
              std::string("finished_reason=\"") + reason + "\"");
+  }
+  if (exchange) {
+    const std::vector<LayerExchangeTotals> layers = exchange->snapshot();
+    const std::string bytes = p + "a2a_bytes_total", secs = p + "a2a_seconds_total",
+                      experts = p + "expert_tokens_total";
+    auto label = [](size_t l, const char* phase) {
+      return "layer=\"" + std::to_string(l) + "\",phase=\"" + phase + "\"";
+    };
+    w.header(bytes, "counter",
+             "All-to-all bytes rank 0 sent to other ranks, per MoE layer and phase.");
+    for (size_t l = 0; l < layers.size(); ++l) {
+      if (layers[l].exchanges == 0) continue;
+      w.sample(bytes, double(layers[l].dispatch_bytes), label(l, "dispatch"));
+      w.sample(bytes, double(layers[l].combine_bytes), label(l, "combine"));
+    }
+    if (exchange->timed()) {
+      w.header(secs, "counter", "All-to-all wall seconds on rank 0, per MoE layer and phase.");
+      for (size_t l = 0; l < layers.size(); ++l) {
+        if (layers[l].exchanges == 0) continue;
+        w.sample(secs, layers[l].dispatch_seconds, label(l, "dispatch"));
+        w.sample(secs, layers[l].combine_seconds, label(l, "combine"));
+      }
+    }
+    w.header(experts, "counter",
+             "Token-expert pairs each of rank 0's experts received, per layer.");
+    for (size_t l = 0; l < layers.size(); ++l) {
+      for (size_t e = 0; e < layers[l].expert_tokens.size(); ++e)
+        if (layers[l].expert_tokens[e] > 0)
+          w.sample(experts, double(layers[l].expert_tokens[e]),
+                   "layer=\"" + std::to_string(l) + "\",expert=\"" + std::to_string(e) + "\"");
+    }
   }
   return w.take();
 }
