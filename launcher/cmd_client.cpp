@@ -39,7 +39,7 @@ struct ClientFlags {
   std::optional<float> temperature, top_p, min_p, presence_penalty, frequency_penalty,
       repetition_penalty;
   std::optional<int> top_k;
-  uint64_t seed = 0;
+  std::optional<uint64_t> seed;  // unset: the server draws one per request
   std::vector<std::string> stop;
   bool ignore_eos = false;
   int timeout_ms = 0;
@@ -142,7 +142,7 @@ void run_one(const ClientFlags& f) {
   if (f.presence_penalty) s->set_presence_penalty(*f.presence_penalty);
   if (f.frequency_penalty) s->set_frequency_penalty(*f.frequency_penalty);
   if (f.repetition_penalty) s->set_repetition_penalty(*f.repetition_penalty);
-  s->set_seed(f.seed);
+  if (f.seed) s->set_seed(*f.seed);
   if (f.max_new_tokens) s->set_max_new_tokens(*f.max_new_tokens);
   for (const std::string& stop : f.stop) s->add_stop(stop);
   s->set_ignore_eos(f.ignore_eos);
@@ -223,7 +223,7 @@ void run_load(const ClientFlags& f) {
   o.prompt_len = f.prompt_len;
   o.shared_prefix = f.shared_prefix;
   o.max_new_tokens = f.max_new_tokens.value_or(32);
-  o.seed = f.seed;
+  o.seed = f.seed.value_or(0);
   o.temperature = 0;
   o.timeout_ms = f.timeout_ms;
   o.http = f.http;
@@ -308,8 +308,9 @@ void register_client(CLI::App& app) {
   cmd->add_option("--frequency-penalty", f->frequency_penalty, "In [-2, 2], over the output");
   cmd->add_option("--repetition-penalty", f->repetition_penalty,
                   "> 0 (1: off), over prompt and output, as transformers applies it");
-  cmd->add_option("--seed", f->seed, "Sampling seed (load mode: also the prompts' seed)")
-      ->capture_default_str();
+  cmd->add_option("--seed", f->seed,
+                  "Sampling seed (default: a fresh one per request; load mode: also the prompts' "
+                  "seed, default 0)");
   cmd->add_option("--stop", f->stop, "Stop string (repeatable); the text ends before it");
   cmd->add_flag("--ignore-eos", f->ignore_eos, "Keep generating past EOS");
   cmd->add_option("--timeout-ms", f->timeout_ms, "Deadline of each request (0: none)")

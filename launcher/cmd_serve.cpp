@@ -40,6 +40,7 @@ struct ServeFlags {
   rpc::ServerOptions server;
   rpc::http::HttpOptions http;
   bool no_http = false;
+  int32_t default_max_tokens = rpc::kDefaultMaxNewTokens;
   EngineOptions engine;
   int64_t kv_blocks = 0;                // 0: sized from max_batch x context, capped by memory
   double kv_memory_gb = 0;              // 0: a quarter of the free memory, at most 16 GiB (CPU)
@@ -106,6 +107,8 @@ void run_serve(const ServeFlags& f) {
                    f.server.stall_timeout);
     QWEN3MOE_CHECK(f.server.port >= 0 && f.server.port <= 65535,
                    "--port must be in [0, 65535], got ", f.server.port);
+    QWEN3MOE_CHECK(f.default_max_tokens > 0, "--default-max-tokens must be positive, got ",
+                   f.default_max_tokens);
     QWEN3MOE_CHECK(f.no_http || (f.http.port >= 0 && f.http.port <= 65535),
                    "--http-port must be in [0, 65535], got ", f.http.port);
     // Only rank 0 turns text into ids and ids into text, and samples.
@@ -168,6 +171,7 @@ void run_serve(const ServeFlags& f) {
     served.tokenizer = tokenizer ? &*tokenizer : nullptr;
     served.chat = chat ? &*chat : nullptr;
     served.generation = generation;
+    served.default_max_new_tokens = f.default_max_tokens;
     // Bound before any rank starts following, so a taken port fails every rank cleanly.
     server = std::make_unique<rpc::InferenceServer>(*engine, served, f.server);
     if (!f.no_http) {
@@ -257,6 +261,11 @@ void register_serve(CLI::App& app) {
   cmd->add_flag("--no-http", f->no_http, "Serve gRPC only: no OpenAI-compatible HTTP API");
   cmd->add_option("--served-model-name", f->http.served_model_name,
                   "The model name of the HTTP API (default: the --model folder's name)");
+  cmd->add_option("--default-max-tokens", f->default_max_tokens,
+                  "Tokens a request that sets no length may generate (unless the model's "
+                  "generation_config.json says; cut to what the context leaves). Each request "
+                  "reserves KV for its prompt + this at admission")
+      ->capture_default_str();
   cmd->add_option("--max-batch", f->engine.max_batch, "Sequences running at once")
       ->capture_default_str();
   cmd->add_option("--max-queue", f->engine.max_queue,

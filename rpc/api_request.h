@@ -19,8 +19,11 @@
 namespace qwen3moe::rpc {
 
 // max_new_tokens when neither the request nor generation_config.json gives one (cut to what the
-// context leaves after the prompt).
+// context leaves after the prompt); serve --default-max-tokens changes it. Small because the
+// engine reserves a request's whole KV (prompt + max_new_tokens) when it admits it.
 inline constexpr int32_t kDefaultMaxNewTokens = 256;
+// Model eos ids (generation_config.json) the request's own stop_token_ids never crowd out.
+inline constexpr int32_t kMaxModelEosIds = 16;
 // Bounds on what a request may hold before anything is tokenized or rendered.
 inline constexpr int32_t kMaxChatMessages = 4096;
 inline constexpr int32_t kMaxTools = 128;
@@ -29,8 +32,9 @@ struct RequestLimits {
   int64_t vocab_size = 0;
   int64_t max_context = 0;  // max_position_embeddings: prompt + max_new_tokens at most
   int32_t max_stop_strings = 8;
-  int32_t max_stop_length = 64;  // bytes
-  int32_t max_stop_token_ids = 64;
+  int32_t max_stop_length = 64;     // bytes
+  int32_t max_stop_token_ids = 64;  // the request's own; the model's eos ids come on top
+  int32_t default_max_new_tokens = kDefaultMaxNewTokens;
   const Tokenizer* tokenizer = nullptr;  // null: only token_ids input, no stop strings
   const ChatTemplate* chat = nullptr;    // null: no chat input
   GenerationConfig generation;           // the model's defaults
@@ -42,7 +46,7 @@ struct SamplingInput {
       repetition_penalty;
   std::optional<int64_t> top_k;
   std::optional<int64_t> max_new_tokens;
-  uint64_t seed = 0;
+  std::optional<uint64_t> seed;  // unset: a fresh one per request, as OpenAI and vLLM draw it
   std::vector<std::string> stop;
   std::vector<int64_t> stop_token_ids;
   bool ignore_eos = false;
@@ -57,8 +61,17 @@ struct FieldNames {
   std::string input = "prompt";                   // what an out-of-vocabulary id came from
 };
 
+// A bad value: the field as the API spells it ("sampling.top_p", "top_p") and the message, so
+// each API can name it in its own error shape (OpenAI's `param`).
+class FieldError : public std::runtime_error {
+ public:
+  FieldError(std::string field, const std::string& message)
+      : std::runtime_error(message), field(std::move(field)) {}
+  std::string field;
+};
+
 // Checks and merges: request value > generation_config.json > built-in default. The prompt is
-// checked against the vocabulary and, with max_new_tokens, the context. Throws Error.
+// checked against the vocabulary and, with max_new_tokens, the context. Throws FieldError.
 GenerationRequest make_generation_request(const SamplingInput& in, std::vector<int32_t> prompt,
                                           const RequestLimits& limits, const FieldNames& names);
 
@@ -77,5 +90,17 @@ ChatPrompt render_chat(const nlohmann::ordered_json& messages, const nlohmann::o
 
 // Values in messages are cut short so a huge field cannot flood a log line.
 std::string shown(const std::string& s);
+
+// A sampling seed for a request that gave none: distinct per call of this process and per run.
+uint64_t fresh_seed();
+
+// Bounds on JSON a client sends (a request body, a tool's schema): nesting depth, keys per
+// object and values in all, checked while parsing, so neither recursion over the value nor the
+// ordered map's linear key search can be driven by the size of the input.
+inline constexpr int kMaxJsonDepth = 64;
+inline constexpr int kMaxJsonKeysPerObject = 256;
+inline constexpr int64_t kMaxJsonValues = 1 << 20;
+// Parses with those bounds; throws FieldError(field, ...) naming the bound or the parse error.
+nlohmann::ordered_json parse_bounded_json(const std::string& text, const std::string& field);
 
 }  // namespace qwen3moe::rpc

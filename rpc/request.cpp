@@ -21,7 +21,7 @@ SamplingInput sampling_input(const pb::SamplingParams& s) {
   if (s.has_frequency_penalty()) in.frequency_penalty = s.frequency_penalty();
   if (s.has_repetition_penalty()) in.repetition_penalty = s.repetition_penalty();
   if (s.has_max_new_tokens()) in.max_new_tokens = s.max_new_tokens();
-  in.seed = s.seed();
+  if (s.has_seed()) in.seed = s.seed();
   in.stop.assign(s.stop().begin(), s.stop().end());
   in.stop_token_ids.assign(s.stop_token_ids().begin(), s.stop_token_ids().end());
   in.ignore_eos = s.ignore_eos();
@@ -32,13 +32,9 @@ SamplingInput sampling_input(const pb::SamplingParams& s) {
 
 ojson parse_json_field(const std::string& text, const std::string& field) {
   if (text.empty()) return ojson::object();
-  try {
-    ojson j = ojson::parse(text);
-    QWEN3MOE_CHECK(j.is_object(), field, " must hold a JSON object, got ", shown(text));
-    return j;
-  } catch (const ojson::parse_error&) {
-    QWEN3MOE_FAIL(field, " is not valid JSON: ", shown(text));
-  }
+  ojson j = parse_bounded_json(text, field);
+  QWEN3MOE_CHECK(j.is_object(), field, " must hold a JSON object, got ", shown(text));
+  return j;
 }
 
 // The proto chat in OpenAI's message shape, which the chat template reads.

@@ -30,12 +30,6 @@ Clock::time_point engine_deadline(const grpc::ServerContext& ctx) {
   return Clock::now() + std::chrono::duration_cast<Clock::duration>(left);
 }
 
-// Seeds of tool-call ids: distinct per call of this process.
-uint64_t next_id_seed() {
-  static std::atomic<uint64_t> counter{uint64_t(Clock::now().time_since_epoch().count())};
-  return counter.fetch_add(0x9e3779b97f4a7c15ull);
-}
-
 // e's text goes through the chat parser (reasoning, answer, tool calls) for chat input; the
 // last event also flushes what the parser held.
 void fill(pb::GenerateResponse& r, const GenerationEvent& e, ChatOutputParser* parser) {
@@ -79,16 +73,7 @@ void fill(pb::GenerateResponse& r, const GenerationEvent& e, ChatOutputParser* p
 }  // namespace
 
 InferenceService::InferenceService(Engine& engine, const ServedModel& model)
-    : engine_(engine), model_(model) {
-  limits_.vocab_size = model.config.vocab_size;
-  limits_.max_context = model.config.max_position_embeddings;
-  limits_.max_stop_strings = model.engine.max_stop_strings;
-  limits_.max_stop_length = model.engine.max_stop_length;
-  limits_.max_stop_token_ids = model.engine.max_stop_token_ids;
-  limits_.tokenizer = model.tokenizer;
-  limits_.chat = model.chat;
-  limits_.generation = model.generation;
-}
+    : engine_(engine), model_(model), limits_(model.limits()) {}
 
 grpc::Status InferenceService::Generate(grpc::ServerContext* ctx, const pb::GenerateRequest* in,
                                         grpc::ServerWriter<pb::GenerateResponse>* out) {
@@ -103,7 +88,7 @@ grpc::Status InferenceService::Generate(grpc::ServerContext* ctx, const pb::Gene
   request.deadline = engine_deadline(*ctx);
   std::optional<ChatOutputParser> parser;
   if (parsed.chat)
-    parser.emplace(parsed.thinking, parsed.starts_in_reasoning, parsed.tools, next_id_seed());
+    parser.emplace(parsed.thinking, parsed.starts_in_reasoning, parsed.tools, fresh_seed());
 
   // Shared with the sink: the engine may still hold the sink after this call has returned.
   auto queue = std::make_shared<EventQueue>();

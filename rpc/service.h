@@ -10,26 +10,12 @@
 #include <cstdint>
 #include <string>
 
-#include "core/checkpoint/config.h"
-#include "core/checkpoint/generation_config.h"
 #include "core/engine/engine.h"
-#include "core/text/chat_template.h"
-#include "core/text/tokenizer.h"
 #include "rpc/qwen3moe.grpc.pb.h"
 #include "rpc/request.h"
+#include "rpc/served_model.h"
 
 namespace qwen3moe::rpc {
-
-// What GetModelInfo reports and what requests are checked against.
-struct ServedModel {
-  ModelConfig config;
-  int world = 1, tp = 1, ep = 1;
-  int64_t kv_block_size = 0, kv_total_blocks = 0;
-  EngineOptions engine;
-  const Tokenizer* tokenizer = nullptr;  // null: ids only
-  const ChatTemplate* chat = nullptr;    // null: no chat input
-  GenerationConfig generation;           // generation_config.json: defaults of unset fields
-};
 
 class InferenceService final : public ::qwen3moe::v1::Inference::Service {
  public:

@@ -3,7 +3,10 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <thread>
+
+#include "kernels/common/check.h"
 
 namespace qwen3moe {
 
@@ -12,8 +15,12 @@ void debug_stall_if_asked(int rank, int64_t step) {
   if (!spec) return;
   int r = -1;
   long long s = -1;
-  if (std::sscanf(spec, "%d:%lld", &r, &s) == 2 && r == rank && s == step)
-    std::this_thread::sleep_for(std::chrono::hours(1));
+  char how[8] = {};
+  const int n = std::sscanf(spec, "%d:%lld:%7s", &r, &s, how);
+  if (n < 2 || r != rank || s != step) return;
+  if (n == 3 && std::strcmp(how, "fail") == 0)
+    QWEN3MOE_FAIL("QWEN3MOE_DEBUG_STALL: rank ", rank, " fails at step ", step);
+  std::this_thread::sleep_for(std::chrono::hours(1));
 }
 
 }  // namespace qwen3moe

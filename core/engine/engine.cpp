@@ -483,7 +483,32 @@ bool Engine::step() {
   return worked || !dropped.empty();
 }
 
+void Engine::fail_all(const std::string& error) {
+  std::deque<std::unique_ptr<Sequence>> queued;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stopping_ = true;  // submit() refuses from now on
+    queued.swap(queue_);
+  }
+  for (auto& s : queued) finish(*s, "error", error);
+  for (auto& s : running_) finish(*s, "error", error);
+  running_.clear();
+  std::lock_guard<std::mutex> lock(mu_);
+  running_count_ = 0;
+}
+
 void Engine::serve() {
+  try {
+    serve_steps();
+  } catch (const std::exception& e) {
+    // A failed step (a collective that timed out, a rank gone): every waiting client gets its
+    // last message now instead of waiting for a step that never comes.
+    fail_all(e.what());
+    throw;
+  }
+}
+
+void Engine::serve_steps() {
   // While idle, followers wait inside a broadcast for the next plan; an empty plan every
   // second keeps that wait short, so the collective watchdog only sees real hangs.
   auto last_plan = Clock::now();

@@ -43,7 +43,8 @@ struct EngineOptions {
   int64_t prefill_budget = 256;  // prompt tokens per step (chunked prefill)
   int32_t max_stop_strings = 8;
   int32_t max_stop_length = 64;  // bytes per stop string
-  int32_t max_stop_token_ids = 64;
+  // A request's own stop ids (64 through the APIs) and the model's extra eos ids (at most 16).
+  int32_t max_stop_token_ids = 80;
   // Pad steps of one token per sequence (decode) to graph shapes (core/engine/graph_buckets.h)
   // with tokens that write no KV and whose logits are dropped, so a graph-capable backend
   // replays a few captured steps instead of capturing every batch size and table width.
@@ -132,7 +133,8 @@ class Engine {
   EngineMetrics metrics() const;
 
   // Rank 0: runs steps until shutdown() (blocks; call from the engine thread), sending an
-  // empty keep-alive plan each idle second. Every other rank: follow() instead. Both return after
+  // empty keep-alive plan each idle second. When a step throws, every request ends with
+  // "error" before the exception leaves. Every other rank: follow() instead. Both return after
   // the shutdown plan has been run by all ranks.
   void serve();
   void follow();
@@ -152,6 +154,10 @@ class Engine {
   // frees the blocks and marks the sequence done.
   void finish(Sequence& s, const std::string& reason, const std::string& error = "",
               bool flush_decoder = true);
+  // After a failed step: ends every queued and running request with "error" and stops
+  // admitting.
+  void fail_all(const std::string& error);
+  void serve_steps();
   void emit_token(Sequence& s, int32_t token);
   void broadcast_plan(const StepBatch& batch, bool stop);
   // Pads a one-token-per-sequence batch to its graph bucket (graph_padding).

@@ -1,6 +1,7 @@
 // Token sampling on rank 0: greedy (temperature 0), or penalties -> temperature -> top-k ->
-// top-p -> min-p (the order of Hugging Face's logits processors and of vLLM's sampler) and a
-// draw from a seeded generator, so the same seed gives the same tokens on every machine.
+// top-p -> min-p (the order of Hugging Face's logits processors; vLLM applies min-p before
+// top-k and top-p, which differs only where both min-p and top-p cut) and a draw from a seeded
+// generator, so the same seed gives the same tokens on every machine.
 // Penalties (repetition over prompt + output, presence and frequency over the output, as vLLM
 // and the OpenAI API define them) also apply to greedy decoding: they change the argmax.
 #pragma once

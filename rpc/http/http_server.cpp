@@ -7,6 +7,7 @@
 #include <utility>
 
 #include "kernels/common/check.h"
+#include "rpc/api_request.h"
 #include "rpc/event_queue.h"
 #include "rpc/http/connection_probe.h"
 #include "rpc/openai/openai_request.h"
@@ -34,22 +35,9 @@ void reply_error(httplib::Response& res, const ApiError& e) {
   reply(res, e.status, e.body());
 }
 
-uint64_t next_seed() {
-  static std::atomic<uint64_t> counter{uint64_t(Clock::now().time_since_epoch().count())};
-  return counter.fetch_add(0x9e3779b97f4a7c15ull);
-}
-
-// What the engine's end of a request means for a whole (not streamed) response.
-std::optional<ApiError> failure(const GenerationEvent& last) {
-  const std::string& r = last.finish_reason;
-  if (r == "stop" || r == "length") return std::nullopt;
-  if (r == "error") return ApiError(500, "the engine failed: " + last.error, "", "internal_error");
-  return ApiError(503, "the request ended early: " + r + " (the server is shutting down)", "",
-                  "service_unavailable");
-}
-
 // One streamed request's state, shared by the content provider and its releaser.
 struct Stream {
+  std::atomic<int>* in_flight = nullptr;  // the server's count, decremented once at the end
   std::shared_ptr<EventQueue> queue;
   std::unique_ptr<openai::ResponseBuilder> builder;
   std::unique_ptr<ConnectionProbe> probe;
@@ -70,14 +58,7 @@ HttpServer::HttpServer(Engine& engine, const ServedModel& model, const HttpOptio
       server_(std::make_unique<httplib::Server>()) {
   QWEN3MOE_CHECK(options.port >= 0 && options.port <= 65535,
                  "--http-port must be in [0, 65535], got ", options.port);
-  limits_.vocab_size = model.config.vocab_size;
-  limits_.max_context = model.config.max_position_embeddings;
-  limits_.max_stop_strings = model.engine.max_stop_strings;
-  limits_.max_stop_length = model.engine.max_stop_length;
-  limits_.max_stop_token_ids = model.engine.max_stop_token_ids;
-  limits_.tokenizer = model.tokenizer;
-  limits_.chat = model.chat;
-  limits_.generation = model.generation;
+  limits_ = model.limits();
 
   // A request holds its connection's thread until it ends, so the pool covers every request the
   // engine can hold (running and queued) and a few more for health and metrics.
@@ -86,6 +67,9 @@ HttpServer::HttpServer(Engine& engine, const ServedModel& model, const HttpOptio
   server_->new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
   server_->set_payload_max_length(options.max_body_bytes);
   server_->set_keep_alive_max_count(1000);
+  // An idle keep-alive connection holds a pool thread: let it go soon, so health and metrics
+  // find a thread under load.
+  server_->set_keep_alive_timeout(2);
   // Every SSE chunk is a small write: without TCP_NODELAY, Nagle holds each one for the ACK.
   server_->set_tcp_nodelay(true);
   routes();
@@ -95,15 +79,27 @@ HttpServer::HttpServer(Engine& engine, const ServedModel& model, const HttpOptio
   QWEN3MOE_CHECK(port_ > 0, "cannot listen on ", options.host, ":", options.port,
                  " for http (in use, or not an address of this machine?); --http-port 0 picks a "
                  "free port, --no-http turns http off");
-  thread_ = std::thread([this] { server_->listen_after_bind(); });
+  thread_ = std::thread([this] {
+    listening_ = true;
+    server_->listen_after_bind();
+    listen_done_ = true;
+  });
 }
 
 HttpServer::~HttpServer() {
   shutdown();
 }
 
-void HttpServer::shutdown() {
+void HttpServer::shutdown(std::chrono::milliseconds grace) {
   if (!thread_.joinable()) return;
+  draining_ = true;
+  const auto until = Clock::now() + grace;
+  while (in_flight_ > 0 && Clock::now() < until)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  stopping_ = true;
+  // stop() only takes effect once listening began: wait for the thread to get there.
+  while (!listening_ || (!server_->is_running() && !listen_done_))
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
   server_->stop();
   thread_.join();
 }
@@ -149,6 +145,8 @@ void HttpServer::routes() {
     } catch (const ApiError& e) {
       return reply_error(res, e);
     }
+    auto builder =
+        std::make_unique<openai::ResponseBuilder>(request, name, model_.tokenizer, fresh_seed());
     auto queue = std::make_shared<EventQueue>();
     uint64_t handle = 0;
     try {
@@ -162,15 +160,21 @@ void HttpServer::routes() {
                            ApiError(503, "the server is shutting down", "", "service_unavailable"));
       return reply_error(res, ApiError(400, e.what()));
     }
-    auto builder =
-        std::make_unique<openai::ResponseBuilder>(request, name, model_.tokenizer, next_seed());
     auto probe = std::make_unique<ConnectionProbe>(req.local_addr, req.local_port, req.remote_addr,
                                                    req.remote_port);
+    ++in_flight_;
     if (!request.stream) {
+      struct Done {
+        std::atomic<int>& n;
+        ~Done() { --n; }
+      } done{in_flight_};
       std::deque<GenerationEvent> events;
       for (;;) {
-        if (!probe->alive()) {
+        if (!probe->alive() || stopping_) {
           engine_.cancel(handle);
+          if (stopping_)
+            return reply_error(res, ApiError(503, "the server shut down during the request", "",
+                                             "service_unavailable"));
           res.status = 499;  // nobody reads it: the client is gone
           return;
         }
@@ -179,39 +183,54 @@ void HttpServer::routes() {
           const GenerationEvent& e = events.front();
           builder->add(e);
           if (e.finish_reason.empty()) continue;
-          if (const auto err = failure(e)) return reply_error(res, *err);
+          if (const auto err = openai::early_end_error(e)) return reply_error(res, *err);
           return reply(res, 200, builder->response());
         }
       }
     }
     auto stream = std::make_shared<Stream>();
+    stream->in_flight = &in_flight_;
     stream->queue = std::move(queue);
     stream->builder = std::move(builder);
     stream->probe = std::move(probe);
     stream->handle = handle;
     res.set_header("Cache-Control", "no-cache");
     res.set_header("X-Accel-Buffering", "no");
+    // The provider runs outside cpp-httplib's exception handler: nothing may escape it.
     res.set_chunked_content_provider(
         "text/event-stream",
         [this, stream](size_t, httplib::DataSink& sink) {
-          if (stream->done) {
-            sink.done();
+          try {
+            if (stream->done) {
+              sink.done();
+              return true;
+            }
+            if (!stream->probe->alive() || stopping_) return false;  // the releaser cancels
+            if (!stream->queue->drain(stream->events, kPoll)) return true;
+            std::string out;
+            for (; !stream->events.empty(); stream->events.pop_front()) {
+              const GenerationEvent& e = stream->events.front();
+              out += stream->builder->stream(e);
+              if (!e.finish_reason.empty()) stream->done = true;
+            }
+            if (!out.empty() && !sink.write(out.data(), out.size())) return false;
+            if (stream->done) sink.done();
             return true;
+          } catch (const std::exception& e) {
+            const std::string err =
+                openai::sse(ApiError(500, e.what(), "", "internal_error").body()) +
+                "data: [DONE]\n\n";
+            sink.write(err.data(), err.size());
+            return false;
           }
-          if (!stream->probe->alive()) return false;  // the releaser cancels
-          if (!stream->queue->drain(stream->events, kPoll)) return true;
-          std::string out;
-          for (; !stream->events.empty(); stream->events.pop_front()) {
-            const GenerationEvent& e = stream->events.front();
-            out += stream->builder->stream(e);
-            if (!e.finish_reason.empty()) stream->done = true;
-          }
-          if (!out.empty() && !sink.write(out.data(), out.size())) return false;
-          if (stream->done) sink.done();
-          return true;
         },
-        [this, stream](bool) {
-          if (!stream->done) engine_.cancel(stream->handle);
+        [this, stream](bool) noexcept {
+          try {
+            if (!stream->done) engine_.cancel(stream->handle);
+          } catch (...) {
+            // Out of memory while cancelling: the request then runs to its end.
+          }
+          --*stream->in_flight;
         });
   };
   server_->Post("/v1/completions", [generate](const httplib::Request& req, httplib::Response& res) {

@@ -8,6 +8,7 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <functional>
 #include <memory>
 #include <string>
@@ -42,8 +43,9 @@ class HttpServer {
   int port() const { return port_; }
   // New generation requests get 503; requests in flight go on until the engine ends them.
   void start_draining() { draining_ = true; }
-  // Stops listening and joins the server thread. Idempotent.
-  void shutdown();
+  // Waits up to grace for requests in flight to end (the engine ends them at shutdown), then
+  // stops listening, ends what is left with 503, and joins the server thread. Idempotent.
+  void shutdown(std::chrono::milliseconds grace = std::chrono::milliseconds(2000));
 
  private:
   void routes();
@@ -58,6 +60,10 @@ class HttpServer {
   std::thread thread_;
   int port_ = 0;
   std::atomic<bool> draining_{false};
+  std::atomic<bool> stopping_{false};   // waits in handlers give up (shutdown)
+  std::atomic<bool> listening_{false};  // listen_after_bind runs (stop() is a no-op before)
+  std::atomic<bool> listen_done_{false};
+  std::atomic<int> in_flight_{0};  // generation requests not yet answered or streamed out
 };
 
 }  // namespace qwen3moe::rpc::http

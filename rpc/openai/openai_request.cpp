@@ -52,9 +52,9 @@ struct Body {
         std::fabs(v->get<double>()) < 9e15)
       return int64_t(v->get<double>());  // 16.0 is 16, as Python clients may send it
     if (!v->is_number_integer())
-      bad(key, std::string("'") + key + "' must be an integer, got " + v->dump());
+      bad(key, std::string("'") + key + "' must be an integer, got " + shown(v->dump()));
     if (v->is_number_unsigned() && v->get<uint64_t>() > uint64_t(INT64_MAX))
-      bad(key, std::string("'") + key + "' is out of range: " + v->dump());
+      bad(key, std::string("'") + key + "' is out of range: " + shown(v->dump()));
     return v->get<int64_t>();
   }
   std::optional<bool> boolean(const char* key) const {
@@ -174,7 +174,8 @@ std::vector<int32_t> completion_prompt(const Body& b, const RequestLimits& limit
     for (const ojson& id : list) {
       if (!id.is_number_integer() || id.get<int64_t>() < 0 ||
           id.get<int64_t>() > std::numeric_limits<int32_t>::max())
-        bad("prompt", "'prompt' token ids must be integers in [0, vocabulary), got " + id.dump());
+        bad("prompt",
+            "'prompt' token ids must be integers in [0, vocabulary), got " + shown(id.dump()));
       out.push_back(int32_t(id.get<int64_t>()));
     }
     return out;
@@ -270,7 +271,7 @@ ojson chat_tools(const Body& b) {
       bad("tool_choice",
           "'tool_choice' must be \"auto\" or \"none\" (forcing a call is not "
           "supported), got " +
-              c->dump());
+              shown(c->dump()));
     choice = c->get<std::string>();
   }
   if (!tools) return nullptr;
@@ -317,9 +318,9 @@ OpenAiRequest parse_request(Endpoint endpoint, const std::string& text, const Re
                             const std::string& served_model) {
   ojson j;
   try {
-    j = ojson::parse(text);
-  } catch (const ojson::parse_error& e) {
-    bad("", std::string("the body is not valid JSON: ") + e.what());
+    j = parse_bounded_json(text, "");
+  } catch (const FieldError& e) {
+    bad("", e.what());
   }
   if (!j.is_object()) bad("", "the body must be a JSON object");
   const Body b{j};
@@ -357,34 +358,17 @@ OpenAiRequest parse_request(Endpoint endpoint, const std::string& text, const Re
       ChatPrompt rendered = render_chat(messages, tools, p.thinking, limits, "messages");
       p.starts_in_reasoning = rendered.starts_in_reasoning;
       prompt = std::move(rendered.ids);
-      names.input = "messages (encoded) id";
+      names.input = "messages";
     }
     out.parsed.generation = make_generation_request(in, std::move(prompt), limits, names);
   } catch (const ApiError&) {
     throw;
+  } catch (const FieldError& e) {
+    // The shared checks name the field as OpenAI spells it (no prefix); "messages[2].role" is
+    // reported as messages[2].role, as OpenAI's own errors do.
+    throw ApiError(400, e.what(), e.field);
   } catch (const std::exception& e) {
-    // The shared checks name the field first ("temperature must be ..."): that is the param.
-    static const char* const kFields[] = {"temperature",
-                                          "top_p",
-                                          "top_k",
-                                          "min_p",
-                                          "presence_penalty",
-                                          "frequency_penalty",
-                                          "repetition_penalty",
-                                          "max_tokens",
-                                          "max_completion_tokens",
-                                          "top_logprobs",
-                                          "stop",
-                                          "stop_token_ids",
-                                          "messages",
-                                          "prompt",
-                                          "tools"};
-    const std::string message = e.what();
-    const std::string first = message.substr(0, message.find_first_of(" :[=."));
-    std::string param;
-    for (const char* f : kFields)
-      if (first == f) param = f;
-    throw ApiError(400, message, param);
+    throw ApiError(400, e.what());
   }
   if (const ojson* user = b.get("user"); user && user->is_string())
     out.parsed.generation.request_id = user->get<std::string>().substr(0, 64);

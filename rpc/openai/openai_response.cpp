@@ -32,6 +32,14 @@ ojson tool_call_json(const ToolCall& c, int index, bool with_index) {
 
 }  // namespace
 
+std::optional<ApiError> early_end_error(const GenerationEvent& last) {
+  const std::string& r = last.finish_reason;
+  if (r == "stop" || r == "length") return std::nullopt;
+  if (r == "error") return ApiError(500, "the engine failed: " + last.error, "", "internal_error");
+  return ApiError(503, "the request ended early: " + r + " (the server is shutting down)", "",
+                  "service_unavailable");
+}
+
 std::string dump(const ojson& j) {
   return j.dump(-1, ' ', false, ojson::error_handler_t::replace);
 }
@@ -151,15 +159,10 @@ ojson ResponseBuilder::chunk(ojson choice) const {
 std::string ResponseBuilder::stream(const GenerationEvent& e) {
   const bool chat = endpoint_ == Endpoint::kChatCompletions;
   const bool last = !e.finish_reason.empty();
-  if (last && e.finish_reason != "stop" && e.finish_reason != "length") {
+  if (last) {
     // Cancelled by a shutdown, past a deadline, or an engine error: the stream ends with an
     // error object (the status line went out with the first chunk).
-    const bool error = e.finish_reason == "error";
-    const ApiError err(
-        error ? 500 : 503,
-        error ? "the engine failed: " + e.error : "the request ended early: " + e.finish_reason, "",
-        error ? "internal_error" : "service_unavailable");
-    return sse(err.body()) + "data: [DONE]\n\n";
+    if (const auto err = early_end_error(e)) return sse(err->body()) + "data: [DONE]\n\n";
   }
   ChatDelta d = parse(e);
   for (const ToolCall& c : d.tool_calls) tool_calls_.push_back(c);

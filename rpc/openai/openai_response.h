@@ -61,6 +61,10 @@ class ResponseBuilder {
   std::string finish_;
 };
 
+// The error a request's last event stands for when it did not finish by itself ("stop" or
+// "length"): 503 for a shutdown's cancel or a passed deadline, 500 for an engine error.
+std::optional<ApiError> early_end_error(const GenerationEvent& last);
+
 // "data: " + JSON + "\n\n", the JSON dumped with invalid UTF-8 replaced (token spellings can be
 // parts of a character).
 std::string sse(const nlohmann::ordered_json& j);

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # A rank that dies ends the server (CTest label e2e): under mpirun -np 2, SIGKILL rank 1 while
-# a stream is open; the job must end non-zero within seconds, the client's stream must fail
-# (UNAVAILABLE), and no rank may be left running.
+# a gRPC stream and a (not streamed) HTTP completion are open; the job must end non-zero within
+# seconds, both clients must fail (UNAVAILABLE; the HTTP connection closed or a 5xx), and no rank
+# may be left running.
 # usage: killed_rank.sh QWEN3MOE_BINARY MPIEXEC FIXTURES_DIR
 set -uo pipefail
 bin="$1"; mpiexec="$2"; fixtures="$3"
@@ -27,6 +28,11 @@ done
 
 "$bin" client --addr "$addr" --ids 1,2,3 --max-new-tokens 4000 --ignore-eos >"$work/client.out" 2>"$work/client.err" &
 client=$!
+http="$(grep -o 'http://127.0.0.1:[0-9]*' "$work/serve.log" | head -n 1)"
+[ -n "$http" ] || fail "no http line"
+curl -s -o "$work/http.out" -w '%{http_code}' --max-time 60 "$http/v1/completions" \
+  -d '{"prompt": [1, 2, 3], "max_tokens": 4000, "ignore_eos": true}' >"$work/http.code" &
+http_client=$!
 sleep 1
 rank1=""
 for pid in $(pgrep -f "$bin serve --model $work/model"); do
@@ -44,6 +50,10 @@ for _ in $(seq 1 100); do kill -0 $client 2>/dev/null || break; sleep 0.1; done
 kill -0 $client 2>/dev/null && fail "the client's stream is still open"
 wait $client; client_rc=$?
 [ $client_rc -ne 0 ] || fail "the client's request ended successfully"
+for _ in $(seq 1 100); do kill -0 $http_client 2>/dev/null || break; sleep 0.1; done
+kill -0 $http_client 2>/dev/null && fail "the HTTP request is still open"
+http_code="$(cat "$work/http.code")"
+case "$http_code" in 2*) fail "the HTTP request ended with $http_code: $(cat "$work/http.out")" ;; esac
 pgrep -f "$bin serve --model $work/model" >/dev/null && fail "a rank is still running"
-echo "ok   rank 1 killed: job ended in $((SECONDS - start)) s with exit $job_rc; client exit $client_rc: $(tail -n 1 "$work/client.err")"
+echo "ok   rank 1 killed: job ended in $((SECONDS - start)) s with exit $job_rc; client exit $client_rc: $(tail -n 1 "$work/client.err"); http $http_code"
 echo "1 passed, 0 failed"

@@ -94,16 +94,27 @@ for name in num_requests_running num_requests_waiting kv_cache_usage_perc prompt
   e2e_request_latency_seconds_sum request_success_total; do
   grep -q "^qwen3moe:$name{" "$work/body" || { bad "/metrics lacks qwen3moe:$name"; continue; }
 done
+experts="$(grep -c '^qwen3moe:expert_tokens_total{' "$work/body")"
+[ "$experts" -gt 0 ] && ok "/metrics counts tokens per expert ($experts layer-expert series)" ||
+  bad "no qwen3moe:expert_tokens_total"
+if [ "$np" -gt 1 ]; then
+  a2a="$(grep '^qwen3moe:a2a_bytes_total{.*phase="dispatch"' "$work/body" | head -n 1 | awk '{print $2}')"
+  awk -v b="${a2a:-0}" 'BEGIN { exit !(b > 0) }' && ok "/metrics: all-to-all bytes per layer ($a2a)" ||
+    bad "no a2a_bytes_total at np $np"
+fi
 gen="$(grep '^qwen3moe:generation_tokens_total{' "$work/body" | awk '{print $2}')"
 [ "${gen:-0}" -gt 100 ] && ok "/metrics counted $gen generated tokens" || bad "generation_tokens_total $gen"
 
-# A full queue: one running, one waiting, the third is a 429.
+# A full queue: one running, one waiting (seen in /metrics), then a third is a 429.
 start 2 --max-batch 1 --max-queue 1
-long='{"prompt": [1, 2, 3], "max_tokens": 3000, "ignore_eos": true, "temperature": 0}'
-curl -s -o /dev/null --max-time 60 "$http/v1/completions" -d "$long" &
-sleep 0.5
-curl -s -o /dev/null --max-time 60 "$http/v1/completions" -d "$long" &
-sleep 0.5
+long='{"prompt": [1, 2, 3], "max_tokens": 4000, "ignore_eos": true, "temperature": 0}'
+gauge() { curl -s "$http/metrics" | grep "^qwen3moe:$1{" | awk '{print $2}'; }
+curl -s -o /dev/null --max-time 120 "$http/v1/completions" -d "$long" &
+curl -s -o /dev/null --max-time 120 "$http/v1/completions" -d "$long" &
+for _ in $(seq 1 300); do
+  [ "$(gauge num_requests_running)" = 1 ] && [ "$(gauge num_requests_waiting)" = 1 ] && break
+  sleep 0.02
+done
 c="$(code "$http/v1/completions" -d "$long")"
 [ "$c" = 429 ] && grep -q 'queue is full' "$work/body" && ok "a full queue is a 429" ||
   bad "full queue: $c $(cat "$work/body")"

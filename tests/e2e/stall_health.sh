@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Health must not look fine while the engine is stuck (CTest label e2e): with the engine made
 # to stall at its second step (QWEN3MOE_DEBUG_STALL=0:1) and --stall-timeout 1, health goes
-# from SERVING to NOT_SERVING once a request is waiting.
+# from SERVING to NOT_SERVING once a request is waiting. Then a step that fails
+# (QWEN3MOE_DEBUG_STALL=0:1:fail) must end the requests waiting on it, gRPC and HTTP, with an
+# error, and the server must exit non-zero rather than hang.
 # usage: stall_health.sh QWEN3MOE_BINARY FIXTURES_DIR
 set -uo pipefail
 bin="$1"; fixtures="$2"
@@ -43,4 +45,26 @@ code="$(curl -s -o /dev/null -w '%{http_code}' "$http/health")"
 body="$(curl -s -w ' %{http_code}' "$http/v1/completions" -d '{"prompt": [1, 2], "max_tokens": 2}')"
 case "$body" in *'"error"'*' 503') ;; *) fail "a completion while stuck: $body" ;; esac
 echo "ok   http /health 200 before, 503 while stuck; a new completion gets 503"
-echo "2 passed, 0 failed"
+pkill -KILL -f "$work/model" 2>/dev/null
+wait 2>/dev/null
+
+QWEN3MOE_DEBUG_STALL=0:1:fail "$bin" serve --model "$work/model" --port 0 --http-port 0 \
+  >"$work/serve.log" 2>&1 &
+server=$!
+http=""
+for _ in $(seq 1 600); do
+  http="$(grep -o 'http://127.0.0.1:[0-9]*' "$work/serve.log" | head -n 1)"
+  grep -q '^serving ' "$work/serve.log" && [ -n "$http" ] && break
+  sleep 0.1
+done
+[ -n "$http" ] || fail "no http line (failing engine)"
+code="$(curl -s -o "$work/fail.out" -w '%{http_code}' --max-time 30 "$http/v1/completions" \
+  -d '{"prompt": [1, 2, 3], "max_tokens": 8}')"
+[ "$code" = 500 ] && grep -q 'fails at step 1' "$work/fail.out" ||
+  fail "a request on a failed step: $code $(cat "$work/fail.out")"
+for _ in $(seq 1 100); do kill -0 $server 2>/dev/null || break; sleep 0.1; done
+kill -0 $server 2>/dev/null && fail "the server still runs after its engine failed"
+wait $server; rc=$?
+[ "$rc" -ne 0 ] || fail "the server exited 0 after its engine failed"
+echo "ok   a failed step: the waiting request got 500 naming the failure, serve exited $rc"
+echo "3 passed, 0 failed"
