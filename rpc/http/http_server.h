@@ -27,7 +27,7 @@ struct HttpOptions {
   std::string host = "127.0.0.1";
   int port = 8000;  // 0: any free port (port() tells which)
   std::string served_model_name;
-  size_t max_body_bytes = 32u << 20;
+  size_t max_body_bytes = 8u << 20;  // a 40960-token chat history is well under 1 MiB
 };
 
 class HttpServer {
