@@ -61,6 +61,23 @@ start 1 --max-batch 4
 sdk="$(tail -n 1 "$work/sdk.out")"
 case "$sdk" in *" passed, 0 failed") ok "openai SDK: $sdk" ;; *) bad "openai SDK: $sdk" ;; esac
 
+# gRPC chat answers through the same parser: its text equals the HTTP chat content (greedy).
+grpc_addr="$(grep -o ' on 127.0.0.1:[0-9]*' "$work/serve1.log" | head -n 1 | cut -c5-)"
+printf '{"messages": [{"role": "user", "content": "Name a color"}], "enable_thinking": false}' >"$work/chat.json"
+"$bin" client --addr "$grpc_addr" --chat "$work/chat.json" --temperature 0 --max-new-tokens 12 \
+  --json 2>/dev/null | tail -n 1 >"$work/grpc.json"
+curl -s "$http/v1/chat/completions" -d '{"messages": [{"role": "user", "content": "Name a color"}],
+  "temperature": 0, "max_tokens": 12, "chat_template_kwargs": {"enable_thinking": false}}' >"$work/http.json"
+same="$(node -e '
+  const fs = require("fs");
+  const g = JSON.parse(fs.readFileSync(process.argv[1])), h = JSON.parse(fs.readFileSync(process.argv[2]));
+  const m = h.choices[0].message;
+  console.log(g.text === (m.content ?? "") && g.reasoning_text === (m.reasoning_content ?? "") &&
+              Array.isArray(g.tool_calls) && g.completion_tokens === h.usage.completion_tokens);
+' "$work/grpc.json" "$work/http.json" 2>&1)"
+[ "$same" = true ] && ok "gRPC chat: text, reasoning_text and tool_calls equal the HTTP chat answer" ||
+  bad "gRPC vs HTTP chat: $same $(cat "$work/grpc.json") $(cat "$work/http.json")"
+
 # curl: the raw shapes.
 code() { curl -s -o "$work/body" -w '%{http_code}' "$@"; }
 [ "$(code "$http/v1/models")" = 200 ] && grep -q '"id":"tiny"' "$work/body" && ok "GET /v1/models" ||
