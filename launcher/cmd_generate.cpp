@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 #include <optional>
 
+#include "core/checkpoint/generation_config.h"
 #include "core/engine/generate.h"
 #include "core/text/stream_decoder.h"
 #include "core/text/tokenizer.h"
@@ -24,15 +25,27 @@ struct GenerateFlags {
   PromptInput input;
   std::string tokenizer_dir;  // default: the model folder
   GenerationOptions gen;
+  // Unset: the model's generation_config.json, then the built-in default (as the servers do).
+  std::optional<float> temperature, top_p;
+  std::optional<int32_t> top_k;
   bool json = false;
   ProfileOptions profile;
 };
 
-void run_generate(const GenerateFlags& f) {
+void run_generate(const GenerateFlags& flags) {
+  GenerateFlags f = flags;
   std::vector<int32_t> prompt;
   std::optional<Tokenizer> tokenizer;
   const std::string tok_dir = f.tokenizer_dir.empty() ? f.runtime.model_dir : f.tokenizer_dir;
   run_collectively([&] {
+    const GenerationConfig g = GenerationConfig::load(f.runtime.model_dir);
+    SamplingParams& s = f.gen.sampling;
+    s.temperature = f.temperature ? *f.temperature : g.temperature.value_or(1.0f);
+    s.top_p = f.top_p ? *f.top_p : g.top_p.value_or(1.0f);
+    s.top_k = f.top_k ? *f.top_k : g.top_k.value_or(0);
+    s.min_p = g.min_p.value_or(0.0f);
+    s.repetition_penalty = g.repetition_penalty.value_or(1.0f);
+    f.gen.stop_token_ids = g.eos_token_ids;
     validate(f.gen.sampling);
     QWEN3MOE_CHECK(f.gen.max_new_tokens > 0, "--max-new-tokens must be positive, got ",
                    f.gen.max_new_tokens);
@@ -51,7 +64,8 @@ void run_generate(const GenerateFlags& f) {
   const bool stream = root && !f.json;
   std::optional<StreamDecoder> decoder;
   if (tokenizer) decoder.emplace(*tokenizer);
-  const auto& eos = rt->config.eos_token_ids;
+  std::vector<int32_t> eos = rt->config.eos_token_ids;
+  eos.insert(eos.end(), f.gen.stop_token_ids.begin(), f.gen.stop_token_ids.end());
   A2aProfileScope profile(f.profile, *rt->model, *rt->comm);
   GenerationOptions gen = f.gen;
   gen.profiler = profile.get();
@@ -113,12 +127,11 @@ void register_generate(CLI::App& app) {
                   "Folder with tokenizer.json and tokenizer_config.json (default: --model)");
   cmd->add_option("--max-new-tokens", f->gen.max_new_tokens, "Tokens to generate at most")
       ->capture_default_str();
-  cmd->add_option("--temperature", f->gen.sampling.temperature, "0 is greedy")
-      ->capture_default_str();
-  cmd->add_option("--top-p", f->gen.sampling.top_p, "Nucleus mass in (0, 1]")
-      ->capture_default_str();
-  cmd->add_option("--top-k", f->gen.sampling.top_k, "Keep the k most likely tokens (0: all)")
-      ->capture_default_str();
+  cmd->add_option("--temperature", f->temperature,
+                  "0 is greedy (default: the model's generation_config.json, else 1)");
+  cmd->add_option("--top-p", f->top_p, "Nucleus mass in (0, 1] (default: the model's, else 1)");
+  cmd->add_option("--top-k", f->top_k,
+                  "Keep the k most likely tokens (0: all; default: the model's, else all)");
   cmd->add_option("--seed", f->gen.sampling.seed, "Sampling seed")->capture_default_str();
   cmd->add_flag("--ignore-eos", f->gen.ignore_eos, "Keep generating past EOS");
   cmd->add_flag("--json", f->json, "Print one JSON object as the last stdout line");

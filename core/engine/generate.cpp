@@ -88,8 +88,10 @@ GenerationResult generate(Model& model, Communicator& comm, KvCache& cache,
     comm.broadcast(&next, sizeof(next), 0);
     result.output_ids.push_back(next);
     if (on_token) on_token(next);
+    const auto& extra = options.stop_token_ids;
     const bool eos = std::find(config.eos_token_ids.begin(), config.eos_token_ids.end(), next) !=
-                     config.eos_token_ids.end();
+                         config.eos_token_ids.end() ||
+                     std::find(extra.begin(), extra.end(), next) != extra.end();
     if (eos && !options.ignore_eos) {
       result.finish_reason = "stop";
       break;

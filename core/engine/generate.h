@@ -18,6 +18,8 @@ struct GenerationOptions {
   int32_t max_new_tokens = 32;
   SamplingParams sampling;
   bool ignore_eos = false;
+  // Ids that end generation like config.json's eos (generation_config.json's eos list).
+  std::vector<int32_t> stop_token_ids;
   // Set: each forward is one profiler step (0 = the prefill, then one per decode token).
   A2aProfiler* profiler = nullptr;
 };

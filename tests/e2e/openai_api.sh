@@ -128,11 +128,13 @@ long='{"prompt": [1, 2, 3], "max_tokens": 4000, "ignore_eos": true, "temperature
 gauge() { curl -s "$http/metrics" | grep "^qwen3moe:$1{" | awk '{print $2}'; }
 curl -s -o /dev/null --max-time 120 "$http/v1/completions" -d "$long" &
 curl -s -o /dev/null --max-time 120 "$http/v1/completions" -d "$long" &
-for _ in $(seq 1 300); do
-  [ "$(gauge num_requests_running)" = 1 ] && [ "$(gauge num_requests_waiting)" = 1 ] && break
-  sleep 0.02
+full=""
+for _ in $(seq 1 1500); do
+  [ "$(gauge num_requests_running)" = 1 ] && [ "$(gauge num_requests_waiting)" = 1 ] && full=1 && break
+  sleep 0.04
 done
-c="$(code "$http/v1/completions" -d "$long")"
+[ -n "$full" ] || bad "never saw one request running and one waiting"
+c="$(code --max-time 30 "$http/v1/completions" -d "$long")"
 [ "$c" = 429 ] && grep -q 'queue is full' "$work/body" && ok "a full queue is a 429" ||
   bad "full queue: $c $(cat "$work/body")"
 
