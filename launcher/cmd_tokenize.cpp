@@ -11,6 +11,7 @@
 #include "core/text/json_string.h"
 #include "core/text/tokenizer.h"
 #include "kernels/common/check.h"
+#include "kernels/common/json_depth.h"
 #include "launcher/commands.h"
 
 namespace qwen3moe::launcher {
@@ -129,7 +130,7 @@ void run_chat_template(const TokenizeFlags& f) {
     const std::string where = f.jsonl + " line " + std::to_string(number);
     nlohmann::ordered_json j;
     try {
-      j = nlohmann::ordered_json::parse(line);
+      j = parse_json_nested_at_most<nlohmann::ordered_json>(line, where);
     } catch (const nlohmann::json::exception& e) {
       QWEN3MOE_FAIL(where, ": invalid JSON: ", e.what());
     }

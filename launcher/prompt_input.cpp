@@ -4,6 +4,7 @@
 #include <nlohmann/json.hpp>
 
 #include "kernels/common/check.h"
+#include "kernels/common/json_depth.h"
 #include "launcher/runtime.h"
 
 namespace qwen3moe::launcher {
@@ -13,7 +14,7 @@ ChatInput read_chat_file(const std::string& path) {
   QWEN3MOE_CHECK(in.good(), "--chat: cannot open ", path);
   nlohmann::json j;
   try {
-    j = nlohmann::json::parse(in);
+    j = parse_json_nested_at_most<nlohmann::json>(in, "--chat: " + path);
   } catch (const nlohmann::json::parse_error& e) {
     QWEN3MOE_FAIL("--chat: ", path, " is not valid JSON (", e.what(), ")");
   }

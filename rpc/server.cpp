@@ -3,7 +3,9 @@
 #include <grpcpp/ext/proto_server_reflection_plugin.h>
 #include <grpcpp/health_check_service_interface.h>
 
+#include <algorithm>
 #include <cstdio>
+#include <thread>
 
 #include "kernels/common/check.h"
 
@@ -93,7 +95,19 @@ void InferenceServer::shutdown(std::chrono::milliseconds grace) {
     if (shut_down_) return;
     shut_down_ = true;
   }
-  server_->Shutdown(std::chrono::system_clock::now() + grace);
+  // Handlers end their calls with UNAVAILABLE while draining; gRPC's Shutdown cancels whatever
+  // is still open (CANCELLED), so it waits, within the grace, for the handlers to finish and
+  // for calls to stop arriving.
+  const auto until = std::chrono::steady_clock::now() + grace;
+  constexpr auto kQuiet = std::chrono::milliseconds(100);
+  while (std::chrono::steady_clock::now() < until &&
+         (service_.calls_in_flight() > 0 ||
+          std::chrono::steady_clock::now() - service_.last_call() < kQuiet))
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  const auto left = std::max(until - std::chrono::steady_clock::now(),
+                             std::chrono::steady_clock::duration::zero());
+  server_->Shutdown(std::chrono::system_clock::now() +
+                    std::chrono::duration_cast<std::chrono::system_clock::duration>(left));
   server_->Wait();
 }
 

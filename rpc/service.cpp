@@ -77,6 +77,12 @@ InferenceService::InferenceService(Engine& engine, const ServedModel& model)
 
 grpc::Status InferenceService::Generate(grpc::ServerContext* ctx, const pb::GenerateRequest* in,
                                         grpc::ServerWriter<pb::GenerateResponse>* out) {
+  last_call_ns_ = Clock::now().time_since_epoch().count();
+  ++in_flight_;
+  struct Leave {
+    std::atomic<int>& n;
+    ~Leave() { --n; }
+  } leave{in_flight_};
   if (draining_) return {grpc::StatusCode::UNAVAILABLE, "the server is shutting down"};
   ParsedRequest parsed;
   try {

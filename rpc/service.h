@@ -7,6 +7,7 @@
 #include <grpcpp/grpcpp.h>
 
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <string>
 
@@ -35,6 +36,14 @@ class InferenceService final : public ::qwen3moe::v1::Inference::Service {
   void start_draining() { draining_ = true; }
   // The health status, mirrored into GetStats.
   void set_serving(bool serving) { serving_ = serving; }
+  // Generate calls in their handler now, and when the last one began (steady clock): the
+  // server's shutdown waits for both to settle, so a call that arrives during the drain gets
+  // its UNAVAILABLE from the handler rather than gRPC's own CANCELLED.
+  int calls_in_flight() const { return in_flight_; }
+  std::chrono::steady_clock::time_point last_call() const {
+    return std::chrono::steady_clock::time_point(
+        std::chrono::steady_clock::duration(last_call_ns_.load()));
+  }
 
  private:
   Engine& engine_;
@@ -42,6 +51,8 @@ class InferenceService final : public ::qwen3moe::v1::Inference::Service {
   RequestLimits limits_;
   std::atomic<bool> draining_{false};
   std::atomic<bool> serving_{true};
+  std::atomic<int> in_flight_{0};
+  std::atomic<int64_t> last_call_ns_{0};
 };
 
 }  // namespace qwen3moe::rpc

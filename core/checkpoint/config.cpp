@@ -8,6 +8,7 @@
 #include <sstream>
 
 #include "kernels/common/check.h"
+#include "kernels/common/json_depth.h"
 
 namespace qwen3moe {
 namespace {
@@ -50,6 +51,11 @@ struct Reader {
   void positive(const char* key, int64_t v) const {
     QWEN3MOE_CHECK(v > 0, source, ": field '", key, "' must be positive, got ", v);
   }
+  // Upper bounds far past any real model, so that a hostile value is an error naming the field
+  // and not an allocation of its size or an overflow in the sizes derived from it.
+  void at_most(const char* key, int64_t v, int64_t max) const {
+    QWEN3MOE_CHECK(v <= max, source, ": field '", key, "' = ", v, " is past the limit of ", max);
+  }
 };
 
 }  // namespace
@@ -71,7 +77,7 @@ bool ModelConfig::is_moe_layer(int64_t layer) const {
 ModelConfig ModelConfig::from_json_text(const std::string& text, const std::string& source) {
   json j;
   try {
-    j = json::parse(text);
+    j = parse_json_nested_at_most<json>(text, source);
   } catch (const json::parse_error& e) {
     QWEN3MOE_FAIL(source, ": not valid JSON (", e.what(), ")");
   }
@@ -106,6 +112,12 @@ ModelConfig ModelConfig::from_json_text(const std::string& text, const std::stri
   r.positive("num_attention_heads", c.num_attention_heads);
   r.positive("num_key_value_heads", c.num_key_value_heads);
   r.positive("max_position_embeddings", c.max_position_embeddings);
+  r.at_most("vocab_size", c.vocab_size, int64_t(1) << 24);
+  r.at_most("hidden_size", c.hidden_size, int64_t(1) << 17);
+  r.at_most("num_hidden_layers", c.num_hidden_layers, int64_t(1) << 12);
+  r.at_most("num_attention_heads", c.num_attention_heads, int64_t(1) << 12);
+  r.at_most("max_position_embeddings", c.max_position_embeddings, (int64_t(1) << 31) - 1);
+  r.at_most("intermediate_size", c.intermediate_size, int64_t(1) << 20);
   QWEN3MOE_CHECK(c.num_attention_heads % c.num_key_value_heads == 0, source,
                  ": num_attention_heads=", c.num_attention_heads,
                  " is not a multiple of num_key_value_heads=", c.num_key_value_heads);
@@ -119,6 +131,7 @@ ModelConfig ModelConfig::from_json_text(const std::string& text, const std::stri
     c.head_dim = c.hidden_size / c.num_attention_heads;
   }
   r.positive("head_dim", c.head_dim);
+  r.at_most("head_dim", c.head_dim, int64_t(1) << 12);
   QWEN3MOE_CHECK(c.head_dim % 2 == 0, source, ": field 'head_dim' must be even for RoPE, got ",
                  c.head_dim);
 
@@ -132,6 +145,9 @@ ModelConfig ModelConfig::from_json_text(const std::string& text, const std::stri
     r.positive("num_experts_per_tok", c.num_experts_per_tok);
     r.positive("moe_intermediate_size", c.moe_intermediate_size);
     r.positive("decoder_sparse_step", c.decoder_sparse_step);
+    r.at_most("num_experts", c.num_experts, int64_t(1) << 14);
+    r.at_most("moe_intermediate_size", c.moe_intermediate_size, int64_t(1) << 20);
+    r.at_most("decoder_sparse_step", c.decoder_sparse_step, int64_t(1) << 12);
     QWEN3MOE_CHECK(c.num_experts_per_tok <= c.num_experts, source,
                    ": num_experts_per_tok=", c.num_experts_per_tok,
                    " exceeds num_experts=", c.num_experts);
@@ -214,8 +230,12 @@ ModelConfig ModelConfig::from_json_text(const std::string& text, const std::stri
   if (r.has("eos_token_id")) {
     const json& e = j["eos_token_id"];
     auto add = [&](const json& v) {
-      QWEN3MOE_CHECK(v.is_number_integer() && v.get<int64_t>() >= 0, source,
-                     ": eos_token_id holds ", v.dump(), ", not a token id");
+      // Unsigned values past int64 read as negative; int32 is the token ids' type.
+      QWEN3MOE_CHECK(v.is_number_integer() &&
+                         !(v.is_number_unsigned() && v.get<uint64_t>() > uint64_t(INT32_MAX)) &&
+                         v.get<int64_t>() >= 0 && v.get<int64_t>() <= INT32_MAX,
+                     source, ": eos_token_id holds ", v.dump(), ", not a token id (0..", INT32_MAX,
+                     ")");
       c.eos_token_ids.push_back(int32_t(v.get<int64_t>()));
     };
     if (e.is_array()) {

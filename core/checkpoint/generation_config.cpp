@@ -8,6 +8,7 @@
 #include <sstream>
 
 #include "kernels/common/check.h"
+#include "kernels/common/json_depth.h"
 
 namespace qwen3moe {
 namespace {
@@ -47,7 +48,7 @@ GenerationConfig GenerationConfig::from_json_text(const std::string& text,
                                                   const std::string& source) {
   json j;
   try {
-    j = json::parse(text);
+    j = parse_json_nested_at_most<json>(text, source);
   } catch (const json::parse_error& e) {
     QWEN3MOE_FAIL(source, ": not valid JSON (", e.what(), ")");
   }

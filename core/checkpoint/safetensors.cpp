@@ -14,6 +14,7 @@
 #include <sstream>
 
 #include "kernels/common/check.h"
+#include "kernels/common/json_depth.h"
 
 namespace qwen3moe {
 
@@ -63,7 +64,8 @@ SafetensorsFile::SafetensorsFile(const std::string& path) : path_(path) {
                    " runs past the end of the file (", size_, " bytes)");
     json header;
     try {
-      header = json::parse(base + 8, base + 8 + header_len);
+      header = parse_json_nested_at_most<json>(
+          std::string_view(reinterpret_cast<const char*>(base + 8), header_len), path);
     } catch (const json::parse_error& e) {
       QWEN3MOE_FAIL(path, ": header is not valid JSON (", e.what(), ")");
     }
@@ -148,7 +150,7 @@ WeightStore WeightStore::open(const std::string& dir) {
   std::ifstream in(index_path);
   json index;
   try {
-    index = json::parse(in);
+    index = parse_json_nested_at_most<json>(in, index_path.string());
   } catch (const json::parse_error& e) {
     QWEN3MOE_FAIL(index_path.string(), ": not valid JSON (", e.what(), ")");
   }

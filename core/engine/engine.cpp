@@ -121,6 +121,8 @@ uint64_t Engine::submit(GenerationRequest request, EventSink sink) {
     throw QueueFull("the queue is full (" + std::to_string(queue_.size()) + " requests waiting)");
   s->handle = next_handle_++;
   const uint64_t handle = s->handle;
+  // Work after an idle spell: the stall clock starts now, not at the last step before it.
+  if (queue_.empty() && running_count_ == 0) work_since_ = Clock::now();
   queue_.push_back(std::move(s));
   wake_.notify_one();
   return handle;
@@ -181,7 +183,9 @@ EngineStats Engine::stats() const {
   st.e2e_p99_ms = percentile(e2e_ms_, 0.99);
   const bool has_work = !queue_.empty() || running_count_ > 0;
   st.seconds_since_step =
-      has_work ? std::chrono::duration<double>(Clock::now() - last_step_).count() : 0.0;
+      has_work
+          ? std::chrono::duration<double>(Clock::now() - std::max(last_step_, work_since_)).count()
+          : 0.0;
   return st;
 }
 
@@ -389,6 +393,10 @@ bool Engine::step() {
       running_.push_back(std::move(queue_.front()));
       queue_.pop_front();
     }
+    // Admitted work counts as running before its step: a step that hangs must show it.
+    running_count_ =
+        int32_t(std::count_if(running_.begin(), running_.end(),
+                              [](const std::unique_ptr<Sequence>& q) { return !q->done; }));
   }
 
   // The batch: every decoding sequence's next token, then prompt chunks up to the budget.

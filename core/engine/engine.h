@@ -189,6 +189,8 @@ class Engine {
   std::vector<double> ttft_ms_, e2e_ms_;
   EngineMetrics metrics_;
   std::chrono::steady_clock::time_point last_step_ = std::chrono::steady_clock::now();
+  // When work arrived at an idle engine: health measures a stall from the later of the two.
+  std::chrono::steady_clock::time_point work_since_ = last_step_;
 };
 
 }  // namespace qwen3moe

@@ -274,10 +274,6 @@ ModelWeights::ModelWeights(const ModelConfig& config, const WeightStore* store,
   progress_.reset();
 }
 
-ModelWeights::~ModelWeights() {
-  for (void* p : owned_) backend_.free(p);
-}
-
 size_t ModelWeights::active_bytes_per_token() const {
   size_t bytes = lm_head.bytes();
   for (const LayerWeights& L : layers) {

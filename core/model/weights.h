@@ -38,7 +38,7 @@ class ModelWeights {
   // progress: a bar on stderr of this rank's bytes as they load (rank 0 of an interactive run).
   ModelWeights(const ModelConfig& config, const WeightStore* store, uint64_t random_seed,
                Backend& backend, const Topology& topo, bool progress = false);
-  ~ModelWeights();
+  ~ModelWeights() = default;
   ModelWeights(const ModelWeights&) = delete;
   ModelWeights& operator=(const ModelWeights&) = delete;
 
@@ -69,7 +69,17 @@ class ModelWeights {
   uint64_t random_seed_;
   Backend& backend_;
   const Topology& topo_;
-  std::vector<void*> owned_;  // backend buffers to free
+  // The backend buffers these weights own, freed when the weights go, and also when loading
+  // fails half-way (a member, so the constructor's unwinding frees them).
+  struct OwnedBuffers {
+    Backend& backend;
+    std::vector<void*> buffers;
+    void push_back(void* p) { buffers.push_back(p); }
+    ~OwnedBuffers() {
+      for (void* p : buffers) backend.free(p);
+    }
+  };
+  OwnedBuffers owned_{backend_, {}};
   size_t resident_bytes_ = 0;
   std::unique_ptr<Progress> progress_;  // while loading
   void loaded(size_t bytes);            // counts resident bytes and advances the bar

@@ -7,6 +7,7 @@
 #include "core/text/jinja/parser.h"
 #include "core/text/utf8.h"
 #include "kernels/common/check.h"
+#include "kernels/common/json_depth.h"
 
 namespace qwen3moe {
 
@@ -22,7 +23,7 @@ ChatTemplate ChatTemplate::load(const std::string& dir) {
 ChatTemplate ChatTemplate::from_config(std::string_view config_json, const std::string& source) {
   nlohmann::ordered_json config;
   try {
-    config = nlohmann::ordered_json::parse(config_json);
+    config = parse_json_nested_at_most<nlohmann::ordered_json>(config_json, source);
   } catch (const nlohmann::json::parse_error& e) {
     QWEN3MOE_FAIL(source, ": invalid JSON: ", e.what());
   }

@@ -269,19 +269,26 @@ void JsonCursor::skip_string() {
 }
 
 void JsonCursor::skip_value() {
+  skip_value_at(0);
+}
+
+void JsonCursor::skip_value_at(int depth) {
+  // Bounded, so brackets by the hundred thousand are an error and not a stack overflow.
   switch (peek()) {
     case Kind::kString:
       skip_string();
       return;
     case Kind::kObject: {
+      if (depth >= kMaxDepth) fail("nested deeper than " + std::to_string(kMaxDepth) + " levels");
       begin_object();
       std::string_view key;
-      while (next_key(key)) skip_value();
+      while (next_key(key)) skip_value_at(depth + 1);
       return;
     }
     case Kind::kArray:
+      if (depth >= kMaxDepth) fail("nested deeper than " + std::to_string(kMaxDepth) + " levels");
       begin_array();
-      while (next_element()) skip_value();
+      while (next_element()) skip_value_at(depth + 1);
       return;
     case Kind::kNull:
       if (!read_null_if_present()) fail("expected null");

@@ -29,9 +29,10 @@ class JsonCursor {
   std::string_view read_string(std::string& scratch);
   int64_t read_int();
   bool read_bool();
-  bool read_null_if_present();  // consumes `null` and returns true, else leaves the input alone
-  void skip_value();
+  bool read_null_if_present();   // consumes `null` and returns true, else leaves the input alone
+  void skip_value();             // Error past kMaxDepth levels of nesting
   std::string_view raw_value();  // skips one value and returns its text
+  static constexpr int kMaxDepth = 128;
 
   void expect_end();
   [[noreturn]] void fail(std::string_view what) const;
@@ -41,6 +42,7 @@ class JsonCursor {
   void skip_ws();
   void expect(char c);
   void skip_string();
+  void skip_value_at(int depth);
   std::string_view text_;
   std::string source_;
   size_t pos_ = 0;

@@ -184,17 +184,32 @@ Tokenizer Tokenizer::from_json(std::string_view text, const std::string& source)
       const json list = json::parse(cur.raw_value());
       QWEN3MOE_CHECK(list.is_array(), source, ": added_tokens is not an array");
       for (const json& t : list) {
-        QWEN3MOE_CHECK(t.contains("id") && t.contains("content"), source,
-                       ": an entry of added_tokens lacks id or content: ", t.dump());
+        QWEN3MOE_CHECK(t.is_object() && t.contains("id") && t.contains("content"), source,
+                       ": an entry of added_tokens lacks id or content");
+        const json& id = t["id"];
+        QWEN3MOE_CHECK(
+            id.is_number_integer() && (id.is_number_unsigned() || id.get<int64_t>() >= 0), source,
+            ": added_tokens id ", id.is_number() ? id.dump() : "(not a number)",
+            " is not a token id");
+        const uint64_t raw =
+            id.is_number_unsigned() ? id.get<uint64_t>() : uint64_t(id.get<int64_t>());
+        QWEN3MOE_CHECK(raw < (uint64_t{1} << 30), source, ": bad id ", raw, " in added_tokens");
+        QWEN3MOE_CHECK(t["content"].is_string(), source, ": added_tokens id ", raw,
+                       ": content is not a string");
         AddedToken a;
-        a.id = t["id"].get<int32_t>();
+        a.id = int32_t(raw);
         a.content = t["content"].get<std::string>();
-        a.special = t.value("special", false);
-        a.single_word = t.value("single_word", false);
-        a.lstrip = t.value("lstrip", false);
-        a.rstrip = t.value("rstrip", false);
-        a.normalized = t.value("normalized", !a.special);
-        QWEN3MOE_CHECK(a.id >= 0, source, ": bad id ", a.id, " in added_tokens");
+        auto flag = [&](const char* name, bool fallback) {
+          if (!t.contains(name) || t[name].is_null()) return fallback;
+          QWEN3MOE_CHECK(t[name].is_boolean(), source, ": added_tokens id ", raw, ": ", name,
+                         " is not true or false");
+          return t[name].get<bool>();
+        };
+        a.special = flag("special", false);
+        a.single_word = flag("single_word", false);
+        a.lstrip = flag("lstrip", false);
+        a.rstrip = flag("rstrip", false);
+        a.normalized = flag("normalized", !a.special);
         added.push_back(std::move(a));
       }
     } else if (key == "normalizer") {
@@ -223,10 +238,14 @@ Tokenizer Tokenizer::from_json(std::string_view text, const std::string& source)
   im.pre_tokenizer = pre_tokenizer_from(pre_tokenizer, source);
   check_decoder(decoder, source);
 
-  // Ids: the vocabulary and the added tokens together.
-  int32_t size = 0;
-  for (const auto& [span, id] : model.vocab) size = std::max(size, id + 1);
-  for (const AddedToken& a : added) size = std::max(size, a.id + 1);
+  // Ids: the vocabulary and the added tokens together. The tables are sized by the largest id,
+  // so ids far past the number of tokens (a gap of a billion) are refused, not allocated.
+  int64_t size = 0;
+  for (const auto& [span, id] : model.vocab) size = std::max<int64_t>(size, int64_t(id) + 1);
+  for (const AddedToken& a : added) size = std::max<int64_t>(size, int64_t(a.id) + 1);
+  const int64_t entries = int64_t(model.vocab.size() + added.size());
+  QWEN3MOE_CHECK(size <= 2 * entries + 4096, source, ": token id ", size - 1, " is far past the ",
+                 entries, " tokens defined (the tables would hold ", size, " ids)");
   std::vector<int32_t> vocab_span_of(size, -1);
   for (size_t i = 0; i < model.vocab.size(); ++i) {
     const int32_t id = model.vocab[i].second;

@@ -8,8 +8,9 @@
 
 namespace qwen3moe {
 
+// d > 0. For n > 0 no intermediate passes n (n + d - 1 would overflow near INT64_MAX).
 constexpr int64_t ceil_div(int64_t n, int64_t d) {
-  return (n + d - 1) / d;
+  return n > 0 ? (n - 1) / d + 1 : (n + d - 1) / d;
 }
 
 struct Slice {

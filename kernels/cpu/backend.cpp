@@ -23,15 +23,23 @@ class CpuBackend final : public Backend {
 
   void* alloc(size_t bytes) override {
     // 64-byte aligned for AVX loads and to keep rows off shared cache lines.
-    void* p = std::aligned_alloc(64, (bytes + 63) / 64 * 64);
+    void* p = std::aligned_alloc(64, std::max<size_t>((bytes + 63) / 64 * 64, 64));
     QWEN3MOE_CHECK(p != nullptr, "out of host memory allocating ", bytes, " bytes");
     return p;
   }
   void free(void* ptr) override { std::free(ptr); }
-  void upload(void* dst, const void* src, size_t bytes) override { std::memcpy(dst, src, bytes); }
-  void download(void* dst, const void* src, size_t bytes) override { std::memcpy(dst, src, bytes); }
+  // Zero bytes may come with null pointers (a rank with no tokens in a step): memcpy must not
+  // see those even with a size of 0.
+  void upload(void* dst, const void* src, size_t bytes) override {
+    if (bytes) std::memcpy(dst, src, bytes);
+  }
+  void download(void* dst, const void* src, size_t bytes) override {
+    if (bytes) std::memcpy(dst, src, bytes);
+  }
   Weight map_weight(const Weight& host) override { return host; }
-  void zero(void* ptr, size_t bytes) override { std::memset(ptr, 0, bytes); }
+  void zero(void* ptr, size_t bytes) override {
+    if (bytes) std::memset(ptr, 0, bytes);
+  }
   void copy(void* dst, const void* src, size_t bytes) override {
     if (bytes && dst != src) std::memmove(dst, src, bytes);
   }

@@ -48,6 +48,33 @@ echo "ok   http /health 200 before, 503 while stuck; a new completion gets 503"
 pkill -KILL -f "$work/model" 2>/dev/null
 wait 2>/dev/null
 
+# The first step after an idle spell hangs (step 0, the request's prefill): nothing had run yet,
+# so only admitted-but-unfinished work can show the stall.
+QWEN3MOE_DEBUG_STALL=0:0 "$bin" serve --model "$work/model" --port 0 --http-port 0 \
+  --stall-timeout 1 >"$work/serve.log" 2>&1 &
+addr=""
+for _ in $(seq 1 600); do
+  addr="$(grep -o 'on 127.0.0.1:[0-9]*' "$work/serve.log" | head -n 1 | cut -c4-)"
+  [ -n "$addr" ] && break
+  sleep 0.1
+done
+[ -n "$addr" ] || fail "no serving line (idle then hang)"
+sleep 2  # idle for longer than --stall-timeout first
+[ "$("$bin" client --addr "$addr" --health 2>/dev/null)" = SERVING ] || fail "idle health"
+"$bin" client --addr "$addr" --ids 1,2,3 --max-new-tokens 8 --timeout-ms 60000 >/dev/null 2>&1 &
+after=""
+for _ in $(seq 1 150); do
+  after="$("$bin" client --addr "$addr" --health 2>/dev/null)"
+  [ "$after" = "NOT_SERVING" ] && break
+  sleep 0.1
+done
+[ "$after" = "NOT_SERVING" ] || fail "health stayed '$after' while the first step after idle hung"
+running="$("$bin" client --addr "$addr" --stats 2>/dev/null | grep -o '"running": *[0-9]*' | grep -o '[0-9]*$')"
+[ "$running" = 1 ] || fail "GetStats shows running=$running while the step hangs"
+echo "ok   the first step after an idle spell hangs: NOT_SERVING, GetStats running 1"
+pkill -KILL -f "$work/model" 2>/dev/null
+wait 2>/dev/null
+
 QWEN3MOE_DEBUG_STALL=0:1:fail "$bin" serve --model "$work/model" --port 0 --http-port 0 \
   >"$work/serve.log" 2>&1 &
 server=$!
@@ -67,4 +94,4 @@ kill -0 $server 2>/dev/null && fail "the server still runs after its engine fail
 wait $server; rc=$?
 [ "$rc" -ne 0 ] || fail "the server exited 0 after its engine failed"
 echo "ok   a failed step: the waiting request got 500 naming the failure, serve exited $rc"
-echo "3 passed, 0 failed"
+echo "4 passed, 0 failed"

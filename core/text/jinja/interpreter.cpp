@@ -152,13 +152,26 @@ class Interpreter {
     return Value();
   }
 
+  // Bounds on one render, so a template (a hostile file, or a request's data through one) cannot
+  // loop or grow without end: statements run, and bytes of output or of any one string.
+  static constexpr int64_t kMaxSteps = 2'000'000;  // Qwen3's template: ~10 per message
+  static constexpr size_t kMaxBytes = size_t(16) << 20;
+  void check_size(int line, size_t bytes) const {
+    if (bytes > kMaxBytes)
+      fail(line, "the rendered text passes " + std::to_string(kMaxBytes >> 20) + " MiB");
+  }
+
   void exec(const Node& n) {
+    if (++steps_ > kMaxSteps)
+      fail(n.line, "the template ran more than " + std::to_string(kMaxSteps) + " statements");
     switch (n.kind) {
       case Node::Kind::kText:
         out_ += n.text;
+        check_size(n.line, out_.size());
         return;
       case Node::Kind::kOutput:
         out_ += eval(*n.expr).to_output();
+        check_size(n.line, out_.size());
         return;
       case Node::Kind::kIf:
         for (size_t i = 0; i < n.conditions.size(); ++i) {
@@ -234,6 +247,9 @@ class Interpreter {
     }
     const int64_t length = static_cast<int64_t>(items.size());
     for (int64_t i = 0; i < length; ++i) {
+      // An iteration is a step even with an empty body: nested empty loops must end too.
+      if (++steps_ > kMaxSteps)
+        fail(n.line, "the template ran more than " + std::to_string(kMaxSteps) + " statements");
       scopes_.back().clear();
       bind_targets(n, items[i]);
       Dict loop = {{"index", Value(i + 1)},
@@ -401,7 +417,11 @@ class Interpreter {
     const Value r = eval(*e.b);
     if (op == "==") return Value(l == r);
     if (op == "!=") return Value(!(l == r));
-    if (op == "~") return Value(l.to_output() + r.to_output());
+    if (op == "~") {
+      std::string joined = l.to_output() + r.to_output();
+      check_size(e.line, joined.size());
+      return Value(std::move(joined));
+    }
     if (op == "in" || op == "not in") {
       bool found = false;
       if (r.is_string()) {
@@ -422,13 +442,19 @@ class Interpreter {
     require_defined(e, r, "'" + op + "'");
     if (op == "+" && l.is_string() && r.is_string()) return Value(l.as_string() + r.as_string());
     if (op == "+" && l.type() == Value::Type::kList && r.type() == Value::Type::kList) {
+      if (l.as_list().size() + r.as_list().size() > (size_t(1) << 20))
+        fail(e.line, "a list of more than 1048576 items");
       List out = l.as_list();
       out.insert(out.end(), r.as_list().begin(), r.as_list().end());
       return Value(std::move(out));
     }
     if (op == "*" && l.is_string() && r.type() == Value::Type::kInt) {
+      const int64_t n = std::max<int64_t>(r.as_int(), 0);
+      if (n > 0 && l.as_string().size() > 0)
+        check_size(e.line,
+                   n > int64_t(kMaxBytes) ? kMaxBytes + 1 : size_t(n) * l.as_string().size());
       std::string out;
-      for (int64_t i = 0; i < r.as_int(); ++i) out += l.as_string();
+      for (int64_t i = 0; i < n; ++i) out += l.as_string();
       return Value(std::move(out));
     }
     const bool numbers = (l.is_number() || l.type() == Value::Type::kBool) &&
@@ -548,8 +574,16 @@ class Interpreter {
         if (args.positional.size() >= 3) step = args.positional[2].as_int();
       }
       if (step == 0) fail(e.line, "range() step cannot be zero");
+      // The length first, in 128 bits: a range of 10**18 is an error, not a hang.
+      const __int128 span = step > 0 ? __int128(stop) - start : __int128(start) - stop;
+      const __int128 step_abs = step > 0 ? __int128(step) : -__int128(step);
+      const __int128 count = span <= 0 ? 0 : (span + step_abs - 1) / step_abs;
+      constexpr int64_t kMaxRange = int64_t(1) << 20;
+      if (count > kMaxRange)
+        fail(e.line, "range() of more than " + std::to_string(kMaxRange) + " numbers");
       List out;
-      for (int64_t i = start; step > 0 ? i < stop : i > stop; i += step) out.emplace_back(i);
+      for (int64_t k = 0; k < int64_t(count); ++k)
+        out.emplace_back(int64_t(start + __int128(k) * step));
       return Value(std::move(out));
     }
     fail(e.line, "unknown function '" + name + "'");
@@ -807,6 +841,7 @@ class Interpreter {
 
   std::vector<Scope> scopes_;
   std::string out_;
+  int64_t steps_ = 0;
 };
 
 }  // namespace

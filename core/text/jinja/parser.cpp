@@ -110,11 +110,19 @@ class Lexer {
     }
     return src_.size();
   }
-  int line_at(size_t pos) const {
-    int line = 1;
-    for (size_t i = 0; i < pos && i < src_.size(); ++i) line += src_[i] == '\n';
-    return line;
+  // The line of pos, counted on from the last position asked (positions only grow while
+  // lexing), so a template of many tags lexes in linear time.
+  int line_at(size_t pos) {
+    if (pos < line_pos_) {
+      line_pos_ = 0;
+      line_count_ = 1;
+    }
+    for (; line_pos_ < pos && line_pos_ < src_.size(); ++line_pos_)
+      line_count_ += src_[line_pos_] == '\n';
+    return line_count_;
   }
+  size_t line_pos_ = 0;
+  int line_count_ = 1;
   void push_text(const std::string& text, size_t pos) {
     if (!text.empty()) tokens_.push_back({Token::Type::kText, text, 0, 0, line_at(pos)});
   }
@@ -297,6 +305,20 @@ class Parser {
  private:
   const Token& cur() const { return t_[i_]; }
   const Token& next() { return t_[i_++]; }
+
+  // Nesting of blocks and expressions, bounded: the parser, the tree's destructor and the
+  // interpreter all recurse once per level, so a template nested a hundred thousand deep is an
+  // error naming the limit rather than a stack overflow.
+  static constexpr int kMaxNesting = 256;
+  struct Nested {
+    explicit Nested(Parser& p) : p_(p) {
+      if (++p_.depth_ > kMaxNesting)
+        p_.fail("nested deeper than " + std::to_string(kMaxNesting) + " levels");
+    }
+    ~Nested() { --p_.depth_; }
+    Parser& p_;
+  };
+  int depth_ = 0;
   bool is_op(const char* op) const { return cur().type == Token::Type::kOp && cur().text == op; }
   bool is_name(const char* name) const {
     return cur().type == Token::Type::kName && cur().text == name;
@@ -335,6 +357,7 @@ class Parser {
   // Parses nodes until a block tag whose keyword is in `stops`; returns that keyword (its tag
   // is left open: the caller reads the rest), or "" at the end of the template.
   std::string parse_body(Body& body, std::initializer_list<const char*> stops) {
+    const Nested nested(*this);
     while (true) {
       const Token& tok = cur();
       switch (tok.type) {
@@ -471,6 +494,7 @@ class Parser {
 
   // expr := or ["if" or ["else" expr]]
   ExprPtr parse_expr() {
+    const Nested nested(*this);
     ExprPtr value = parse_or();
     while (is_name("if")) {
       ++i_;
@@ -502,6 +526,7 @@ class Parser {
     return left;
   }
   ExprPtr parse_not() {
+    const Nested nested(*this);
     if (is_name("not")) {
       auto e = make(Expr::Kind::kUnary, cur().line);
       ++i_;
@@ -564,6 +589,7 @@ class Parser {
     return left;
   }
   ExprPtr parse_unary() {
+    const Nested nested(*this);
     if (is_op("-") || is_op("+")) {
       auto e = make(Expr::Kind::kUnary, cur().line);
       e->name = next().text;
@@ -573,6 +599,7 @@ class Parser {
     return parse_filters(parse_postfix(parse_primary()));
   }
   ExprPtr parse_unary_no_filter() {
+    const Nested nested(*this);
     if (is_op("-") || is_op("+")) {
       auto e = make(Expr::Kind::kUnary, cur().line);
       e->name = next().text;
@@ -583,6 +610,7 @@ class Parser {
   }
 
   ExprPtr parse_primary() {
+    const Nested nested(*this);
     const Token& tok = cur();
     switch (tok.type) {
       case Token::Type::kString: {
