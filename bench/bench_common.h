@@ -1,6 +1,7 @@
 // What both benches (CPU in cmd_bench.cpp, CUDA in bench_cuda.cpp) count the same way.
 #pragma once
 
+#include <algorithm>
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
@@ -20,7 +21,8 @@ inline double bench_now() {
 inline double prefill_flops(const ModelConfig& c, double active_params, int64_t T) {
   const double attn =
       2.0 * 2.0 * double(c.num_hidden_layers) * double(c.q_dim()) * double(T) * double(T + 1) / 2.0;
-  const double lm_head = double(c.vocab_size) * double(c.hidden_size);
+  // At most what active_params holds: a count of one rank's slice must not go negative.
+  const double lm_head = std::min(double(c.vocab_size) * double(c.hidden_size), active_params);
   return 2.0 * (active_params - lm_head) * double(T) + 2.0 * lm_head + attn;
 }
 

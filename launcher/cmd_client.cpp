@@ -3,7 +3,8 @@
 // --stats, --info and --health print what the server reports.
 #ifdef QWEN3MOE_HAVE_GRPC
 
-#include <google/protobuf/util/json_util.h>
+#include <google/protobuf/descriptor.h>
+#include <google/protobuf/message.h>
 #include <grpcpp/grpcpp.h>
 
 #include <chrono>
@@ -31,7 +32,7 @@ using Clock = std::chrono::steady_clock;
 
 struct ClientFlags {
   std::string addr = "127.0.0.1:50051";
-  std::string prompt, chat_file, ids;
+  std::optional<std::string> prompt, chat_file, ids;  // given, even empty, or not
   bool no_thinking = false;
   // Unset: the server's defaults (the model's generation_config.json, then the built-in ones),
   // the same a raw gRPC or OpenAI request gets.
@@ -82,14 +83,54 @@ void set_timeout(grpc::ClientContext& ctx, int timeout_ms) {
                 ": ", st.error_message());
 }
 
-std::string to_json(const google::protobuf::Message& m) {
-  std::string out;
-  google::protobuf::util::JsonPrintOptions options;
-  options.always_print_primitive_fields = true;
-  options.preserve_proto_field_names = true;
-  QWEN3MOE_CHECK(google::protobuf::util::MessageToJsonString(m, &out, options).ok(),
-                 "cannot print the reply as JSON");
+// A reply as JSON with the proto field names and every number a JSON number (protobuf's own
+// JSON printer writes 64-bit integers as strings, which scripts then have to convert).
+nlohmann::ordered_json to_json_value(const google::protobuf::Message& m) {
+  using FD = google::protobuf::FieldDescriptor;
+  const google::protobuf::Reflection* r = m.GetReflection();
+  const google::protobuf::Descriptor* d = m.GetDescriptor();
+  nlohmann::ordered_json out = nlohmann::ordered_json::object();
+  for (int i = 0; i < d->field_count(); ++i) {
+    const FD* f = d->field(i);
+    if (f->is_repeated()) continue;  // Stats and ModelInfo hold scalars only
+    switch (f->cpp_type()) {
+      case FD::CPPTYPE_INT32:
+        out[f->name()] = r->GetInt32(m, f);
+        break;
+      case FD::CPPTYPE_INT64:
+        out[f->name()] = r->GetInt64(m, f);
+        break;
+      case FD::CPPTYPE_UINT32:
+        out[f->name()] = r->GetUInt32(m, f);
+        break;
+      case FD::CPPTYPE_UINT64:
+        out[f->name()] = r->GetUInt64(m, f);
+        break;
+      case FD::CPPTYPE_DOUBLE:
+        out[f->name()] = r->GetDouble(m, f);
+        break;
+      case FD::CPPTYPE_FLOAT:
+        out[f->name()] = r->GetFloat(m, f);
+        break;
+      case FD::CPPTYPE_BOOL:
+        out[f->name()] = r->GetBool(m, f);
+        break;
+      case FD::CPPTYPE_STRING:
+        out[f->name()] = r->GetString(m, f);
+        break;
+      case FD::CPPTYPE_ENUM:
+        out[f->name()] = r->GetEnum(m, f)->name();
+        break;
+      case FD::CPPTYPE_MESSAGE:
+        if (r->HasField(m, f)) out[f->name()] = to_json_value(r->GetMessage(m, f));
+        break;
+    }
+  }
   return out;
+}
+
+std::string to_json(const google::protobuf::Message& m) {
+  return to_json_value(m).dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace);
 }
 
 // SERVING: true. With wait_s > 0, asks again until SERVING or the time is up (for scripts
@@ -117,15 +158,19 @@ bool check_health(const ClientFlags& f) {
 }
 
 void run_one(const ClientFlags& f) {
-  const int inputs = int(!f.prompt.empty()) + int(!f.chat_file.empty()) + int(!f.ids.empty());
+  const int inputs =
+      int(f.prompt.has_value()) + int(f.chat_file.has_value()) + int(f.ids.has_value());
   QWEN3MOE_CHECK(inputs == 1, "give exactly one of --prompt, --chat, --ids (got ", inputs, ")");
+  QWEN3MOE_CHECK(!f.prompt || !f.prompt->empty(), "--prompt is empty");
+  QWEN3MOE_CHECK(!f.ids || !f.ids->empty(), "--ids is empty");
+  QWEN3MOE_CHECK(!f.chat_file || !f.chat_file->empty(), "--chat names no file");
   pb::GenerateRequest req;
-  if (!f.prompt.empty()) {
-    req.set_prompt(f.prompt);
-  } else if (!f.ids.empty()) {
-    for (int32_t id : parse_ids(f.ids)) req.mutable_token_ids()->add_ids(id);
+  if (f.prompt) {
+    req.set_prompt(*f.prompt);
+  } else if (f.ids) {
+    for (int32_t id : parse_ids(*f.ids)) req.mutable_token_ids()->add_ids(id);
   } else {
-    const ChatInput chat = read_chat_file(f.chat_file);
+    const ChatInput chat = read_chat_file(*f.chat_file);
     for (const ChatMessage& m : chat.messages) {
       auto* out = req.mutable_chat()->add_messages();
       out->set_role(m.role);

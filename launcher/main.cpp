@@ -2,6 +2,7 @@
 // the process with one line naming the problem and exit status 1.
 #include <cstdio>
 #include <exception>
+#include <string>
 
 #include "kernels/common/check.h"
 #include "launcher/commands.h"
@@ -18,6 +19,22 @@ int main(int argc, char** argv) {
   CLI::App app{"qwen3moe: exact, observable Qwen3 / Qwen3-MoE inference"};
   app.require_subcommand(1);
   app.set_help_all_flag("--help-all", "Print help for every subcommand");
+  // The version and the parts this build has (backends, collectives, servers).
+  std::string parts = "cpu";
+#ifdef QWEN3MOE_HAVE_CUDA
+  parts += ", cuda";
+#endif
+#ifdef QWEN3MOE_HAVE_MPI
+  parts += ", mpi";
+#endif
+#ifdef QWEN3MOE_HAVE_NCCL
+  parts += ", nccl";
+#endif
+#ifdef QWEN3MOE_HAVE_GRPC
+  parts += ", grpc, openai http";
+#endif
+  app.set_version_flag("--version",
+                       std::string("qwen3moe ") + QWEN3MOE_VERSION + " (" + parts + ")");
   using namespace qwen3moe::launcher;
   register_logits(app);
   register_generate(app);

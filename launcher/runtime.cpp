@@ -82,8 +82,13 @@ std::unique_ptr<Runtime> load_runtime(const RuntimeOptions& o) {
     std::vector<double> all(static_cast<size_t>(rt->comm->size()));
     rt->comm->all_gather(&mine, all.data(), sizeof(double));
     if (rt->comm->rank() == 0) {
+      // Three significant digits, so a tiny model's split is visible too (not "0 0").
       std::string line = "[rank 0] qwen3moe: weights per rank (MB):";
-      for (size_t r = 0; r < all.size(); ++r) line += " " + std::to_string(int64_t(all[r] / 1e6));
+      for (size_t r = 0; r < all.size(); ++r) {
+        char mb[32];
+        std::snprintf(mb, sizeof(mb), " %.3g", all[r] / 1e6);
+        line += mb;
+      }
       std::fprintf(stderr, "%s; %s; collectives: %s\n", line.c_str(), rt->topo->describe().c_str(),
                    (rt->model_comm ? rt->model_comm.get() : rt->comm)->name().c_str());
     }

@@ -2,8 +2,12 @@
 
 #include <grpcpp/ext/proto_server_reflection_plugin.h>
 #include <grpcpp/health_check_service_interface.h>
+#include <netdb.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cstdio>
 #include <thread>
 
@@ -18,6 +22,31 @@ const char* const kHealthServices[] = {"", "qwen3moe.v1.Inference"};
 // How often the stall watcher reads the engine's statistics.
 constexpr std::chrono::milliseconds kWatchPeriod{250};
 
+// Whether host:port can be bound now, asked with a plain socket before gRPC tries: a taken port
+// is then our one error line, not gRPC's internal log line followed by ours.
+bool can_bind(const std::string& host, int port) {
+  addrinfo hints{};
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+  addrinfo* found = nullptr;
+  std::string name = host;
+  if (name.size() > 2 && name.front() == '[' && name.back() == ']')
+    name = name.substr(1, name.size() - 2);  // [::1]
+  if (getaddrinfo(name.c_str(), std::to_string(port).c_str(), &hints, &found) != 0)
+    return true;  // let gRPC say what is wrong with the address
+  bool ok = true;
+  for (addrinfo* a = found; a != nullptr && ok; a = a->ai_next) {
+    const int fd = socket(a->ai_family, a->ai_socktype, a->ai_protocol);
+    if (fd < 0) continue;
+    const int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));  // as gRPC binds
+    ok = bind(fd, a->ai_addr, a->ai_addrlen) == 0 || errno != EADDRINUSE;
+    close(fd);
+  }
+  freeaddrinfo(found);
+  return ok;
+}
+
 }  // namespace
 
 InferenceServer::InferenceServer(Engine& engine, const ServedModel& model,
@@ -31,7 +60,11 @@ InferenceServer::InferenceServer(Engine& engine, const ServedModel& model,
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
   const std::string address = options.host + ":" + std::to_string(options.port);
-  // Loopback by default; the operator chooses a wider --host knowingly.
+  QWEN3MOE_CHECK(options.port == 0 || can_bind(options.host, options.port), "cannot listen on ",
+                 address, ": the port is in use (--port 0 picks a free one)");
+  // Loopback by default; the operator chooses a wider --host knowingly. No SO_REUSEPORT: a
+  // second server on a taken port must fail, not share its traffic.
+  builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
   builder.AddListeningPort(address, grpc::InsecureServerCredentials(), &port_);
   builder.RegisterService(&service_);
   server_ = builder.BuildAndStart();
