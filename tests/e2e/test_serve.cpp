@@ -338,6 +338,26 @@ TEST_F(Serve, EachBadRequestIsInvalidArgumentNamingTheField) {
       {"too long stop",
        [](pb::GenerateRequest& r) { r.mutable_sampling()->add_stop(std::string(65, 'a')); },
        {"stop", "65"}},
+      // Invalid UTF-8 on the wire: protobuf's own parser would refuse it before the service,
+      // and gRPC would answer INTERNAL with no message (rpc/wire/utf8_checked_requests.h).
+      {"invalid UTF-8 prompt",
+       [](pb::GenerateRequest& r) { r.set_prompt("ab\xff\xfe"); },
+       {"prompt", "UTF-8", "offset 2"}},
+      {"invalid UTF-8 chat content",
+       [](pb::GenerateRequest& r) {
+         auto* chat = r.mutable_chat();
+         chat->add_messages()->set_role("user");
+         auto* m = chat->add_messages();
+         m->set_role("user");
+         m->set_content("ok \xc3\x28");
+       },
+       {"chat.messages[1].content", "UTF-8"}},
+      {"invalid UTF-8 stop string",
+       [](pb::GenerateRequest& r) {
+         r.mutable_sampling()->add_stop("fine");
+         r.mutable_sampling()->add_stop("\xed\xa0\x80");  // a surrogate
+       },
+       {"sampling.stop[1]", "UTF-8"}},
   };
   for (const Case& c : cases) {
     pb::GenerateRequest req = ids_request({1, 2, 3}, 4);
