@@ -194,7 +194,7 @@ nlohmann::ordered_json parse_bounded_json(const std::string& text, const std::st
   };
   try {
     return ojson::parse(text, bound);
-  } catch (const ojson::parse_error& e) {
+  } catch (const ojson::exception& e) {  // parse_error, and out_of_range for 1e999
     throw FieldError(field, where + " is not valid JSON: " + e.what());
   }
 }

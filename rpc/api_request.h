@@ -70,6 +70,15 @@ class FieldError : public std::runtime_error {
   std::string field;
 };
 
+// The engine's request and how its output is to be read back.
+struct ParsedRequest {
+  GenerationRequest generation;
+  bool chat = false;                 // chat input: the output splits into reasoning and answer
+  bool thinking = false;             // enable_thinking as rendered
+  bool starts_in_reasoning = false;  // the generation prompt opened the think block
+  bool tools = false;                // tools were offered: <tool_call> blocks become calls
+};
+
 // Checks and merges: request value > generation_config.json > built-in default. The prompt is
 // checked against the vocabulary and, with max_new_tokens, the context. Throws FieldError.
 GenerationRequest make_generation_request(const SamplingInput& in, std::vector<int32_t> prompt,

@@ -11,15 +11,6 @@
 
 namespace qwen3moe::rpc {
 
-// The engine's request and how its output is to be read back.
-struct ParsedRequest {
-  GenerationRequest generation;
-  bool chat = false;                 // chat input: the output splits into reasoning and answer
-  bool thinking = false;             // enable_thinking as rendered
-  bool starts_in_reasoning = false;  // the generation prompt opened the think block
-  bool tools = false;                // tools were offered: <tool_call> blocks become calls
-};
-
 // Throws Error naming the field (e.g. "sampling.top_p") and the value.
 ParsedRequest to_generation_request(const ::qwen3moe::v1::GenerateRequest& in,
                                     const RequestLimits& limits);

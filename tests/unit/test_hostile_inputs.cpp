@@ -166,6 +166,18 @@ TEST(HostileConfig, DeeplyNestedConfigAndGenerationConfigAreErrors) {
       "t.json", "nested deeper than 128");
 }
 
+TEST(HostileConfig, NumbersPastDoublesRangeAreErrors) {
+  // nlohmann throws out_of_range, not parse_error, for these (found by fuzz_config).
+  EXPECT_ERROR_NAMES(
+      error_of([] { ModelConfig::from_json_text(R"({"eos_token_id": [15e645]})", "c.json"); }),
+      "c.json", "not valid JSON");
+  EXPECT_ERROR_NAMES(
+      error_of([] { GenerationConfig::from_json_text(R"({"top_p": -1e999})", "g.json"); }),
+      "g.json", "not valid JSON");
+  EXPECT_ERROR_NAMES(error_of([] { Tokenizer::from_json(R"({"model": 1e99999})", "t.json"); }),
+                     "t.json");
+}
+
 TEST(HostileSizes, CeilDivDoesNotOverflowNearInt64Max) {
   EXPECT_EQ(ceil_div(INT64_MAX, 2), INT64_MAX / 2 + 1);
   EXPECT_EQ(ceil_div(INT64_MAX - 1, INT64_MAX), 1);
