@@ -11,7 +11,12 @@ cmake -S "$repo" -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release \
   "-DCMAKE_CXX_FLAGS_RELEASE=-O1 -g1 -DNDEBUG" -DQWEN3MOE_SANITIZE=ON -DQWEN3MOE_CUDA=OFF \
   -DQWEN3MOE_GRPC=OFF -DQWEN3MOE_WERROR=ON >/dev/null
 ninja -C "$build"
-export ASAN_OPTIONS="detect_leaks=1:abort_on_error=0:strict_string_checks=1:detect_stack_use_after_return=0"
-export LSAN_OPTIONS="suppressions=$repo/tests/sanitize/lsan.supp:print_suppressions=0"
+# Full unwinding at each allocation: the system libraries lack frame pointers, and a leak's stack
+# must reach their frames for the suppressions (by library) to match it.
+export ASAN_OPTIONS="detect_leaks=1:fast_unwind_on_malloc=0:strict_string_checks=1"
+export LSAN_OPTIONS="suppressions=$repo/tests/sanitize/lsan.supp:print_suppressions=0:fast_unwind_on_malloc=0"
+# OpenMPI unloads its components at MPI_Finalize; kept loaded, their frames have names.
+export OMPI_MCA_mca_base_component_disable_dlclose=1
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 export UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1"
 ctest --test-dir "$build" --output-on-failure -j 2 -L 'unit|mpi' "$@"
