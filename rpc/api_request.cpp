@@ -7,6 +7,8 @@
 #include <sstream>
 #include <utility>
 
+#include "kernels/common/random_hash.h"
+
 namespace qwen3moe::rpc {
 namespace {
 
@@ -157,10 +159,7 @@ uint64_t fresh_seed() {
            uint64_t(std::chrono::steady_clock::now().time_since_epoch().count());
   }()};
   // splitmix64 of a counter: distinct per call, well mixed.
-  uint64_t z = counter.fetch_add(0x9e3779b97f4a7c15ull) + 0x9e3779b97f4a7c15ull;
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-  return z ^ (z >> 31);
+  return splitmix64(counter.fetch_add(0x9e3779b97f4a7c15ull));
 }
 
 nlohmann::ordered_json parse_bounded_json(const std::string& text, const std::string& field) {

@@ -2,37 +2,18 @@
 
 #include <algorithm>
 
+#include "core/text/text_scan.h"
+
 namespace qwen3moe {
 namespace {
 
 constexpr std::string_view kOpen = "<think>";
 constexpr std::string_view kClose = "</think>";
 
-bool is_space(char c) {
-  return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v';
-}
-
-size_t leading_space(std::string_view s) {
-  size_t i = 0;
-  while (i < s.size() && is_space(s[i])) ++i;
-  return i;
-}
-
-// Length of s without its trailing whitespace.
-size_t without_trailing_space(std::string_view s) {
-  size_t n = s.size();
-  while (n > 0 && is_space(s[n - 1])) --n;
-  return n;
-}
-
-// Length of the longest suffix of s that is a proper prefix of tag: the bytes that the next
-// push could complete into the tag. Every later occurrence of the tag starts inside it.
-size_t partial_tag(std::string_view s, std::string_view tag) {
-  for (size_t k = std::min(s.size(), tag.size() - 1); k > 0; --k) {
-    if (s.substr(s.size() - k) == tag.substr(0, k)) return k;
-  }
-  return 0;
-}
+using text_scan::is_space;
+using text_scan::leading_space;
+using text_scan::partial_tag;
+using text_scan::without_trailing_space;
 
 }  // namespace
 

@@ -3,42 +3,23 @@
 #include <algorithm>
 #include <nlohmann/json.hpp>
 
+#include "core/text/text_scan.h"
+#include "kernels/common/random_hash.h"
+
 namespace qwen3moe {
 namespace {
 
 constexpr std::string_view kOpen = "<tool_call>";
 constexpr std::string_view kClose = "</tool_call>";
 
-bool is_space(char c) {
-  return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v';
-}
-
-size_t leading_space(std::string_view s) {
-  size_t i = 0;
-  while (i < s.size() && is_space(s[i])) ++i;
-  return i;
-}
+using text_scan::is_space;
+using text_scan::leading_space;
+using text_scan::partial_tag;
 
 std::string_view trim(std::string_view s) {
   s.remove_prefix(leading_space(s));
   while (!s.empty() && is_space(s.back())) s.remove_suffix(1);
   return s;
-}
-
-// Length of the longest suffix of s that is a proper prefix of tag: the bytes that the next
-// push could complete into the tag. Every later occurrence of the tag starts inside it.
-size_t partial_tag(std::string_view s, std::string_view tag) {
-  for (size_t k = std::min(s.size(), tag.size() - 1); k > 0; --k) {
-    if (s.substr(s.size() - k) == tag.substr(0, k)) return k;
-  }
-  return 0;
-}
-
-// splitmix64's output function: a bijection on 64 bits, so distinct inputs give distinct ids.
-uint64_t mix64(uint64_t z) {
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-  return z ^ (z >> 31);
 }
 
 void append_hex(std::string& out, uint64_t v, int digits) {
@@ -143,8 +124,9 @@ std::optional<ToolCall> ToolCallParser::parse_call(std::string_view body) {
     call.arguments = args->dump();
   }
   // Seed plus an odd step per call, through a bijection: distinct for every call of a parser.
-  const uint64_t first = mix64(id_seed_ + (calls_ + 1) * 0x9E3779B97F4A7C15ull);
-  const uint64_t second = mix64(first ^ 0xD6E8FEB86659FD93ull);
+  // splitmix64 is a bijection: distinct counts give distinct first halves.
+  const uint64_t first = splitmix64(id_seed_ + calls_ * 0x9E3779B97F4A7C15ull);
+  const uint64_t second = splitmix64(first ^ 0xD6E8FEB86659FD93ull);
   ++calls_;
   call.id = "call_";
   append_hex(call.id, first, 16);

@@ -4,6 +4,8 @@
 #include <cstdio>
 #include <utility>
 
+#include "kernels/common/random_hash.h"
+
 namespace qwen3moe::rpc::openai {
 namespace {
 
@@ -12,11 +14,8 @@ using ojson = nlohmann::ordered_json;
 // OpenAI's ids: a prefix and 24 hex digits, distinct per request of this process.
 std::string response_id(const char* prefix, uint64_t seed) {
   char hex[32];
-  uint64_t z = seed + 0x9e3779b97f4a7c15ull;
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-  z ^= z >> 31;
-  std::snprintf(hex, sizeof(hex), "%016llx%08llx", static_cast<unsigned long long>(z),
+  std::snprintf(hex, sizeof(hex), "%016llx%08llx",
+                static_cast<unsigned long long>(splitmix64(seed)),
                 static_cast<unsigned long long>(seed & 0xffffffffull));
   return std::string(prefix) + hex;
 }

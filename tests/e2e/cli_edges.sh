@@ -5,6 +5,7 @@
 # usage: cli_edges.sh QWEN3MOE_BINARY MPIEXEC FIXTURES_DIR
 set -uo pipefail
 bin="$1"; mpiexec="$2"; fixtures="$3"
+. "$(dirname "${BASH_SOURCE[0]}")/serve_log.sh"
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 work="$(mktemp -d)"
 cleanup() { pkill -KILL -f "$work" 2>/dev/null; wait 2>/dev/null; rm -rf "$work"; }
@@ -18,13 +19,7 @@ v="$("$bin" --version)"
 case "$v" in "qwen3moe "[0-9]*.[0-9]*.[0-9]*" ("*")") ok "--version: $v" ;; *) bad "--version: '$v'" ;; esac
 
 "$bin" serve --model "$work/model" --port 0 --http-port 0 >"$work/serve.log" 2>&1 &
-addr=""
-for _ in $(seq 1 600); do
-  addr="$(grep -o 'on 127.0.0.1:[0-9]*' "$work/serve.log" | head -n 1 | cut -c4-)"
-  [ -n "$addr" ] && break
-  sleep 0.1
-done
-[ -n "$addr" ] || { echo "FAIL no serving line"; exit 1; }
+wait_for_serving "$work/serve.log" || { echo "FAIL no serving line"; exit 1; }
 port="${addr##*:}"
 
 "$bin" serve --model "$work/model" --port "$port" --http-port 0 >/dev/null 2>"$work/busy.err"

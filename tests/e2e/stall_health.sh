@@ -7,6 +7,7 @@
 # usage: stall_health.sh QWEN3MOE_BINARY FIXTURES_DIR
 set -uo pipefail
 bin="$1"; fixtures="$2"
+. "$(dirname "${BASH_SOURCE[0]}")/serve_log.sh"
 work="$(mktemp -d)"
 cleanup() { pkill -KILL -f "$work" 2>/dev/null; wait 2>/dev/null; rm -rf "$work"; }
 trap cleanup EXIT
@@ -15,16 +16,9 @@ fail() { echo "FAIL $1"; sed 's/^/  serve: /' "$work/serve.log" 2>/dev/null; ech
 cp -r "$fixtures/hf-tiny/moe_a" "$work/model"
 QWEN3MOE_DEBUG_STALL=0:1 "$bin" serve --model "$work/model" --port 0 --http-port 0 --stall-timeout 1 \
   >"$work/serve.log" 2>&1 &
-addr=""
-for _ in $(seq 1 600); do
-  addr="$(grep -o 'on 127.0.0.1:[0-9]*' "$work/serve.log" | head -n 1 | cut -c4-)"
-  [ -n "$addr" ] && break
-  sleep 0.1
-done
-[ -n "$addr" ] || fail "no serving line"
+wait_for_serving "$work/serve.log" || fail "no serving line"
 before="$("$bin" client --addr "$addr" --health 2>/dev/null)"
 [ "$before" = "SERVING" ] || fail "health before any work: '$before'"
-http="$(grep -o 'http://127.0.0.1:[0-9]*' "$work/serve.log" | head -n 1)"
 [ -n "$http" ] || fail "no http line"
 code="$(curl -s -o /dev/null -w '%{http_code}' "$http/health")"
 [ "$code" = "200" ] || fail "http /health before any work: $code"
@@ -52,13 +46,7 @@ wait 2>/dev/null
 # so only admitted-but-unfinished work can show the stall.
 QWEN3MOE_DEBUG_STALL=0:0 "$bin" serve --model "$work/model" --port 0 --http-port 0 \
   --stall-timeout 1 >"$work/serve.log" 2>&1 &
-addr=""
-for _ in $(seq 1 600); do
-  addr="$(grep -o 'on 127.0.0.1:[0-9]*' "$work/serve.log" | head -n 1 | cut -c4-)"
-  [ -n "$addr" ] && break
-  sleep 0.1
-done
-[ -n "$addr" ] || fail "no serving line (idle then hang)"
+wait_for_serving "$work/serve.log" || fail "no serving line (idle then hang)"
 sleep 2  # idle for longer than --stall-timeout first
 [ "$("$bin" client --addr "$addr" --health 2>/dev/null)" = SERVING ] || fail "idle health"
 "$bin" client --addr "$addr" --ids 1,2,3 --max-new-tokens 8 --timeout-ms 60000 >/dev/null 2>&1 &
@@ -78,13 +66,7 @@ wait 2>/dev/null
 QWEN3MOE_DEBUG_STALL=0:1:fail "$bin" serve --model "$work/model" --port 0 --http-port 0 \
   >"$work/serve.log" 2>&1 &
 server=$!
-http=""
-for _ in $(seq 1 600); do
-  http="$(grep -o 'http://127.0.0.1:[0-9]*' "$work/serve.log" | head -n 1)"
-  grep -q '^serving ' "$work/serve.log" && [ -n "$http" ] && break
-  sleep 0.1
-done
-[ -n "$http" ] || fail "no http line (failing engine)"
+wait_for_serving "$work/serve.log" && [ -n "$http" ] || fail "no http line (failing engine)"
 code="$(curl -s -o "$work/fail.out" -w '%{http_code}' --max-time 30 "$http/v1/completions" \
   -d '{"prompt": [1, 2, 3], "max_tokens": 8}')"
 [ "$code" = 500 ] && grep -q 'fails at step 1' "$work/fail.out" ||
