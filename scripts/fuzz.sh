@@ -49,7 +49,8 @@ failed=0
 for t in "${targets[@]}"; do
   dir="$(corpus "$t")"
   # -timeout: one input past 10 s is a hang; -rss_limit_mb: growth past 2 GiB is a failure.
-  if (cd "$work" && "$build/tests/fuzz/$t" "$dir" -max_total_time="$seconds" -timeout=10 \
+  # -seed: the same exploration order on every run of a commit (the time bound still varies).
+  if (cd "$work" && "$build/tests/fuzz/$t" "$dir" -seed=1 -max_total_time="$seconds" -timeout=10 \
       -rss_limit_mb=2048 -max_len=65536 -print_final_stats=1 >"$work/$t.log" 2>&1); then
     echo "fuzz: $t ok ($(grep -o 'stat::number_of_executed_units: *[0-9]*' "$work/$t.log" | grep -o '[0-9]*$') runs in $seconds s)"
   else

@@ -220,9 +220,10 @@ int64_t JsonCursor::read_int() {
   int64_t v = 0;
   size_t digits = 0;
   while (pos_ < text_.size() && text_[pos_] >= '0' && text_[pos_] <= '9') {
+    // Checked before the step: a 19th digit could overflow int64.
+    if (++digits > 18) fail("integer too large");
     v = v * 10 + (text_[pos_] - '0');
     ++pos_;
-    if (++digits > 18) fail("integer too large");
   }
   if (digits == 0 ||
       (pos_ < text_.size() && (text_[pos_] == '.' || text_[pos_] == 'e' || text_[pos_] == 'E'))) {

@@ -106,8 +106,23 @@ void ToolCallParser::run(ToolCallDelta& out, bool at_end) {
 std::optional<ToolCall> ToolCallParser::parse_call(std::string_view body) {
   // ordered_json keeps the arguments' keys in the model's order when they are dumped again.
   const std::string_view text = trim(body);
-  const nlohmann::ordered_json j =
-      nlohmann::ordered_json::parse(text.begin(), text.end(), nullptr, /*allow_exceptions=*/false);
+  // The model's text, nested at most 64 deep: the arguments are dumped again (recursively), and
+  // a model can be asked to write brackets by the thousand.
+  struct TooDeep {};
+  const auto bound = [](int depth, nlohmann::ordered_json::parse_event_t event,
+                        nlohmann::ordered_json&) {
+    if ((event == nlohmann::ordered_json::parse_event_t::object_start ||
+         event == nlohmann::ordered_json::parse_event_t::array_start) &&
+        depth >= 64)
+      throw TooDeep{};
+    return true;
+  };
+  nlohmann::ordered_json j;
+  try {
+    j = nlohmann::ordered_json::parse(text.begin(), text.end(), bound, /*allow_exceptions=*/false);
+  } catch (const TooDeep&) {
+    return std::nullopt;
+  }
   if (j.is_discarded() || !j.is_object()) return std::nullopt;
   const auto name = j.find("name");
   if (name == j.end() || !name->is_string() || name->get_ref<const std::string&>().empty()) {

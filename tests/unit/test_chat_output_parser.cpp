@@ -452,4 +452,13 @@ TEST(ChatOutputParser, FixedOutputOfTheSplitSet) {
 }
 
 }  // namespace
+TEST(ToolCallParser, DeeplyNestedArgumentsAreTextNotACrash) {
+  const std::string deep =
+      "<tool_call>{\"name\": \"f\", \"arguments\": " + std::string(100000, '[') +
+      std::string(100000, ']') + "}</tool_call>";
+  const ToolCallDelta d = parse_tool_calls(deep, 1);
+  EXPECT_TRUE(d.calls.empty());
+  EXPECT_EQ(d.content, deep);
+}
+
 }  // namespace qwen3moe

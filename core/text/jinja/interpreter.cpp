@@ -161,6 +161,25 @@ class Interpreter {
       fail(line, "the rendered text passes " + std::to_string(kMaxBytes >> 20) + " MiB");
   }
 
+  // A namespace is the one value a template can change in place, so it is the one way to build
+  // a value deeper on every turn of a loop, or one that holds itself: both are refused when set
+  // (printing or comparing either would recurse without end).
+  static constexpr int kMaxValueDepth = 64;
+  // Every value looked at counts against the render's steps, so the check cannot cost more
+  // than the budget either.
+  void check_nesting(int line, const Value& v, const Dict* target, int depth) {
+    if (++steps_ > kMaxSteps)
+      fail(line, "the template ran more than " + std::to_string(kMaxSteps) + " statements");
+    if (depth > kMaxValueDepth)
+      fail(line, "a value nested deeper than " + std::to_string(kMaxValueDepth) + " levels");
+    if (v.type() == Value::Type::kList) {
+      for (const Value& x : v.as_list()) check_nesting(line, x, target, depth + 1);
+    } else if (v.type() == Value::Type::kDict) {
+      if (&v.as_dict() == target) fail(line, "a namespace cannot hold itself");
+      for (const auto& [k, x] : v.as_dict()) check_nesting(line, x, target, depth + 1);
+    }
+  }
+
   void exec(const Node& n) {
     if (++steps_ > kMaxSteps)
       fail(n.line, "the template ran more than " + std::to_string(kMaxSteps) + " statements");
@@ -197,6 +216,7 @@ class Interpreter {
                            n.targets[0] + "' (only namespace() objects)");
         }
         Dict& d = target.mutable_dict();
+        check_nesting(n.line, v, &d, 0);
         for (auto& [k, old] : d) {
           if (k == n.attr) {
             old = std::move(v);
@@ -240,6 +260,8 @@ class Interpreter {
     if (n.filter) {
       List kept;
       for (const Value& item : items) {
+        if (++steps_ > kMaxSteps)
+          fail(n.line, "the template ran more than " + std::to_string(kMaxSteps) + " statements");
         bind_targets(n, item);
         if (eval(*n.filter).truthy()) kept.push_back(item);
       }
@@ -362,7 +384,10 @@ class Interpreter {
         const Value v = eval(*e.a);
         if (e.name == "not") return Value(!v.truthy());
         require_defined(e, v, "unary '" + e.name + "'");
-        if (v.type() == Value::Type::kInt) return Value(e.name == "-" ? -v.as_int() : v.as_int());
+        if (v.type() == Value::Type::kInt) {
+          if (e.name == "-" && v.as_int() == INT64_MIN) fail(e.line, "integer overflow in '-'");
+          return Value(e.name == "-" ? -v.as_int() : v.as_int());
+        }
         if (v.type() == Value::Type::kFloat) {
           return Value(e.name == "-" ? -v.as_float() : v.as_float());
         }
@@ -440,7 +465,10 @@ class Interpreter {
     }
     require_defined(e, l, "'" + op + "'");
     require_defined(e, r, "'" + op + "'");
-    if (op == "+" && l.is_string() && r.is_string()) return Value(l.as_string() + r.as_string());
+    if (op == "+" && l.is_string() && r.is_string()) {
+      check_size(e.line, l.as_string().size() + r.as_string().size());
+      return Value(l.as_string() + r.as_string());
+    }
     if (op == "+" && l.type() == Value::Type::kList && r.type() == Value::Type::kList) {
       if (l.as_list().size() + r.as_list().size() > (size_t(1) << 20))
         fail(e.line, "a list of more than 1048576 items");
@@ -481,9 +509,25 @@ class Interpreter {
     const bool ints = l.type() != Value::Type::kFloat && r.type() != Value::Type::kFloat;
     const int64_t a = l.as_int(), b = r.as_int();
     const double x = l.as_float(), y = r.as_float();
-    if (op == "+") return ints ? Value(a + b) : Value(x + y);
-    if (op == "-") return ints ? Value(a - b) : Value(x - y);
-    if (op == "*") return ints ? Value(a * b) : Value(x * y);
+    // Integers as Python has them would grow without bound; here they are int64 and an
+    // overflow is an error, never a wrapped value (nor undefined behaviour).
+    int64_t r64 = 0;
+    auto overflow = [&] { fail(e.line, "integer overflow in '" + op + "'"); };
+    if (op == "+") {
+      if (!ints) return Value(x + y);
+      if (__builtin_add_overflow(a, b, &r64)) overflow();
+      return Value(r64);
+    }
+    if (op == "-") {
+      if (!ints) return Value(x - y);
+      if (__builtin_sub_overflow(a, b, &r64)) overflow();
+      return Value(r64);
+    }
+    if (op == "*") {
+      if (!ints) return Value(x * y);
+      if (__builtin_mul_overflow(a, b, &r64)) overflow();
+      return Value(r64);
+    }
     if (op == "/") {
       if (y == 0) fail(e.line, "division by zero");
       return Value(x / y);
@@ -491,6 +535,7 @@ class Interpreter {
     if (op == "//" || op == "%") {
       if (y == 0) fail(e.line, "division by zero");
       if (ints) {
+        if (a == INT64_MIN && b == -1) overflow();
         int64_t q = a / b, m = a % b;
         if (m != 0 && ((m < 0) != (b < 0))) {
           --q;
@@ -503,8 +548,13 @@ class Interpreter {
     }
     if (op == "**") {
       if (ints && b >= 0) {
-        int64_t p = 1;
-        for (int64_t i = 0; i < b; ++i) p *= a;
+        // By squaring, each product checked: 1 ** 2**63 takes 63 steps, not 2**63.
+        int64_t p = 1, base = a;
+        for (int64_t k = b; k > 0; k >>= 1) {
+          if ((k & 1) && __builtin_mul_overflow(p, base, &p)) overflow();
+          // A higher bit is left, and it will multiply in base squared.
+          if (k > 1 && __builtin_mul_overflow(base, base, &base)) overflow();
+        }
         return Value(p);
       }
       return Value(std::pow(x, y));
@@ -581,6 +631,11 @@ class Interpreter {
       constexpr int64_t kMaxRange = int64_t(1) << 20;
       if (count > kMaxRange)
         fail(e.line, "range() of more than " + std::to_string(kMaxRange) + " numbers");
+      // Each number made counts as a step: a range evaluated in a loop (a for's filter) must
+      // not cost more than the budget allows.
+      steps_ += int64_t(count);
+      if (steps_ > kMaxSteps)
+        fail(e.line, "the template ran more than " + std::to_string(kMaxSteps) + " statements");
       List out;
       for (int64_t k = 0; k < int64_t(count); ++k)
         out.emplace_back(int64_t(start + __int128(k) * step));
@@ -641,6 +696,7 @@ class Interpreter {
           if (at == std::string::npos) break;
           out.append(s, pos, at - pos);
           out += to.as_string();
+          check_size(e.line, out.size());
           if (f.empty()) {
             if (at < s.size()) out += s[at];
             pos = at + 1;
@@ -712,9 +768,11 @@ class Interpreter {
     }
     if (f == "tojson") {
       const Value indent = args.get(0, "indent");
-      return Value(v.to_json(indent.type() == Value::Type::kInt
-                                 ? std::optional<int>(static_cast<int>(indent.as_int()))
-                                 : std::nullopt));
+      // Python's json.dumps takes any indent; a huge one only makes spaces, so it is capped.
+      return Value(v.to_json(
+          indent.type() == Value::Type::kInt
+              ? std::optional<int>(static_cast<int>(std::clamp<int64_t>(indent.as_int(), 0, 64)))
+              : std::nullopt));
     }
     if (f == "string") return Value(v.to_output());
     if (f == "safe" || f == "e" || f == "escape") {
@@ -752,6 +810,7 @@ class Interpreter {
       for (size_t i = 0; i < v.as_list().size(); ++i) {
         if (i) out += sep.is_undefined() ? "" : sep.to_output();
         out += v.as_list()[i].to_output();
+        check_size(e.line, out.size());
       }
       return Value(std::move(out));
     }

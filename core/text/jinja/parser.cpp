@@ -318,6 +318,20 @@ class Parser {
     ~Nested() { --p_.depth_; }
     Parser& p_;
   };
+  // A left-deep chain (a + b + c, x.a.b, v|f|g) is built by a loop, not by recursion, but the
+  // tree it builds is as deep as it is long: each link counts as a level while the chain and
+  // everything parsed inside it lasts.
+  struct Chain {
+    explicit Chain(Parser& p) : p_(p) {}
+    void link() {
+      ++links_;
+      if (++p_.depth_ > kMaxNesting)
+        p_.fail("nested deeper than " + std::to_string(kMaxNesting) + " levels");
+    }
+    ~Chain() { p_.depth_ -= links_; }
+    Parser& p_;
+    int links_ = 0;
+  };
   int depth_ = 0;
   bool is_op(const char* op) const { return cur().type == Token::Type::kOp && cur().text == op; }
   bool is_name(const char* name) const {
@@ -494,9 +508,11 @@ class Parser {
 
   // expr := or ["if" or ["else" expr]]
   ExprPtr parse_expr() {
+    Chain chain(*this);
     const Nested nested(*this);
     ExprPtr value = parse_or();
     while (is_name("if")) {
+      chain.link();
       ++i_;
       auto e = make(Expr::Kind::kCondition, value->line);
       e->a = parse_or();
@@ -510,16 +526,20 @@ class Parser {
     return value;
   }
   ExprPtr parse_or() {
+    Chain chain(*this);
     ExprPtr left = parse_and();
     while (is_name("or")) {
+      chain.link();
       ++i_;
       left = binary("or", std::move(left), parse_and());
     }
     return left;
   }
   ExprPtr parse_and() {
+    Chain chain(*this);
     ExprPtr left = parse_not();
     while (is_name("and")) {
+      chain.link();
       ++i_;
       left = binary("and", std::move(left), parse_not());
     }
@@ -537,8 +557,10 @@ class Parser {
     return parse_compare();
   }
   ExprPtr parse_compare() {
+    Chain chain(*this);
     ExprPtr left = parse_math1();
     while (true) {
+      chain.link();
       std::string op;
       if (cur().type == Token::Type::kOp &&
           (cur().text == "==" || cur().text == "!=" || cur().text == "<" || cur().text == ">" ||
@@ -557,32 +579,40 @@ class Parser {
     }
   }
   ExprPtr parse_math1() {
+    Chain chain(*this);
     ExprPtr left = parse_concat();
     while (is_op("+") || is_op("-")) {
+      chain.link();
       const std::string op = next().text;
       left = binary(op, std::move(left), parse_concat());
     }
     return left;
   }
   ExprPtr parse_concat() {
+    Chain chain(*this);
     ExprPtr left = parse_math2();
     while (is_op("~")) {
+      chain.link();
       ++i_;
       left = binary("~", std::move(left), parse_math2());
     }
     return left;
   }
   ExprPtr parse_math2() {
+    Chain chain(*this);
     ExprPtr left = parse_pow();
     while (is_op("*") || is_op("/") || is_op("//") || is_op("%")) {
+      chain.link();
       const std::string op = next().text;
       left = binary(op, std::move(left), parse_pow());
     }
     return left;
   }
   ExprPtr parse_pow() {
+    Chain chain(*this);
     ExprPtr left = parse_unary();
     while (is_op("**")) {
+      chain.link();
       ++i_;
       left = binary("**", std::move(left), parse_unary());
     }
@@ -713,7 +743,9 @@ class Parser {
   }
 
   ExprPtr parse_postfix(ExprPtr e) {
+    Chain chain(*this);
     while (true) {
+      chain.link();
       if (is_op(".")) {
         ++i_;
         auto a = make(Expr::Kind::kAttr, e->line);
@@ -767,7 +799,9 @@ class Parser {
   }
 
   ExprPtr parse_filters(ExprPtr e) {
+    Chain chain(*this);
     while (true) {
+      chain.link();
       if (is_op("|")) {
         ++i_;
         auto f = make(Expr::Kind::kFilter, e->line);
