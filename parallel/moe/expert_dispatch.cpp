@@ -398,7 +398,7 @@ DispatchHandle ExpertDispatch::dispatch(int64_t n, int64_t max_rank_tokens, cons
   }
   exchange_meta();
   if (profiler) {
-    const size_t row_bytes = size_t(H) * dtype_size(payload_) + size_t(2 * k) * sizeof(float);
+    const size_t row_bytes = dispatch_row_bytes();
     for (size_t p = 0; p < w; ++p) logical_bytes_[p] = size_t(routed[p]) * row_bytes;
     profiler->record_exchange(layer, "dispatch", logical_bytes_, t0, t1, profiler->mark());
   }
@@ -477,7 +477,7 @@ DispatchHandle ExpertDispatch::dispatch_fixed(int64_t n, const int32_t* ids, con
   }
   exchange_meta();
   if (profiler) {
-    const size_t row_bytes = size_t(H) * dtype_size(payload_) + size_t(2 * k) * sizeof(float);
+    const size_t row_bytes = dispatch_row_bytes();
     for (size_t p = 0; p < w; ++p)
       logical_bytes_[p] = size_t(int(p) == rank_ ? stats_host_[p] : C) * row_bytes;
     profiler->record_exchange(h.layer, "dispatch", logical_bytes_, t0, t0, profiler->mark());

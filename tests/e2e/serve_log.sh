@@ -15,3 +15,15 @@ wait_for_serving() {
   done
   return 1
 }
+
+# wait_for_health ADDR STATUS: asks the gRPC health of ADDR every 0.1 s for up to 15 s until it
+# answers STATUS; sets $health to the last answer; returns 1 when STATUS never came.
+wait_for_health() {
+  health=""
+  for _ in $(seq 1 150); do
+    health="$("$bin" client --addr "$1" --health 2>/dev/null)"
+    [ "$health" = "$2" ] && return 0
+    sleep 0.1
+  done
+  return 1
+}

@@ -26,13 +26,7 @@ code="$(curl -s -o /dev/null -w '%{http_code}' "$http/health")"
 # Step 0 is this request's prefill; the engine stops before step 1.
 "$bin" client --addr "$addr" --ids 1,2,3 --max-new-tokens 8 --timeout-ms 60000 >/dev/null 2>&1 &
 start=$SECONDS
-after=""
-for _ in $(seq 1 150); do
-  after="$("$bin" client --addr "$addr" --health 2>/dev/null)"
-  [ "$after" = "NOT_SERVING" ] && break
-  sleep 0.1
-done
-[ "$after" = "NOT_SERVING" ] || fail "health stayed '$after' while the engine was stuck"
+wait_for_health "$addr" NOT_SERVING || fail "health stayed '$health' while the engine was stuck"
 echo "ok   health SERVING before work, NOT_SERVING $((SECONDS - start)) s after the engine stalled"
 code="$(curl -s -o /dev/null -w '%{http_code}' "$http/health")"
 [ "$code" = "503" ] || fail "http /health while the engine was stuck: $code"
@@ -50,13 +44,8 @@ wait_for_serving "$work/serve.log" || fail "no serving line (idle then hang)"
 sleep 2  # idle for longer than --stall-timeout first
 [ "$("$bin" client --addr "$addr" --health 2>/dev/null)" = SERVING ] || fail "idle health"
 "$bin" client --addr "$addr" --ids 1,2,3 --max-new-tokens 8 --timeout-ms 60000 >/dev/null 2>&1 &
-after=""
-for _ in $(seq 1 150); do
-  after="$("$bin" client --addr "$addr" --health 2>/dev/null)"
-  [ "$after" = "NOT_SERVING" ] && break
-  sleep 0.1
-done
-[ "$after" = "NOT_SERVING" ] || fail "health stayed '$after' while the first step after idle hung"
+wait_for_health "$addr" NOT_SERVING ||
+  fail "health stayed '$health' while the first step after idle hung"
 running="$("$bin" client --addr "$addr" --stats 2>/dev/null | grep -o '"running": *[0-9]*' | grep -o '[0-9]*$')"
 [ "$running" = 1 ] || fail "GetStats shows running=$running while the step hangs"
 echo "ok   the first step after an idle spell hangs: NOT_SERVING, GetStats running 1"
