@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The sanitizer job: an AddressSanitizer + UndefinedBehaviorSanitizer build (host code, CUDA and
 # gRPC off, into ./build-asan or $QWEN3MOE_ASAN_BUILD_DIR) and the unit and mpi tests under it.
-# UB halts the test; leaks fail it except those of OpenMPI and the other system libraries
-# (tests/sanitize/lsan.supp names them by library, so a leak in our frames still fails).
+# UB halts the test; leaks fail it except OpenMPI's own (tests/sanitize/lsan.supp; the
+# sanitize_leak_canary test proves a leak in our frames still fails).
 # usage: scripts/sanitize.sh [extra ctest arguments]
 set -euo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"

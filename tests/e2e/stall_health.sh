@@ -3,7 +3,8 @@
 # to stall at its second step (QWEN3MOE_DEBUG_STALL=0:1) and --stall-timeout 1, health goes
 # from SERVING to NOT_SERVING once a request is waiting. Then a step that fails
 # (QWEN3MOE_DEBUG_STALL=0:1:fail) must end the requests waiting on it, gRPC and HTTP, with an
-# error, and the server must exit non-zero rather than hang.
+# error, and the server must exit non-zero rather than hang; and slow but live steps after an
+# idle spell must not look stuck.
 # usage: stall_health.sh QWEN3MOE_BINARY FIXTURES_DIR
 set -uo pipefail
 bin="$1"; fixtures="$2"
@@ -52,6 +53,28 @@ echo "ok   the first step after an idle spell hangs: NOT_SERVING, GetStats runni
 pkill -KILL -f "$work/model" 2>/dev/null
 wait 2>/dev/null
 
+# No false alarm: after an idle spell longer than --stall-timeout, a request whose steps are
+# slow (0.4 s each) but live keeps health SERVING the whole time it runs.
+QWEN3MOE_DEBUG_STALL=0:0:slow400 "$bin" serve --model "$work/model" --port 0 --http-port 0 \
+  --stall-timeout 1 >"$work/serve.log" 2>&1 &
+wait_for_serving "$work/serve.log" || fail "no serving line (slow steps)"
+sleep 2
+"$bin" client --addr "$addr" --ids 1,2,3 --max-new-tokens 8 --timeout-ms 60000 \
+  >"$work/slow.out" 2>&1 &
+client=$!
+polls=0
+while kill -0 $client 2>/dev/null; do
+  health="$("$bin" client --addr "$addr" --health 2>/dev/null)"
+  [ "$health" = SERVING ] || fail "health '$health' during slow but live steps after idle"
+  polls=$((polls + 1))
+  sleep 0.1
+done
+wait $client || fail "the slow request failed: $(cat "$work/slow.out")"
+[ $polls -ge 10 ] || fail "only $polls health polls while the slow request ran"
+echo "ok   idle, then slow but live steps: SERVING on all $polls polls"
+pkill -KILL -f "$work/model" 2>/dev/null
+wait 2>/dev/null
+
 QWEN3MOE_DEBUG_STALL=0:1:fail "$bin" serve --model "$work/model" --port 0 --http-port 0 \
   >"$work/serve.log" 2>&1 &
 server=$!
@@ -65,4 +88,4 @@ kill -0 $server 2>/dev/null && fail "the server still runs after its engine fail
 wait $server; rc=$?
 [ "$rc" -ne 0 ] || fail "the server exited 0 after its engine failed"
 echo "ok   a failed step: the waiting request got 500 naming the failure, serve exited $rc"
-echo "4 passed, 0 failed"
+echo "5 passed, 0 failed"
