@@ -45,6 +45,11 @@ class Communicator {
                             void* recv, const size_t* recv_bytes, const size_t* recv_offsets) = 0;
   virtual void broadcast(void* buf, size_t bytes, int root) = 0;
   virtual void barrier() = 0;
+  // Collective over this communicator: the ranks that pass the same color form a new
+  // communicator, ranked by key (attention data parallelism: one per DP group of tp ranks).
+  // Communicators over host memory split (MPI, local); those over backend memory are built
+  // anew over a split host communicator (launcher/model_communicator.h). Error otherwise.
+  virtual std::unique_ptr<Communicator> split(int color, int key);
   // Whether its collectives may be recorded into a backend graph (they are stream operations
   // that neither wait for nor touch the host: NCCL).
   virtual bool graph_capturable() const { return false; }

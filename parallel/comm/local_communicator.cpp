@@ -1,6 +1,7 @@
 // World size 1: every collective is the identity (or a copy when send and recv differ).
 #include <cstring>
 
+#include "kernels/common/check.h"
 #include "parallel/comm/communicator.h"
 
 namespace qwen3moe {
@@ -29,9 +30,16 @@ class LocalCommunicator final : public Communicator {
   }
   void broadcast(void*, size_t, int) override {}
   void barrier() override {}
+  std::unique_ptr<Communicator> split(int, int) override {
+    return std::make_unique<LocalCommunicator>();
+  }
 };
 
 }  // namespace
+
+std::unique_ptr<Communicator> Communicator::split(int, int) {
+  QWEN3MOE_FAIL("the ", name(), " communicator cannot be split into groups");
+}
 
 std::unique_ptr<Communicator> make_local_communicator() {
   return std::make_unique<LocalCommunicator>();

@@ -92,5 +92,32 @@ TEST(MpiCollectives, BroadcastFromEveryRoot) {
   world().barrier();
 }
 
+// Groups of consecutive ranks (as DP groups of tp ranks are): each group's collectives see its
+// members only, ranked by key, and the world's still work after the split.
+TEST(MpiCollectives, SplitIntoGroupsOfConsecutiveRanks) {
+  const int W = world().size(), R = world().rank();
+  for (int per = 1; per <= W; per *= 2) {
+    auto group = world().split(R / per, R % per);
+    ASSERT_EQ(group->size(), per);
+    ASSERT_EQ(group->rank(), R % per);
+    float sum = float(R);
+    group->all_reduce_sum(&sum, 1);
+    const int first = R / per * per;  // the group's ranks are first .. first + per - 1
+    EXPECT_EQ(sum, float(per * first + per * (per - 1) / 2)) << "group of " << per;
+    std::vector<int> ranks(size_t(per), -1);
+    group->all_gather(&R, ranks.data(), sizeof(int));
+    for (int i = 0; i < per; ++i) EXPECT_EQ(ranks[size_t(i)], first + i) << "group of " << per;
+    int from_root = R;
+    group->broadcast(&from_root, sizeof(int), 0);
+    EXPECT_EQ(from_root, first);
+    // Reversed keys reverse the ranks within the group.
+    auto reversed = world().split(R / per, per - 1 - R % per);
+    EXPECT_EQ(reversed->rank(), per - 1 - R % per);
+  }
+  float all = 1.0f;
+  world().all_reduce_sum(&all, 1);
+  EXPECT_EQ(all, float(W));
+}
+
 }  // namespace
 }  // namespace qwen3moe

@@ -50,33 +50,46 @@ class Watched {
 
 class MpiCommunicator final : public Communicator {
  public:
-  explicit MpiCommunicator(double timeout_seconds) {
+  // The world, watched when timeout_seconds > 0.
+  explicit MpiCommunicator(double timeout_seconds) : MpiCommunicator(MPI_COMM_WORLD) {
     if (timeout_seconds > 0) watchdog_ = std::make_unique<CollectiveWatchdog>(timeout_seconds);
-    QWEN3MOE_MPI_CHECK(MPI_Comm_rank(MPI_COMM_WORLD, &rank_));
-    QWEN3MOE_MPI_CHECK(MPI_Comm_size(MPI_COMM_WORLD, &size_));
+  }
+  // A group split from the world (owned: freed with it). Unwatched: the watchdog compares
+  // collective counts across the whole world, and groups run different collectives; a rank
+  // stuck in a group collective still stalls the world's next one, which is watched.
+  explicit MpiCommunicator(MPI_Comm comm) : comm_(comm) {
+    QWEN3MOE_MPI_CHECK(MPI_Comm_rank(comm_, &rank_));
+    QWEN3MOE_MPI_CHECK(MPI_Comm_size(comm_, &size_));
     send_counts_.resize(size_t(size_));
     send_displs_.resize(size_t(size_));
     recv_counts_.resize(size_t(size_));
     recv_displs_.resize(size_t(size_));
   }
+  ~MpiCommunicator() override {
+    int finalized = 0;
+    MPI_Finalized(&finalized);
+    if (comm_ != MPI_COMM_WORLD && !finalized) MPI_Comm_free(&comm_);
+  }
+  MpiCommunicator(const MpiCommunicator&) = delete;
+  MpiCommunicator& operator=(const MpiCommunicator&) = delete;
   std::string name() const override { return "mpi"; }
   int rank() const override { return rank_; }
   int size() const override { return size_; }
 
   void all_reduce_sum(float* buf, size_t n) override {
     Watched w(watchdog_.get(), "all_reduce", context());
-    QWEN3MOE_MPI_CHECK(MPI_Allreduce(MPI_IN_PLACE, buf, as_int_count(n, "all_reduce"), MPI_FLOAT,
-                                     MPI_SUM, MPI_COMM_WORLD));
+    QWEN3MOE_MPI_CHECK(
+        MPI_Allreduce(MPI_IN_PLACE, buf, as_int_count(n, "all_reduce"), MPI_FLOAT, MPI_SUM, comm_));
   }
   void reduce_scatter_sum(const float* send, float* recv, size_t n) override {
     Watched w(watchdog_.get(), "reduce_scatter", context());
     QWEN3MOE_MPI_CHECK(MPI_Reduce_scatter_block(send, recv, as_int_count(n, "reduce_scatter"),
-                                                MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD));
+                                                MPI_FLOAT, MPI_SUM, comm_));
   }
   void all_gather(const void* send, void* recv, size_t bytes) override {
     Watched w(watchdog_.get(), "all_gather", context());
     const int n = as_int_count(bytes, "all_gather");
-    QWEN3MOE_MPI_CHECK(MPI_Allgather(send, n, MPI_BYTE, recv, n, MPI_BYTE, MPI_COMM_WORLD));
+    QWEN3MOE_MPI_CHECK(MPI_Allgather(send, n, MPI_BYTE, recv, n, MPI_BYTE, comm_));
   }
   void all_to_all_v(const void* send, const size_t* send_bytes, const size_t* send_offsets,
                     void* recv, const size_t* recv_bytes, const size_t* recv_offsets) override {
@@ -88,20 +101,24 @@ class MpiCommunicator final : public Communicator {
       recv_displs_[size_t(p)] = as_int_count(recv_offsets[p], "all_to_all_v");
     }
     QWEN3MOE_MPI_CHECK(MPI_Alltoallv(send, send_counts_.data(), send_displs_.data(), MPI_BYTE, recv,
-                                     recv_counts_.data(), recv_displs_.data(), MPI_BYTE,
-                                     MPI_COMM_WORLD));
+                                     recv_counts_.data(), recv_displs_.data(), MPI_BYTE, comm_));
   }
   void broadcast(void* buf, size_t bytes, int root) override {
     Watched w(watchdog_.get(), "broadcast", context());
-    QWEN3MOE_MPI_CHECK(
-        MPI_Bcast(buf, as_int_count(bytes, "broadcast"), MPI_BYTE, root, MPI_COMM_WORLD));
+    QWEN3MOE_MPI_CHECK(MPI_Bcast(buf, as_int_count(bytes, "broadcast"), MPI_BYTE, root, comm_));
   }
   void barrier() override {
     Watched w(watchdog_.get(), "barrier", context());
-    QWEN3MOE_MPI_CHECK(MPI_Barrier(MPI_COMM_WORLD));
+    QWEN3MOE_MPI_CHECK(MPI_Barrier(comm_));
+  }
+  std::unique_ptr<Communicator> split(int color, int key) override {
+    MPI_Comm group = MPI_COMM_NULL;
+    QWEN3MOE_MPI_CHECK(MPI_Comm_split(comm_, color, key, &group));
+    return std::make_unique<MpiCommunicator>(group);
   }
 
  private:
+  MPI_Comm comm_ = MPI_COMM_WORLD;
   int rank_ = 0, size_ = 1;
   std::vector<int> send_counts_, send_displs_, recv_counts_, recv_displs_;
   std::unique_ptr<CollectiveWatchdog> watchdog_;
