@@ -49,9 +49,11 @@ Topology::Topology(int rank, int world, int tp, const TopologyShape& s) {
 
 std::string Topology::describe() const {
   std::ostringstream os;
-  os << "rank " << rank_ << "/" << world_ << " tp=" << tp_ << " ep=" << ep_ << " heads ["
-     << head_begin() << "," << head_begin() + heads_per_rank_ << ") kv heads [" << kv_head_begin_
-     << "," << kv_head_begin_ + kv_heads_per_rank_ << ")";
+  os << "rank " << rank_ << "/" << world_;
+  if (dp() > 1) os << " dp=" << dp() << " group " << dp_rank();
+  os << " tp=" << tp_ << " ep=" << ep_ << " heads [" << head_begin() << ","
+     << head_begin() + heads_per_rank_ << ") kv heads [" << kv_head_begin_ << ","
+     << kv_head_begin_ + kv_heads_per_rank_ << ")";
   if (experts_per_rank_)
     os << " experts [" << expert_begin() << "," << expert_begin() + experts_per_rank_ << ")";
   os << " vocab [" << vocab_begin_ << "," << vocab_end_ << ")";

@@ -1,6 +1,7 @@
-// Who does what, built once: world size and rank, the tensor-parallel split of attention
-// heads (KV heads split, or replicated when tp > kv heads), the contiguous block of experts
-// this rank owns, and its slice of the vocabulary. Immutable after construction; every
+// Who does what, built once: world size and rank, the DP groups of tp ranks, the tensor-parallel
+// split of attention heads within a group (KV heads split, or replicated when tp > kv heads),
+// the contiguous block of experts this rank owns (EP over the whole world), and its slice of
+// the vocabulary (within its group). Immutable after construction; every
 // invalid split is an Error naming the numbers.
 #pragma once
 
@@ -31,6 +32,10 @@ class Topology {
   int tp() const { return tp_; }
   int ep() const { return ep_; }
   int tp_rank() const { return rank_ % tp_; }
+  // Attention data parallelism: world = dp x tp; DP group g is ranks [g*tp, (g+1)*tp), each
+  // with a whole copy of attention split over its tp ranks and its own sequences.
+  int dp() const { return world_ / tp_; }
+  int dp_rank() const { return rank_ / tp_; }
 
   int64_t heads_per_rank() const { return heads_per_rank_; }
   int64_t head_begin() const { return tp_rank() * heads_per_rank_; }

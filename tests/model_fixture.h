@@ -25,25 +25,31 @@ inline std::string fixture(const std::string& rel) {
   return std::string(override_dir ? override_dir : QWEN3MOE_FIXTURES) + "/" + rel;
 }
 
-// The model on this process's rank of `comm` (a one-rank communicator when none is given).
+// The model on this process's rank of `comm` (a one-rank communicator when none is given);
+// tp < the world size makes DP groups of tp ranks (attention data parallelism).
 struct LoadedModel {
-  explicit LoadedModel(const std::string& dir, Communicator* shared_comm = nullptr, int threads = 2)
+  explicit LoadedModel(const std::string& dir, Communicator* shared_comm = nullptr, int threads = 2,
+                       int tp = 0)
       : config(ModelConfig::load(dir)),
         weights(WeightStore::open(dir)),
         backend(make_cpu_backend(threads)),
         owned_comm(shared_comm ? nullptr : make_local_communicator()),
         comm(shared_comm ? shared_comm : owned_comm.get()),
-        topo(comm->rank(), comm->size(), 0,
+        topo(comm->rank(), comm->size(), tp,
              {config.num_attention_heads, config.num_key_value_heads, config.num_experts,
               config.vocab_size}),
+        group(topo.dp() > 1 ? comm->split(topo.dp_rank(), topo.tp_rank()) : nullptr),
         model(config, weights, *backend, *comm, topo),
-        cache(config, topo, *backend, 64, 16) {}
+        cache(config, topo, *backend, 64, 16) {
+    if (group) model.set_attention_group(*group, *group);
+  }
   ModelConfig config;
   WeightStore weights;
   std::unique_ptr<Backend> backend;
   std::unique_ptr<Communicator> owned_comm;
   Communicator* comm;
   Topology topo;
+  std::unique_ptr<Communicator> group;  // this rank's DP group (dp > 1)
   Model model;
   KvCache cache;
 };

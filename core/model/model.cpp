@@ -26,8 +26,8 @@ Model::Model(const ModelConfig& config, const WeightStore* store, uint64_t rando
 }
 
 void Model::load_weights(bool progress) {
-  QWEN3MOE_CHECK(topo_.tp() == comm_.size(), "tp=", topo_.tp(), " is smaller than the world of ",
-                 comm_.size(), " ranks; attention data parallelism is not supported yet");
+  QWEN3MOE_CHECK(topo_.world() == comm_.size(), "the topology's world of ", topo_.world(),
+                 " ranks is not the communicator's ", comm_.size());
   QWEN3MOE_CHECK(host_comm_.size() == comm_.size() && host_comm_.rank() == comm_.rank(),
                  "the host communicator (rank ", host_comm_.rank(), " of ", host_comm_.size(),
                  ") is not the device one's world (rank ", comm_.rank(), " of ", comm_.size(), ")");
@@ -36,6 +36,17 @@ void Model::load_weights(bool progress) {
   // One MoE layer object (and dispatcher) for every MoE layer and world size.
   for (const LayerWeights& L : weights_->layers)
     if (L.moe && !moe_) moe_ = std::make_unique<MoeLayer>(config_, backend_, comm_, topo_);
+}
+
+void Model::set_attention_group(Communicator& tp, Communicator& host_tp) {
+  QWEN3MOE_CHECK(tp.size() == topo_.tp() && tp.rank() == topo_.tp_rank() &&
+                     host_tp.size() == tp.size() && host_tp.rank() == tp.rank(),
+                 "the attention group's communicators (rank ", tp.rank(), " of ", tp.size(),
+                 ", host rank ", host_tp.rank(), " of ", host_tp.size(), ") are not tp rank ",
+                 topo_.tp_rank(), " of tp=", topo_.tp());
+  tp_comm_ = &tp;
+  host_tp_comm_ = &host_tp;
+  graphs_cache_.clear();
 }
 
 std::vector<bool> Model::moe_layers() const {
@@ -94,7 +105,30 @@ void Model::reserve(int64_t T, int64_t table_elems) {
 void Model::forward(const StepBatch& b, KvCache& cache, std::vector<float>& logits) {
   const ModelConfig& c = config_;
   const int64_t T = int64_t(b.tokens.size());
-  QWEN3MOE_CHECK(T > 0, "forward: empty batch");
+  QWEN3MOE_CHECK(tp_comm_->size() == topo_.tp(), "tp=", topo_.tp(),
+                 " is smaller than the world of ", comm_.size(),
+                 " ranks: the model needs its DP group (set_attention_group)");
+  // The step over the world: every group's tokens, and the most one rank holds after the
+  // group's reduce-scatter, which every rank needs alike for the MoE exchange.
+  const int64_t W = comm_.size(), tp = topo_.tp();
+  if (topo_.dp() == 1) {
+    QWEN3MOE_CHECK(b.group_tokens.empty() || (b.group_tokens.size() == 1 && b.group_tokens[0] == T),
+                   "forward: group_tokens does not match the batch of ", T, " tokens");
+    world_tokens_ = T;
+    most_per_rank_ = ceil_div(T, W);
+  } else {
+    QWEN3MOE_CHECK(int64_t(b.group_tokens.size()) == topo_.dp() &&
+                       b.group_tokens[size_t(topo_.dp_rank())] == T,
+                   "forward: group_tokens must hold the tokens of each of the ", topo_.dp(),
+                   " DP groups, this group's being ", T);
+    world_tokens_ = most_per_rank_ = 0;
+    for (int32_t n : b.group_tokens) {
+      QWEN3MOE_CHECK(n >= 0, "forward: a DP group of ", n, " tokens");
+      world_tokens_ += n;
+      most_per_rank_ = std::max(most_per_rank_, ceil_div(int64_t(n), tp));
+    }
+  }
+  QWEN3MOE_CHECK(world_tokens_ > 0, "forward: empty batch");
   QWEN3MOE_CHECK(b.positions.size() == size_t(T) && b.token_seq.size() == size_t(T) &&
                      b.slots.size() == size_t(T),
                  "forward: tokens, positions, token_seq and slots differ in length");
@@ -105,7 +139,8 @@ void Model::forward(const StepBatch& b, KvCache& cache, std::vector<float>& logi
                    b.positions[t],
                    " is beyond max_position_embeddings=", c.max_position_embeddings);
   }
-  reserve(T, int64_t(b.block_tables.size()));
+  // Room for every rank's share of the world's tokens: what the MoE exchange may hand this rank.
+  reserve(W > 1 ? most_per_rank_ * W : T, int64_t(b.block_tables.size()));
   batch_ = &b;
   backend_.upload(ws_.token_ids, b.tokens.data(), size_t(T) * 4);
   backend_.upload(ws_.positions, b.positions.data(), size_t(T) * 4);
@@ -123,12 +158,12 @@ void Model::forward(const StepBatch& b, KvCache& cache, std::vector<float>& logi
   // From the second step of a shape on, the step is one graph replay, when nothing in it
   // waits for the host: at world > 1 the collectives must be graph-capturable and the MoE
   // exchange the fixed-capacity one (the counted one reads each dispatch's counts).
-  const int64_t W = comm_.size();
-  const bool host_free =
-      W == 1 ? !(moe_ && moe_->counting())
-             : comm_.graph_capturable() && (!moe_ || moe_->graph_safe(ceil_div(T, W)));
-  if (graphs_ && b.replayable && host_free && !profiler_)
-    graphs_cache_.run({T, b.max_blocks_per_seq, L, &cache}, [&] { run_layers(T, L, cache); });
+  const bool host_free = W == 1 ? !(moe_ && moe_->counting())
+                                : comm_.graph_capturable() && tp_comm_->graph_capturable() &&
+                                      (!moe_ || moe_->graph_safe(most_per_rank_));
+  if (graphs_ && b.replayable && host_free && !profiler_ && T > 0)
+    graphs_cache_.run({T, b.max_blocks_per_seq, L, &cache, world_tokens_, most_per_rank_},
+                      [&] { run_layers(T, L, cache); });
   else
     run_layers(T, L, cache);
   if (profiler_) profiler_->end_step(host_comm_);  // on every rank: a forward is collective
@@ -141,7 +176,7 @@ void Model::forward(const StepBatch& b, KvCache& cache, std::vector<float>& logi
     batch_ = nullptr;
     return;
   }
-  if (comm_.size() == 1) {
+  if (tp == 1) {
     backend_.download(logits.data(), ws_.logits, logits.size() * sizeof(float));
   } else {
     // Every rank's slice is padded to the largest slice for the gather.
@@ -151,11 +186,11 @@ void Model::forward(const StepBatch& b, KvCache& cache, std::vector<float>& logi
     std::vector<float>& mine = host_logits_mine_;
     std::vector<float>& all = host_logits_all_;
     mine.resize(size_t(L * per));
-    all.resize(size_t(L * per * comm_.size()));
+    all.resize(size_t(L * per * tp));
     for (int64_t r = 0; r < L; ++r)
       backend_.download(mine.data() + r * per, ws_.logits + r * vl, size_t(vl) * sizeof(float));
-    host_comm_.set_phase(-1, "logits");
-    host_comm_.all_gather(mine.data(), all.data(), mine.size() * sizeof(float));
+    host_tp_comm_->set_phase(-1, "logits");
+    host_tp_comm_->all_gather(mine.data(), all.data(), mine.size() * sizeof(float));
     for (int p = 0; p < topo_.tp(); ++p) {
       const int64_t v0 = std::min<int64_t>(c.vocab_size, p * per);
       const int64_t vn = std::min<int64_t>(c.vocab_size, v0 + per) - v0;
@@ -170,15 +205,23 @@ void Model::forward(const StepBatch& b, KvCache& cache, std::vector<float>& logi
 void Model::run_layers(int64_t T, int64_t L, KvCache& cache) {
   const ModelConfig& c = config_;
   const int64_t H = c.hidden_size;
+  if (T == 0) {
+    // A DP group without tokens this step: its ranks only join the world's MoE exchanges.
+    for (int64_t l = 0; l < c.num_hidden_layers; ++l)
+      if (weights_->layers[size_t(l)].moe) moe_block(l, 0);
+    return;
+  }
+  Communicator& group = *tp_comm_;
   // Vocabulary-parallel embedding: each rank fills the rows of its slice, the sum completes it.
   backend_.embedding(ws_.x, weights_->embed, ws_.token_ids, T, topo_.vocab_begin());
-  comm_.set_phase(-1, "embedding");
-  if (comm_.size() > 1) comm_.all_reduce_sum(ws_.x, size_t(T * H));
+  group.set_phase(-1, "embedding");
+  if (group.size() > 1) group.all_reduce_sum(ws_.x, size_t(T * H));
 
   for (int64_t l = 0; l < c.num_hidden_layers; ++l) {
     const bool moe = weights_->layers[size_t(l)].moe;
-    // Before a MoE layer across ranks, each rank keeps only its slice of the tokens.
-    attention_block(l, T, cache, moe && comm_.size() > 1);
+    // Before a MoE layer across ranks, each rank of the group keeps only its slice of the
+    // group's tokens.
+    attention_block(l, T, cache, moe && comm_.size() > 1 && group.size() > 1);
     if (moe)
       moe_block(l, T);
     else
@@ -202,7 +245,8 @@ void Model::count_active_experts(bool on) {
 
 void Model::attention_block(int64_t l, int64_t T, KvCache& cache, bool scatter) {
   ProfileSpan span(profiler_, "attention", l);
-  comm_.set_phase(l, "attention");
+  Communicator& group = *tp_comm_;
+  group.set_phase(l, "attention");
   const ModelConfig& c = config_;
   const LayerWeights& L = weights_->layers[size_t(l)];
   const int64_t H = c.hidden_size, D = c.head_dim;
@@ -230,22 +274,23 @@ void Model::attention_block(int64_t l, int64_t T, KvCache& cache, bool scatter) 
   backend_.attention(ws_.attn, ws_.query, kv, ab, hq, kvl, D, float(1.0 / std::sqrt(double(D))));
   backend_.matmul(ws_.o, ws_.attn, L.o, T, L.o_bias);  // [T, H], partial over this rank's heads
   if (!scatter) {
-    if (comm_.size() > 1) comm_.all_reduce_sum(ws_.o, size_t(T * H));
+    if (group.size() > 1) group.all_reduce_sum(ws_.o, size_t(T * H));
     backend_.add(ws_.x, ws_.o, T * H);
     return;
   }
-  // Reduce-scatter: rank r gets the summed rows [r*per, (r+1)*per) (padding rows are zero),
-  // and adds them to its slice of the residual.
-  const int64_t W = comm_.size(), per = ceil_div(T, W);
-  if (per * W > T) backend_.zero(ws_.o + T * H, size_t((per * W - T) * H) * sizeof(float));
-  comm_.reduce_scatter_sum(ws_.o, ws_.xs, size_t(per * H));
-  const int64_t r0 = comm_.rank() * per, mine = even_split(T, W, comm_.rank()).size;
+  // Reduce-scatter over the group: its rank r gets the summed rows [r*per, (r+1)*per)
+  // (padding rows are zero), and adds them to its slice of the residual.
+  const int64_t G = group.size(), per = ceil_div(T, G);
+  if (per * G > T) backend_.zero(ws_.o + T * H, size_t((per * G - T) * H) * sizeof(float));
+  group.reduce_scatter_sum(ws_.o, ws_.xs, size_t(per * H));
+  const int64_t r0 = group.rank() * per, mine = even_split(T, G, group.rank()).size;
   if (mine > 0) backend_.add(ws_.xs, ws_.x + r0 * H, mine * H);
 }
 
 void Model::mlp_block(int64_t l, int64_t T) {
   ProfileSpan span(profiler_, "dense_mlp", l);
-  comm_.set_phase(l, "dense_mlp");
+  Communicator& group = *tp_comm_;
+  group.set_phase(l, "dense_mlp");
   const ModelConfig& c = config_;
   const LayerWeights& L = weights_->layers[size_t(l)];
   const int64_t H = c.hidden_size, I = L.gate.rows;
@@ -254,22 +299,25 @@ void Model::mlp_block(int64_t l, int64_t T) {
   backend_.matmul(ws_.up, ws_.h, L.up, T);      // [T, I]
   backend_.silu_mul(ws_.act, ws_.gate, ws_.up, T, I);
   backend_.matmul(ws_.o, ws_.act, L.down, T);  // [T, H]
-  if (comm_.size() > 1) comm_.all_reduce_sum(ws_.o, size_t(T * H));
+  if (group.size() > 1) group.all_reduce_sum(ws_.o, size_t(T * H));
   backend_.add(ws_.x, ws_.o, T * H);
 }
 
 void Model::moe_block(int64_t l, int64_t T) {
   const LayerWeights& L = weights_->layers[size_t(l)];
-  const int64_t W = comm_.size(), per = ceil_div(T, W);
-  // This rank's tokens: all of them at world 1 (ws_.x), else its slice of the reduce-scattered
-  // attention output (ws_.xs[0, mine)).
-  const int64_t mine = W == 1 ? T : even_split(T, W, comm_.rank()).size;
+  Communicator& group = *tp_comm_;
+  const int64_t G = group.size(), per = ceil_div(T, G);
+  // This rank's tokens: all of its group's when the group is one rank (ws_.x; world 1 too),
+  // else its slice of the group's reduce-scattered attention output (ws_.xs[0, mine)). The
+  // exchange runs over the world with the most tokens any rank holds (the same on all).
+  const bool sliced = G > 1 && T > 0;
+  const int64_t mine = sliced ? even_split(T, G, group.rank()).size : T;
   const MoeWeights w{L.post_norm, L.router, L.gate_table, L.up_table, L.down_table};
-  moe_->forward(l, w, W == 1 ? ws_.x : ws_.xs, mine, W == 1 ? T : per, T, ws_, profiler_);
-  if (W == 1) return;
-  // Every rank's slice back to every rank: x replicated for the next layer.
-  comm_.set_phase(l, "moe all_gather");
-  comm_.all_gather(ws_.xs, ws_.x, size_t(per * config_.hidden_size) * sizeof(float));
+  moe_->forward(l, w, sliced ? ws_.xs : ws_.x, mine, most_per_rank_, world_tokens_, ws_, profiler_);
+  if (!sliced) return;
+  // Every slice back to every rank of the group: x replicated for the next layer.
+  group.set_phase(l, "moe all_gather");
+  group.all_gather(ws_.xs, ws_.x, size_t(per * config_.hidden_size) * sizeof(float));
 }
 
 }  // namespace qwen3moe

@@ -33,6 +33,9 @@ struct StepBatch {
   std::vector<int32_t> block_tables;  // [S, max_blocks_per_seq]
   int max_blocks_per_seq = 0;
   std::vector<int32_t> logit_rows;  // tokens whose logits are returned, in this order
+  // [dp] tokens of every DP group's batch this step, this group's (T) included; a group with
+  // none still joins every MoE exchange. Empty: one group (dp 1).
+  std::vector<int32_t> group_tokens;
   // A shape the caller repeats (padded to a bucket, fixed table width): with graphs on, run as
   // a captured graph; false: always op by op (a capture per one-off shape would only cost).
   bool replayable = true;
@@ -78,7 +81,13 @@ class Model {
   // local experts on average, the lm_head slice. For bandwidth figures.
   size_t active_weight_bytes_per_token() const;
 
+  // With DP groups (topology dp > 1): the communicators of this rank's group of tp ranks, on
+  // backend and on host memory, for attention, the dense MLPs and the vocabulary; the MoE
+  // exchange stays on the world's. Before the first forward; both must outlive the model.
+  void set_attention_group(Communicator& tp, Communicator& host_tp);
+
   // Runs the batch, writing its K/V into cache; logits [logit_rows, vocab] in host memory.
+  // With DP groups every rank runs its group's batch (possibly empty) in the same step.
   void forward(const StepBatch& batch, KvCache& cache, std::vector<float>& logits);
 
   // Records the phases and exchanges of every step (nullptr: off), timed by marks on the
@@ -93,6 +102,8 @@ class Model {
   void set_step(int64_t step) {
     comm_.set_step(step);
     host_comm_.set_step(step);
+    tp_comm_->set_step(step);
+    host_tp_comm_->set_step(step);
     if (profiler_) profiler_->set_step(step);
   }
   // Which layers are MoE layers, for the profiler.
@@ -145,6 +156,7 @@ class Model {
   // hidden state whole again across ranks.
   void moe_block(int64_t layer, int64_t T);
   // Embedding to lm_head of one step whose inputs are uploaded already: what a graph holds.
+  // T may be 0 (a DP group without work this step): then only the MoE exchanges run.
   void run_layers(int64_t T, int64_t logit_rows, KvCache& cache);
   // The sharding checks, this rank's weights, and the MoE layer when the model has one.
   void load_weights(bool progress);
@@ -156,6 +168,11 @@ class Model {
   Backend& backend_;
   Communicator& comm_;       // backend memory
   Communicator& host_comm_;  // host memory
+  // This rank's DP group (the world at dp 1): backend and host memory.
+  Communicator* tp_comm_ = &comm_;
+  Communicator* host_tp_comm_ = &host_comm_;
+  // Of the step in forward: tokens over the world, and the most one rank holds for the MoE.
+  int64_t world_tokens_ = 0, most_per_rank_ = 0;
   Topology topo_;
   std::unique_ptr<ModelWeights> weights_;  // this rank's slices (core/model/weights.h)
 
