@@ -222,8 +222,9 @@ void run_serve(const ServeFlags& f) {
   });
   if (http)
     std::printf("openai-compatible http on http://%s:%d/v1\n", f.server.host.c_str(), http->port());
-  std::printf("serving %s on %s:%d (world %d, tp %d)\n", f.runtime.model_dir.c_str(),
-              f.server.host.c_str(), server->port(), rt->topo->world(), rt->topo->tp());
+  std::printf("serving %s on %s:%d (world %d, dp %d, tp %d)\n", f.runtime.model_dir.c_str(),
+              f.server.host.c_str(), server->port(), rt->topo->world(), rt->topo->dp(),
+              rt->topo->tp());
   std::fflush(stdout);
 
   while (g_signal == 0 && !engine_done) std::this_thread::sleep_for(std::chrono::milliseconds(50));

@@ -39,6 +39,12 @@ std::unique_ptr<Runtime> load_runtime(const RuntimeOptions& o) {
   run_collectively([&] {
     QWEN3MOE_CHECK(o.collective_timeout > 0, "--collective-timeout must be positive, got ",
                    o.collective_timeout);
+    const int world = process().world;
+    QWEN3MOE_CHECK(o.dp >= 1 && world % o.dp == 0, "--dp ", o.dp, " does not divide the world of ",
+                   world, " ranks");
+    QWEN3MOE_CHECK(o.tp >= 0, "--tp must be positive, got ", o.tp);
+    QWEN3MOE_CHECK(o.tp == 0 || int64_t(o.dp) * o.tp == world, "--dp ", o.dp, " x --tp ", o.tp,
+                   " = ", int64_t(o.dp) * o.tp, " is not the world of ", world, " ranks");
     QWEN3MOE_CHECK(o.a2a_capacity >= -1, "--a2a-capacity must be a token count, 0 (off) or -1 ",
                    "(the default: derived from the decode batch), got ", o.a2a_capacity);
     QWEN3MOE_CHECK(
@@ -67,11 +73,20 @@ std::unique_ptr<Runtime> load_runtime(const RuntimeOptions& o) {
     Communicator& model_comm = rt->model_comm ? *rt->model_comm : *rt->comm;
     TopologyShape shape{rt->config.num_attention_heads, rt->config.num_key_value_heads,
                         rt->config.num_experts, rt->config.vocab_size};
-    rt->topo = std::make_unique<Topology>(rt->comm->rank(), rt->comm->size(), o.tp, shape);
+    rt->topo = std::make_unique<Topology>(rt->comm->rank(), rt->comm->size(),
+                                          o.tp > 0 ? o.tp : rt->comm->size() / o.dp, shape);
     // The bar shows rank 0's share; every rank loads its own at the same time.
     const bool bar = rt->comm->rank() == 0 && isatty(STDERR_FILENO);
     rt->model = std::make_unique<Model>(rt->config, rt->weights, *rt->backend, model_comm,
                                         *rt->comm, *rt->topo, bar);
+    if (rt->topo->dp() > 1) {
+      // The group's collectives: split from the world on the host, and on the backend the
+      // same kind of communicator as the world's (NCCL, host-staged) built over that group.
+      rt->group_comm = rt->comm->split(rt->topo->dp_rank(), rt->topo->tp_rank());
+      rt->model_group_comm = make_model_communicator(o.comm, *rt->backend, device, *rt->group_comm);
+      rt->model->set_attention_group(rt->model_group_comm ? *rt->model_group_comm : *rt->group_comm,
+                                     *rt->group_comm);
+    }
     rt->model->set_a2a_dtype(o.a2a_dtype == "bf16" ? DType::BF16 : DType::F32);
     if (o.a2a_capacity >= 0) rt->model->set_a2a_capacity(o.a2a_capacity);
   });
@@ -100,7 +115,7 @@ void set_a2a_capacity(Runtime& rt, const RuntimeOptions& o, int64_t decode_batch
   if (o.a2a_capacity >= 0) return;  // given: load_runtime set it
   run_collectively([&] {
     rt.model->set_a2a_capacity(
-        ceil_div(std::max<int64_t>(decode_batch, 0), int64_t(rt.comm->size())));
+        ceil_div(std::max<int64_t>(decode_batch, 0), int64_t(rt.topo->tp())));
   });
 }
 
@@ -136,7 +151,12 @@ void add_runtime_flags(CLI::App& cmd, RuntimeOptions& o) {
                  "Collectives of --backend cuda across ranks: auto (NCCL when every rank has its "
                  "own GPU, else mpi), mpi (MPI through pinned host buffers) or nccl")
       ->capture_default_str();
-  cmd.add_option("--tp", o.tp, "Tensor-parallel size (default: the world size)");
+  cmd.add_option("--dp", o.dp,
+                 "Attention data-parallel groups (world = dp x tp): each group of tp ranks holds "
+                 "a whole copy of attention, its own KV cache and its own requests; the experts "
+                 "stay spread over the whole world")
+      ->capture_default_str();
+  cmd.add_option("--tp", o.tp, "Tensor-parallel size within a DP group (default: world / dp)");
   cmd.add_option("--threads", o.threads, "CPU threads (default: all cores)");
   cmd.add_option("--collective-timeout", o.collective_timeout,
                  "Seconds a collective may take before the job ends naming the ranks that did "

@@ -22,7 +22,8 @@ struct RuntimeOptions {
   std::string model_dir;
   std::string backend = "cpu";
   std::string comm = "auto";       // launcher/model_communicator.h
-  int tp = 0;                      // 0: the world size
+  int dp = 1;                      // attention data-parallel groups: world = dp x tp
+  int tp = 0;                      // 0: the world size / dp
   int threads = 0;                 // 0: all cores
   double collective_timeout = 60;  // seconds; multi-rank jobs only
   std::string a2a_dtype = "f32";   // the MoE all-to-all's row payload: f32 or bf16
@@ -42,6 +43,8 @@ struct Runtime {
   // The model's collectives on backend memory (--comm); null when `comm` serves (CPU).
   std::unique_ptr<Communicator> model_comm;
   std::unique_ptr<Topology> topo;
+  // dp > 1: this rank's DP group of tp ranks, on host memory and (CUDA) on backend memory.
+  std::unique_ptr<Communicator> group_comm, model_group_comm;
   std::unique_ptr<Model> model;
 };
 
@@ -56,7 +59,8 @@ BackendChoice make_backend(const std::string& name, int threads);
 std::unique_ptr<Runtime> load_runtime(const RuntimeOptions& options);
 
 // The fixed a2a capacity: --a2a-capacity, or by default room for a decode step of
-// `decode_batch` sequences split over the ranks (ceil(decode_batch / world) tokens per rank).
+// `decode_batch` sequences per DP group split over its ranks (ceil(decode_batch / tp) tokens
+// per rank).
 void set_a2a_capacity(Runtime& rt, const RuntimeOptions& options, int64_t decode_batch);
 
 // A KV cache large enough for one sequence of `tokens` tokens.
@@ -65,7 +69,7 @@ std::unique_ptr<KvCache> cache_for(Runtime& rt, int64_t tokens);
 // "1,2,3" -> ids; the Error names the bad element.
 std::vector<int32_t> parse_ids(const std::string& text);
 
-// Registers --backend, --comm, --threads, --tp, --collective-timeout, --a2a-dtype,
+// Registers --backend, --comm, --threads, --dp, --tp, --collective-timeout, --a2a-dtype,
 // --a2a-capacity and --kv-dtype on a subcommand.
 void add_runtime_flags(CLI::App& cmd, RuntimeOptions& options);
 

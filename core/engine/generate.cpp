@@ -13,12 +13,18 @@ double now_seconds() {
   return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
 }
 
-// A batch of one sequence: the tokens from position `start` on.
-StepBatch single_sequence_batch(const std::vector<int32_t>& tokens, int64_t start, SequenceKv& seq,
-                                bool all_logits) {
+// A batch of one sequence: the tokens from position `start` on. With DP groups the sequence
+// is DP group 0's; the other groups run the step with no tokens.
+StepBatch single_sequence_batch(const Topology& topo, const std::vector<int32_t>& tokens,
+                                int64_t start, SequenceKv& seq, bool all_logits) {
   StepBatch b;
-  b.tokens = tokens;
   const int64_t T = int64_t(tokens.size());
+  if (topo.dp() > 1) {
+    b.group_tokens.assign(size_t(topo.dp()), 0);
+    b.group_tokens[0] = int32_t(T);
+    if (topo.dp_rank() != 0) return b;
+  }
+  b.tokens = tokens;
   for (int64_t t = 0; t < T; ++t) {
     b.positions.push_back(int32_t(start + t));
     b.token_seq.push_back(0);
@@ -49,7 +55,7 @@ void validate_prompt(const ModelConfig& config, const std::vector<int32_t>& prom
 std::vector<float> prefill_logits(Model& model, KvCache& cache, const std::vector<int32_t>& ids) {
   validate_prompt(model.config(), ids);
   SequenceKv seq(cache);
-  StepBatch b = single_sequence_batch(ids, 0, seq, true);
+  StepBatch b = single_sequence_batch(model.topology(), ids, 0, seq, true);
   std::vector<float> logits;
   model.forward(b, cache, logits);
   return logits;
@@ -72,7 +78,7 @@ GenerationResult generate(Model& model, Communicator& comm, KvCache& cache,
   const int64_t V = config.vocab_size;
 
   double t0 = now_seconds();
-  StepBatch b = single_sequence_batch(prompt, 0, seq, false);
+  StepBatch b = single_sequence_batch(model.topology(), prompt, 0, seq, false);
   int64_t forward_step = 0;
   comm.set_step(forward_step);
   if (options.profiler) options.profiler->set_step(forward_step);
@@ -97,7 +103,7 @@ GenerationResult generate(Model& model, Communicator& comm, KvCache& cache,
       break;
     }
     if (step + 1 == options.max_new_tokens || pos >= config.max_position_embeddings) break;
-    b = single_sequence_batch({next}, pos, seq, false);
+    b = single_sequence_batch(model.topology(), {next}, pos, seq, false);
     debug_stall_if_asked(comm.rank(), forward_step);
     comm.set_step(forward_step);
     if (options.profiler) options.profiler->set_step(forward_step);

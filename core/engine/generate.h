@@ -1,5 +1,7 @@
 // Single-sequence generation: one batched prefill of the prompt, then one decode step per new
-// token, sampling on rank 0 and broadcasting the choice so every rank stays in lockstep.
+// token, sampling on rank 0 and broadcasting the choice so every rank stays in lockstep. With
+// DP groups the sequence runs in group 0 (rank 0's) and the other groups join each step's
+// MoE exchanges with no tokens.
 #pragma once
 
 #include <cstdint>
