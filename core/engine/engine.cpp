@@ -23,6 +23,7 @@ struct Engine::Sequence {
   int64_t prefilled = 0;      // prompt tokens already in the cache
   int32_t generated = 0;      // tokens sampled so far
   int32_t last_token = -1;    // fed at the next decode step
+  int group = 0;              // the DP group it runs in (from admission)
   std::optional<Sampler> sampler;
   std::optional<StreamDecoder> decoder;
   std::string held;                         // decoded text held back: it may begin a stop string
@@ -30,6 +31,14 @@ struct Engine::Sequence {
   std::vector<TokenLogprobs> logprobs_out;  // and their logprobs (when asked for)
   bool done = false;
   Clock::time_point submitted = Clock::now(), first_token{}, last_token_at{};
+};
+
+// One DP group as the scheduler sees it: its KV blocks (rank 0's own cache for group 0, the
+// bookkeeping of the group's cache for the others) and its running sequences.
+struct Engine::Group {
+  KvCache* cache = nullptr;
+  std::unique_ptr<KvCache> blocks_only;  // groups other than rank 0's
+  std::vector<std::unique_ptr<Sequence>> running;
 };
 
 namespace {
@@ -61,8 +70,28 @@ void keep_last(std::vector<double>& v, double x, size_t n) {
 Engine::Engine(Model& model, KvCache& cache, Communicator& comm, const Tokenizer* tokenizer,
                const EngineOptions& options)
     : model_(model), cache_(cache), comm_(comm), tokenizer_(tokenizer), options_(options) {
+  const Topology& topo = model.topology();
+  QWEN3MOE_CHECK(comm.size() == topo.world() && comm.rank() == topo.rank(),
+                 "the engine's communicator (rank ", comm.rank(), " of ", comm.size(),
+                 ") is not the model's world");
   cache_.enable_prefix_cache(options.prefix_cache);
-  free_blocks_ = cache.free_blocks();
+  // Every group's cache has rank 0's size (serve sizes all ranks' caches alike).
+  for (int g = 0; g < topo.dp(); ++g) {
+    auto grp = std::make_unique<Group>();
+    if (g == 0) {
+      grp->cache = &cache;
+    } else {
+      grp->blocks_only =
+          std::make_unique<KvCache>(model.config(), topo, model.backend(), cache.num_blocks(),
+                                    cache.block_size(), cache.dtype(), /*blocks_only=*/true);
+      grp->blocks_only->enable_prefix_cache(options.prefix_cache);
+      grp->cache = grp->blocks_only.get();
+    }
+    groups_.push_back(std::move(grp));
+  }
+  group_stats_.resize(size_t(topo.dp()));
+  for (DpGroupStats& gs : group_stats_) gs.free_blocks = gs.total_blocks = cache.num_blocks();
+  free_blocks_ = cache.free_blocks() * topo.dp();
   QWEN3MOE_CHECK(options.max_batch > 0, "max_batch must be positive, got ", options.max_batch);
   QWEN3MOE_CHECK(options.max_queue >= 0, "max_queue must be >= 0, got ", options.max_queue);
   QWEN3MOE_CHECK(options.prefill_budget > 0, "prefill_budget must be positive, got ",
@@ -159,7 +188,8 @@ EngineStats Engine::stats() const {
   st.running = running_count_;
   st.queued = int32_t(queue_.size());
   st.free_blocks = free_blocks_;
-  st.total_blocks = cache_.num_blocks();
+  st.total_blocks = cache_.num_blocks() * int64_t(group_stats_.size());
+  st.groups = group_stats_;
   st.tokens_generated = tokens_generated_;
   st.requests_finished = requests_finished_;
   st.steps = steps_;
@@ -211,6 +241,7 @@ void Engine::finish(Sequence& s, const std::string& reason, const std::string& e
   {
     std::lock_guard<std::mutex> lock(mu_);
     ++requests_finished_;
+    ++group_stats_[size_t(s.group)].requests_finished;
     const double e2e = std::chrono::duration<double>(Clock::now() - s.submitted).count();
     keep_last(e2e_ms_, e2e * 1e3, 1000);
     metrics_.e2e.observe(e2e);
@@ -287,38 +318,95 @@ void Engine::pad_to_graph_shape(StepBatch& b) const {
   }
 }
 
-void Engine::broadcast_plan(const StepBatch& b, bool stop) {
+void Engine::broadcast_plan(const std::vector<StepBatch>& plans, bool stop) {
   if (comm_.size() == 1) return;
   comm_.set_phase(-1, "step plan");
-  // [stop, tokens, table entries, blocks per sequence, logit rows, the step's number, whether
-  // the step has a graph shape]
-  int64_t header[7] = {
-      stop ? 1 : 0,         int64_t(b.tokens.size()),     int64_t(b.block_tables.size()),
-      b.max_blocks_per_seq, int64_t(b.logit_rows.size()), steps_,
-      b.replayable ? 1 : 0};
-  comm_.broadcast(header, sizeof(header), 0);
+  // [stop, the step's number, then per DP group: tokens, table entries, blocks per sequence,
+  // logit rows, whether the step has a graph shape]
+  const size_t dp = size_t(model_.topology().dp());
+  std::vector<int64_t> header(2 + 5 * dp, 0);
+  header[0] = stop ? 1 : 0;
+  header[1] = steps_;
+  for (size_t g = 0; g < plans.size() && g < dp; ++g) {
+    const StepBatch& b = plans[g];
+    int64_t* h = header.data() + 2 + 5 * g;
+    h[0] = int64_t(b.tokens.size());
+    h[1] = int64_t(b.block_tables.size());
+    h[2] = b.max_blocks_per_seq;
+    h[3] = int64_t(b.logit_rows.size());
+    h[4] = b.replayable ? 1 : 0;
+  }
+  comm_.broadcast(header.data(), header.size() * sizeof(int64_t), 0);
   if (stop) return;
   std::vector<int32_t> payload;
-  for (const auto* v :
-       {&b.tokens, &b.positions, &b.token_seq, &b.slots, &b.block_tables, &b.logit_rows})
-    payload.insert(payload.end(), v->begin(), v->end());
+  for (const StepBatch& b : plans)
+    for (const auto* v :
+         {&b.tokens, &b.positions, &b.token_seq, &b.slots, &b.block_tables, &b.logit_rows})
+      payload.insert(payload.end(), v->begin(), v->end());
   comm_.broadcast(payload.data(), payload.size() * sizeof(int32_t), 0);
+}
+
+void Engine::gather_group_logits(const std::vector<int64_t>& logit_rows,
+                                 std::vector<std::vector<float>>* group_logits) {
+  const Topology& topo = model_.topology();
+  const int dp = topo.dp(), tp = topo.tp(), W = comm_.size();
+  const size_t V = size_t(model_.config().vocab_size);
+  int64_t others = 0;
+  for (int g = 1; g < dp; ++g) others += logit_rows[size_t(g)];
+  if (others == 0) return;
+  // Only the first rank of each group g > 0 sends, and only rank 0 receives.
+  std::vector<size_t> send_bytes(size_t(W), 0), send_offsets(size_t(W), 0);
+  std::vector<size_t> recv_bytes(size_t(W), 0), recv_offsets(size_t(W), 0);
+  const int me = comm_.rank();
+  if (me != 0 && topo.tp_rank() == 0) send_bytes[0] = logits_.size() * sizeof(float);
+  std::vector<float> recv;
+  if (me == 0) {
+    size_t at = 0;
+    for (int g = 1; g < dp; ++g) {
+      recv_offsets[size_t(g * tp)] = at;
+      recv_bytes[size_t(g * tp)] = size_t(logit_rows[size_t(g)]) * V * sizeof(float);
+      at += recv_bytes[size_t(g * tp)];
+    }
+    recv.resize(at / sizeof(float));
+  }
+  comm_.set_phase(-1, "group logits");
+  comm_.all_to_all_v(logits_.data(), send_bytes.data(), send_offsets.data(), recv.data(),
+                     recv_bytes.data(), recv_offsets.data());
+  if (me != 0) return;
+  group_logits->assign(size_t(dp), {});
+  for (int g = 1; g < dp; ++g) {
+    const float* from = recv.data() + recv_offsets[size_t(g * tp)] / sizeof(float);
+    (*group_logits)[size_t(g)].assign(from, from + recv_bytes[size_t(g * tp)] / sizeof(float));
+  }
 }
 
 void Engine::follow() {
   QWEN3MOE_CHECK(comm_.rank() != 0, "follow() runs on ranks other than 0");
-  std::vector<float> logits;
+  const Topology& topo = model_.topology();
+  const size_t dp = size_t(topo.dp()), mine = size_t(topo.dp_rank());
+  std::vector<int64_t> header(2 + 5 * dp);
   for (;;) {
     comm_.set_phase(-1, "step plan");
-    int64_t header[7];
-    comm_.broadcast(header, sizeof(header), 0);
+    comm_.broadcast(header.data(), header.size() * sizeof(int64_t), 0);
     if (header[0]) return;
-    if (header[1] == 0) continue;  // a keep-alive from an idle scheduler
-    const size_t T = size_t(header[1]), tables = size_t(header[2]), L = size_t(header[4]);
-    std::vector<int32_t> payload(4 * T + tables + L);
+    // Every group's part of the payload, and this rank's group's place in it.
+    size_t total = 0, at = 0;
+    std::vector<int32_t> group_tokens(dp), logit_rows_of(dp);
+    for (size_t g = 0; g < dp; ++g) {
+      const int64_t* h = header.data() + 2 + 5 * g;
+      const size_t n = size_t(4 * h[0] + h[1] + h[3]);
+      if (g == mine) at = total;
+      total += n;
+      group_tokens[g] = int32_t(h[0]);
+      logit_rows_of[g] = int32_t(h[3]);
+    }
+    if (total == 0) continue;  // a keep-alive from an idle scheduler
+    std::vector<int32_t> payload(total);
     comm_.broadcast(payload.data(), payload.size() * sizeof(int32_t), 0);
+    const int64_t* h = header.data() + 2 + 5 * mine;
+    const size_t T = size_t(h[0]), tables = size_t(h[1]), L = size_t(h[3]);
     StepBatch b;
-    auto take = [&, at = size_t(0)](std::vector<int32_t>& v, size_t n) mutable {
+    auto take = [&](std::vector<int32_t>& v, size_t n) {
       v.assign(payload.begin() + int64_t(at), payload.begin() + int64_t(at + n));
       at += n;
     };
@@ -328,11 +416,90 @@ void Engine::follow() {
     take(b.slots, T);
     take(b.block_tables, tables);
     take(b.logit_rows, L);
-    b.max_blocks_per_seq = int(header[3]);
-    b.replayable = header[6] != 0;
-    model_.set_step(header[5]);
-    model_.forward(b, cache_, logits);
+    b.max_blocks_per_seq = int(h[2]);
+    b.replayable = h[4] != 0;
+    if (dp > 1) b.group_tokens = group_tokens;
+    model_.set_step(header[1]);
+    model_.forward(b, cache_, logits_);
+    if (dp > 1) {
+      std::vector<int64_t> rows(logit_rows_of.begin(), logit_rows_of.end());
+      gather_group_logits(rows, nullptr);
+    }
   }
+}
+
+int Engine::choose_group(const std::vector<int64_t>& committed) const {
+  int best = -1;
+  int64_t best_free = 0;
+  size_t best_running = 0;
+  for (size_t g = 0; g < groups_.size(); ++g) {
+    const Group& grp = *groups_[g];
+    const size_t running =
+        size_t(std::count_if(grp.running.begin(), grp.running.end(),
+                             [](const std::unique_ptr<Sequence>& s) { return !s->done; }));
+    if (int32_t(grp.running.size()) >= options_.max_batch) continue;
+    const int64_t free = grp.cache->free_blocks() - committed[g];
+    if (best < 0 || free > best_free || (free == best_free && running < best_running)) {
+      best = int(g);
+      best_free = free;
+      best_running = running;
+    }
+  }
+  return best;
+}
+
+StepBatch Engine::build_batch(Group& g, std::vector<Sequence*>& sampled) {
+  // Every decoding sequence's next token, then prompt chunks up to the budget. Only padded
+  // decode steps repeat their shapes; the rest run eagerly, not as one graph each.
+  StepBatch b;
+  b.replayable = false;
+  std::vector<Sequence*> in_batch;
+  int64_t budget = options_.prefill_budget;
+  for (auto& sp : g.running) {
+    Sequence& s = *sp;
+    if (s.done) continue;
+    const int64_t P = int64_t(s.req.prompt.size());
+    const int32_t seq = int32_t(in_batch.size());
+    if (s.prefilled < P) {
+      const int64_t n = std::min(budget, P - s.prefilled);
+      if (n == 0) continue;
+      for (int64_t i = 0; i < n; ++i) {
+        b.tokens.push_back(s.req.prompt[size_t(s.prefilled + i)]);
+        b.positions.push_back(int32_t(s.prefilled + i));
+        b.token_seq.push_back(seq);
+      }
+      s.kv->append(n, b.slots, s.req.prompt.data() + s.prefilled);
+      s.prefilled += n;
+      budget -= n;
+      if (s.prefilled == P) {
+        b.logit_rows.push_back(int32_t(b.tokens.size() - 1));
+        sampled.push_back(&s);
+      }
+    } else {
+      b.tokens.push_back(s.last_token);
+      b.positions.push_back(int32_t(P + s.generated - 1));
+      b.token_seq.push_back(seq);
+      s.kv->append(1, b.slots, &s.last_token);
+      b.logit_rows.push_back(int32_t(b.tokens.size() - 1));
+      sampled.push_back(&s);
+    }
+    in_batch.push_back(&s);
+  }
+  if (b.tokens.empty()) return b;
+  int max_blocks = 0;
+  for (Sequence* s : in_batch) max_blocks = std::max(max_blocks, int(s->kv->blocks().size()));
+  b.max_blocks_per_seq = max_blocks;
+  b.block_tables.assign(in_batch.size() * size_t(max_blocks), 0);
+  for (size_t i = 0; i < in_batch.size(); ++i) {
+    const auto& blocks = in_batch[i]->kv->blocks();
+    std::copy(blocks.begin(), blocks.end(),
+              b.block_tables.begin() + int64_t(i * size_t(max_blocks)));
+  }
+  // A decode step (one token and one logit row per sequence) in a graph's shape.
+  if (options_.graph_padding && b.tokens.size() == in_batch.size() &&
+      b.logit_rows.size() == b.tokens.size())
+    pad_to_graph_shape(b);
+  return b;
 }
 
 bool Engine::step() {
@@ -365,124 +532,118 @@ bool Engine::step() {
     }
   }
   for (auto& s : dropped) finish(*s, ended(*s));
-  for (auto& s : running_)
-    if (const char* why = ended(*s)) finish(*s, why);
+  for (auto& g : groups_)
+    for (auto& s : g->running)
+      if (const char* why = ended(*s)) finish(*s, why);
 
-  // Admission: FIFO, while the batch has room and the free blocks cover the whole request.
-  int64_t committed = 0;  // blocks running sequences may still take
-  for (const auto& s : running_)
-    if (!s->done) committed += s->blocks_needed - int64_t(s->kv->blocks().size());
+  // Admission: FIFO, each request to the group with the most free blocks after what its
+  // running sequences may still take, while some group's batch has room and the chosen
+  // group's free blocks cover the whole request.
+  std::vector<int64_t> committed(groups_.size(), 0);
+  for (size_t g = 0; g < groups_.size(); ++g)
+    for (const auto& s : groups_[g]->running)
+      if (!s->done) committed[g] += s->blocks_needed - int64_t(s->kv->blocks().size());
   {
     std::lock_guard<std::mutex> lock(mu_);
-    while (!stopping && !queue_.empty() && int32_t(running_.size()) < options_.max_batch) {
+    while (!stopping && !queue_.empty()) {
+      const int g = choose_group(committed);
+      if (g < 0) break;
+      Group& grp = *groups_[size_t(g)];
       Sequence& next = *queue_.front();
       // The cached blocks of the prompt's prefix first (prefix caching): they need no new
       // block and no prefill; the rest must fit what is free.
-      auto kv = std::make_unique<SequenceKv>(cache_);
+      auto kv = std::make_unique<SequenceKv>(*grp.cache);
       const int64_t reused = kv->adopt_prefix(next.req.prompt);
       const int64_t need = next.blocks_needed - int64_t(kv->blocks().size());
-      if (cache_.free_blocks() - committed < need) {
+      if (grp.cache->free_blocks() - committed[size_t(g)] < need) {
         kv->release();
         break;
       }
-      committed += need;
+      committed[size_t(g)] += need;
       next.kv = std::move(kv);
       next.prefilled = reused;
+      next.group = g;
       prefix_query_tokens_ += int64_t(next.req.prompt.size());
       prefix_hit_tokens_ += reused;
-      running_.push_back(std::move(queue_.front()));
+      grp.running.push_back(std::move(queue_.front()));
       queue_.pop_front();
     }
     // Admitted work counts as running before its step: a step that hangs must show it.
-    running_count_ =
-        int32_t(std::count_if(running_.begin(), running_.end(),
-                              [](const std::unique_ptr<Sequence>& q) { return !q->done; }));
-  }
-
-  // The batch: every decoding sequence's next token, then prompt chunks up to the budget.
-  // Only padded decode steps repeat their shapes; the rest run eagerly, not as one graph each.
-  StepBatch b;
-  b.replayable = false;
-  std::vector<Sequence*> sampled;  // in logit-row order
-  std::vector<Sequence*> in_batch;
-  int64_t budget = options_.prefill_budget;
-  for (auto& sp : running_) {
-    Sequence& s = *sp;
-    if (s.done) continue;
-    const int64_t P = int64_t(s.req.prompt.size());
-    const int32_t seq = int32_t(in_batch.size());
-    if (s.prefilled < P) {
-      const int64_t n = std::min(budget, P - s.prefilled);
-      if (n == 0) continue;
-      for (int64_t i = 0; i < n; ++i) {
-        b.tokens.push_back(s.req.prompt[size_t(s.prefilled + i)]);
-        b.positions.push_back(int32_t(s.prefilled + i));
-        b.token_seq.push_back(seq);
-      }
-      s.kv->append(n, b.slots, s.req.prompt.data() + s.prefilled);
-      s.prefilled += n;
-      budget -= n;
-      if (s.prefilled == P) {
-        b.logit_rows.push_back(int32_t(b.tokens.size() - 1));
-        sampled.push_back(&s);
-      }
-    } else {
-      b.tokens.push_back(s.last_token);
-      b.positions.push_back(int32_t(P + s.generated - 1));
-      b.token_seq.push_back(seq);
-      s.kv->append(1, b.slots, &s.last_token);
-      b.logit_rows.push_back(int32_t(b.tokens.size() - 1));
-      sampled.push_back(&s);
+    running_count_ = 0;
+    for (size_t g = 0; g < groups_.size(); ++g) {
+      const auto& run = groups_[g]->running;
+      group_stats_[g].running = int32_t(std::count_if(
+          run.begin(), run.end(), [](const std::unique_ptr<Sequence>& q) { return !q->done; }));
+      running_count_ += group_stats_[g].running;
     }
-    in_batch.push_back(&s);
   }
 
-  bool worked = !b.tokens.empty();
+  // Every group's batch; the step runs when any has work.
+  const size_t dp = groups_.size();
+  std::vector<StepBatch> plans(dp);
+  std::vector<std::vector<Sequence*>> sampled(dp);  // per group, in logit-row order
+  bool worked = false;
+  for (size_t g = 0; g < dp; ++g) {
+    plans[g] = build_batch(*groups_[g], sampled[g]);
+    worked |= !plans[g].tokens.empty();
+  }
+  int64_t sampled_count = 0;
   if (worked) {
-    int max_blocks = 0;
-    for (Sequence* s : in_batch) max_blocks = std::max(max_blocks, int(s->kv->blocks().size()));
-    b.max_blocks_per_seq = max_blocks;
-    b.block_tables.assign(in_batch.size() * size_t(max_blocks), 0);
-    for (size_t i = 0; i < in_batch.size(); ++i) {
-      const auto& blocks = in_batch[i]->kv->blocks();
-      std::copy(blocks.begin(), blocks.end(),
-                b.block_tables.begin() + int64_t(i * size_t(max_blocks)));
+    std::vector<int64_t> logit_rows(dp);
+    if (dp > 1) {
+      std::vector<int32_t> group_tokens(dp);
+      for (size_t g = 0; g < dp; ++g) group_tokens[g] = int32_t(plans[g].tokens.size());
+      for (size_t g = 0; g < dp; ++g) plans[g].group_tokens = group_tokens;
     }
-    // A decode step (one token and one logit row per sequence) in a graph's shape.
-    if (options_.graph_padding && b.tokens.size() == in_batch.size() &&
-        b.logit_rows.size() == b.tokens.size())
-      pad_to_graph_shape(b);
+    for (size_t g = 0; g < dp; ++g) logit_rows[g] = int64_t(plans[g].logit_rows.size());
     debug_stall_if_asked(comm_.rank(), steps_);
-    broadcast_plan(b, false);
+    broadcast_plan(plans, false);
     comm_.set_step(steps_);
     model_.set_step(steps_);
-    model_.forward(b, cache_, logits_);
+    model_.forward(plans[0], cache_, logits_);  // rank 0 is in group 0
+    std::vector<std::vector<float>> group_logits;
+    if (dp > 1) gather_group_logits(logit_rows, &group_logits);
     const int64_t V = model_.config().vocab_size;
-    for (size_t r = 0; r < sampled.size(); ++r) {
-      Sequence& s = *sampled[r];
-      const float* row = logits_.data() + int64_t(r) * V;
-      const int32_t token = s.sampler->sample(row, V);
-      if (s.req.logprobs >= 0)
-        s.logprobs_out.push_back(token_logprobs(row, V, token, s.req.logprobs));
-      emit_token(s, token);
+    for (size_t g = 0; g < dp; ++g) {
+      const std::vector<float>& logits = g == 0 ? logits_ : group_logits[g];
+      for (size_t r = 0; r < sampled[g].size(); ++r) {
+        Sequence& s = *sampled[g][r];
+        const float* row = logits.data() + int64_t(r) * V;
+        const int32_t token = s.sampler->sample(row, V);
+        if (s.req.logprobs >= 0)
+          s.logprobs_out.push_back(token_logprobs(row, V, token, s.req.logprobs));
+        emit_token(s, token);
+      }
+      sampled_count += int64_t(sampled[g].size());
     }
   }
 
   // Finished sequences leave the batch; their blocks went back in finish().
-  running_.erase(std::remove_if(running_.begin(), running_.end(),
-                                [](const std::unique_ptr<Sequence>& s) { return s->done; }),
-                 running_.end());
+  for (auto& g : groups_)
+    g->running.erase(std::remove_if(g->running.begin(), g->running.end(),
+                                    [](const std::unique_ptr<Sequence>& s) { return s->done; }),
+                     g->running.end());
   {
     std::lock_guard<std::mutex> lock(mu_);
-    running_count_ = int32_t(running_.size());
-    free_blocks_ = cache_.free_blocks();
-    cached_blocks_ = cache_.cached_blocks();
-    evictable_blocks_ = cache_.evictable_blocks();
+    running_count_ = 0;
+    free_blocks_ = cached_blocks_ = evictable_blocks_ = 0;
+    for (size_t g = 0; g < dp; ++g) {
+      const Group& grp = *groups_[g];
+      DpGroupStats& gs = group_stats_[g];
+      gs.running = int32_t(grp.running.size());
+      gs.free_blocks = grp.cache->free_blocks();
+      gs.cached_blocks = grp.cache->cached_blocks();
+      gs.tokens_generated += int64_t(sampled[g].size());
+      running_count_ += gs.running;
+      free_blocks_ += gs.free_blocks;
+      cached_blocks_ += gs.cached_blocks;
+      evictable_blocks_ += grp.cache->evictable_blocks();
+    }
     if (worked) {
       ++steps_;
       last_step_ = Clock::now();
-      tokens_generated_ += int64_t(sampled.size());
-      recent_tokens_.emplace_back(last_step_, int64_t(sampled.size()));
+      tokens_generated_ += sampled_count;
+      recent_tokens_.emplace_back(last_step_, sampled_count);
       while (!recent_tokens_.empty() &&
              last_step_ - recent_tokens_.front().first > std::chrono::seconds(10))
         recent_tokens_.pop_front();
@@ -499,10 +660,13 @@ void Engine::fail_all(const std::string& error) {
     queued.swap(queue_);
   }
   for (auto& s : queued) finish(*s, "error", error);
-  for (auto& s : running_) finish(*s, "error", error);
-  running_.clear();
+  for (auto& g : groups_) {
+    for (auto& s : g->running) finish(*s, "error", error);
+    g->running.clear();
+  }
   std::lock_guard<std::mutex> lock(mu_);
   running_count_ = 0;
+  for (DpGroupStats& gs : group_stats_) gs.running = 0;
 }
 
 void Engine::serve() {
@@ -525,20 +689,20 @@ void Engine::serve_steps() {
     if (worked) {
       last_plan = Clock::now();
     } else if (comm_.size() > 1 && Clock::now() - last_plan > std::chrono::seconds(1)) {
-      broadcast_plan(StepBatch{}, false);
+      broadcast_plan({}, false);
       last_plan = Clock::now();
     }
     bool stop_now = false;
     {
       std::unique_lock<std::mutex> lock(mu_);
-      if (stopping_ && queue_.empty() && running_.empty())
+      if (stopping_ && queue_.empty() && running_count_ == 0)
         stop_now = true;
       else if (!worked && cancelled_.empty() && !stopping_)
         wake_.wait_for(lock, std::chrono::milliseconds(20));
     }
     if (stop_now) break;
   }
-  broadcast_plan(StepBatch{}, true);
+  broadcast_plan({}, true);
 }
 
 }  // namespace qwen3moe

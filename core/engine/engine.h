@@ -10,6 +10,13 @@
 // (5) runs the forward, samples on rank 0, and streams events (whole UTF-8 text, stop strings
 // cut exactly) to each request's sink. Other ranks run follow(): receive a plan, forward,
 // repeat, until the shutdown plan.
+//
+// With DP groups (the model's topology has dp > 1) rank 0 schedules every group: each has its
+// own running sequences, KV blocks (rank 0 keeps the bookkeeping of the other groups' caches)
+// and batch limits; a request goes to the group with the most free KV blocks, ties to the one
+// running fewest sequences. One step runs every group's batch at once (a group without work
+// joins the MoE exchanges with none); the plan carries all of them, each rank runs its group's,
+// and the first rank of each other group sends its logits to rank 0 for sampling.
 #pragma once
 
 #include <atomic>
@@ -88,8 +95,15 @@ class QueueFull : public std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+// One DP group's share of the engine (GetStats per group).
+struct DpGroupStats {
+  int32_t running = 0;
+  int64_t free_blocks = 0, total_blocks = 0, cached_blocks = 0;
+  int64_t tokens_generated = 0, requests_finished = 0;
+};
+
 struct EngineStats {
-  int32_t running = 0, queued = 0;
+  int32_t running = 0, queued = 0;  // running: over every DP group
   int64_t free_blocks = 0, total_blocks = 0;
   int64_t tokens_generated = 0, requests_finished = 0, steps = 0;
   double tokens_per_second = 0;                              // over the last 10 s of steps
@@ -100,6 +114,7 @@ struct EngineStats {
   // and those no running sequence holds (evicted first when blocks run out).
   int64_t prefix_query_tokens = 0, prefix_hit_tokens = 0;
   int64_t cached_blocks = 0, evictable_blocks = 0;
+  std::vector<DpGroupStats> groups;  // [dp]; free/total/cached blocks above are their sums
 };
 
 // Running totals for monitoring (Prometheus /metrics): counters since start and latency
@@ -149,6 +164,7 @@ class Engine {
 
  private:
   struct Sequence;
+  struct Group;
   void validate(const GenerationRequest& r) const;
   // Sends the last message (held text, and unless a stop string cut it, the decoder's rest),
   // frees the blocks and marks the sequence done.
@@ -159,7 +175,19 @@ class Engine {
   void fail_all(const std::string& error);
   void serve_steps();
   void emit_token(Sequence& s, int32_t token);
-  void broadcast_plan(const StepBatch& batch, bool stop);
+  // Rank 0: the group a request joins (most free blocks after what its running sequences may
+  // still take, then fewest running), -1 when every group's batch is full.
+  int choose_group(const std::vector<int64_t>& committed) const;
+  // Rank 0: the group's next batch (decode tokens, then prompt chunks up to the budget) and, in
+  // logit-row order, the sequences it samples.
+  StepBatch build_batch(Group& g, std::vector<Sequence*>& sampled);
+  // The step plan of every group (one per group; empty ones too), or the shutdown plan.
+  void broadcast_plan(const std::vector<StepBatch>& plans, bool stop);
+  // After the forward, on every rank: the first rank of each other DP group sends its group's
+  // logits [logit rows, V] to rank 0, which gets them in group_logits (group 0's stay in
+  // logits_). Collective; nothing moves when no other group sampled.
+  void gather_group_logits(const std::vector<int64_t>& logit_rows,
+                           std::vector<std::vector<float>>* group_logits);
   // Pads a one-token-per-sequence batch to its graph bucket (graph_padding).
   void pad_to_graph_shape(StepBatch& batch) const;
 
@@ -176,12 +204,13 @@ class Engine {
   bool stopping_ = false;
   uint64_t next_handle_ = 1;
 
-  std::vector<std::unique_ptr<Sequence>> running_;  // scheduler thread only
+  std::vector<std::unique_ptr<Group>> groups_;  // [dp]; the scheduler thread's (rank 0)
   std::vector<float> logits_;
 
   // Statistics (under mu_).
   int32_t running_count_ = 0;
   int64_t free_blocks_ = 0;
+  std::vector<DpGroupStats> group_stats_;
   int64_t tokens_generated_ = 0, requests_finished_ = 0, steps_ = 0;
   int64_t prefix_query_tokens_ = 0, prefix_hit_tokens_ = 0, cached_blocks_ = 0,
           evictable_blocks_ = 0;

@@ -8,24 +8,27 @@
 namespace qwen3moe {
 
 KvCache::KvCache(const ModelConfig& config, const Topology& topo, Backend& backend,
-                 int64_t num_blocks, int64_t block_size, DType dtype)
+                 int64_t num_blocks, int64_t block_size, DType dtype, bool blocks_only)
     : backend_(backend),
       num_blocks_(num_blocks),
       block_size_(block_size),
       kv_dim_(topo.kv_heads_per_rank() * config.head_dim),
+      num_layers_(config.num_hidden_layers),
       dtype_(dtype) {
   QWEN3MOE_CHECK(num_blocks > 0, "KV cache needs at least one block, got ", num_blocks);
   QWEN3MOE_CHECK(block_size > 0, "KV block size must be positive, got ", block_size);
   QWEN3MOE_CHECK(dtype == DType::F32 || dtype == DType::BF16 || dtype == DType::F8E4M3,
                  "KV cache dtype ", dtype_name(dtype), " is not supported (f32, bf16, fp8)");
-  const size_t bytes = size_t(num_blocks * block_size * kv_dim_) * dtype_size(dtype);
-  for (int64_t l = 0; l < config.num_hidden_layers; ++l) {
-    k_.push_back(backend.alloc(bytes));
-    v_.push_back(backend.alloc(bytes));
+  if (!blocks_only) {
+    const size_t bytes = size_t(num_blocks * block_size * kv_dim_) * dtype_size(dtype);
+    for (int64_t l = 0; l < config.num_hidden_layers; ++l) {
+      k_.push_back(backend.alloc(bytes));
+      v_.push_back(backend.alloc(bytes));
+    }
+    const std::vector<float> ones(size_t(topo.kv_heads_per_rank()), 1.0f);
+    scales_ = static_cast<float*>(backend.alloc(ones.size() * sizeof(float)));
+    backend.upload(scales_, ones.data(), ones.size() * sizeof(float));
   }
-  const std::vector<float> ones(size_t(topo.kv_heads_per_rank()), 1.0f);
-  scales_ = static_cast<float*>(backend.alloc(ones.size() * sizeof(float)));
-  backend.upload(scales_, ones.data(), ones.size() * sizeof(float));
   refs_.assign(size_t(num_blocks), 0);
   entry_.resize(size_t(num_blocks));
   free_.reserve(size_t(num_blocks));
@@ -36,11 +39,11 @@ KvCache::KvCache(const ModelConfig& config, const Topology& topo, Backend& backe
 KvCache::~KvCache() {
   for (void* p : k_) backend_.free(p);
   for (void* p : v_) backend_.free(p);
-  backend_.free(scales_);
+  if (scales_) backend_.free(scales_);
 }
 
 size_t KvCache::bytes_per_token() const {
-  return 2 * k_.size() * size_t(kv_dim_) * dtype_size(dtype_);
+  return 2 * size_t(num_layers_) * size_t(kv_dim_) * dtype_size(dtype_);
 }
 
 size_t KvCache::bytes_per_token(const ModelConfig& config, const Topology& topo, DType dtype) {

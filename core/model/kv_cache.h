@@ -17,8 +17,10 @@ namespace qwen3moe {
 
 class KvCache {
  public:
+  // blocks_only: the block bookkeeping without the K/V memory, for the scheduler's view of a
+  // cache that lives on other ranks (another DP group's).
   KvCache(const ModelConfig& config, const Topology& topo, Backend& backend, int64_t num_blocks,
-          int64_t block_size = 16, DType dtype = DType::F32);
+          int64_t block_size = 16, DType dtype = DType::F32, bool blocks_only = false);
   ~KvCache();
   KvCache(const KvCache&) = delete;
   KvCache& operator=(const KvCache&) = delete;
@@ -66,7 +68,7 @@ class KvCache {
   uint64_t chain(uint64_t parent, const int32_t* tokens) const;
   void forget(int32_t block);  // drops a block's cache entry
   Backend& backend_;
-  int64_t num_blocks_, block_size_, kv_dim_;
+  int64_t num_blocks_, block_size_, kv_dim_, num_layers_;
   DType dtype_;
   std::vector<void*> k_, v_;
   float* scales_ = nullptr;  // [kv heads] fp8's per-head scale (K and V), backend memory
