@@ -92,7 +92,15 @@ nlohmann::ordered_json to_json_value(const google::protobuf::Message& m) {
   nlohmann::ordered_json out = nlohmann::ordered_json::object();
   for (int i = 0; i < d->field_count(); ++i) {
     const FD* f = d->field(i);
-    if (f->is_repeated()) continue;  // Stats and ModelInfo hold scalars only
+    if (f->is_repeated()) {
+      // Stats' per-group entries: messages of scalars.
+      nlohmann::ordered_json list = nlohmann::ordered_json::array();
+      if (f->cpp_type() == FD::CPPTYPE_MESSAGE)
+        for (int k = 0; k < r->FieldSize(m, f); ++k)
+          list.push_back(to_json_value(r->GetRepeatedMessage(m, f, k)));
+      out[f->name()] = std::move(list);
+      continue;
+    }
     switch (f->cpp_type()) {
       case FD::CPPTYPE_INT32:
         out[f->name()] = r->GetInt32(m, f);

@@ -163,6 +163,7 @@ void run_serve(const ServeFlags& f) {
     rpc::ServedModel served;
     served.config = rt->config;
     served.world = rt->topo->world();
+    served.dp = rt->topo->dp();
     served.tp = rt->topo->tp();
     served.ep = rt->topo->ep();
     served.kv_block_size = cache->block_size();
@@ -267,13 +268,13 @@ void register_serve(CLI::App& app) {
                   "generation_config.json says; cut to what the context leaves). Each request "
                   "reserves KV for its prompt + this at admission")
       ->capture_default_str();
-  cmd->add_option("--max-batch", f->engine.max_batch, "Sequences running at once")
+  cmd->add_option("--max-batch", f->engine.max_batch, "Sequences running at once (per DP group)")
       ->capture_default_str();
   cmd->add_option("--max-queue", f->engine.max_queue,
                   "Waiting requests; beyond this Generate gets RESOURCE_EXHAUSTED")
       ->capture_default_str();
   cmd->add_option("--prefill-budget", f->engine.prefill_budget,
-                  "Prompt tokens per step (chunked prefill)")
+                  "Prompt tokens per step (chunked prefill; per DP group)")
       ->capture_default_str();
   cmd->add_option("--kv-blocks", f->kv_blocks,
                   "KV cache blocks of 16 tokens (default: max-batch x context, capped by "

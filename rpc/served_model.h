@@ -17,7 +17,7 @@ namespace qwen3moe::rpc {
 
 struct ServedModel {
   ModelConfig config;
-  int world = 1, tp = 1, ep = 1;
+  int world = 1, dp = 1, tp = 1, ep = 1;
   int64_t kv_block_size = 0, kv_total_blocks = 0;
   EngineOptions engine;
   const Tokenizer* tokenizer = nullptr;  // null: ids only

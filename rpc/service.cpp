@@ -169,6 +169,7 @@ grpc::Status InferenceService::GetModelInfo(grpc::ServerContext*, const pb::Mode
   out->set_num_experts_per_tok(c.num_experts_per_tok);
   out->set_max_position_embeddings(c.max_position_embeddings);
   out->set_world_size(model_.world);
+  out->set_dp(model_.dp);
   out->set_tp(model_.tp);
   out->set_ep(model_.ep);
   out->set_has_tokenizer(model_.tokenizer != nullptr);
@@ -202,6 +203,17 @@ grpc::Status InferenceService::GetStats(grpc::ServerContext*, const pb::StatsReq
   out->set_prefix_hit_tokens(s.prefix_hit_tokens);
   out->set_cached_kv_blocks(s.cached_blocks);
   out->set_evictable_kv_blocks(s.evictable_blocks);
+  for (size_t g = 0; g < s.groups.size(); ++g) {
+    const DpGroupStats& gs = s.groups[g];
+    pb::DpGroupStats* o = out->add_groups();
+    o->set_group(int32_t(g));
+    o->set_running(gs.running);
+    o->set_free_kv_blocks(gs.free_blocks);
+    o->set_total_kv_blocks(gs.total_blocks);
+    o->set_cached_kv_blocks(gs.cached_blocks);
+    o->set_tokens_generated(gs.tokens_generated);
+    o->set_requests_finished(gs.requests_finished);
+  }
   return grpc::Status::OK;
 }
 

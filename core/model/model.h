@@ -129,7 +129,8 @@ class Model {
   // serve before it sizes the KV cache from what is left).
   static WorkspaceShape workspace_shape(const ModelConfig& config, const Topology& topo,
                                         int64_t tokens, int64_t a2a_capacity);
-  // Allocates now what steps of up to `tokens` tokens need (no growth at the first such step).
+  // Allocates now what steps of up to `tokens` tokens (per DP group) need (no growth at the
+  // first such step).
   void reserve_for(int64_t tokens);
   // MoE dispatches so far that took the fixed-capacity exchange (tests).
   int64_t fixed_dispatches() const { return moe_ ? moe_->fixed_dispatches() : 0; }

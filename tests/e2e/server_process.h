@@ -52,7 +52,13 @@ inline std::string model_dir(const std::string& dir, bool* has_tokenizer = nullp
   return dir;
 }
 
-// argv for a qwen3moe command on world_size() ranks.
+// DP groups the model commands run with: 1, or QWEN3MOE_E2E_DP (the dp variant).
+inline int dp_size() {
+  const char* dp = std::getenv("QWEN3MOE_E2E_DP");
+  return dp && std::atoi(dp) > 1 ? std::atoi(dp) : 1;
+}
+
+// argv for a qwen3moe command on world_size() ranks (model commands in dp_size() groups).
 inline std::vector<std::string> command(const std::vector<std::string>& args) {
   std::vector<std::string> argv;
   if (world_size() > 1)
@@ -60,6 +66,9 @@ inline std::vector<std::string> command(const std::vector<std::string>& args) {
             "none",           "-x",  "OMP_NUM_THREADS=1"};
   argv.push_back(QWEN3MOE_BINARY);
   argv.insert(argv.end(), args.begin(), args.end());
+  if (dp_size() > 1 && !args.empty() &&
+      (args[0] == "serve" || args[0] == "generate" || args[0] == "logits"))
+    argv.insert(argv.end(), {"--dp", std::to_string(dp_size())});
   return argv;
 }
 

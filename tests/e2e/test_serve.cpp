@@ -159,6 +159,9 @@ TEST_F(Serve, HealthServingAndModelInfo) {
   EXPECT_EQ(info.vocab_size(), 512);
   EXPECT_EQ(info.max_position_embeddings(), 4096);
   EXPECT_EQ(info.world_size(), world_size());
+  EXPECT_EQ(info.dp(), dp_size());
+  EXPECT_EQ(info.tp(), world_size() / dp_size());
+  EXPECT_EQ(stats().groups_size(), dp_size());
   EXPECT_EQ(info.has_tokenizer(), has_tokenizer_);
   EXPECT_GT(info.kv_total_blocks(), 0);
   EXPECT_NE(server_->serving_line().find("(world " + std::to_string(world_size())),
@@ -280,6 +283,13 @@ TEST_F(Serve, SixteenConcurrentRequestsGetTheirOwnOutputs) {
     EXPECT_EQ(got[i].ids, want[i % 4]) << "request " << i;
   }
   expect_all_blocks_free();
+  // With DP groups the requests spread: every group finished some, its blocks all back.
+  const pb::Stats s = stats();
+  ASSERT_EQ(s.groups_size(), dp_size());
+  for (const pb::DpGroupStats& g : s.groups()) {
+    EXPECT_GT(g.requests_finished(), 0) << "group " << g.group();
+    EXPECT_EQ(g.free_kv_blocks(), g.total_kv_blocks()) << "group " << g.group();
+  }
 }
 
 TEST_F(Serve, EachBadRequestIsInvalidArgumentNamingTheField) {
