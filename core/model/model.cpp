@@ -84,9 +84,7 @@ WorkspaceShape Model::workspace_shape(const ModelConfig& c, const Topology& topo
 }
 
 void Model::reserve_for(int64_t tokens) {
-  // A step of `tokens` in any one DP group: what forward reserves for it (every rank's share).
-  const int64_t W = comm_.size();
-  reserve(W > 1 ? ceil_div(tokens, int64_t(topo_.tp())) * W : tokens, 0);
+  reserve(workspace_tokens(topo_, tokens), 0);
 }
 
 void Model::reserve(int64_t T, int64_t table_elems) {

@@ -18,6 +18,7 @@
 #include "core/model/weights.h"
 #include "core/model/workspace.h"
 #include "kernels/backend.h"
+#include "kernels/common/split.h"
 #include "parallel/comm/communicator.h"
 #include "parallel/profile/a2a_profiler.h"
 #include "parallel/topology.h"
@@ -125,8 +126,14 @@ class Model {
   // World > 1: the MoE exchange's fixed capacity in tokens per rank (0: off; ExpertDispatch):
   // steps of at most that many tokens on every rank exchange no counts. Collective.
   void set_a2a_capacity(int64_t tokens_per_rank);
-  // The forward's workspace for steps of up to `tokens` tokens (memory planning: inspect, and
-  // serve before it sizes the KV cache from what is left).
+  // The workspace's token rows for steps of up to `step_tokens` tokens in one DP group: every
+  // rank's share of the world's tokens, which the MoE exchange may hand this rank.
+  static int64_t workspace_tokens(const Topology& topo, int64_t step_tokens) {
+    return topo.world() > 1 ? ceil_div(step_tokens, int64_t(topo.tp())) * topo.world()
+                            : step_tokens;
+  }
+  // The forward's workspace for `tokens` token rows (workspace_tokens; memory planning:
+  // inspect, and serve before it sizes the KV cache from what is left).
   static WorkspaceShape workspace_shape(const ModelConfig& config, const Topology& topo,
                                         int64_t tokens, int64_t a2a_capacity);
   // Allocates now what steps of up to `tokens` tokens (per DP group) need (no growth at the

@@ -445,7 +445,7 @@ void ExpertDispatch::combine(const DispatchHandle& h, A2aProfiler* profiler) {
   // Each token's returned rows into the residual (its own experts' sum is there already).
   backend_.moe_combine(h.residual, partial_, combine_rows_, nullptr, h.tokens, world_, H);
   if (counters_)
-    counters_->add_combine(h.layer, peer_bytes(recv_rows_, size_t(H) * dtype_size(payload_)),
+    counters_->add_combine(h.layer, peer_bytes(recv_rows_, combine_row_bytes(H, payload_)),
                            seconds_since(started));
 }
 

@@ -193,8 +193,16 @@ class ExpertDispatch {
   // Bytes this rank's last plan sends to other ranks: a dispatch row (payload + meta), and the
   // rows it returns in combine.
   uint64_t peer_bytes(const std::vector<int64_t>& rows, size_t row_bytes) const;
-  size_t dispatch_row_bytes() const {
-    return size_t(hidden_) * dtype_size(payload_) + size_t(2 * top_k_) * sizeof(float);
+  size_t dispatch_row_bytes() const { return dispatch_row_bytes(hidden_, top_k_, payload_); }
+
+ public:
+  // One token's row to one peer in dispatch: its hidden state in the payload dtype, then its k
+  // expert ids and k weights (f32); combine returns the hidden state alone. (inspect's plan.)
+  static size_t dispatch_row_bytes(int64_t hidden, int64_t top_k, DType payload) {
+    return size_t(hidden) * dtype_size(payload) + size_t(2 * top_k) * sizeof(float);
+  }
+  static size_t combine_row_bytes(int64_t hidden, DType payload) {
+    return size_t(hidden) * dtype_size(payload);
   }
 };
 

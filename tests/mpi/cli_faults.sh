@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Multi-rank faults end the job quickly with one clear line (CTest label mpi):
-# a bad topology on every rank, and a stalled rank caught by the collective watchdog.
+# a bad topology or DP split on every rank, and a stalled rank caught by the collective
+# watchdog.
 # usage: cli_faults.sh QWEN3MOE_BINARY MPIEXEC FIXTURES_DIR
 set -uo pipefail
 bin="$1"; mpiexec="$2"; fixtures="$3"
@@ -25,6 +26,23 @@ for r in 0 1 2; do
     { echo "FAIL rank $r did not print the error"; fail=1; }
 done
 
+# Bad DP splits: one line on every rank, naming the numbers.
+bad_split() {  # name, np, pattern, flags...
+  local name="$1" np="$2" pattern="$3"
+  shift 3
+  start=$SECONDS
+  timeout 60 "${run[@]}" -np "$np" "$bin" logits --model "$fixtures/hf-tiny/moe_a" --ids 1,2,3 \
+    --out "$log.npy" "$@" >"$log" 2>&1
+  check "$name" $? "$log" "$pattern" 20 $((SECONDS - start))
+  for r in $(seq 0 $((np - 1))); do
+    grep -q "\[rank $r\] qwen3moe: error: $pattern" "$log" ||
+      { echo "FAIL $name: rank $r did not print the error"; fail=1; }
+  done
+}
+bad_split "dp 3 on 2 ranks" 2 "--dp 3 does not divide the world of 2 ranks" --dp 3
+bad_split "dp 2 x tp 2 on 2 ranks" 2 "--dp 2 x --tp 2 = 4 is not the world of 2 ranks" --dp 2 --tp 2
+bad_split "8 experts on 3 ranks" 3 "8 experts cannot be split over ep=3" --dp 3
+
 start=$SECONDS
 QWEN3MOE_DEBUG_STALL=1:3 timeout 60 "${run[@]}" -x QWEN3MOE_DEBUG_STALL -np 2 "$bin" generate \
   --model "$fixtures/hf-tiny/moe_a" --ids 1,2,3 --max-new-tokens 8 --temperature 0 \
@@ -32,6 +50,6 @@ QWEN3MOE_DEBUG_STALL=1:3 timeout 60 "${run[@]}" -x QWEN3MOE_DEBUG_STALL -np 2 "$
 rc=$?
 check "stalled rank 1" $rc "$log" "did not complete within 2 s: rank 1 did not arrive" 30 $((SECONDS - start))
 
-rm -f "$log"
-[ $fail -eq 0 ] && echo "2 passed, 0 failed" || echo "0 passed, 1 failed"
+rm -f "$log" "$log.npy"
+[ $fail -eq 0 ] && echo "5 passed, 0 failed" || echo "0 passed, 1 failed"
 exit $fail

@@ -348,6 +348,50 @@ TEST(Cli, InspectConfigWithTp8) {
   EXPECT_NE(r.out.find("tp 8"), std::string::npos) << r.out;
 }
 
+// Attention DP for the 235B model: dp 8 x tp 1 holds a whole attention copy (13.4 GB) and the
+// whole vocabulary per rank, no TP collectives, and each token's KV on one rank only, against
+// dp 1 x tp 8 (1.77 GB of attention, KV heads replicated twice); the all-to-all moves the same
+// bytes per rank (32 tokens per rank either way). Bad splits name the numbers.
+TEST(Cli, InspectDp8AgainstTp8) {
+  const std::string config = std::string(QWEN3MOE_SOURCE_DIR) + "/configs/qwen3-235b-a22b.json";
+  if (!fs::exists(config)) GTEST_SKIP() << "no " << config;
+  const Result dp = run("inspect --config " + sh_quote(config) + " --dp 8 --tp 1 --gpu-memory 141");
+  const Result tp = run("inspect --config " + sh_quote(config) + " --dp 1 --tp 8 --gpu-memory 141");
+  ASSERT_EQ(dp.code, 0) << dp.err;
+  ASSERT_EQ(tp.code, 0) << tp.err;
+  EXPECT_NE(dp.out.find("world 8 = dp 8 x tp 1, ep 8"), std::string::npos) << dp.out;
+  EXPECT_NE(
+      dp.out.find("attention   13.40 GB  (64 q heads, 4 kv heads; a whole copy per DP group)"),
+      std::string::npos)
+      << dp.out;
+  EXPECT_NE(tp.out.find("attention   1.77 GB  (8 q heads, 1 kv heads, replicated)"),
+            std::string::npos)
+      << tp.out;
+  EXPECT_NE(dp.out.find("vocab       2.49 GB"), std::string::npos) << dp.out;
+  EXPECT_NE(dp.out.find("kv per token, whole deployment: 192.51 KB (bf16) on 1 rank"),
+            std::string::npos)
+      << dp.out;
+  EXPECT_NE(tp.out.find("kv per token, whole deployment: 385.02 KB (bf16) on 8 ranks"),
+            std::string::npos)
+      << tp.out;
+  EXPECT_NE(dp.out.find("all-to-all  461.39 MB"), std::string::npos) << dp.out;
+  EXPECT_NE(tp.out.find("all-to-all  461.39 MB"), std::string::npos) << tp.out;
+  EXPECT_NE(dp.out.find("tp group    0.00 B"), std::string::npos) << dp.out;
+  EXPECT_NE(tp.out.find("tp group    833.44 MB"), std::string::npos) << tp.out;
+  // The deployment's KV tokens: 8 groups of one rank against one group of eight.
+  auto deployment_tokens = [](const std::string& out) {
+    const size_t at = out.find("deployment     ");
+    return at == std::string::npos ? 0LL : std::atoll(out.c_str() + at + 15);
+  };
+  EXPECT_GT(deployment_tokens(dp.out), 2000000) << dp.out;
+  EXPECT_LT(deployment_tokens(tp.out), 1500000) << tp.out;
+  expect_one_line_error(run("inspect --config " + sh_quote(config) + " --dp 3 --tp 1 --ep 8"),
+                        {"--ep 8", "--dp 3"});
+  expect_one_line_error(run("inspect --config " + sh_quote(config) + " --dp 3 --tp 1"),
+                        {"128 experts", "ep=3"});
+  expect_one_line_error(run("inspect --config " + sh_quote(config) + " --dp 0"), {"--dp", "0"});
+}
+
 // A bare config.json with Qwen's fp8 quantization_config plans FP8 bytes: Qwen3-235B-A22B-FP8
 // is about 236 GB (234 GB of fp8 projections and their scales, 2.6 GB bf16), 29.7 GB per rank
 // at tp 8.
