@@ -42,6 +42,7 @@ A2aProfileScope::A2aProfileScope(const ProfileOptions& o, Model& model, Communic
   });
   profiler_ = std::make_unique<A2aProfiler>(comm.rank(), comm.size(), E, model.moe_layers());
   profiler_->set_max_steps(options_.max_steps);
+  profiler_->set_tp(model.topology().tp());
   profiler_->sync_clock(comm);
   model_.set_profiler(profiler_.get());
 }

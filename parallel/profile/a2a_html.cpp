@@ -94,6 +94,8 @@ std::string a2a_report_html(const json& s) {
   const json& layers = s["layers"];
   const json& whatif = s["whatif"];
   const int W = s["world_size"].get<int>();
+  const int tp = s.value("tp", W), dp = tp > 0 ? W / tp : 1;
+  auto rank_name = [&](int k) { return a2a_rank_label(k, tp, W); };
   const int64_t E = s["num_experts"].get<int64_t>();
   size_t moe_count = 0;
   for (const json& l : layers) moe_count += l["moe"].get<bool>() ? 1 : 0;
@@ -106,10 +108,11 @@ std::string a2a_report_html(const json& s) {
       "<title>All-to-all profile</title><style>";
   h += kStyle;
   h += "</style></head><body><header><h1>All-to-all profile</h1><div class=\"sub\">" +
-       std::to_string(W) + (W == 1 ? " rank" : " ranks") + " · " + std::to_string(E) +
-       " experts · " + std::to_string(layers.size()) + " layers (" + std::to_string(moe_count) +
-       " MoE) · " + std::to_string(t["steps"].get<int64_t>()) + " steps · " +
-       std::to_string(t["exchanges"].get<int64_t>()) +
+       std::to_string(W) + (W == 1 ? " rank" : " ranks") +
+       (dp > 1 ? " (dp " + std::to_string(dp) + " × tp " + std::to_string(tp) + ")" : "") + " · " +
+       std::to_string(E) + " experts · " + std::to_string(layers.size()) + " layers (" +
+       std::to_string(moe_count) + " MoE) · " + std::to_string(t["steps"].get<int64_t>()) +
+       " steps · " + std::to_string(t["exchanges"].get<int64_t>()) +
        " dispatch/combine exchanges</div></header><main>";
 
   // Headline tiles.
@@ -231,7 +234,7 @@ std::string a2a_report_html(const json& s) {
     std::vector<std::string> ranks;
     std::vector<double> dw(static_cast<size_t>(W), 0.0), dt(static_cast<size_t>(W), 0.0),
         cw(static_cast<size_t>(W), 0.0), ct(static_cast<size_t>(W), 0.0);
-    for (int k = 0; k < W; ++k) ranks.push_back("rank " + std::to_string(k));
+    for (int k = 0; k < W; ++k) ranks.push_back(rank_name(k));
     for (const json& l : layers) {
       for (int k = 0; k < W; ++k) {
         dw[size_t(k)] += l["dispatch_wait_us"][size_t(k)].get<double>();
@@ -257,7 +260,7 @@ std::string a2a_report_html(const json& s) {
     double max = 0;
     svg::HeatMap hm;
     for (int k = 0; k < W; ++k) {
-      hm.rows.push_back("rank " + std::to_string(k));
+      hm.rows.push_back(rank_name(k));
       hm.cols.push_back(std::to_string(k));
       std::vector<double> row;
       for (int p = 0; p < W; ++p) {
@@ -267,8 +270,8 @@ std::string a2a_report_html(const json& s) {
       hm.values.push_back(row);
     }
     hm.color = [max](double v) { return svg::sequential(max > 0 ? v / max : 0); };
-    hm.tooltip = [&hm](size_t r, size_t c) {
-      return "rank " + std::to_string(r) + " → rank " + std::to_string(c) + ": " +
+    hm.tooltip = [&hm, &rank_name](size_t r, size_t c) {
+      return rank_name(int(r)) + " → " + rank_name(int(c)) + ": " +
              svg::human_bytes(hm.values[r][c]);
     };
     hm.cell_text = [](double v) { return svg::human_bytes(v); };

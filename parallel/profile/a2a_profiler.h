@@ -99,6 +99,10 @@ class A2aProfiler {
 
   int rank() const { return rank_; }
   int world() const { return world_; }
+  // Attention data parallelism: ranks form DP groups of tp consecutive ranks (the report labels
+  // ranks by group). Default: one group of the whole world.
+  void set_tp(int tp) { tp_ = tp > 0 && world_ % tp == 0 ? tp : world_; }
+  int tp() const { return tp_; }
   int64_t num_experts() const { return num_experts_; }
   const std::vector<bool>& moe_layer() const { return moe_layer_; }
   // The detail kept (after flush()).
@@ -112,6 +116,7 @@ class A2aProfiler {
 
  private:
   int rank_, world_;
+  int tp_ = world_;
   int64_t num_experts_;
   std::vector<bool> moe_layer_;
   int64_t step_ = 0;

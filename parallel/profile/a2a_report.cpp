@@ -129,6 +129,7 @@ void write_text(const std::filesystem::path& path, const std::string& text) {
 A2aRecords empty_records(const A2aProfiler& p) {
   A2aRecords r;
   r.world = p.world();
+  r.tp = p.tp();
   r.num_experts = p.num_experts();
   r.moe_layer = p.moe_layer();
   r.exchanges.resize(static_cast<size_t>(p.world()));

@@ -17,6 +17,7 @@ namespace qwen3moe {
 // (step, layer, phase) and rows of `exchanges` line up by index.
 struct A2aRecords {
   int world = 1;
+  int tp = 1;  // DP groups of tp consecutive ranks (tp == world: one group)
   int64_t num_experts = 0;
   std::vector<bool> moe_layer;
   std::vector<std::vector<A2aExchange>> exchanges;  // [rank][n]
@@ -33,6 +34,13 @@ A2aRecords local_records(const A2aProfiler& p);
 
 // Collective: every rank sends its records to rank 0; the result is complete on rank 0 only.
 A2aRecords gather_records(const A2aProfiler& p, Communicator& comm);
+
+// "rank 3", or with DP groups (tp < world) "rank 3 · DP 1": how the outputs name a rank.
+inline std::string a2a_rank_label(int rank, int tp, int world) {
+  std::string s = "rank " + std::to_string(rank);
+  if (tp > 0 && tp < world) s += " · DP " + std::to_string(rank / tp);
+  return s;
+}
 
 // DIR/a2a.json: per-layer totals, per-step detail, imbalance, bandwidth, wait vs transfer and
 // the placement what-if (whatif_redundant hottest experts replicated).

@@ -234,6 +234,8 @@ json a2a_summary(const A2aRecords& r, int whatif_redundant) {
       {"wait_us_per_rank", rank_wait},
       {"transfer_us_per_rank", rank_transfer}};
   return {{"world_size", W},
+          {"tp", r.tp},
+          {"dp", r.tp > 0 ? W / r.tp : 1},
           {"num_experts", E},
           {"totals", totals},
           {"whatif",

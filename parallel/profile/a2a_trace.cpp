@@ -28,7 +28,7 @@ nlohmann::json a2a_trace(const A2aRecords& r) {
   };
   json events = json::array();
   for (int k = 0; k < r.world; ++k) {
-    const std::string name = "rank " + std::to_string(k);
+    const std::string name = a2a_rank_label(k, r.tp, r.world);
     events.push_back({{"name", "process_name"},
                       {"ph", "M"},
                       {"pid", k},

@@ -51,10 +51,12 @@ struct ProfiledRun {
   int64_t steps = 0;
 };
 
-ProfiledRun profiled_greedy(const std::string& model_dir, const std::string& tag) {
-  LoadedModel m(model_dir, &world(), 1);
+// tp < world: DP groups of tp ranks (the sequence runs in group 0, the others join empty).
+ProfiledRun profiled_greedy(const std::string& model_dir, const std::string& tag, int tp = 0) {
+  LoadedModel m(model_dir, &world(), 1, tp);
   const int W = world().size();
   A2aProfiler p(world().rank(), W, m.config.num_experts, m.model.moe_layers());
+  p.set_tp(m.topo.tp());
   p.sync_clock(world());
   m.model.set_profiler(&p);
   const std::vector<int32_t> prompt = {3, 17, 42, 99, 5, 250, 11};
@@ -162,6 +164,27 @@ TEST(A2aProfile, GreedyRunOfMoeFixture) {
   check_summary(run, ModelConfig::load(dir), world().size());
   check_trace(run, world().size());
   EXPECT_NE(run.html.find("<svg"), std::string::npos);
+}
+
+// With DP groups the exchange still spans the world (the same byte checks hold: only group 0's
+// tokens travel), and every output names each rank's group.
+TEST(A2aProfile, DpGroupsLabelTheRanks) {
+  const int W = world().size();
+  if (W < 2) GTEST_SKIP();
+  const std::string dir = fixture("hf-tiny/moe_a");
+  const ProfiledRun run = profiled_greedy(dir, "dp", W / 2);
+  if (world().rank() != 0) return;
+  check_summary(run, ModelConfig::load(dir), W);
+  EXPECT_EQ(run.summary["dp"], 2);
+  EXPECT_EQ(run.summary["tp"], W / 2);
+  EXPECT_NE(run.html.find("(dp 2 × tp " + std::to_string(W / 2) + ")"), std::string::npos);
+  const std::string last = "rank " + std::to_string(W - 1) + " · DP 1";
+  EXPECT_NE(run.html.find(last), std::string::npos) << "the report names no " << last;
+  std::set<std::string> names;
+  for (const json& e : run.trace["traceEvents"])
+    if (e["name"] == "process_name") names.insert(e["args"]["name"].get<std::string>());
+  EXPECT_TRUE(names.count("rank 0 · DP 0")) << "trace process names";
+  EXPECT_TRUE(names.count(last)) << "trace process names";
 }
 
 TEST(A2aProfile, DenseLayerBetweenMoeLayersIsListedEmpty) {
