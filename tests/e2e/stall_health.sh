@@ -47,7 +47,9 @@ sleep 2  # idle for longer than --stall-timeout first
 "$bin" client --addr "$addr" --ids 1,2,3 --max-new-tokens 8 --timeout-ms 60000 >/dev/null 2>&1 &
 wait_for_health "$addr" NOT_SERVING ||
   fail "health stayed '$health' while the first step after idle hung"
-running="$("$bin" client --addr "$addr" --stats 2>/dev/null | grep -o '"running": *[0-9]*' | grep -o '[0-9]*$')"
+# The first "running" is the engine's (each DP group has its own after it).
+running="$("$bin" client --addr "$addr" --stats 2>/dev/null | grep -o '"running": *[0-9]*' |
+  head -n 1 | grep -o '[0-9]*$')"
 [ "$running" = 1 ] || fail "GetStats shows running=$running while the step hangs"
 echo "ok   the first step after an idle spell hangs: NOT_SERVING, GetStats running 1"
 pkill -KILL -f "$work/model" 2>/dev/null
