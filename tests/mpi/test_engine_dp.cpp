@@ -20,12 +20,7 @@ Communicator& world() {
   return testing::world();
 }
 
-std::vector<int> dp_sizes() {
-  std::vector<int> out;
-  for (int dp = 2; dp <= world().size(); dp *= 2)
-    if (world().size() % dp == 0) out.push_back(dp);
-  return out;
-}
+using testing::dp_sizes;
 
 struct Outcome {
   std::vector<int32_t> ids;

@@ -26,13 +26,7 @@ using testing::fixture;
 using testing::LoadedModel;
 using testing::tensor_values;
 
-// The DP sizes this world splits into (dp > 1).
-std::vector<int> dp_sizes() {
-  std::vector<int> out;
-  for (int dp = 2; dp <= world().size(); dp *= 2)
-    if (world().size() % dp == 0) out.push_back(dp);
-  return out;
-}
+using testing::dp_sizes;
 
 // One step of several sequences: each (its tokens, from position start) into its own
 // SequenceKv, every position's logits when all_logits, else its last one's.
