@@ -101,7 +101,16 @@ void print_step_traffic(const ModelConfig& c, const Topology& topo, int64_t batc
         human_bytes(a2a).c_str(), (long long)moe_layers, remote, W - 1);
   std::printf("  tp group    %s  (embedding, attention and MLP reductions, logits gather)\n",
               human_bytes(tp_bytes).c_str());
-  std::printf("  total       %s\n", human_bytes(a2a + tp_bytes).c_str());
+  // With DP groups rank 0 samples every group: each other group's first rank sends it the
+  // group's logits, f32 [sequences, vocab].
+  const double logits = dp > 1 ? per_group * double(c.vocab_size) * 4 : 0;
+  if (dp > 1)
+    std::printf(
+        "  logits      %s  (the first rank of each group but rank 0's, to rank 0, which "
+        "receives %s and samples them all)\n",
+        human_bytes(logits).c_str(), human_bytes(logits * (dp - 1)).c_str());
+  std::printf("  total       %s%s\n", human_bytes(a2a + tp_bytes + logits).c_str(),
+              dp > 1 ? " (a group's first rank)" : "");
 }
 
 void run_inspect(const InspectFlags& f) {

@@ -79,17 +79,23 @@ std::unique_ptr<Runtime> load_runtime(const RuntimeOptions& o) {
     const bool bar = rt->comm->rank() == 0 && isatty(STDERR_FILENO);
     rt->model = std::make_unique<Model>(rt->config, rt->weights, *rt->backend, model_comm,
                                         *rt->comm, *rt->topo, bar);
-    if (rt->topo->dp() > 1) {
-      // The group's collectives: split from the world on the host, and on the backend the
-      // same kind of communicator as the world's (NCCL, host-staged) built over that group.
-      rt->group_comm = rt->comm->split(rt->topo->dp_rank(), rt->topo->tp_rank());
-      rt->model_group_comm = make_model_communicator(o.comm, *rt->backend, device, *rt->group_comm);
-      rt->model->set_attention_group(rt->model_group_comm ? *rt->model_group_comm : *rt->group_comm,
-                                     *rt->group_comm);
-    }
     rt->model->set_a2a_dtype(o.a2a_dtype == "bf16" ? DType::BF16 : DType::F32);
     if (o.a2a_capacity >= 0) rt->model->set_a2a_capacity(o.a2a_capacity);
   });
+  // Apart again: the split is collective, and a rank whose weights failed above must not leave
+  // the others waiting in it.
+  if (rt->topo->dp() > 1) {
+    run_collectively([&] {
+      // The group's collectives: split from the world on the host, and on the backend the
+      // same kind of communicator as the world's (NCCL, host-staged) built over that group.
+      rt->group_comm = rt->comm->split(rt->topo->dp_rank(), rt->topo->tp_rank());
+    });
+    run_collectively([&] {
+      rt->model_group_comm = make_model_communicator(o.comm, *rt->backend, device, *rt->group_comm);
+      rt->model->set_attention_group(rt->model_group_comm ? *rt->model_group_comm : *rt->group_comm,
+                                     *rt->group_comm);
+    });
+  }
   if (rt->comm->size() > 1) {
     // Each rank's share of the weights (its heads, KV heads, experts, vocabulary slice), so an
     // operator sees the split worked: about 1/world of the experts plus a share of the rest.

@@ -1,6 +1,7 @@
 #include "core/engine/engine.h"
 
 #include <algorithm>
+#include <climits>
 #include <cmath>
 
 #include "core/engine/debug_stall.h"
@@ -23,7 +24,7 @@ struct Engine::Sequence {
   int64_t prefilled = 0;      // prompt tokens already in the cache
   int32_t generated = 0;      // tokens sampled so far
   int32_t last_token = -1;    // fed at the next decode step
-  int group = 0;              // the DP group it runs in (from admission)
+  int group = -1;             // the DP group it runs in (from admission; -1 while queued)
   std::optional<Sampler> sampler;
   std::optional<StreamDecoder> decoder;
   std::string held;                         // decoded text held back: it may begin a stop string
@@ -241,7 +242,7 @@ void Engine::finish(Sequence& s, const std::string& reason, const std::string& e
   {
     std::lock_guard<std::mutex> lock(mu_);
     ++requests_finished_;
-    ++group_stats_[size_t(s.group)].requests_finished;
+    if (s.group >= 0) ++group_stats_[size_t(s.group)].requests_finished;
     const double e2e = std::chrono::duration<double>(Clock::now() - s.submitted).count();
     keep_last(e2e_ms_, e2e * 1e3, 1000);
     metrics_.e2e.observe(e2e);
@@ -354,6 +355,11 @@ void Engine::gather_group_logits(const std::vector<int64_t>& logit_rows,
   int64_t others = 0;
   for (int g = 1; g < dp; ++g) others += logit_rows[size_t(g)];
   if (others == 0) return;
+  // Checked on every rank alike (the counts come from the plan), so none enters the exchange
+  // alone: MPI counts and offsets are ints.
+  QWEN3MOE_CHECK(double(others) * double(V) * sizeof(float) <= double(INT_MAX),
+                 "the other DP groups' logits (", others, " rows x ", V,
+                 " f32) exceed one exchange's 2 GiB; lower --max-batch");
   // Only the first rank of each group g > 0 sends, and only rank 0 receives.
   std::vector<size_t> send_bytes(size_t(W), 0), send_offsets(size_t(W), 0);
   std::vector<size_t> recv_bytes(size_t(W), 0), recv_offsets(size_t(W), 0);
@@ -373,7 +379,7 @@ void Engine::gather_group_logits(const std::vector<int64_t>& logit_rows,
   comm_.all_to_all_v(logits_.data(), send_bytes.data(), send_offsets.data(), recv.data(),
                      recv_bytes.data(), recv_offsets.data());
   if (me != 0) return;
-  group_logits->assign(size_t(dp), {});
+  group_logits->assign(size_t(dp), {});  // [dp]; group 0's stay in logits_
   for (int g = 1; g < dp; ++g) {
     const float* from = recv.data() + recv_offsets[size_t(g * tp)] / sizeof(float);
     (*group_logits)[size_t(g)].assign(from, from + recv_bytes[size_t(g * tp)] / sizeof(float));
@@ -601,7 +607,7 @@ bool Engine::step() {
     comm_.set_step(steps_);
     model_.set_step(steps_);
     model_.forward(plans[0], cache_, logits_);  // rank 0 is in group 0
-    std::vector<std::vector<float>> group_logits;
+    std::vector<std::vector<float>> group_logits(dp);
     if (dp > 1) gather_group_logits(logit_rows, &group_logits);
     const int64_t V = model_.config().vocab_size;
     for (size_t g = 0; g < dp; ++g) {

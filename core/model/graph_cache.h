@@ -21,13 +21,12 @@ class GraphCache {
     int blocks_per_seq = 0;
     int64_t logit_rows = 0;
     const void* cache = nullptr;
-    // With DP groups: the step's tokens over the world and the most on one rank, which size
-    // the MoE exchange's launches.
-    int64_t world_tokens = 0, most_per_rank = 0;
+    // The most tokens one rank holds for the MoE (with DP groups it depends on the other
+    // groups' batches): it sizes the exchange and the experts' launches.
+    int64_t most_per_rank = 0;
     bool operator<(const Shape& o) const {
-      return std::tie(tokens, blocks_per_seq, logit_rows, cache, world_tokens, most_per_rank) <
-             std::tie(o.tokens, o.blocks_per_seq, o.logit_rows, o.cache, o.world_tokens,
-                      o.most_per_rank);
+      return std::tie(tokens, blocks_per_seq, logit_rows, cache, most_per_rank) <
+             std::tie(o.tokens, o.blocks_per_seq, o.logit_rows, o.cache, o.most_per_rank);
     }
   };
 

@@ -159,10 +159,11 @@ void Model::forward(const StepBatch& b, KvCache& cache, std::vector<float>& logi
   // waits for the host: at world > 1 the collectives must be graph-capturable and the MoE
   // exchange the fixed-capacity one (the counted one reads each dispatch's counts).
   const bool host_free = W == 1 ? !(moe_ && moe_->counting())
-                                : comm_.graph_capturable() && tp_comm_->graph_capturable() &&
+                                : comm_.graph_capturable() &&
+                                      (tp_comm_->size() == 1 || tp_comm_->graph_capturable()) &&
                                       (!moe_ || moe_->graph_safe(most_per_rank_));
   if (graphs_ && b.replayable && host_free && !profiler_ && T > 0)
-    graphs_cache_.run({T, b.max_blocks_per_seq, L, &cache, world_tokens_, most_per_rank_},
+    graphs_cache_.run({T, b.max_blocks_per_seq, L, &cache, most_per_rank_},
                       [&] { run_layers(T, L, cache); });
   else
     run_layers(T, L, cache);
@@ -313,7 +314,10 @@ void Model::moe_block(int64_t l, int64_t T) {
   const bool sliced = G > 1 && T > 0;
   const int64_t mine = sliced ? even_split(T, G, group.rank()).size : T;
   const MoeWeights w{L.post_norm, L.router, L.gate_table, L.up_table, L.down_table};
-  moe_->forward(l, w, sliced ? ws_.xs : ws_.x, mine, most_per_rank_, world_tokens_, ws_, profiler_);
+  // The step's tokens over the world bound the expert pairs; most x W does, from what a graph
+  // of this step is keyed by (the exact total depends on the other groups' batches).
+  moe_->forward(l, w, sliced ? ws_.xs : ws_.x, mine, most_per_rank_,
+                comm_.size() > 1 ? most_per_rank_ * comm_.size() : world_tokens_, ws_, profiler_);
   if (!sliced) return;
   // Every slice back to every rank of the group: x replicated for the next layer.
   group.set_phase(l, "moe all_gather");

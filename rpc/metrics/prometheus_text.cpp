@@ -75,7 +75,9 @@ std::string prometheus_text(const std::string& model_name, const EngineStats& s,
   w.gauge(p + "num_requests_waiting", "Requests waiting to be admitted.", s.queued);
   w.gauge(p + "kv_cache_usage_perc", "Fraction of KV cache blocks in use (1 = full).",
           s.total_blocks > 0 ? 1.0 - double(s.free_blocks) / double(s.total_blocks) : 0.0);
-  w.gauge(p + "kv_cache_total_blocks", "KV cache blocks per rank.", double(s.total_blocks));
+  w.gauge(p + "kv_cache_total_blocks",
+          "KV cache blocks, summed over the DP groups (each rank of a group holds its blocks).",
+          double(s.total_blocks));
   w.counter(p + "prompt_tokens_total", "Prompt tokens of requests that began generating.",
             double(m.prompt_tokens));
   w.counter(p + "generation_tokens_total", "Tokens generated.", double(m.generation_tokens));

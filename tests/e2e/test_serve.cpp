@@ -422,12 +422,20 @@ TEST(ServeLimits, FullQueueIsResourceExhausted) {
     EXPECT_TRUE(stub->GetStats(&ctx, pb::StatsRequest(), &s).ok());
     return s.queued();
   };
-  grpc::ClientContext running_ctx, waiting_ctx, refused_ctx;
-  for (auto* c : {&running_ctx, &waiting_ctx, &refused_ctx})
+  grpc::ClientContext waiting_ctx, refused_ctx;
+  for (auto* c : {&waiting_ctx, &refused_ctx})
     c->set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(60));
-  auto running = stub->Generate(&running_ctx, ids_request({1, 2, 3}, 4000));
+  // One running request per DP group fills every group's batch of one.
+  std::vector<std::unique_ptr<grpc::ClientContext>> running_ctx;
+  std::vector<std::unique_ptr<grpc::ClientReader<pb::GenerateResponse>>> running;
   pb::GenerateResponse r;
-  ASSERT_TRUE(running->Read(&r));  // admitted: the batch is full
+  for (int g = 0; g < dp_size(); ++g) {
+    running_ctx.push_back(std::make_unique<grpc::ClientContext>());
+    running_ctx.back()->set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(60));
+    running.push_back(
+        stub->Generate(running_ctx.back().get(), ids_request({1, 2, int32_t(3 + g)}, 4000)));
+    ASSERT_TRUE(running.back()->Read(&r));  // admitted
+  }
   auto waiting = stub->Generate(&waiting_ctx, ids_request({4, 5, 6}, 4000));
   const auto until = Clock::now() + std::chrono::seconds(10);
   while (queued() < 1 && Clock::now() < until)
@@ -438,11 +446,13 @@ TEST(ServeLimits, FullQueueIsResourceExhausted) {
   const grpc::Status st = refused->Finish();
   EXPECT_EQ(st.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED) << st.error_message();
   EXPECT_NE(st.error_message().find("queue"), std::string::npos) << st.error_message();
-  running_ctx.TryCancel();
+  for (auto& c : running_ctx) c->TryCancel();
   waiting_ctx.TryCancel();
-  while (running->Read(&r)) {
+  for (auto& stream : running) {
+    while (stream->Read(&r)) {
+    }
+    stream->Finish();
   }
-  running->Finish();
   waiting->Finish();
   std::filesystem::remove_all(dir);
 }

@@ -86,6 +86,8 @@ void run_dp_case(int dp, bool serve_graph_settings) {
   const EngineStats st = e.stats();
   e.shutdown();
   e.serve();  // idle and stopping: sends the shutdown plan to the followers
+  // The padded decode steps took the fixed-capacity exchange (only with serve's settings).
+  EXPECT_EQ(split.model.fixed_dispatches() > 0, serve_graph_settings);
   testing::LoadedModel single(dir, nullptr, 1);
   for (int r = 0; r < int(prompts.size()); ++r) {
     const GenerationRequest req = request(prompts[size_t(r)], r);
@@ -116,6 +118,37 @@ TEST(MpiEngineDp, EveryGroupServesAndTokensEqualOneRank) {
 
 TEST(MpiEngineDp, GraphPaddingAndFixedCapacityPerGroup) {
   for (int dp : dp_sizes()) run_dp_case(dp, true);
+}
+
+// dp requests on an idle engine: one per group (the most free blocks first), not two in group 0.
+TEST(MpiEngineDp, OneRequestPerGroupBeforeAnySecond) {
+  for (int dp : dp_sizes()) {
+    testing::LoadedModel split(testing::fixture("hf-tiny/moe_a"), &world(), 1, world().size() / dp);
+    EngineOptions o;
+    o.max_batch = 4;
+    Engine e(split.model, split.cache, world(), nullptr, o);
+    if (world().rank() != 0) {
+      e.follow();
+      continue;
+    }
+    int finished = 0;
+    for (int r = 0; r < dp; ++r) {
+      GenerationRequest req;
+      req.prompt = {int32_t(1 + r), 2, 3};
+      req.max_new_tokens = 4;
+      req.sampling.temperature = 0;
+      e.submit(std::move(req),
+               [&](const GenerationEvent& ev) { finished += !ev.finish_reason.empty(); });
+    }
+    e.step();
+    const EngineStats st = e.stats();
+    ASSERT_EQ(st.groups.size(), size_t(dp));
+    for (int g = 0; g < dp; ++g) EXPECT_EQ(st.groups[size_t(g)].running, 1) << "group " << g;
+    for (int i = 0; i < 100 && finished < dp; ++i) e.step();
+    EXPECT_EQ(finished, dp);
+    e.shutdown();
+    e.serve();
+  }
 }
 
 // Cancelling a request of another group than rank 0's ends it there and frees that group's

@@ -378,6 +378,10 @@ TEST(Cli, InspectDp8AgainstTp8) {
   EXPECT_NE(tp.out.find("all-to-all  461.39 MB"), std::string::npos) << tp.out;
   EXPECT_NE(dp.out.find("tp group    0.00 B"), std::string::npos) << dp.out;
   EXPECT_NE(tp.out.find("tp group    833.44 MB"), std::string::npos) << tp.out;
+  // DP's price: rank 0 samples every group, so 7 groups' 32 x 151936 f32 logits travel to it.
+  EXPECT_NE(dp.out.find("logits      19.45 MB"), std::string::npos) << dp.out;
+  EXPECT_NE(dp.out.find("receives 136.13 MB"), std::string::npos) << dp.out;
+  EXPECT_EQ(tp.out.find("logits      "), std::string::npos) << tp.out;
   // The deployment's KV tokens: 8 groups of one rank against one group of eight.
   auto deployment_tokens = [](const std::string& out) {
     const size_t at = out.find("deployment     ");
