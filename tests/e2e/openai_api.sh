@@ -126,7 +126,13 @@ gen="$(grep '^qwen3moe:generation_tokens_total{' "$work/body" | awk '{print $2}'
 start 2 --max-batch 1 --max-queue 1
 long='{"prompt": [1, 2, 3], "max_tokens": 4000, "ignore_eos": true, "temperature": 0}'
 gauge() { curl -s "$http/metrics" | grep "^qwen3moe:$1{" | awk '{print $2}'; }
+# The second only once the first runs: sent together, the second may find the first still in
+# the queue of one and get the 429 itself.
 curl -s -o /dev/null --max-time 120 "$http/v1/completions" -d "$long" &
+for _ in $(seq 1 1500); do
+  [ "$(gauge num_requests_running)" = 1 ] && break
+  sleep 0.04
+done
 curl -s -o /dev/null --max-time 120 "$http/v1/completions" -d "$long" &
 full=""
 for _ in $(seq 1 1500); do
