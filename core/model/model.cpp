@@ -69,6 +69,7 @@ WorkspaceShape Model::workspace_shape(const ModelConfig& c, const Topology& topo
   const int64_t k = std::max<int64_t>(1, c.num_experts_per_tok);
   WorkspaceShape s;
   s.tokens = N;
+  s.group_tokens = N / W * topo.tp();  // every group's batch fits: most x tp rows
   s.hidden = c.hidden_size;
   s.q_dim = topo.heads_per_rank() * c.head_dim;
   s.kv_dim = topo.kv_heads_per_rank() * c.head_dim;

@@ -21,32 +21,35 @@ size_t carve_workspace(WorkspaceBuffers& b, char* base, const WorkspaceShape& s)
     if (base) ptr = reinterpret_cast<T*>(base + total);
     total += bytes;
   };
-  carve(b.x, N * H);
-  carve(b.h, N * H);
-  carve(b.o, N * H);
-  carve(b.xs, N * H);
-  carve(b.query, N * s.q_dim);
-  carve(b.attn, N * s.q_dim);
-  carve(b.key, N * s.kv_dim);
-  carve(b.value, N * s.kv_dim);
+  // This rank's group's rows (all N at dp 1): at dp 8 the logits alone would otherwise take
+  // eight times their room.
+  const int64_t G = s.group_tokens > 0 ? s.group_tokens : N;
+  carve(b.x, G * H);
+  carve(b.h, G * H);
+  carve(b.o, G * H);
+  carve(b.xs, G * H);
+  carve(b.query, G * s.q_dim);
+  carve(b.attn, G * s.q_dim);
+  carve(b.key, G * s.kv_dim);
+  carve(b.value, G * s.kv_dim);
   carve(b.gate, N * s.ffn);
   carve(b.up, N * s.ffn);
   carve(b.act, N * s.ffn);
   carve(b.down, N * k * H);
   carve(b.rows, N * k * H);
-  carve(b.router_logits, N * E);
-  carve(b.topk_w, N * k);
-  carve(b.logits, N * s.vocab_local);
-  carve(b.token_ids, N);
-  carve(b.positions, N);
-  carve(b.token_seq, N);
-  carve(b.slots, N);
-  carve(b.topk_ids, N * k);
+  carve(b.router_logits, G * E);
+  carve(b.topk_w, G * k);
+  carve(b.logits, G * s.vocab_local);
+  carve(b.token_ids, G);
+  carve(b.positions, G);
+  carve(b.token_seq, G);
+  carve(b.slots, G);
+  carve(b.topk_ids, G * k);
   carve(b.moe_pos, s.dispatch_rows * k);
   carve(b.moe_idx, s.dispatch_rows * k);
   carve(b.moe_offsets, E + 1);
   carve(b.moe_active, E);
-  carve(b.logit_rows, N);
+  carve(b.logit_rows, G);
   return total;
 }
 

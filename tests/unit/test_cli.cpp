@@ -388,6 +388,9 @@ TEST(Cli, InspectDp8AgainstTp8) {
     return at == std::string::npos ? 0LL : std::atoll(out.c_str() + at + 15);
   };
   EXPECT_GT(deployment_tokens(dp.out), 2000000) << dp.out;
+  // The residual, attention and logits buffers hold the group's 288 rows, the MoE pairs all 8
+  // groups' (8 x 288 rows of logits alone would be 1.4 GB).
+  EXPECT_NE(dp.out.find("workspace 1.16 GB (288-token steps)"), std::string::npos) << dp.out;
   EXPECT_LT(deployment_tokens(tp.out), 1500000) << tp.out;
   expect_one_line_error(run("inspect --config " + sh_quote(config) + " --dp 3 --tp 1 --ep 8"),
                         {"--ep 8", "--dp 3"});
