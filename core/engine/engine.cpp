@@ -339,12 +339,33 @@ void Engine::broadcast_plan(const std::vector<StepBatch>& plans, bool stop) {
   }
   comm_.broadcast(header.data(), header.size() * sizeof(int64_t), 0);
   if (stop) return;
+  // The payload: each group's vectors in turn; at dp > 1 each rank gets only its group's.
   std::vector<int32_t> payload;
-  for (const StepBatch& b : plans)
-    for (const auto* v :
-         {&b.tokens, &b.positions, &b.token_seq, &b.slots, &b.block_tables, &b.logit_rows})
-      payload.insert(payload.end(), v->begin(), v->end());
-  comm_.broadcast(payload.data(), payload.size() * sizeof(int32_t), 0);
+  std::vector<size_t> begin(dp + 1, 0);  // [dp + 1] each group's first element
+  for (size_t g = 0; g < dp; ++g) {
+    begin[g] = payload.size();
+    if (g < plans.size())
+      for (const auto* v : {&plans[g].tokens, &plans[g].positions, &plans[g].token_seq,
+                            &plans[g].slots, &plans[g].block_tables, &plans[g].logit_rows})
+        payload.insert(payload.end(), v->begin(), v->end());
+  }
+  begin[dp] = payload.size();
+  if (payload.empty()) return;  // a keep-alive: the followers expect no payload
+  if (dp == 1) {
+    comm_.broadcast(payload.data(), payload.size() * sizeof(int32_t), 0);
+    return;
+  }
+  // Rank 0 runs plans[0] itself; every other rank receives its group's part (the parts a
+  // group's ranks are sent are one region of the send buffer, read by each).
+  const int W = comm_.size(), tp = model_.topology().tp();
+  std::vector<size_t> send_bytes(size_t(W), 0), send_offsets(size_t(W), 0), none(size_t(W), 0);
+  for (int r = 1; r < W; ++r) {
+    const size_t g = size_t(r / tp);
+    send_offsets[size_t(r)] = begin[g] * sizeof(int32_t);
+    send_bytes[size_t(r)] = (begin[g + 1] - begin[g]) * sizeof(int32_t);
+  }
+  comm_.all_to_all_v(payload.data(), send_bytes.data(), send_offsets.data(), nullptr, none.data(),
+                     none.data());
 }
 
 void Engine::gather_group_logits(const std::vector<int64_t>& logit_rows,
@@ -407,8 +428,20 @@ void Engine::follow() {
       logit_rows_of[g] = int32_t(h[3]);
     }
     if (total == 0) continue;  // a keep-alive from an idle scheduler
-    std::vector<int32_t> payload(total);
-    comm_.broadcast(payload.data(), payload.size() * sizeof(int32_t), 0);
+    std::vector<int32_t> payload;
+    if (dp == 1) {
+      payload.resize(total);
+      comm_.broadcast(payload.data(), payload.size() * sizeof(int32_t), 0);
+    } else {
+      // Only this rank's group's plan, from rank 0.
+      const int64_t* h = header.data() + 2 + 5 * mine;
+      payload.resize(size_t(4 * h[0] + h[1] + h[3]));
+      std::vector<size_t> recv_bytes(size_t(comm_.size()), 0), zeros(size_t(comm_.size()), 0);
+      recv_bytes[0] = payload.size() * sizeof(int32_t);
+      comm_.all_to_all_v(nullptr, zeros.data(), zeros.data(), payload.data(), recv_bytes.data(),
+                         zeros.data());
+      at = 0;
+    }
     const int64_t* h = header.data() + 2 + 5 * mine;
     const size_t T = size_t(h[0]), tables = size_t(h[1]), L = size_t(h[3]);
     StepBatch b;

@@ -15,8 +15,9 @@
 // own running sequences, KV blocks (rank 0 keeps the bookkeeping of the other groups' caches)
 // and batch limits; a request goes to the group with the most free KV blocks, ties to the one
 // running fewest sequences. One step runs every group's batch at once (a group without work
-// joins the MoE exchanges with none); the plan carries all of them, each rank runs its group's,
-// and the first rank of each other group sends its logits to rank 0 for sampling.
+// joins the MoE exchanges with none); every rank learns every group's sizes (the plan's header)
+// and receives only its own group's plan, and the first rank of each other group sends its
+// logits to rank 0 for sampling.
 #pragma once
 
 #include <atomic>
@@ -181,7 +182,8 @@ class Engine {
   // Rank 0: the group's next batch (decode tokens, then prompt chunks up to the budget) and, in
   // logit-row order, the sequences it samples.
   StepBatch build_batch(Group& g, std::vector<Sequence*>& sampled);
-  // The step plan of every group (one per group; empty ones too), or the shutdown plan.
+  // The step plan of every group (one per group; empty ones too), or the shutdown plan: a
+  // header of every group's sizes to all ranks, then each rank its own group's plan.
   void broadcast_plan(const std::vector<StepBatch>& plans, bool stop);
   // After the forward, on every rank: the first rank of each other DP group sends its group's
   // logits [logit rows, V] to rank 0, which gets them in group_logits (group 0's stay in
