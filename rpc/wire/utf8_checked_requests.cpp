@@ -53,104 +53,33 @@ grpc::Status invalid(const std::string& field, size_t at) {
           field + ": invalid UTF-8 at byte offset " + std::to_string(at)};
 }
 
-// Copies src (the twin) into dst field by field, checking every string; path names the field.
-grpc::Status copy(const gp::Message& src, gp::Message* dst, const std::string& path) {
-  const gp::Reflection* sr = src.GetReflection();
-  const gp::Reflection* dr = dst->GetReflection();
-  const gp::Descriptor* dd = dst->GetDescriptor();
-  const gp::Descriptor* sd = src.GetDescriptor();
-  for (int i = 0; i < dd->field_count(); ++i) {
-    const FD* df = dd->field(i);
-    const FD* sf = sd->FindFieldByNumber(df->number());
-    const std::string name = path.empty() ? df->name() : path + "." + df->name();
-    if (df->is_repeated()) {
-      const int n = sr->FieldSize(src, sf);
-      for (int k = 0; k < n; ++k) {
-        const std::string at = name + "[" + std::to_string(k) + "]";
-        switch (df->cpp_type()) {
-          case FD::CPPTYPE_STRING: {
-            const std::string s = sr->GetRepeatedString(src, sf, k);
-            if (df->type() == FD::TYPE_STRING) {
-              const size_t bad = utf8::first_invalid(s);
-              if (bad != std::string::npos) return invalid(at, bad);
-            }
-            dr->AddString(dst, df, s);
-            break;
-          }
-          case FD::CPPTYPE_MESSAGE: {
-            const grpc::Status st =
-                copy(sr->GetRepeatedMessage(src, sf, k), dr->AddMessage(dst, df), at);
-            if (!st.ok()) return st;
-            break;
-          }
-          case FD::CPPTYPE_INT32:
-            dr->AddInt32(dst, df, sr->GetRepeatedInt32(src, sf, k));
-            break;
-          case FD::CPPTYPE_INT64:
-            dr->AddInt64(dst, df, sr->GetRepeatedInt64(src, sf, k));
-            break;
-          case FD::CPPTYPE_UINT32:
-            dr->AddUInt32(dst, df, sr->GetRepeatedUInt32(src, sf, k));
-            break;
-          case FD::CPPTYPE_UINT64:
-            dr->AddUInt64(dst, df, sr->GetRepeatedUInt64(src, sf, k));
-            break;
-          case FD::CPPTYPE_FLOAT:
-            dr->AddFloat(dst, df, sr->GetRepeatedFloat(src, sf, k));
-            break;
-          case FD::CPPTYPE_DOUBLE:
-            dr->AddDouble(dst, df, sr->GetRepeatedDouble(src, sf, k));
-            break;
-          case FD::CPPTYPE_BOOL:
-            dr->AddBool(dst, df, sr->GetRepeatedBool(src, sf, k));
-            break;
-          case FD::CPPTYPE_ENUM:
-            dr->AddEnumValue(dst, df, sr->GetRepeatedEnumValue(src, sf, k));
-            break;
-        }
-      }
-      continue;
-    }
-    if (!sr->HasField(src, sf)) continue;
-    switch (df->cpp_type()) {
-      case FD::CPPTYPE_STRING: {
-        const std::string s = sr->GetString(src, sf);
-        if (df->type() == FD::TYPE_STRING) {
-          const size_t bad = utf8::first_invalid(s);
-          if (bad != std::string::npos) return invalid(name, bad);
-        }
-        dr->SetString(dst, df, s);
-        break;
-      }
-      case FD::CPPTYPE_MESSAGE: {
-        const grpc::Status st = copy(sr->GetMessage(src, sf), dr->MutableMessage(dst, df), name);
+// Checks every string field of src (the twin, parsed) that `real` declares a string, through
+// nested and repeated messages; path names the field.
+grpc::Status check_strings(const gp::Message& src, const gp::Descriptor* real,
+                           const std::string& path) {
+  const gp::Reflection* r = src.GetReflection();
+  const gp::Descriptor* twin_d = src.GetDescriptor();
+  for (int i = 0; i < real->field_count(); ++i) {
+    const FD* rf = real->field(i);
+    if (rf->type() != FD::TYPE_STRING && rf->cpp_type() != FD::CPPTYPE_MESSAGE) continue;
+    const FD* f = twin_d->FindFieldByNumber(rf->number());
+    const std::string name = path.empty() ? rf->name() : path + "." + rf->name();
+    const int n = rf->is_repeated() ? r->FieldSize(src, f) : int(r->HasField(src, f));
+    for (int k = 0; k < n; ++k) {
+      const std::string at = rf->is_repeated() ? name + "[" + std::to_string(k) + "]" : name;
+      if (rf->type() == FD::TYPE_STRING) {
+        std::string scratch;
+        const std::string& v = rf->is_repeated()
+                                   ? r->GetRepeatedStringReference(src, f, k, &scratch)
+                                   : r->GetStringReference(src, f, &scratch);
+        const size_t bad = utf8::first_invalid(v);
+        if (bad != std::string::npos) return invalid(at, bad);
+      } else {
+        const gp::Message& m =
+            rf->is_repeated() ? r->GetRepeatedMessage(src, f, k) : r->GetMessage(src, f);
+        const grpc::Status st = check_strings(m, rf->message_type(), at);
         if (!st.ok()) return st;
-        break;
       }
-      case FD::CPPTYPE_INT32:
-        dr->SetInt32(dst, df, sr->GetInt32(src, sf));
-        break;
-      case FD::CPPTYPE_INT64:
-        dr->SetInt64(dst, df, sr->GetInt64(src, sf));
-        break;
-      case FD::CPPTYPE_UINT32:
-        dr->SetUInt32(dst, df, sr->GetUInt32(src, sf));
-        break;
-      case FD::CPPTYPE_UINT64:
-        dr->SetUInt64(dst, df, sr->GetUInt64(src, sf));
-        break;
-      case FD::CPPTYPE_FLOAT:
-        dr->SetFloat(dst, df, sr->GetFloat(src, sf));
-        break;
-      case FD::CPPTYPE_DOUBLE:
-        dr->SetDouble(dst, df, sr->GetDouble(src, sf));
-        break;
-      case FD::CPPTYPE_BOOL:
-        dr->SetBool(dst, df, sr->GetBool(src, sf));
-        break;
-      case FD::CPPTYPE_ENUM:
-        dr->SetEnumValue(dst, df, sr->GetEnumValue(src, sf));
-        break;
     }
   }
   return grpc::Status::OK;
@@ -173,8 +102,13 @@ grpc::Status deserialize_checking_utf8(grpc::ByteBuffer* buffer, gp::Message* ms
   if (!parsed->ParseFromString(bytes))
     return {grpc::StatusCode::INVALID_ARGUMENT,
             "the request is not a valid " + msg->GetDescriptor()->name() + " message"};
-  msg->Clear();
-  return copy(*parsed, msg, "");
+  const grpc::Status checked = check_strings(*parsed, msg->GetDescriptor(), "");
+  if (!checked.ok()) return checked;
+  // Every string is UTF-8 now, so the real message parses the same bytes.
+  if (!msg->ParseFromString(bytes))
+    return {grpc::StatusCode::INVALID_ARGUMENT,
+            "the request is not a valid " + msg->GetDescriptor()->name() + " message"};
+  return grpc::Status::OK;
 }
 
 }  // namespace qwen3moe::rpc

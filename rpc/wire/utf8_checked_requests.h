@@ -3,10 +3,10 @@
 // INTERNAL with an empty message: the client cannot tell what it did wrong. So the two requests
 // that carry client text (GenerateRequest, TokenizeRequest) are deserialized here instead: into a
 // twin of their message type whose string fields are bytes (built at run time from the real
-// descriptor, so it cannot drift from qwen3moe.proto), then copied into the real message with
-// every string checked. gRPC finds this through its SerializationTraits, specialized below; the
-// build force-includes this header wherever the generated gRPC code is compiled or included,
-// so every translation unit sees the same specialization.
+// descriptor, so it cannot drift from qwen3moe.proto) whose strings are checked, then, all
+// valid, into the real message. gRPC finds this through its SerializationTraits, specialized below;
+// the build force-includes this header wherever the generated gRPC code is compiled or included, so
+// every translation unit sees the same specialization.
 #pragma once
 
 #include <grpcpp/impl/codegen/proto_utils.h>
