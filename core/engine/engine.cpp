@@ -92,7 +92,6 @@ Engine::Engine(Model& model, KvCache& cache, Communicator& comm, const Tokenizer
   }
   group_stats_.resize(size_t(topo.dp()));
   for (DpGroupStats& gs : group_stats_) gs.free_blocks = gs.total_blocks = cache.num_blocks();
-  free_blocks_ = cache.free_blocks() * topo.dp();
   QWEN3MOE_CHECK(options.max_batch > 0, "max_batch must be positive, got ", options.max_batch);
   QWEN3MOE_CHECK(options.max_queue >= 0, "max_queue must be >= 0, got ", options.max_queue);
   QWEN3MOE_CHECK(options.prefill_budget > 0, "prefill_budget must be positive, got ",
@@ -188,15 +187,17 @@ EngineStats Engine::stats() const {
   EngineStats st;
   st.running = running_count_;
   st.queued = int32_t(queue_.size());
-  st.free_blocks = free_blocks_;
-  st.total_blocks = cache_.num_blocks() * int64_t(group_stats_.size());
   st.groups = group_stats_;
+  for (const DpGroupStats& gs : group_stats_) {  // the engine's blocks: its groups' sums
+    st.free_blocks += gs.free_blocks;
+    st.total_blocks += gs.total_blocks;
+    st.cached_blocks += gs.cached_blocks;
+  }
   st.tokens_generated = tokens_generated_;
   st.requests_finished = requests_finished_;
   st.steps = steps_;
   st.prefix_query_tokens = prefix_query_tokens_;
   st.prefix_hit_tokens = prefix_hit_tokens_;
-  st.cached_blocks = cached_blocks_;
   st.evictable_blocks = evictable_blocks_;
   if (recent_tokens_.size() >= 2) {
     const double secs =
@@ -665,7 +666,7 @@ bool Engine::step() {
   {
     std::lock_guard<std::mutex> lock(mu_);
     running_count_ = 0;
-    free_blocks_ = cached_blocks_ = evictable_blocks_ = 0;
+    evictable_blocks_ = 0;
     for (size_t g = 0; g < dp; ++g) {
       const Group& grp = *groups_[g];
       DpGroupStats& gs = group_stats_[g];
@@ -674,8 +675,6 @@ bool Engine::step() {
       gs.cached_blocks = grp.cache->cached_blocks();
       gs.tokens_generated += int64_t(sampled[g].size());
       running_count_ += gs.running;
-      free_blocks_ += gs.free_blocks;
-      cached_blocks_ += gs.cached_blocks;
       evictable_blocks_ += grp.cache->evictable_blocks();
     }
     if (worked) {

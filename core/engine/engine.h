@@ -211,11 +211,9 @@ class Engine {
 
   // Statistics (under mu_).
   int32_t running_count_ = 0;
-  int64_t free_blocks_ = 0;
-  std::vector<DpGroupStats> group_stats_;
+  std::vector<DpGroupStats> group_stats_;  // [dp]; the engine's block counts are their sums
   int64_t tokens_generated_ = 0, requests_finished_ = 0, steps_ = 0;
-  int64_t prefix_query_tokens_ = 0, prefix_hit_tokens_ = 0, cached_blocks_ = 0,
-          evictable_blocks_ = 0;
+  int64_t prefix_query_tokens_ = 0, prefix_hit_tokens_ = 0, evictable_blocks_ = 0;
   std::deque<std::pair<std::chrono::steady_clock::time_point, int64_t>> recent_tokens_;
   std::vector<double> ttft_ms_, e2e_ms_;
   EngineMetrics metrics_;
