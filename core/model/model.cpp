@@ -112,24 +112,25 @@ void Model::forward(const StepBatch& b, KvCache& cache, std::vector<float>& logi
   // The step over the world: every group's tokens, and the most one rank holds after the
   // group's reduce-scatter, which every rank needs alike for the MoE exchange.
   const int64_t W = comm_.size(), tp = topo_.tp();
+  int64_t world_tokens = 0;
   if (topo_.dp() == 1) {
     QWEN3MOE_CHECK(b.group_tokens.empty() || (b.group_tokens.size() == 1 && b.group_tokens[0] == T),
                    "forward: group_tokens does not match the batch of ", T, " tokens");
-    world_tokens_ = T;
+    world_tokens = T;
     most_per_rank_ = ceil_div(T, W);
   } else {
     QWEN3MOE_CHECK(int64_t(b.group_tokens.size()) == topo_.dp() &&
                        b.group_tokens[size_t(topo_.dp_rank())] == T,
                    "forward: group_tokens must hold the tokens of each of the ", topo_.dp(),
                    " DP groups, this group's being ", T);
-    world_tokens_ = most_per_rank_ = 0;
+    most_per_rank_ = 0;
     for (int32_t n : b.group_tokens) {
       QWEN3MOE_CHECK(n >= 0, "forward: a DP group of ", n, " tokens");
-      world_tokens_ += n;
+      world_tokens += n;
       most_per_rank_ = std::max(most_per_rank_, ceil_div(int64_t(n), tp));
     }
   }
-  QWEN3MOE_CHECK(world_tokens_ > 0, "forward: empty batch");
+  QWEN3MOE_CHECK(world_tokens > 0, "forward: empty batch");
   QWEN3MOE_CHECK(b.positions.size() == size_t(T) && b.token_seq.size() == size_t(T) &&
                      b.slots.size() == size_t(T),
                  "forward: tokens, positions, token_seq and slots differ in length");
@@ -315,10 +316,10 @@ void Model::moe_block(int64_t l, int64_t T) {
   const bool sliced = G > 1 && T > 0;
   const int64_t mine = sliced ? even_split(T, G, group.rank()).size : T;
   const MoeWeights w{L.post_norm, L.router, L.gate_table, L.up_table, L.down_table};
-  // The step's tokens over the world bound the expert pairs; most x W does, from what a graph
-  // of this step is keyed by (the exact total depends on the other groups' batches).
-  moe_->forward(l, w, sliced ? ws_.xs : ws_.x, mine, most_per_rank_,
-                comm_.size() > 1 ? most_per_rank_ * comm_.size() : world_tokens_, ws_, profiler_);
+  // The step's tokens over the world bound the expert pairs; most x W does (T at world 1), from
+  // what a graph of this step is keyed by (the exact total depends on the other groups').
+  moe_->forward(l, w, sliced ? ws_.xs : ws_.x, mine, most_per_rank_, most_per_rank_ * comm_.size(),
+                ws_, profiler_);
   if (!sliced) return;
   // Every slice back to every rank of the group: x replicated for the next layer.
   group.set_phase(l, "moe all_gather");

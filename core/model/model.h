@@ -179,9 +179,8 @@ class Model {
   // This rank's DP group (the world at dp 1): backend and host memory.
   Communicator* tp_comm_ = &comm_;
   Communicator* host_tp_comm_ = &host_comm_;
-  // Of the step in forward: tokens over the world, and the most one rank holds for the MoE
-  // (the same on every rank).
-  int64_t world_tokens_ = 0, most_per_rank_ = 0;
+  // Of the step in forward: the most tokens one rank holds for the MoE (the same on every rank).
+  int64_t most_per_rank_ = 0;
   Topology topo_;
   std::unique_ptr<ModelWeights> weights_;  // this rank's slices (core/model/weights.h)
 
