@@ -417,35 +417,30 @@ void Engine::follow() {
     comm_.set_phase(-1, "step plan");
     comm_.broadcast(header.data(), header.size() * sizeof(int64_t), 0);
     if (header[0]) return;
-    // Every group's part of the payload, and this rank's group's place in it.
-    size_t total = 0, at = 0;
+    // Every group's sizes (the MoE exchange needs them all); the payload is this rank's group's.
+    size_t total = 0;
     std::vector<int32_t> group_tokens(dp), logit_rows_of(dp);
     for (size_t g = 0; g < dp; ++g) {
       const int64_t* h = header.data() + 2 + 5 * g;
-      const size_t n = size_t(4 * h[0] + h[1] + h[3]);
-      if (g == mine) at = total;
-      total += n;
+      total += size_t(4 * h[0] + h[1] + h[3]);
       group_tokens[g] = int32_t(h[0]);
       logit_rows_of[g] = int32_t(h[3]);
     }
     if (total == 0) continue;  // a keep-alive from an idle scheduler
-    std::vector<int32_t> payload;
+    const int64_t* h = header.data() + 2 + 5 * mine;
+    const size_t T = size_t(h[0]), tables = size_t(h[1]), L = size_t(h[3]);
+    std::vector<int32_t> payload(4 * T + tables + L);
     if (dp == 1) {
-      payload.resize(total);
       comm_.broadcast(payload.data(), payload.size() * sizeof(int32_t), 0);
     } else {
       // Only this rank's group's plan, from rank 0.
-      const int64_t* h = header.data() + 2 + 5 * mine;
-      payload.resize(size_t(4 * h[0] + h[1] + h[3]));
       std::vector<size_t> recv_bytes(size_t(comm_.size()), 0), zeros(size_t(comm_.size()), 0);
       recv_bytes[0] = payload.size() * sizeof(int32_t);
       comm_.all_to_all_v(nullptr, zeros.data(), zeros.data(), payload.data(), recv_bytes.data(),
                          zeros.data());
-      at = 0;
     }
-    const int64_t* h = header.data() + 2 + 5 * mine;
-    const size_t T = size_t(h[0]), tables = size_t(h[1]), L = size_t(h[3]);
     StepBatch b;
+    size_t at = 0;
     auto take = [&](std::vector<int32_t>& v, size_t n) {
       v.assign(payload.begin() + int64_t(at), payload.begin() + int64_t(at + n));
       at += n;
