@@ -71,8 +71,7 @@ void print_step_traffic(const ModelConfig& c, const Topology& topo, int64_t batc
   const int dp = topo.dp(), tp = topo.tp(), W = topo.world();
   const double per_group = double(batch) / dp, per_rank = per_group / tp;
   const double H = double(c.hidden_size), row = H * 4;
-  int64_t moe_layers = 0;
-  for (int64_t l = 0; l < c.num_hidden_layers; ++l) moe_layers += c.is_moe_layer(l);
+  const int64_t moe_layers = c.moe_layer_count();
   const int64_t dense_layers = c.num_hidden_layers - moe_layers;
   double a2a = 0, remote = 0;
   if (c.is_moe() && W > 1) {
@@ -153,8 +152,7 @@ void run_inspect(const InspectFlags& f) {
   const double attn = plan.attention, experts = plan.experts, dense = plan.dense,
                vocab = plan.vocab, replicated = plan.replicated;
 
-  int64_t moe_layers = 0;
-  for (int64_t l = 0; l < c.num_hidden_layers; ++l) moe_layers += c.is_moe_layer(l);
+  const int64_t moe_layers = c.moe_layer_count();
   std::printf("architecture   %s (%s)\n", c.architecture.c_str(), c.model_type.c_str());
   std::printf("layers         %lld (%lld moe, %lld dense): %s\n", (long long)c.num_hidden_layers,
               (long long)moe_layers, (long long)(c.num_hidden_layers - moe_layers),

@@ -74,6 +74,12 @@ bool ModelConfig::is_moe_layer(int64_t layer) const {
   return (layer + 1) % decoder_sparse_step == 0;
 }
 
+int64_t ModelConfig::moe_layer_count() const {
+  int64_t n = 0;
+  for (int64_t l = 0; l < num_hidden_layers; ++l) n += is_moe_layer(l);
+  return n;
+}
+
 ModelConfig ModelConfig::from_json_text(const std::string& text, const std::string& source) {
   json j;
   try {

@@ -67,6 +67,7 @@ struct ModelConfig {
   // As transformers' Qwen3MoeDecoderLayer: MoE iff not in mlp_only_layers, experts > 0 and
   // (layer+1) % sparse_step == 0.
   bool is_moe_layer(int64_t layer) const;
+  int64_t moe_layer_count() const;  // layers for which is_moe_layer holds
   int64_t q_dim() const { return num_attention_heads * head_dim; }
   int64_t kv_dim() const { return num_key_value_heads * head_dim; }
 

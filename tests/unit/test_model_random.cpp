@@ -95,8 +95,7 @@ TEST(ModelRandomWeights, CountsTheExpertsTheTokensSelect) {
   b.logit_rows = {0};
   std::vector<float> logits;
   m.model.forward(b, m.cache, logits);
-  int64_t moe_layers = 0;
-  for (int64_t l = 0; l < m.config.num_hidden_layers; ++l) moe_layers += m.config.is_moe_layer(l);
+  const int64_t moe_layers = m.config.moe_layer_count();
   EXPECT_EQ(m.model.active_experts_counted(), moe_layers * m.config.num_experts_per_tok);
   m.model.count_active_experts(false);
   m.model.forward(b, m.cache, logits);
