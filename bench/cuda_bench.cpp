@@ -33,36 +33,37 @@
 namespace qwen3moe::bench {
 namespace {
 
-// Bytes of weights (bf16) one step reads outside the experts, and per expert.
+// Bytes of weights one step reads outside the experts, and per expert: bf16, the projections of
+// an fp8 config one byte each and a 4-byte scale per block.
 struct StepBytes {
   double attention = 0, router = 0, per_expert = 0, lm_head = 0, embed_row = 0;
-  double kv_per_token = 0;  // K and V of one cached position, all layers (f32)
+  double kv_per_token = 0;  // K and V of one cached position, all layers, in the cache's dtype
+  double proj = 2;          // bytes per projection weight
 };
 
-StepBytes step_bytes(const ModelConfig& c) {
+StepBytes step_bytes(const ModelConfig& c, DType kv_dtype) {
   StepBytes b;
+  const Quantization& q = c.quantization;
+  if (q.fp8()) b.proj = 1.0 + 4.0 / double(q.block_rows * q.block_cols);
   const double H = double(c.hidden_size), L = double(c.num_hidden_layers);
-  b.attention = L * 2.0 * H * (2.0 * double(c.q_dim()) + 2.0 * double(c.kv_dim()));
-  int64_t moe = 0;
-  for (int64_t l = 0; l < c.num_hidden_layers; ++l) moe += c.is_moe_layer(l);
+  b.attention = L * b.proj * H * (2.0 * double(c.q_dim()) + 2.0 * double(c.kv_dim()));
+  const int64_t moe = c.moe_layer_count();
   b.router = double(moe) * 2.0 * double(c.num_experts) * H;
-  b.per_expert = 2.0 * 3.0 * double(c.moe_intermediate_size) * H;
+  b.per_expert = b.proj * 3.0 * double(c.moe_intermediate_size) * H;
   // Dense layers read their whole MLP every step.
-  b.attention += double(c.num_hidden_layers - moe) * 2.0 * 3.0 * double(c.intermediate_size) * H;
+  b.attention += double(c.num_hidden_layers - moe) * b.proj * 3.0 * double(c.intermediate_size) * H;
   b.lm_head = 2.0 * double(c.vocab_size) * H;
   b.embed_row = 2.0 * H;
-  b.kv_per_token = L * 2.0 * double(c.kv_dim()) * 4.0;
+  b.kv_per_token = L * 2.0 * double(c.kv_dim()) * double(dtype_size(kv_dtype));
   return b;
 }
 
-// Weights one prefill token uses, as parameters (bf16: 2 bytes each), the lm_head included.
+// Weights one prefill token uses, as parameters, the lm_head included.
 double active_params(const ModelConfig& c) {
-  const StepBytes b = step_bytes(c);
-  int64_t moe = 0;
-  for (int64_t l = 0; l < c.num_hidden_layers; ++l) moe += c.is_moe_layer(l);
-  return (b.attention + b.router + double(moe) * double(c.num_experts_per_tok) * b.per_expert +
-          b.lm_head) /
-         2.0;
+  const StepBytes b = step_bytes(c, DType::F32);
+  const double moe = double(c.moe_layer_count());
+  return (b.attention + moe * double(c.num_experts_per_tok) * b.per_expert) / b.proj +
+         (b.router + b.lm_head) / 2.0;
 }
 
 // A batch of one new token for each sequence (or a run of prompt tokens for one).
@@ -134,10 +135,12 @@ void run_cuda_bench(const CudaBenchOptions& o) {
     model = std::make_unique<Model>(c, store, *backend, *comm, *host_comm, topo);
   }
   backend->synchronize();
-  std::printf("weights        %.2f GB %s in %.1f s\n", double(model->resident_weight_bytes()) / 1e9,
-              random ? "made on the GPU (fill_random: hash of seed and index, uniform)"
-                     : "copied from the checkpoint",
-              bench_now() - t0);
+  std::printf(
+      "weights        %.2f GB %s%s in %.1f s\n", double(model->resident_weight_bytes()) / 1e9,
+      random ? "made on the GPU (fill_random: hash of seed and index, uniform)"
+             : "copied from the checkpoint",
+      c.quantization.fp8() ? ", projections fp8 e4m3 with block scales (1 byte a weight)" : "",
+      bench_now() - t0);
 
   // KV: the prefill sequence plus the largest decode batch, in 16-token blocks.
   constexpr int64_t kBlock = 16;
@@ -145,10 +148,11 @@ void run_cuda_bench(const CudaBenchOptions& o) {
   // Context, the timed steps twice (eager, graph) and 4 untimed steps.
   const int64_t per_seq = ceil_div(o.decode_context + 2 * o.decode_tokens + 6, kBlock);
   const int64_t blocks = (o.prompt_len + kBlock) / kBlock + int64_t(max_b) * per_seq + 1;
-  KvCache cache(c, topo, *backend, blocks, kBlock);
-  std::printf("kv cache       %lld blocks of %lld tokens, %.2f GB (f32)\n", (long long)blocks,
+  KvCache cache(c, topo, *backend, blocks, kBlock, o.kv_dtype);
+  std::printf("kv cache       %lld blocks of %lld tokens, %.2f GB (%s)\n", (long long)blocks,
               (long long)kBlock,
-              double(blocks * kBlock) * double(KvCache::bytes_per_token(c, topo)) / 1e9);
+              double(blocks * kBlock) * double(KvCache::bytes_per_token(c, topo, o.kv_dtype)) / 1e9,
+              dtype_name(o.kv_dtype));
   Rng rng(o.seed + 1);
   std::vector<float> logits;
 
@@ -175,7 +179,7 @@ void run_cuda_bench(const CudaBenchOptions& o) {
   }
 
   // ---- decode at each batch size ----
-  const StepBytes sb = step_bytes(c);
+  const StepBytes sb = step_bytes(c, o.kv_dtype);
   for (int B : o.decode_batches) {
     std::vector<Seq> seqs(static_cast<size_t>(B));
     std::vector<Seq*> ptrs;
@@ -211,8 +215,7 @@ void run_cuda_bench(const CudaBenchOptions& o) {
     step();
     model->count_active_experts(false);
     const double touched = model->active_experts_counted();  // over all MoE layers, one step
-    int64_t moe_layers = 0;
-    for (int64_t l = 0; l < c.num_hidden_layers; ++l) moe_layers += c.is_moe_layer(l);
+    const int64_t moe_layers = c.moe_layer_count();
     // Eager (every kernel a launch), then CUDA graphs (a step one replay after one capture).
     for (const bool graphs : {false, true}) {
       model->set_graphs(graphs);
@@ -254,7 +257,9 @@ void run_cuda_bench(const CudaBenchOptions& o) {
       "(m <= 8; cuBLAS split-bf16 above), experts moe_align + moe_swiglu gemv (gate, up and "
       "silu in one launch over the active experts only) + moe_matmul gemv (down) + moe_combine, "
       "router router.cu (a warp per token), attention attention.cu; 'eager' launches "
-      "every kernel, 'graph' replays one captured CUDA graph per step\n");
+      "every kernel, 'graph' replays one captured CUDA graph per step. fp8 projections: the "
+      "same gemv widening 16 codes a load, prefill the wmma kernel on exact bf16 tiles of "
+      "the codes with each block's product scaled (dense ones too)\n");
 }
 
 }  // namespace qwen3moe::bench

@@ -6,6 +6,8 @@
 #include <string>
 #include <vector>
 
+#include "kernels/common/dtype.h"
+
 namespace qwen3moe::bench {
 
 struct CudaBenchOptions {
@@ -16,6 +18,7 @@ struct CudaBenchOptions {
   int decode_tokens = 32;              // timed steps per batch size
   std::vector<int> decode_batches{1};  // sequences decoded together
   int decode_context = 128;            // tokens each decode sequence holds before the timed steps
+  DType kv_dtype = DType::BF16;        // --kv-dtype (auto: bf16 on CUDA)
 };
 
 void run_cuda_bench(const CudaBenchOptions& options);

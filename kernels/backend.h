@@ -237,9 +237,9 @@ class Backend {
   // array holds): the input rows to pack, each sent row's experts and weights, this rank's own
   // rows' experts and weights, and where combine finds each token's returned rows.
   virtual void moe_dispatch_pack(const MoeDispatchPack& args) = 0;
-  // dst[n] (bf16 or f32) = mean + std * u_i, u_i uniform in [-sqrt3, sqrt3) from a hash of
-  // (seed, i): random weights made where they live (a 60 GB model needs no file, no host copy).
-  // Bit-identical on every backend.
+  // dst[n] (bf16, f32, or e4m3 codes saturating at 448) = mean + std * u_i, u_i uniform in
+  // [-sqrt3, sqrt3) from a hash of (seed, i): random weights made where they live (a 60 GB
+  // model needs no file, no host copy). Bit-identical on every backend.
   virtual void fill_random(void* dst, DType dtype, int64_t n, uint64_t seed, float mean,
                            float std) = 0;
 

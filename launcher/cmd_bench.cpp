@@ -45,6 +45,7 @@ void run_bench_cuda(const BenchFlags& f) {
     o.prompt_len = f.prompt_len;
     o.decode_tokens = f.decode_tokens;
     o.decode_context = f.decode_context;
+    o.kv_dtype = kv_dtype_of(f.runtime);
     o.decode_batches.clear();
     for (int32_t b : parse_ids(f.decode_batches)) o.decode_batches.push_back(int(b));
     QWEN3MOE_CHECK(!o.decode_batches.empty(), "--decode-batches: empty list");

@@ -34,6 +34,17 @@ BackendChoice make_backend(const std::string& name, int threads) {
   return b;
 }
 
+DType kv_dtype_of(const RuntimeOptions& o) {
+  QWEN3MOE_CHECK(
+      o.kv_dtype == "auto" || o.kv_dtype == "f32" || o.kv_dtype == "bf16" || o.kv_dtype == "fp8",
+      "--kv-dtype must be auto, f32, bf16 or fp8, got '", o.kv_dtype, "'");
+  return o.kv_dtype == "bf16"  ? DType::BF16
+         : o.kv_dtype == "fp8" ? DType::F8E4M3
+         : o.kv_dtype == "f32" ? DType::F32
+         : o.backend == "cuda" ? DType::BF16  // auto: half the bytes where HBM is scarce
+                               : DType::F32;
+}
+
 std::unique_ptr<Runtime> load_runtime(const RuntimeOptions& o) {
   auto rt = std::make_unique<Runtime>();
   run_collectively([&] {
@@ -47,15 +58,9 @@ std::unique_ptr<Runtime> load_runtime(const RuntimeOptions& o) {
                    " = ", int64_t(o.dp) * o.tp, " is not the world of ", world, " ranks");
     QWEN3MOE_CHECK(o.a2a_capacity >= -1, "--a2a-capacity must be a token count, 0 (off) or -1 ",
                    "(the default: derived from the decode batch), got ", o.a2a_capacity);
-    QWEN3MOE_CHECK(
-        o.kv_dtype == "auto" || o.kv_dtype == "f32" || o.kv_dtype == "bf16" || o.kv_dtype == "fp8",
-        "--kv-dtype must be auto, f32, bf16 or fp8, got '", o.kv_dtype, "'");
+    kv_dtype_of(o);
   });
-  rt->kv_dtype = o.kv_dtype == "bf16"  ? DType::BF16
-                 : o.kv_dtype == "fp8" ? DType::F8E4M3
-                 : o.kv_dtype == "f32" ? DType::F32
-                 : o.backend == "cuda" ? DType::BF16  // auto: half the bytes where HBM is scarce
-                                       : DType::F32;
+  rt->kv_dtype = kv_dtype_of(o);
   enable_collective_watchdog(o.collective_timeout);
   int device = -1;  // the CUDA device of this rank
   run_collectively([&] {

@@ -58,6 +58,10 @@ BackendChoice make_backend(const std::string& name, int threads);
 // Loads on every rank; a failure on any rank is an AgreedError on all (launcher/process.h).
 std::unique_ptr<Runtime> load_runtime(const RuntimeOptions& options);
 
+// --kv-dtype for the options' backend (auto: bf16 on CUDA, f32 on the CPU); an error naming any
+// other word.
+DType kv_dtype_of(const RuntimeOptions& options);
+
 // The fixed a2a capacity: --a2a-capacity, or by default room for a decode step of
 // `decode_batch` sequences per DP group split over its ranks (ceil(decode_batch / tp) tokens
 // per rank).

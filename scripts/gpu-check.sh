@@ -23,7 +23,7 @@ set -uo pipefail
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 carry="$repo/.gpu-carry"
 mode="${1:-run}"
-gpu_tests=(test_cuda_ops test_cuda_communicators)
+gpu_tests=(test_cuda_ops test_cuda_fp8 test_cuda_communicators)
 mpi_gpu_tests=(test_host_staged_communicator)
 
 # bundle_openmpi DIR LIBDIR: the launcher and plugins into DIR, their libraries into LIBDIR.
@@ -129,6 +129,7 @@ gtest_row() {
 }
 
 gtest_row "gpu tests (CUDA vs CPU twins, fixture parity)" "$carry/bin/test_cuda_ops"
+gtest_row "gpu fp8 kernels (gemv, wmma, plain vs CPU twins; fixture GEMMs)" "$carry/bin/test_cuda_fp8"
 gtest_row "gpu communicators (local, host-staged, NCCL world 1)" "$carry/bin/test_cuda_communicators"
 # Rank 0 alone prints gtest's lines: the counts are rank 0's, the exit status every rank's.
 gtest_row "mpirun -np 2: host-staged cpu+cuda, NCCL (>= 2 GPUs)" "${mpirun[@]}" "$carry/bin/test_host_staged_communicator"
@@ -302,6 +303,21 @@ for b in 1 16 64; do
     line=$(echo "$bench30" | grep -E "^decode b=$b +$mode")
     rows+=("bench 30B-A3B: decode b=$b $mode|$(echo "$line" | grep -oE '[0-9.]+ ms/step, [0-9]+ tok/s|[0-9]+ GB/s = [0-9.]+%|FAILED.*' | paste -sd ';' - | cut -c1-70)|")
   done
+done
+[ "$rc" -eq 0 ] || status=1
+
+# The same shape as Qwen3-30B-A3B-FP8 (configs/qwen3-30b-a3b-fp8.json: projections e4m3 with
+# 128x128 block scales, made on the GPU, 31 GB) with a bf16 KV cache: decode reads about half
+# the bytes, so b=1 should come close to twice the bf16 rate above.
+start=$SECONDS
+bench8=$(timeout 300 "$carry/bin/qwen3moe" bench --backend cuda --random-weights --config configs/qwen3-30b-a3b-fp8.json \
+  --kv-dtype bf16 --prompt-len 512 --decode-batches 1,64 --decode-context 128 --decode-tokens 32 2>&1)
+rc=$?
+echo "$bench8"
+rows+=("bench 30B-A3B FP8, bf16 KV: prefill 512 tokens|exit $rc; $(echo "$bench8" | grep -E '^prefill' | grep -oE '[0-9.]+ tok/s, [0-9.]+ TFLOP/s = [0-9.]+%' )|$((SECONDS - start)) s")
+for b in 1 64; do
+  line=$(echo "$bench8" | grep -E "^decode b=$b +graph")
+  rows+=("bench 30B-A3B FP8: decode b=$b graph|$(echo "$line" | grep -oE '[0-9.]+ ms/step, [0-9]+ tok/s|[0-9]+ GB/s = [0-9.]+%|FAILED.*' | paste -sd ';' - | cut -c1-70)|")
 done
 [ "$rc" -eq 0 ] || status=1
 

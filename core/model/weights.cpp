@@ -55,20 +55,55 @@ void ModelWeights::attach_scales(Weight& w, const TensorView& t, int64_t row_beg
   w.scale_ld = bc;
 }
 
+DType ModelWeights::random_dtype(const std::string& name) const {
+  const std::string module = name.substr(0, name.size() - std::string(".weight").size());
+  return config_.quantization.quantizes(module) ? DType::F8E4M3 : DType::BF16;
+}
+
+// fp8: codes spread over e4m3's whole range (uniform in [-448, 448)) and every block's scale
+// the same, so that code * scale has the bf16 matrix's spread. Each slice is a tensor of its
+// own (its blocks start at its first row and column).
+size_t ModelWeights::random_scale_bytes(DType dtype, int64_t rows, int64_t cols) const {
+  if (dtype != DType::F8E4M3) return 0;
+  const Quantization& q = config_.quantization;
+  return size_t(ceil_div(rows, q.block_rows) * ceil_div(cols, q.block_cols)) * sizeof(float);
+}
+
+void ModelWeights::fill_random_matrix(Weight& w, float* scales, uint64_t seed,
+                                      const RandomInit& init) {
+  if (w.dtype != DType::F8E4M3) {
+    backend_.fill_random(const_cast<void*>(w.data), w.dtype, w.rows * w.cols, seed,
+                         float(init.mean), float(init.std));
+    return;
+  }
+  const Quantization& q = config_.quantization;
+  constexpr double kSqrt3 = 1.7320508075688772;
+  w.scale = scales;
+  w.block_rows = q.block_rows;
+  w.block_cols = q.block_cols;
+  w.scale_ld = ceil_div(w.cols, q.block_cols);
+  w.scale_row0 = w.scale_col0 = 0;
+  backend_.fill_random(const_cast<void*>(w.data), DType::F8E4M3, w.rows * w.cols, seed, 0.0f,
+                       float(448.0 / kSqrt3));
+  backend_.fill_random(scales, DType::F32, w.scale_blocks(), 0, float(init.std * kSqrt3 / 448.0),
+                       0.0f);
+}
+
 Weight ModelWeights::slice(const std::string& name, const std::vector<int64_t>& shape,
                            int64_t row_begin, int64_t rows, int64_t col_begin, int64_t cols) {
   if (!store_) {
-    Weight w{nullptr, DType::BF16, rows, cols, cols};
-    void* p = backend_.alloc(w.bytes());
+    Weight w{nullptr, random_dtype(name), rows, cols, cols};
+    // The matrix, then (fp8) its block scales on a 256-byte boundary: one allocation.
+    const size_t data = (size_t(rows * cols) * dtype_size(w.dtype) + 255) / 256 * 256;
+    char* p = static_cast<char*>(backend_.alloc(data + random_scale_bytes(w.dtype, rows, cols)));
     owned_.push_back(p);
     const RandomInit init =
         random_init(name.ends_with("mlp.gate.weight") ? TensorKind::kRouter : TensorKind::kMatrix,
                     shape.back());
-    backend_.fill_random(
-        p, DType::BF16, rows * cols,
-        random_seed_ ^ tensor_name_hash(name) ^ uint64_t(row_begin * 7919 + col_begin),
-        float(init.mean), float(init.std));
     w.data = p;
+    fill_random_matrix(
+        w, reinterpret_cast<float*>(p + data),
+        random_seed_ ^ tensor_name_hash(name) ^ uint64_t(row_begin * 7919 + col_begin), init);
     loaded(w.bytes());
     return w;
   }
@@ -141,17 +176,20 @@ std::vector<Weight> ModelWeights::random_experts(int64_t l, const char* proj, in
                                                  int64_t cols) {
   // One allocation for all of this rank's experts: cudaMalloc rounds every allocation up to
   // 2 MiB pages, and a 3 MiB expert (30B-A3B) alone would take 4.
+  // Each expert is its matrix and then (fp8) its block scales, on 256-byte boundaries.
   const int64_t n = topo_.experts_per_rank();
-  const size_t each = size_t(rows * cols) * 2;
+  const DType dtype = random_dtype(expert_name(l, topo_.expert_begin(), proj));
+  const size_t data = (size_t(rows * cols) * dtype_size(dtype) + 255) / 256 * 256;
+  const size_t each = data + (random_scale_bytes(dtype, rows, cols) + 255) / 256 * 256;
   char* base = static_cast<char*>(backend_.alloc(each * size_t(n)));
   owned_.push_back(base);
   std::vector<Weight> out;
   for (int64_t i = 0; i < n; ++i) {
     const std::string name = expert_name(l, topo_.expert_begin() + i, proj);
-    Weight w{base + each * size_t(i), DType::BF16, rows, cols, cols};
-    const RandomInit init = random_init(TensorKind::kMatrix, cols);
-    backend_.fill_random(base + each * size_t(i), DType::BF16, rows * cols,
-                         random_seed_ ^ tensor_name_hash(name), float(init.mean), float(init.std));
+    char* p = base + each * size_t(i);
+    Weight w{p, dtype, rows, cols, cols};
+    fill_random_matrix(w, reinterpret_cast<float*>(p + data), random_seed_ ^ tensor_name_hash(name),
+                       random_init(TensorKind::kMatrix, cols));
     loaded(w.bytes());
     out.push_back(w);
   }

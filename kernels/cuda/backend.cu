@@ -66,7 +66,6 @@ class CudaBackend final : public Backend {
     QWEN3MOE_CUDA_CHECK(cudaStreamSynchronize(stream_));
   }
   Weight map_weight(const Weight& host) override {
-    if (host.dtype == DType::F8E4M3) return map_fp8_as_bf16(host);
     const size_t esz = dtype_size(host.dtype), row = size_t(host.cols) * esz;
     void* dev = weight_alloc(row * size_t(host.rows));
     QWEN3MOE_CUDA_CHECK(cudaMemcpy2DAsync(dev, row, host.data, size_t(host.ld) * esz, row,
@@ -75,6 +74,7 @@ class CudaBackend final : public Backend {
     Weight w = host;
     w.data = dev;
     w.ld = host.cols;
+    if (host.dtype == DType::F8E4M3) map_fp8_scales(w, host);
     return w;
   }
   void zero(void* ptr, size_t bytes) override {
@@ -272,23 +272,20 @@ class CudaBackend final : public Backend {
   size_t arena_left_ = 0;
   static constexpr size_t kBlasWorkspace = size_t(32) << 20;
   void* blas_ws_ = nullptr;
-  // Block-scaled fp8 weights widened to bf16 on the host as they load (2 bytes per weight on
-  // the device) until the CUDA backend has fp8 GEMV/GEMM kernels of its own.
-  Weight map_fp8_as_bf16(const Weight& host) {
-    std::vector<uint16_t> wide(size_t(host.rows) * size_t(host.cols));
-    const auto* q = static_cast<const uint8_t*>(host.data);
-    for (int64_t r = 0; r < host.rows; ++r)
-      for (int64_t c = 0; c < host.cols; ++c) {
-        wide[size_t(r * host.cols + c)] =
-            f32_to_bf16(fp8_e4m3_to_f32(q[size_t(r * host.ld + c)]) * host.scale_at(r, c));
-      }
-    Weight bf16 = host;
-    bf16.data = wide.data();
-    bf16.dtype = DType::BF16;
-    bf16.ld = host.cols;
-    bf16.scale = nullptr;
-    bf16.block_rows = bf16.block_cols = bf16.scale_ld = bf16.scale_row0 = bf16.scale_col0 = 0;
-    return map_weight(bf16);  // copies before `wide` goes
+  // An fp8 weight's block scales beside it on the device: the rows of blocks its rows touch,
+  // whole (scale_ld wide), so the slice's first row keeps its offset into its first block.
+  void map_fp8_scales(Weight& w, const Weight& host) {
+    QWEN3MOE_CHECK(host.scale && host.block_rows > 0 && host.block_cols > 0,
+                   "an fp8 weight without its block scales");
+    const int64_t first = host.scale_row0 / host.block_rows;
+    const int64_t last = (host.scale_row0 + std::max<int64_t>(host.rows, 1) - 1) / host.block_rows;
+    const size_t bytes = size_t((last - first + 1) * host.scale_ld) * sizeof(float);
+    void* dev = weight_alloc(bytes);
+    QWEN3MOE_CUDA_CHECK(cudaMemcpyAsync(dev, host.scale + first * host.scale_ld, bytes,
+                                        cudaMemcpyHostToDevice, stream_));
+    QWEN3MOE_CUDA_CHECK(cudaStreamSynchronize(stream_));
+    w.scale = static_cast<const float*>(dev);
+    w.scale_row0 = host.scale_row0 - first * host.block_rows;
   }
 
   std::vector<cudaGraphExec_t> graphs_;

@@ -2,7 +2,7 @@
 // lo halves (x - hi rounded again), both stacked as 2M rows of one cuBLAS GEMM against the bf16
 // weights with f32 accumulation, and the two halves of the product summed (+ bias). The weight
 // matrix, which bounds decode, is read once; the error is that of a 16-bit-mantissa x.
-// f32 weights take a plain SGEMM (no TF32).
+// f32 weights take a plain SGEMM (no TF32); block-scaled fp8 ones moe_matmul.cu's kernels.
 #include <cuda_bf16.h>
 
 #include "kernels/cuda/cuda_check.h"
@@ -68,8 +68,16 @@ void matmul(float* y, const float* x, const Weight& w, int64_t m, const float* b
     }
     return;
   }
+  if (w.dtype == DType::F8E4M3) {
+    fp8_matmul(y, x, w, m, stream);
+    if (bias) {
+      add_bias_kernel<<<blocks_for(m * N), kThreads, 0, stream>>>(y, bias, m, N);
+      QWEN3MOE_CUDA_LAUNCHED();
+    }
+    return;
+  }
   QWEN3MOE_CHECK(w.dtype == DType::BF16, "CUDA matmul: weights of dtype ", dtype_name(w.dtype),
-                 " are not supported yet (bf16 and f32 are)");
+                 " are not supported (bf16, f32 and block-scaled fp8 are)");
   QWEN3MOE_CHECK(ws.bytes >= matmul_workspace_bytes(m, N, K), "CUDA matmul: workspace of ",
                  ws.bytes, " bytes, needs ", matmul_workspace_bytes(m, N, K));
   auto* x2 = static_cast<__nv_bfloat16*>(ws.ptr);  // [2M, K]

@@ -20,10 +20,10 @@ struct GemmWorkspace {
 };
 size_t matmul_workspace_bytes(int64_t m, int64_t n, int64_t k);
 
-// y[M,N] = x[M,K] · w[N,K]^T (+ bias). w is bf16 or f16 on the device (ld = cols). x is f32:
-// it is split into hi + lo bf16 halves (x = hi + lo to 16 bits of mantissa) and both go through
-// one tensor-core GEMM as 2M rows with f32 accumulation, so the result keeps f32-activation
-// accuracy while the weights are read once.
+// y[M,N] = x[M,K] · w[N,K]^T (+ bias). w is bf16, f32 or block-scaled fp8 on the device (ld =
+// cols). x is f32: for bf16 it is split into hi + lo bf16 halves (x = hi + lo to 16 bits of
+// mantissa) and both go through one tensor-core GEMM as 2M rows with f32 accumulation, so the
+// result keeps f32-activation accuracy while the weights are read once. fp8 takes fp8_matmul.
 void matmul(float* y, const float* x, const Weight& w, int64_t m, const float* bias,
             const GemmWorkspace& ws, cublasHandle_t blas, cudaStream_t stream);
 void rmsnorm(float* y, const float* x, const float* w, int64_t rows, int64_t dim, float eps,
@@ -48,13 +48,17 @@ void rows_to_bf16(uint16_t* out, const float* in, const int32_t* idx, int64_t n,
 void rows_to_f32(float* out, const uint16_t* in, int64_t n, int64_t dim, cudaStream_t stream);
 void add(float* y, const float* x, int64_t n, cudaStream_t stream);
 
-// The memory-bound GEMV-like kernel of moe_matmul.cu for a dense matmul of few rows: bf16
-// weights streamed once, f32 FMA (f32-activation accuracy without the split). matmul uses it
-// when gemv_applies (decode).
+// The memory-bound GEMV-like kernel of moe_matmul.cu for a dense matmul of few rows: bf16 or
+// fp8 weights streamed once, f32 FMA (f32-activation accuracy without the split). matmul uses
+// it when gemv_applies (decode).
 constexpr int64_t kGemvMaxRows = 8;
 bool gemv_applies(const Weight& w, int64_t m);
 void gemv(float* y, const float* x, const Weight& w, int64_t m, const float* bias,
           cudaStream_t stream);
+// y[M,N] = x[M,K] · w[N,K]^T for block-scaled fp8 w (ld = cols) at any M, no bias: moe_matmul's
+// wmma kernel over one matrix (the codes widened exactly to bf16 tiles, each 128-column block's
+// product scaled, split-bf16 x), or its plain kernel where the blocks do not fit wmma's steps.
+void fp8_matmul(float* y, const float* x, const Weight& w, int64_t m, cudaStream_t stream);
 
 // moe_align over device memory; tokens > 64 need moe_align_workspace_bytes of scratch.
 size_t moe_align_workspace_bytes(int64_t tokens, int64_t experts);

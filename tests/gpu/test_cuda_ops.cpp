@@ -16,6 +16,7 @@
 #include "core/engine/generate.h"
 #include "core/model/kv_cache.h"
 #include "core/model/model.h"
+#include "cuda_op_test.h"
 #include "kernels/backend.h"
 #include "kernels/common/dtype.h"
 #include "kernels/cuda/ops.h"
@@ -26,49 +27,8 @@
 namespace qwen3moe {
 namespace {
 
-class CudaOps : public ::testing::Test {
- protected:
-  void SetUp() override {
-    if (cuda_device_count() == 0) GTEST_SKIP() << "no CUDA GPU visible";
-    gpu = make_cuda_backend(0);
-    cpu = make_cpu_backend(2);
-  }
-  // Device copy of a host vector; freed at teardown.
-  template <typename T>
-  T* dev(const std::vector<T>& h) {
-    void* p = gpu->alloc(h.size() * sizeof(T) + 4);
-    gpu->upload(p, h.data(), h.size() * sizeof(T));
-    owned.push_back(p);
-    return static_cast<T*>(p);
-  }
-  template <typename T>
-  std::vector<T> host(const T* d, size_t n) {
-    std::vector<T> h(n);
-    gpu->synchronize();
-    gpu->download(h.data(), d, n * sizeof(T));
-    return h;
-  }
-  void TearDown() override {
-    if (gpu)
-      for (void* p : owned) gpu->free(p);
-  }
-  static std::vector<float> randn(size_t n, uint32_t seed, float scale = 1.0f) {
-    std::mt19937 rng(seed);
-    std::normal_distribution<float> d(0.0f, scale);
-    std::vector<float> v(n);
-    for (auto& x : v) x = d(rng);
-    return v;
-  }
-  static void expect_close(const std::vector<float>& got, const std::vector<float>& want,
-                           float atol, float rtol, const char* what) {
-    ASSERT_EQ(got.size(), want.size()) << what;
-    for (size_t i = 0; i < got.size(); ++i)
-      ASSERT_LE(std::fabs(got[i] - want[i]), atol + rtol * std::fabs(want[i]))
-          << what << " at " << i << ": " << got[i] << " vs " << want[i];
-  }
-  std::unique_ptr<Backend> gpu, cpu;
-  std::vector<void*> owned;
-};
+using testing::CudaOps;
+using testing::router_like_ids;
 
 TEST_F(CudaOps, MatmulBf16MatchesCpu) {
   for (int64_t m : {1, 3, 17, 64}) {
@@ -196,18 +156,6 @@ TEST_F(CudaOps, KvCacheWriteEqualsCpu) {
     EXPECT_EQ(host(dkc, kc.size()), kc) << "K " << dtype_name(dt);
     EXPECT_EQ(host(dvc, vc.size()), vc) << "V " << dtype_name(dt);
   }
-}
-
-// Top-k ids as a router makes them: k distinct experts per token.
-std::vector<int32_t> router_like_ids(int64_t T, int64_t k, int64_t E, uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::vector<int32_t> ids(static_cast<size_t>(T * k)), all(static_cast<size_t>(E));
-  for (int64_t e = 0; e < E; ++e) all[size_t(e)] = int32_t(e);
-  for (int64_t t = 0; t < T; ++t) {
-    std::shuffle(all.begin(), all.end(), rng);
-    std::copy_n(all.begin(), k, ids.begin() + t * k);
-  }
-  return ids;
 }
 
 // One launch (decode, <= 64 tokens) and three (prefill) against the counting sort on the CPU;
@@ -492,10 +440,11 @@ TEST_F(CudaOps, MatmulGemvRowsMatchCpu) {
   }
 }
 
-// The whole forward through the CUDA backend against the float64 references.
+// The whole forward through the CUDA backend against the float64 references (moe_fp8: its
+// projections fp8 on the device, the reference on the dequantized weights).
 TEST(CudaModel, FixtureParity) {
   if (cuda_device_count() == 0) GTEST_SKIP() << "no CUDA GPU visible";
-  for (const char* name : {"moe_a", "dense_a", "moe_yarn"}) {
+  for (const char* name : {"moe_a", "dense_a", "moe_yarn", "moe_fp8"}) {
     const std::string dir = testing::fixture(std::string("hf-tiny/") + name);
     const ModelConfig config = ModelConfig::load(dir);
     const WeightStore ws = WeightStore::open(dir);

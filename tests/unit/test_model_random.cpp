@@ -5,9 +5,11 @@
 
 #include <cmath>
 #include <memory>
+#include <utility>
 #include <vector>
 
 #include "core/checkpoint/config.h"
+#include "core/checkpoint/layout.h"
 #include "core/model/kv_cache.h"
 #include "core/model/model.h"
 #include "kernels/backend.h"
@@ -19,8 +21,9 @@ namespace qwen3moe {
 namespace {
 
 struct RandomModel {
-  explicit RandomModel(uint64_t seed)
-      : config(ModelConfig::load(testing::fixture("hf-tiny/moe_a"))),
+  explicit RandomModel(uint64_t seed,
+                       ModelConfig c = ModelConfig::load(testing::fixture("hf-tiny/moe_a")))
+      : config(std::move(c)),
         backend(make_cpu_backend(2)),
         comm(make_local_communicator()),
         topo(0, 1, 1,
@@ -70,6 +73,35 @@ TEST(ModelRandomWeights, FiniteReproducibleAndSeeded) {
   EXPECT_EQ(la, lb);
   EXPECT_NE(la, lc);
   EXPECT_GT(a.model.resident_weight_bytes(), size_t(0));
+}
+
+// A config with an fp8 quantization_config makes its projections as a block-scaled checkpoint
+// stores them (bench --random-weights of Qwen3-30B-A3B-FP8's shape): one byte a weight plus a
+// 4-byte scale per 128x128 block, everything else bf16, and the model decodes finite logits,
+// the same for the same seed.
+TEST(ModelRandomWeights, Fp8ConfigMakesBlockScaledProjections) {
+  const ModelConfig fp8 = ModelConfig::load(testing::fixture("hf-tiny/moe_fp8"));
+  ASSERT_TRUE(fp8.quantization.fp8());
+  ModelConfig bf16 = fp8;
+  bf16.quantization = Quantization{};
+  RandomModel a(5, fp8), b(5, fp8), wide(5, bf16);
+  size_t saved = 0;  // bytes the fp8 layout saves: a byte per projection weight, less scales
+  for (const TensorSpec& t : checkpoint_layout(fp8)) {
+    const std::string suffix = ".weight";
+    if (!t.name.ends_with(suffix) ||
+        !fp8.quantization.quantizes(t.name.substr(0, t.name.size() - suffix.size())))
+      continue;
+    const int64_t blocks =
+        (t.shape[0] + fp8.quantization.block_rows - 1) / fp8.quantization.block_rows *
+        ((t.shape[1] + fp8.quantization.block_cols - 1) / fp8.quantization.block_cols);
+    saved += size_t(t.numel()) - size_t(blocks) * sizeof(float);
+  }
+  ASSERT_GT(saved, size_t(0));
+  EXPECT_EQ(wide.model.resident_weight_bytes() - a.model.resident_weight_bytes(), saved);
+  const std::vector<float> la = decode(a, 3);
+  for (float v : la) ASSERT_TRUE(std::isfinite(v));
+  EXPECT_EQ(la, decode(b, 3));
+  EXPECT_NE(la, decode(wide, 3));
 }
 
 TEST(ModelRandomWeights, GraphFlagIsANoOpWithoutGraphs) {
