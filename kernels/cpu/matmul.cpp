@@ -50,13 +50,14 @@ inline __m256 load8(const void* base, int64_t i) {
 }
 
 // 16 consecutive e4m3 weights as two vectors of 8 in load8's units (2^-8 times the value):
-// one 16-byte load and one widening for both halves.
+// one 16-byte load and one widening for both halves. Each byte sign-extended to 16 bits and
+// shifted left by 7 puts its sign in bit 15 and its exponent and mantissa in bits 13..7, with
+// a copy of the sign in bit 14, which the mask clears.
 inline void load16_fp8(const void* base, int64_t i, __m256& lo, __m256& hi) {
   const __m128i b =
       _mm_loadu_si128(reinterpret_cast<const __m128i*>(static_cast<const uint8_t*>(base) + i));
-  const __m256i h =
-      _mm256_and_si256(_mm256_srai_epi16(_mm256_slli_epi16(_mm256_cvtepu8_epi16(b), 8), 1),
-                       _mm256_set1_epi16(int16_t(0xBFFF)));
+  const __m256i h = _mm256_and_si256(_mm256_slli_epi16(_mm256_cvtepi8_epi16(b), 7),
+                                     _mm256_set1_epi16(int16_t(0xBFFF)));
   lo = _mm256_cvtph_ps(_mm256_castsi256_si128(h));
   hi = _mm256_cvtph_ps(_mm256_extracti128_si256(h, 1));
 }
@@ -90,47 +91,64 @@ inline void tile(float* y, int64_t ldy, const float* x, int64_t ldx, const Weigh
   __m256 acc[MR][NR];
   for (int i = 0; i < MR; ++i)
     for (int j = 0; j < NR; ++j) acc[i][j] = _mm256_setzero_ps();
-  // fp8: each weight row's block factor, reloaded at every block boundary (block_cols and the
-  // slice's first column are multiples of 8, so none falls inside an 8-wide load).
-  [[maybe_unused]] float factor[NR];
-  // The next column where a block starts (no division in the loops): the first boundary of
-  // the slice, then every block_cols.
-  [[maybe_unused]] int64_t next_block = 0;
   int64_t k = 0;
   if constexpr (T == DType::F8E4M3) {
-    for (int j = 0; j < NR; ++j) factor[j] = fp8_block_factor(w, n0 + j, 0);
-    next_block = w.block_cols - w.scale_col0 % w.block_cols;
-    // 16 columns a step; the two halves may lie in different blocks.
-    float factor_hi[NR];
-    for (; k + 16 <= K; k += 16) {
-      if (k % 64 == 0)
+    // Block by block along K: each row's scales are one row of the scale matrix, so the
+    // factors come from an index that steps by one (no division in the loop). Block
+    // boundaries and the slice's first column are multiples of 8: every block is whole
+    // 16- and 8-wide steps, and the 8-wide tail of K % 16 stays in its block.
+    const float* srow[NR];
+    for (int j = 0; j < NR; ++j)
+      srow[j] = w.scale + ((n0 + j + w.scale_row0) / w.block_rows) * w.scale_ld;
+    int64_t block = w.scale_col0 / w.block_cols;
+    int64_t block_end = w.block_cols - w.scale_col0 % w.block_cols;
+    // Decode's small tiles (MR x NR <= 4 accumulators) sum each block's products unscaled and
+    // scale the block's sum once: a multiply per block instead of one per weight vector,
+    // which is what bounds this loop on two cores. Larger tiles have no registers to spare
+    // for the second set of sums and scale the weights.
+    constexpr bool kBlockSums = MR * NR <= 4;
+    const int64_t k8 = K / 8 * 8;
+    for (; k < k8; ++block, block_end += w.block_cols) {
+      const int64_t end = std::min(block_end, k8);
+      __m256 factor[NR];
+      for (int j = 0; j < NR; ++j) factor[j] = _mm256_set1_ps(srow[j][block] * 256.0f);
+      __m256 sum[MR][NR];
+      for (int i = 0; i < MR; ++i)
+        for (int j = 0; j < NR; ++j) sum[i][j] = kBlockSums ? _mm256_setzero_ps() : acc[i][j];
+      for (; k + 16 <= end; k += 16) {
+        if (k % 64 == 0)
+          for (int j = 0; j < NR; ++j)
+            _mm_prefetch(static_cast<const char*>(wr[j]) + k + 1024, _MM_HINT_T0);
+        __m256 lo[NR], hi[NR];
+        for (int j = 0; j < NR; ++j) {
+          load16_fp8(wr[j], k, lo[j], hi[j]);
+          if constexpr (!kBlockSums) {
+            lo[j] = _mm256_mul_ps(lo[j], factor[j]);
+            hi[j] = _mm256_mul_ps(hi[j], factor[j]);
+          }
+        }
+        for (int i = 0; i < MR; ++i) {
+          const __m256 x_lo = _mm256_loadu_ps(x + i * ldx + k),
+                       x_hi = _mm256_loadu_ps(x + i * ldx + k + 8);
+          for (int j = 0; j < NR; ++j)
+            sum[i][j] = _mm256_fmadd_ps(x_hi, hi[j], _mm256_fmadd_ps(x_lo, lo[j], sum[i][j]));
+        }
+      }
+      if (k < end) {  // 8 columns left in this block
+        __m256 wv[NR];
+        for (int j = 0; j < NR; ++j) {
+          wv[j] = load8<T>(wr[j], k);
+          if constexpr (!kBlockSums) wv[j] = _mm256_mul_ps(wv[j], factor[j]);
+        }
+        for (int i = 0; i < MR; ++i) {
+          const __m256 xv = _mm256_loadu_ps(x + i * ldx + k);
+          for (int j = 0; j < NR; ++j) sum[i][j] = _mm256_fmadd_ps(xv, wv[j], sum[i][j]);
+        }
+        k += 8;
+      }
+      for (int i = 0; i < MR; ++i)
         for (int j = 0; j < NR; ++j)
-          _mm_prefetch(static_cast<const char*>(wr[j]) + k + 1024, _MM_HINT_T0);
-      if (k == next_block) {
-        for (int j = 0; j < NR; ++j) factor[j] = fp8_block_factor(w, n0 + j, k);
-        next_block += w.block_cols;
-      }
-      const bool split = k + 8 == next_block;
-      if (split) {
-        for (int j = 0; j < NR; ++j) factor_hi[j] = fp8_block_factor(w, n0 + j, k + 8);
-        next_block += w.block_cols;
-      } else {
-        for (int j = 0; j < NR; ++j) factor_hi[j] = factor[j];
-      }
-      __m256 lo[NR], hi[NR];
-      for (int j = 0; j < NR; ++j) {
-        load16_fp8(wr[j], k, lo[j], hi[j]);
-        lo[j] = _mm256_mul_ps(lo[j], _mm256_broadcast_ss(&factor[j]));
-        hi[j] = _mm256_mul_ps(hi[j], _mm256_broadcast_ss(&factor_hi[j]));
-      }
-      for (int i = 0; i < MR; ++i) {
-        const __m256 x_lo = _mm256_loadu_ps(x + i * ldx + k),
-                     x_hi = _mm256_loadu_ps(x + i * ldx + k + 8);
-        for (int j = 0; j < NR; ++j)
-          acc[i][j] = _mm256_fmadd_ps(x_hi, hi[j], _mm256_fmadd_ps(x_lo, lo[j], acc[i][j]));
-      }
-      if (split)
-        for (int j = 0; j < NR; ++j) factor[j] = factor_hi[j];
+          acc[i][j] = kBlockSums ? _mm256_fmadd_ps(sum[i][j], factor[j], acc[i][j]) : sum[i][j];
     }
   }
   for (; k + 8 <= K; k += 8) {
@@ -141,16 +159,7 @@ inline void tile(float* y, int64_t ldy, const float* x, int64_t ldx, const Weigh
       for (int j = 0; j < NR; ++j)
         _mm_prefetch(static_cast<const char*>(wr[j]) + (k + 512) * int64_t(sizeof(uint16_t)),
                      _MM_HINT_T0);
-    if constexpr (T == DType::F8E4M3) {
-      if (k == next_block) {
-        for (int j = 0; j < NR; ++j) factor[j] = fp8_block_factor(w, n0 + j, k);
-        next_block += w.block_cols;
-      }
-      for (int j = 0; j < NR; ++j)
-        wv[j] = _mm256_mul_ps(load8<T>(wr[j], k), _mm256_broadcast_ss(&factor[j]));
-    } else {
-      for (int j = 0; j < NR; ++j) wv[j] = load8<T>(wr[j], k);
-    }
+    for (int j = 0; j < NR; ++j) wv[j] = load8<T>(wr[j], k);  // fp8 took every 8 above
     for (int i = 0; i < MR; ++i) {
       __m256 xv = _mm256_loadu_ps(x + i * ldx + k);
       for (int j = 0; j < NR; ++j) acc[i][j] = _mm256_fmadd_ps(xv, wv[j], acc[i][j]);

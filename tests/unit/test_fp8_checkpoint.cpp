@@ -93,36 +93,40 @@ TEST(Fp8, CpuGemmPathsMatchTheFixtureProducts) {
 }
 
 // A tensor-parallel slice that starts inside a scale block (rows from 64, columns from 40 of a
-// [320, 256] weight with 128x128 blocks) reads the scales of the blocks it lies in.
+// [320, 256] weight with 128x128 blocks) reads the scales of the blocks it lies in. Its first
+// block is 88 columns: 16-wide steps and one 8-wide step. m = 1 takes the register kernel's
+// per-block sums (decode), m = 3 its per-weight scaling; blas widens panels.
 TEST(Fp8, SliceInsideABlockUsesItsBlocksScales) {
   const WeightStore store = WeightStore::open(fixture(kFp8));
   const Weight full = fp8_weight(store, "model.layers.1.mlp.gate_proj");
-  const int64_t r0 = 64, c0 = 40, rows = 200, cols = 136, m = 3;
-  Weight s = full;
-  s.data = static_cast<const uint8_t*>(full.data) + r0 * full.ld + c0;
-  s.rows = rows;
-  s.cols = cols;
-  s.scale_row0 = r0;
-  s.scale_col0 = c0;
-  std::vector<float> x(size_t(m * cols));
-  for (size_t i = 0; i < x.size(); ++i) x[i] = std::sin(0.37f * float(i));
-  for (int path = 0; path < 2; ++path) {
-    std::vector<float> y(size_t(m * rows));
-    if (path == 0)
-      cpu::matmul_own(y.data(), x.data(), s, m, nullptr);
-    else
-      cpu::matmul_blas(y.data(), x.data(), s, m, nullptr);
-    for (int64_t i = 0; i < m; ++i)
-      for (int64_t r = 0; r < rows; ++r) {
-        double want = 0;
-        for (int64_t c = 0; c < cols; ++c) {
-          const uint8_t q = static_cast<const uint8_t*>(full.data)[(r0 + r) * full.ld + c0 + c];
-          want += double(x[size_t(i * cols + c)]) * double(fp8_e4m3_to_f32(q)) *
-                  double(full.scale[((r0 + r) / 128) * full.scale_ld + (c0 + c) / 128]);
+  for (const int64_t m : {1, 3}) {
+    const int64_t r0 = 64, c0 = 40, rows = 200, cols = 136;
+    Weight s = full;
+    s.data = static_cast<const uint8_t*>(full.data) + r0 * full.ld + c0;
+    s.rows = rows;
+    s.cols = cols;
+    s.scale_row0 = r0;
+    s.scale_col0 = c0;
+    std::vector<float> x(size_t(m * cols));
+    for (size_t i = 0; i < x.size(); ++i) x[i] = std::sin(0.37f * float(i));
+    for (int path = 0; path < 2; ++path) {
+      std::vector<float> y(size_t(m * rows));
+      if (path == 0)
+        cpu::matmul_own(y.data(), x.data(), s, m, nullptr);
+      else
+        cpu::matmul_blas(y.data(), x.data(), s, m, nullptr);
+      for (int64_t i = 0; i < m; ++i)
+        for (int64_t r = 0; r < rows; ++r) {
+          double want = 0;
+          for (int64_t c = 0; c < cols; ++c) {
+            const uint8_t q = static_cast<const uint8_t*>(full.data)[(r0 + r) * full.ld + c0 + c];
+            want += double(x[size_t(i * cols + c)]) * double(fp8_e4m3_to_f32(q)) *
+                    double(full.scale[((r0 + r) / 128) * full.scale_ld + (c0 + c) / 128]);
+          }
+          ASSERT_NEAR(y[size_t(i * rows + r)], want, 1e-5 * (1 + std::fabs(want)))
+              << (path ? "blas" : "own") << " m " << m << " row " << i << " out " << r;
         }
-        ASSERT_NEAR(y[size_t(i * rows + r)], want, 1e-5 * (1 + std::fabs(want)))
-            << (path ? "blas" : "own") << " row " << i << " out " << r;
-      }
+    }
   }
 }
 
