@@ -74,6 +74,8 @@ void run_bench(BenchFlags f) {
     RandomCheckpointOptions ro;
     ro.seed = f.seed;
     ro.progress = isatty(STDERR_FILENO);
+    // The layout the config describes: fp8 projections when it has an fp8 quantization_config.
+    if (ModelConfig::load(f.config).quantization.fp8()) ro.dtype = "fp8";
     write_random_checkpoint(f.config, temp.string(), ro);
   });
   struct Cleanup {
@@ -113,7 +115,9 @@ void register_bench(CLI::App& app) {
   auto* cmd = app.add_subcommand("bench", "Prefill and decode throughput (tok/s, GB/s, GFLOP/s)");
   auto f = std::make_shared<BenchFlags>();
   cmd->add_option("--model", f->runtime.model_dir, "Hugging Face model folder");
-  cmd->add_flag("--random-weights", f->random_weights, "Random bf16 weights for --config");
+  cmd->add_flag("--random-weights", f->random_weights,
+                "Random weights for --config, made where they run: bf16, the projections fp8 with "
+                "128x128 block scales when the config has an fp8 quantization_config");
   cmd->add_option("--config", f->config, "config.json for --random-weights");
   cmd->add_option("--prompt-len", f->prompt_len, "Prefill length")->capture_default_str();
   cmd->add_option("--decode-tokens", f->decode_tokens, "Decode steps timed")->capture_default_str();

@@ -113,7 +113,9 @@ class CudaBackend final : public Backend {
   void matmul(float* y, const float* x, const Weight& w, int64_t m, const float* bias) override {
     // Few rows (decode): the weight-streaming kernel, no workspace, no split.
     if (cuda::gemv_applies(w, m)) return cuda::gemv(y, x, w, m, bias, stream_);
-    reserve_workspace(cuda::matmul_workspace_bytes(m, w.rows, w.cols));
+    // fp8 (moe_matmul.cu's kernels) needs no split buffer.
+    if (w.dtype != DType::F8E4M3)
+      reserve_workspace(cuda::matmul_workspace_bytes(m, w.rows, w.cols));
     cuda::matmul(y, x, w, m, bias, ws_, blas_, stream_);
   }
   void rmsnorm(float* y, const float* x, const float* w, int64_t rows, int64_t dim,
@@ -277,6 +279,7 @@ class CudaBackend final : public Backend {
   void map_fp8_scales(Weight& w, const Weight& host) {
     QWEN3MOE_CHECK(host.scale && host.block_rows > 0 && host.block_cols > 0,
                    "an fp8 weight without its block scales");
+    if (host.rows == 0) return;  // no rows, no scales to read
     const int64_t first = host.scale_row0 / host.block_rows;
     const int64_t last = (host.scale_row0 + std::max<int64_t>(host.rows, 1) - 1) / host.block_rows;
     const size_t bytes = size_t((last - first + 1) * host.scale_ld) * sizeof(float);

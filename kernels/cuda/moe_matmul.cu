@@ -583,7 +583,10 @@ Operands dense_operands(float* y, const float* x, const Weight& w, int64_t m, co
 
 bool gemv_applies(const Weight& w, int64_t m) {
   const bool bf16 = w.dtype == DType::BF16 && w.cols % 8 == 0;
-  const bool fp8 = w.dtype == DType::F8E4M3 && w.cols % 16 == 0;
+  // Each 8 columns in one block: the loader checks this for checkpoints; a Weight made by
+  // hand that breaks it takes the plain kernel.
+  const bool fp8 = w.dtype == DType::F8E4M3 && w.cols % 16 == 0 && w.block_cols % 8 == 0 &&
+                   w.scale_col0 % 8 == 0;
   return (bf16 || fp8) && m <= kGemvMaxRows && w.ld == w.cols;
 }
 
@@ -610,7 +613,7 @@ void fp8_matmul(float* y, const float* x, const Weight& w, int64_t m, cudaStream
 MoeMatmulPath moe_matmul_path(const ExpertWeights& w, int64_t experts, int64_t rows) {
   const bool wide = rows >= kWmmaMinRowsPerExpert * experts;
   if (w.dtype == DType::F8E4M3) {
-    if (w.cols % 16 != 0) return MoeMatmulPath::kPlain;
+    if (w.cols % 16 != 0 || w.block_cols % 8 != 0) return MoeMatmulPath::kPlain;
     if (!wide) return MoeMatmulPath::kGemv;
     return wmma_fits_fp8(w.cols, scales_of(w)) ? MoeMatmulPath::kWmma : MoeMatmulPath::kPlain;
   }

@@ -60,7 +60,7 @@ class CudaOps : public ::testing::Test {
 };
 
 // T tokens' top-k expert ids as a router makes them: k distinct experts each, shuffled.
-std::vector<int32_t> router_like_ids(int64_t T, int64_t k, int64_t E, uint32_t seed) {
+inline std::vector<int32_t> router_like_ids(int64_t T, int64_t k, int64_t E, uint32_t seed) {
   std::mt19937 rng(seed);
   std::vector<int32_t> ids(static_cast<size_t>(T * k)), all(static_cast<size_t>(E));
   for (int64_t e = 0; e < E; ++e) all[size_t(e)] = int32_t(e);

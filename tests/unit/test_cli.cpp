@@ -433,6 +433,29 @@ TEST(Cli, InspectFp8ConfigPlansFp8Bytes) {
       {"--gpu-memory-utilization", "2"});
 }
 
+// bench --random-weights writes the layout its config describes: an fp8 quantization_config
+// makes an fp8 checkpoint (fewer resident bytes than the same config without it), not an error.
+TEST(Cli, BenchRandomWeightsOfAnFp8Config) {
+  json c = json::parse(read_file(fixture("hf-tiny/moe_fp8") + "/config.json"));
+  ASSERT_TRUE(c.contains("quantization_config"));
+  const std::string dir = fresh_dir("benchfp8");
+  write_file(dir + "/fp8.json", c.dump());
+  c.erase("quantization_config");
+  write_file(dir + "/bf16.json", c.dump());
+  double resident[2] = {0, 0};
+  for (int i = 0; i < 2; ++i) {
+    const Result r =
+        run("bench --random-weights --config " + sh_quote(dir + (i ? "/bf16.json" : "/fp8.json")) +
+            " --prompt-len 8 --decode-tokens 4 --threads 1");
+    ASSERT_EQ(r.code, 0) << r.err;
+    const size_t at = r.out.find("weights ");
+    ASSERT_NE(at, std::string::npos) << r.out;
+    resident[i] = std::stod(r.out.substr(r.out.find_first_not_of(' ', at + 8)));
+    EXPECT_NE(r.out.find("decode"), std::string::npos) << r.out;
+  }
+  EXPECT_LT(resident[0], resident[1]);
+}
+
 TEST(Cli, InitRandomWritesAFolderThatLoads) {
   const std::string dir = fresh_dir("init");
   const std::string cfg = kDense + "/config.json";
