@@ -61,4 +61,16 @@ std::vector<T> tensor_values(const TensorView& t) {
   return out;
 }
 
+// A checkpoint's fp8 tensor `module`.weight (128x128 blocks) as a Weight with its scales.
+inline Weight fp8_weight(const WeightStore& store, const std::string& module) {
+  const TensorView& t = store.get(module + ".weight");
+  const TensorView& s = store.get(module + ".weight_scale_inv");
+  Weight w{t.data, DType::F8E4M3, t.shape[0], t.shape[1], t.shape[1]};
+  w.scale = reinterpret_cast<const float*>(s.data);
+  w.block_rows = 128;
+  w.block_cols = 128;
+  w.scale_ld = s.shape[1];
+  return w;
+}
+
 }  // namespace qwen3moe::testing

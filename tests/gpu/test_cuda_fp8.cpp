@@ -189,12 +189,7 @@ TEST_F(CudaOps, Fp8GemmMatchesTheFixtureProducts) {
   for (const auto& [name, view] : ref.all()) {
     if (!name.starts_with("gemm.") || !name.ends_with(".x")) continue;
     const std::string module = name.substr(5, name.size() - 7);
-    const TensorView& t = store.get(module + ".weight");
-    const TensorView& s = store.get(module + ".weight_scale_inv");
-    Weight hw{t.data, DType::F8E4M3, t.shape[0], t.shape[1], t.shape[1]};
-    hw.scale = reinterpret_cast<const float*>(s.data);
-    hw.block_rows = hw.block_cols = 128;
-    hw.scale_ld = s.shape[1];
+    const Weight hw = qwen3moe::testing::fp8_weight(store, module);
     const Weight dw = gpu->map_weight(hw);
     std::vector<float> x = qwen3moe::testing::tensor_values<float>(ref.get(name));
     std::vector<float> want =

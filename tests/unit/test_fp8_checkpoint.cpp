@@ -24,6 +24,7 @@ namespace {
 
 using nlohmann::json;
 using testing::fixture;
+using testing::fp8_weight;
 using testing::tensor_values;
 
 const std::string kFp8 = "hf-tiny/moe_fp8";
@@ -46,18 +47,6 @@ TEST(Fp8, E4m3CodesRoundTripAndRoundToNearestEven) {
   EXPECT_EQ(f32_to_fp8_e4m3(1.1875f), 0x3A);  // halfway between 1.125 and 1.25: even (1.25)
   EXPECT_EQ(f32_to_fp8_e4m3(1000.0f), 0x7E);  // saturates
   EXPECT_EQ(f32_to_fp8_e4m3(-1000.0f), 0xFE);
-}
-
-// The fixture's fp8 tensor `module`.weight as a Weight with its scales.
-Weight fp8_weight(const WeightStore& store, const std::string& module) {
-  const TensorView& t = store.get(module + ".weight");
-  const TensorView& s = store.get(module + ".weight_scale_inv");
-  Weight w{t.data, DType::F8E4M3, t.shape[0], t.shape[1], t.shape[1]};
-  w.scale = reinterpret_cast<const float*>(s.data);
-  w.block_rows = 128;
-  w.block_cols = 128;
-  w.scale_ld = s.shape[1];
-  return w;
 }
 
 // Both CPU GEMM paths (the register kernel and the widened-panel sgemm) against the fixture's
