@@ -134,36 +134,42 @@ gtest_row "gpu communicators (local, host-staged, NCCL world 1)" "$carry/bin/tes
 # Rank 0 alone prints gtest's lines: the counts are rank 0's, the exit status every rank's.
 gtest_row "mpirun -np 2: host-staged cpu+cuda, NCCL (>= 2 GPUs)" "${mpirun[@]}" "$carry/bin/test_host_staged_communicator"
 
-# The CUDA ops tests again under compute-sanitizer's memcheck (out-of-bounds and misaligned
-# device accesses of kernels written without a GPU; API errors are the checks' own), at most 120 s. A
-# runtime whose sanitizer reports "Device not supported", or no sanitizer at all, gives a row
-# saying so and fails nothing; a timeout fails only if errors were found before it.
-start=$SECONDS
+# The CUDA op tests again under compute-sanitizer's memcheck (out-of-bounds and misaligned
+# device accesses of kernels written without a GPU; API errors are the checks' own), within
+# the seconds each row gives. A runtime whose sanitizer reports "Device not supported", or no sanitizer at all,
+# gives a row saying so and fails nothing; a timeout fails only if errors were found before it.
 sanitizer=$(command -v compute-sanitizer || ls /usr/local/cuda/bin/compute-sanitizer \
   /usr/local/cuda/compute-sanitizer/compute-sanitizer 2>/dev/null | head -n 1)
-if [ -z "$sanitizer" ]; then
-  rows+=("compute-sanitizer memcheck test_cuda_ops|not run: no compute-sanitizer on this machine|0 s")
-else
-  timeout 120 "$sanitizer" --tool memcheck --report-api-errors no --error-exitcode 3 --print-limit 50 \
-    "$carry/bin/test_cuda_ops" --gtest_color=no >/tmp/gpu-check-memcheck.log 2>&1
+# memcheck_row TEST SECONDS [GTEST_FILTER]: one row for the gtest binary TEST under memcheck.
+memcheck_row() {
+  local test="$1" limit="$2" filter="${3:-*}" start=$SECONDS rc errors hits passed failed verdict
+  local log=/tmp/gpu-check-memcheck-$1.log
+  if [ -z "$sanitizer" ]; then
+    rows+=("compute-sanitizer memcheck $test|not run: no compute-sanitizer on this machine|0 s")
+    return
+  fi
+  timeout "$limit" "$sanitizer" --tool memcheck --report-api-errors no --error-exitcode 3 --print-limit 50 \
+    "$carry/bin/$test" --gtest_color=no --gtest_filter="$filter" >"$log" 2>&1
   rc=$?
-  tail -n 60 /tmp/gpu-check-memcheck.log
-  errors=$(sed -n 's/^========= ERROR SUMMARY: \([0-9]*\) error.*/\1/p' /tmp/gpu-check-memcheck.log | tail -n 1)
-  hits=$(grep -c '^=========     \(Invalid\|Misaligned\|Out of bounds\)\|^========= \(Invalid\|Misaligned\|Out of bounds\|Program hit\)' /tmp/gpu-check-memcheck.log || true)
-  passed=$(grep -c '^\[       OK \] .*ms)$' /tmp/gpu-check-memcheck.log || true)
-  failed=$(grep -c '^\[  FAILED  \] .*ms)$' /tmp/gpu-check-memcheck.log || true)
-  unsupported='device not supported\|^=========.*not supported on this device\|sanitizer is not supported'
-  if grep -qi "$unsupported" /tmp/gpu-check-memcheck.log; then
-    verdict="not run: $(grep -i -m1 "$unsupported" /tmp/gpu-check-memcheck.log | cut -c1-60)"
+  tail -n 60 "$log"
+  errors=$(sed -n 's/^========= ERROR SUMMARY: \([0-9]*\) error.*/\1/p' "$log" | tail -n 1)
+  hits=$(grep -c '^=========     \(Invalid\|Misaligned\|Out of bounds\)\|^========= \(Invalid\|Misaligned\|Out of bounds\|Program hit\)' "$log" || true)
+  passed=$(grep -c '^\[       OK \] .*ms)$' "$log" || true)
+  failed=$(grep -c '^\[  FAILED  \] .*ms)$' "$log" || true)
+  local unsupported='device not supported\|^=========.*not supported on this device\|sanitizer is not supported'
+  if grep -qi "$unsupported" "$log"; then
+    verdict="not run: $(grep -i -m1 "$unsupported" "$log" | cut -c1-60)"
   elif [ "$rc" -eq 124 ]; then
-    verdict="timed out at 120 s: $passed tests passed, ${errors:-$hits} memcheck errors so far"
+    verdict="timed out at $limit s: $passed tests passed, ${errors:-$hits} memcheck errors so far"
     [ "${errors:-$hits}" -eq 0 ] || status=1
   else
     verdict="exit $rc: ${errors:-?} memcheck errors; $passed passed, $failed failed"
     [ "$rc" -eq 0 ] && [ "${errors:-1}" -eq 0 ] || status=1
   fi
-  rows+=("compute-sanitizer memcheck test_cuda_ops|$verdict|$((SECONDS - start)) s")
-fi
+  rows+=("compute-sanitizer memcheck $test|$verdict|$((SECONDS - start)) s")
+}
+memcheck_row test_cuda_ops 120
+memcheck_row test_cuda_fp8 60 'CudaOps.*'  # the kernels; the model test runs above
 
 start=$SECONDS
 out=$("$carry/bin/qwen3moe" logits --backend cuda --kv-dtype f32 --model tests/fixtures/hf-tiny/moe_a --ids 1,2,3,4,5 --out /tmp/gpu-logits.npy 2>&1)
