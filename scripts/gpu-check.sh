@@ -11,7 +11,8 @@
 #   bash scripts/gpu-check.sh run       # on the GPU machine (carry .gpu-carry): tests + bench
 #
 # With the device tool: run(command="bash scripts/gpu-check.sh run", carry=[".gpu-carry"]).
-# It finishes well inside 8 minutes on one H100.
+# Estimated at 8 to 10 minutes on one H100 (it has never run: no GPU has been lent yet); give it
+# timeout_s 600 and nothing else in that call.
 #
 # Open MPI travels relocated: mpirun (orterun), its libraries, the plugins of its pkglibdir
 # (minus the InfiniBand/UCX/libfabric/PSM transports and their libraries: one node, shared
