@@ -117,7 +117,7 @@ void register_bench(CLI::App& app) {
   cmd->add_option("--model", f->runtime.model_dir, "Hugging Face model folder");
   cmd->add_flag("--random-weights", f->random_weights,
                 "Random weights for --config, made where they run: bf16, the projections fp8 with "
-                "128x128 block scales when the config has an fp8 quantization_config");
+                "block scales when the config has an fp8 quantization_config");
   cmd->add_option("--config", f->config, "config.json for --random-weights");
   cmd->add_option("--prompt-len", f->prompt_len, "Prefill length")->capture_default_str();
   cmd->add_option("--decode-tokens", f->decode_tokens, "Decode steps timed")->capture_default_str();

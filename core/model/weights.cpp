@@ -60,15 +60,15 @@ DType ModelWeights::random_dtype(const std::string& name) const {
   return config_.quantization.quantizes(module) ? DType::F8E4M3 : DType::BF16;
 }
 
-// fp8: codes spread over e4m3's whole range (uniform in [-448, 448)) and every block's scale
-// the same, so that code * scale has the bf16 matrix's spread. Each slice is a tensor of its
-// own (its blocks start at its first row and column).
 size_t ModelWeights::random_scale_bytes(DType dtype, int64_t rows, int64_t cols) const {
   if (dtype != DType::F8E4M3) return 0;
   const Quantization& q = config_.quantization;
   return size_t(ceil_div(rows, q.block_rows) * ceil_div(cols, q.block_cols)) * sizeof(float);
 }
 
+// fp8: codes spread over e4m3's whole range (uniform in [-448, 448)) and every block's scale
+// the same, so that code * scale has the bf16 matrix's spread (matrices have mean 0). Each
+// slice is a tensor of its own (its blocks start at its first row and column).
 void ModelWeights::fill_random_matrix(Weight& w, float* scales, uint64_t seed,
                                       const RandomInit& init) {
   if (w.dtype != DType::F8E4M3) {

@@ -281,7 +281,7 @@ class CudaBackend final : public Backend {
                    "an fp8 weight without its block scales");
     if (host.rows == 0) return;  // no rows, no scales to read
     const int64_t first = host.scale_row0 / host.block_rows;
-    const int64_t last = (host.scale_row0 + std::max<int64_t>(host.rows, 1) - 1) / host.block_rows;
+    const int64_t last = (host.scale_row0 + host.rows - 1) / host.block_rows;
     const size_t bytes = size_t((last - first + 1) * host.scale_ld) * sizeof(float);
     void* dev = weight_alloc(bytes);
     QWEN3MOE_CUDA_CHECK(cudaMemcpyAsync(dev, host.scale + first * host.scale_ld, bytes,
