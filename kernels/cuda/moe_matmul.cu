@@ -123,7 +123,7 @@ __global__ void __launch_bounds__(kGemvThreads)
     const int row = min(n0 + r % R, N - 1);
     wr[r] = reinterpret_cast<const uint4*>(static_cast<const char*>(r < R ? g.w : w2) +
                                            int64_t(row) * K * (kFp8 ? 1 : 2));
-    if constexpr (kFp8) srow[r] = (r < R ? sc : sc2).of(g.e) + sc.row_base(row);
+    if constexpr (kFp8) srow[r] = (r < R ? sc.of(g.e) : sc2.of(g.e)) + sc.row_base(row);
   }
   const int groups = K / kCols;  // 16-byte groups per row
   for (int64_t m0 = g.r0; m0 < g.r1; m0 += MT) {
@@ -468,33 +468,38 @@ struct Operands {
   Fp8Scales sc, sc2;
 };
 
-template <int MT, int R, bool kGlu>
+template <int MT, int R, bool kGlu, bool kFp8>
 void launch_gemv(const Operands& o, cudaStream_t stream) {
   const dim3 grid((o.N + R - 1) / R, o.slots);
-  if (o.fp8)
-    gemv_kernel<MT, R, kGlu, true>
-        <<<grid, kGemvThreads, 0, stream>>>(o.y, o.x, o.table, o.table2, o.single, o.offsets,
-                                            o.active, o.rows_single, o.N, o.K, o.bias, o.sc, o.sc2);
-  else
-    gemv_kernel<MT, R, kGlu, false>
-        <<<grid, kGemvThreads, 0, stream>>>(o.y, o.x, o.table, o.table2, o.single, o.offsets,
-                                            o.active, o.rows_single, o.N, o.K, o.bias, o.sc, o.sc2);
+  gemv_kernel<MT, R, kGlu, kFp8>
+      <<<grid, kGemvThreads, 0, stream>>>(o.y, o.x, o.table, o.table2, o.single, o.offsets,
+                                          o.active, o.rows_single, o.N, o.K, o.bias, o.sc, o.sc2);
   QWEN3MOE_CUDA_LAUNCHED();
 }
 
 // MT for at most `rows` rows of one expert: 1, 2, 4 or 8 (more rows loop in chunks of 8). R:
 // 4 weight rows a block, 8 from 4 rows of x on (x reuse); the GLU streams 4 of gate and 4 of up.
-template <bool kGlu>
-void gemv_dispatch(int64_t max_rows, const Operands& o, cudaStream_t stream) {
+// fp8 at 8 rows of x streams half as many weight rows: its widened weights (8 floats a row)
+// sit in registers beside the 8 x 8 sums, and 8 rows of them would leave 2 blocks an SM.
+template <bool kGlu, bool kFp8>
+void gemv_rows(int64_t max_rows, const Operands& o, cudaStream_t stream) {
   constexpr int kWide = kGlu ? 4 : 8;
   if (max_rows <= 1)
-    launch_gemv<1, 4, kGlu>(o, stream);
+    launch_gemv<1, 4, kGlu, kFp8>(o, stream);
   else if (max_rows <= 2)
-    launch_gemv<2, 4, kGlu>(o, stream);
+    launch_gemv<2, 4, kGlu, kFp8>(o, stream);
   else if (max_rows <= 4)
-    launch_gemv<4, kWide, kGlu>(o, stream);
+    launch_gemv<4, kWide, kGlu, kFp8>(o, stream);
   else
-    launch_gemv<8, kWide, kGlu>(o, stream);
+    launch_gemv<8, kFp8 ? kWide / 2 : kWide, kGlu, kFp8>(o, stream);
+}
+
+template <bool kGlu>
+void gemv_dispatch(int64_t max_rows, const Operands& o, cudaStream_t stream) {
+  if (o.fp8)
+    gemv_rows<kGlu, true>(max_rows, o, stream);
+  else
+    gemv_rows<kGlu, false>(max_rows, o, stream);
 }
 
 void launch_wmma(const Operands& o, int64_t tiles, cudaStream_t stream) {
