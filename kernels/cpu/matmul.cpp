@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "kernels/common/check.h"
+#include "kernels/cpu/fp8_avx512.h"
 #include "kernels/cpu/ops.h"
 #include "kernels/cpu/simd.h"
 
@@ -84,6 +85,8 @@ inline float load1(const void* base, int64_t i) {
 template <DType T, int MR, int NR>
 inline void tile(float* y, int64_t ldy, const float* x, int64_t ldx, const Weight& w, int64_t n0,
                  int64_t K, const float* bias) {
+  if constexpr (T == DType::F8E4M3)
+    if (fp8_avx512_enabled()) return fp8_tile_avx512(MR, NR, y, ldy, x, ldx, w, n0, K, bias);
   const size_t esz = dtype_size(T);
   const char* wbase = static_cast<const char*>(w.data);
   const void* wr[NR];

@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstdio>
 #include <filesystem>
 #include <functional>
 #include <nlohmann/json.hpp>
@@ -15,6 +16,7 @@
 #include "core/checkpoint/safetensors.h"
 #include "kernels/common/check.h"
 #include "kernels/common/dtype.h"
+#include "kernels/cpu/fp8_avx512.h"
 #include "kernels/cpu/ops.h"
 #include "model_fixture.h"
 #include "test_util.h"
@@ -49,7 +51,25 @@ TEST(Fp8, E4m3CodesRoundTripAndRoundToNearestEven) {
   EXPECT_EQ(f32_to_fp8_e4m3(-1000.0f), 0xFE);
 }
 
-// Both CPU GEMM paths (the register kernel and the widened-panel sgemm) against the fixture's
+// The CPU's fp8 GEMM paths, each once: the register kernel in AVX2 and in AVX-512 (where this
+// CPU has it; else AVX2 again) and the widened-panel sgemm. Restores the kernel choice.
+struct Fp8Path {
+  const char* name;
+  bool avx512;
+  bool blas;
+};
+const Fp8Path kFp8Paths[] = {
+    {"own avx2", false, false}, {"own avx512", true, false}, {"blas", true, true}};
+void run_fp8_path(const Fp8Path& p, float* y, const float* x, const Weight& w, int64_t m) {
+  cpu::set_fp8_avx512(p.avx512);
+  if (p.blas)
+    cpu::matmul_blas(y, x, w, m, nullptr);
+  else
+    cpu::matmul_own(y, x, w, m, nullptr);
+  cpu::set_fp8_avx512(true);
+}
+
+// Every CPU GEMM path (the register kernels and the widened-panel sgemm) against the fixture's
 // float64 x · dequantized W^T, for six projections including partial 192- and 320-wide blocks.
 TEST(Fp8, CpuGemmPathsMatchTheFixtureProducts) {
   const std::string dir = fixture(kFp8);
@@ -63,18 +83,15 @@ TEST(Fp8, CpuGemmPathsMatchTheFixtureProducts) {
     const auto x = tensor_values<float>(ref.get(name));
     const auto want = tensor_values<float>(ref.get("gemm." + module + ".y"));
     const int64_t m = int64_t(x.size()) / w.cols;
-    for (int path = 0; path < 2; ++path) {
+    for (const Fp8Path& path : kFp8Paths) {
       std::vector<float> y(size_t(m * w.rows));
-      if (path == 0)
-        cpu::matmul_own(y.data(), x.data(), w, m, nullptr);
-      else
-        cpu::matmul_blas(y.data(), x.data(), w, m, nullptr);
+      run_fp8_path(path, y.data(), x.data(), w, m);
       float worst = 0, top = 0;
       for (size_t i = 0; i < y.size(); ++i) {
         worst = std::max(worst, std::fabs(y[i] - want[i]));
         top = std::max(top, std::fabs(want[i]));
       }
-      EXPECT_LE(worst, 1e-5f * (1 + top)) << module << (path ? " blas" : " own");
+      EXPECT_LE(worst, 1e-5f * (1 + top)) << module << " " << path.name;
     }
     ++checked;
   }
@@ -83,11 +100,12 @@ TEST(Fp8, CpuGemmPathsMatchTheFixtureProducts) {
 
 // A tensor-parallel slice that starts inside a scale block (rows from 64, columns from 40 of a
 // [320, 256] weight with 128x128 blocks) reads the scales of the blocks it lies in. Its first
-// block is 88 columns: 16-wide steps and one 8-wide step. m = 1 takes the register kernel's
+// block is 88 columns, its second 48: 32-, 16- and 8-wide steps. m = 1 takes the AVX2 kernel's
 // per-block sums (decode), m = 3 its per-weight scaling; blas widens panels.
 TEST(Fp8, SliceInsideABlockUsesItsBlocksScales) {
   const WeightStore store = WeightStore::open(fixture(kFp8));
   const Weight full = fp8_weight(store, "model.layers.1.mlp.gate_proj");
+  std::printf("fp8 AVX-512 kernel on this CPU: %s\n", cpu::fp8_avx512_enabled() ? "yes" : "no");
   for (const int64_t m : {1, 3}) {
     const int64_t r0 = 64, c0 = 40, rows = 200, cols = 136;
     Weight s = full;
@@ -98,12 +116,9 @@ TEST(Fp8, SliceInsideABlockUsesItsBlocksScales) {
     s.scale_col0 = c0;
     std::vector<float> x(size_t(m * cols));
     for (size_t i = 0; i < x.size(); ++i) x[i] = std::sin(0.37f * float(i));
-    for (int path = 0; path < 2; ++path) {
+    for (const Fp8Path& path : kFp8Paths) {
       std::vector<float> y(size_t(m * rows));
-      if (path == 0)
-        cpu::matmul_own(y.data(), x.data(), s, m, nullptr);
-      else
-        cpu::matmul_blas(y.data(), x.data(), s, m, nullptr);
+      run_fp8_path(path, y.data(), x.data(), s, m);
       for (int64_t i = 0; i < m; ++i)
         for (int64_t r = 0; r < rows; ++r) {
           double want = 0;
@@ -113,7 +128,7 @@ TEST(Fp8, SliceInsideABlockUsesItsBlocksScales) {
                     double(full.scale[((r0 + r) / 128) * full.scale_ld + (c0 + c) / 128]);
           }
           ASSERT_NEAR(y[size_t(i * rows + r)], want, 1e-5 * (1 + std::fabs(want)))
-              << (path ? "blas" : "own") << " m " << m << " row " << i << " out " << r;
+              << path.name << " m " << m << " row " << i << " out " << r;
         }
     }
   }
