@@ -5,8 +5,10 @@
 // GCC 12's AVX-512 intrinsics pass _mm512_undefined_*() as the unused merge operand, which its
 // -W(maybe-)uninitialized reports inside immintrin.h (a known false positive); the state where
 // the header is read is what counts, so this comes before every include.
+#if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #pragma GCC diagnostic ignored "-Wuninitialized"
+#endif
 
 #include "kernels/cpu/fp8_avx512.h"
 
