@@ -9,6 +9,7 @@
 
 #include "bench/bench_common.h"
 #include "kernels/common/rng.h"
+#include "kernels/cpu/fp8_avx512.h"
 #include "kernels/cpu/ops.h"
 #include "kernels/cpu/peaks.h"
 
@@ -41,8 +42,9 @@ CpuBench::CpuBench(Model& model, Communicator& comm, KvCache& cache, const CpuBe
   if (print_)
     std::printf(
         "machine        %d ranks x %d threads, memory read %.1f GB/s (measured, 1 GiB stream), "
-        "f32 FMA peak %.1f GFLOP/s (measured, AVX2)\n",
-        comm.size(), omp_get_max_threads(), read_gbs_, fma_gflops_);
+        "f32 FMA peak %.1f GFLOP/s (measured, AVX2); fp8 weights by the %s kernel\n",
+        comm.size(), omp_get_max_threads(), read_gbs_, fma_gflops_,
+        cpu::fp8_avx512_enabled() ? "AVX-512" : "AVX2");
   Rng rng(options.seed + 1);
   prompt_.resize(size_t(options.prompt_len));
   for (auto& t : prompt_) t = int32_t(rng.next() % uint64_t(c.vocab_size));
