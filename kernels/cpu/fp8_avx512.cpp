@@ -1,7 +1,7 @@
 // The AVX-512 fp8 tile (fp8_avx512.h). Each e4m3 byte becomes the f16 with its sign, exponent
 // and mantissa bits (2^-8 times its value, subnormals included), as in matmul.cpp, 32 bytes at
-// a time; each 128-column block's products are summed unscaled and the sum scaled once by the
-// block's scale times 2^8.
+// a time; each block's products are summed unscaled and the sum scaled once by the block's
+// scale times 2^8.
 // GCC 12's AVX-512 intrinsics pass _mm512_undefined_*() as the unused merge operand, which its
 // -W(maybe-)uninitialized reports inside immintrin.h (a known false positive); the state where
 // the header is read is what counts, so this comes before every include.

@@ -98,16 +98,18 @@ TEST(Fp8, CpuGemmPathsMatchTheFixtureProducts) {
   EXPECT_EQ(checked, 6);
 }
 
-// A tensor-parallel slice that starts inside a scale block (rows from 64, columns from 40 of a
+// A tensor-parallel slice that starts inside a scale block (rows from 61, columns from 40 of a
 // [320, 256] weight with 128x128 blocks) reads the scales of the blocks it lies in. Its first
-// block is 88 columns, its second 48: 32-, 16- and 8-wide steps. m = 1 takes the AVX2 kernel's
-// per-block sums (decode), m = 3 its per-weight scaling; blas widens panels.
+// block is 88 columns, then 43: 32-, 16- and 8-wide steps and a K % 8 tail of 3. Its 199 rows
+// put a 4-row tile across the block boundary at row 128 and leave 3 rows over; m = 1, 2, 3, 5
+// run every tile shape (1x4, 2x4, 3x2, 4x2, 4x1, 1x1), the AVX2 kernel's per-block sums (small
+// tiles) and per-weight scaling (large ones); blas widens panels.
 TEST(Fp8, SliceInsideABlockUsesItsBlocksScales) {
   const WeightStore store = WeightStore::open(fixture(kFp8));
   const Weight full = fp8_weight(store, "model.layers.1.mlp.gate_proj");
   std::printf("fp8 AVX-512 kernel on this CPU: %s\n", cpu::fp8_avx512_enabled() ? "yes" : "no");
-  for (const int64_t m : {1, 3}) {
-    const int64_t r0 = 64, c0 = 40, rows = 200, cols = 136;
+  for (const int64_t m : {1, 2, 3, 5}) {
+    const int64_t r0 = 61, c0 = 40, rows = 199, cols = 131;
     Weight s = full;
     s.data = static_cast<const uint8_t*>(full.data) + r0 * full.ld + c0;
     s.rows = rows;
