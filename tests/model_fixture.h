@@ -6,6 +6,7 @@
 #include <cstring>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "core/checkpoint/config.h"
@@ -61,6 +62,20 @@ std::vector<T> tensor_values(const TensorView& t) {
   return out;
 }
 
+// One of the moe_fp8 fixture's GEMM checks (reference.safetensors gemm.<module>.*): its
+// weight, x [m, K] and the float64 x · dequantized W^T, y [m, N].
+struct Fp8GemmCase {
+  std::string module;
+  Weight weight;
+  std::vector<float> x, y;
+  int64_t m = 0;
+};
+struct Fp8Gemms {
+  WeightStore store;  // the fixture's weights, which the cases' Weights point into
+  std::vector<Fp8GemmCase> cases;
+};
+Fp8Gemms fp8_gemms();
+
 // A checkpoint's fp8 tensor `module`.weight (128x128 blocks) as a Weight with its scales.
 inline Weight fp8_weight(const WeightStore& store, const std::string& module) {
   const TensorView& t = store.get(module + ".weight");
@@ -71,6 +86,23 @@ inline Weight fp8_weight(const WeightStore& store, const std::string& module) {
   w.block_cols = 128;
   w.scale_ld = s.shape[1];
   return w;
+}
+
+inline Fp8Gemms fp8_gemms() {
+  const std::string dir = fixture("hf-tiny/moe_fp8");
+  Fp8Gemms g{WeightStore::open(dir), {}};
+  const WeightStore ref = WeightStore::open_file(dir + "/reference.safetensors");
+  for (const auto& [name, view] : ref.all()) {
+    if (!name.starts_with("gemm.") || !name.ends_with(".x")) continue;
+    Fp8GemmCase c;
+    c.module = name.substr(5, name.size() - 7);
+    c.weight = fp8_weight(g.store, c.module);
+    c.x = tensor_values<float>(ref.get(name));
+    c.y = tensor_values<float>(ref.get("gemm." + c.module + ".y"));
+    c.m = int64_t(c.x.size()) / c.weight.cols;
+    g.cases.push_back(std::move(c));
+  }
+  return g;
 }
 
 }  // namespace qwen3moe::testing

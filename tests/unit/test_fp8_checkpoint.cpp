@@ -72,30 +72,19 @@ void run_fp8_path(const Fp8Path& p, float* y, const float* x, const Weight& w, i
 // Every CPU GEMM path (the register kernels and the widened-panel sgemm) against the fixture's
 // float64 x · dequantized W^T, for six projections including partial 192- and 320-wide blocks.
 TEST(Fp8, CpuGemmPathsMatchTheFixtureProducts) {
-  const std::string dir = fixture(kFp8);
-  const WeightStore store = WeightStore::open(dir);
-  const WeightStore ref = WeightStore::open_file(dir + "/reference.safetensors");
-  int checked = 0;
-  for (const auto& [name, view] : ref.all()) {
-    if (!name.starts_with("gemm.") || !name.ends_with(".x")) continue;
-    const std::string module = name.substr(5, name.size() - 7);
-    const Weight w = fp8_weight(store, module);
-    const auto x = tensor_values<float>(ref.get(name));
-    const auto want = tensor_values<float>(ref.get("gemm." + module + ".y"));
-    const int64_t m = int64_t(x.size()) / w.cols;
+  const testing::Fp8Gemms gemms = testing::fp8_gemms();
+  ASSERT_EQ(gemms.cases.size(), 6u);
+  for (const testing::Fp8GemmCase& c : gemms.cases)
     for (const Fp8Path& path : kFp8Paths) {
-      std::vector<float> y(size_t(m * w.rows));
-      run_fp8_path(path, y.data(), x.data(), w, m);
+      std::vector<float> y(size_t(c.m * c.weight.rows));
+      run_fp8_path(path, y.data(), c.x.data(), c.weight, c.m);
       float worst = 0, top = 0;
       for (size_t i = 0; i < y.size(); ++i) {
-        worst = std::max(worst, std::fabs(y[i] - want[i]));
-        top = std::max(top, std::fabs(want[i]));
+        worst = std::max(worst, std::fabs(y[i] - c.y[i]));
+        top = std::max(top, std::fabs(c.y[i]));
       }
-      EXPECT_LE(worst, 1e-5f * (1 + top)) << module << " " << path.name;
+      EXPECT_LE(worst, 1e-5f * (1 + top)) << c.module << " " << path.name;
     }
-    ++checked;
-  }
-  EXPECT_EQ(checked, 6);
 }
 
 // A tensor-parallel slice that starts inside a scale block (rows from 61, columns from 40 of a
