@@ -21,9 +21,7 @@ Backend& backend() {
   return *b;
 }
 
-Communicator& world() {
-  return testing::world();
-}
+using testing::world;
 
 // Small and quick: the tests run oversubscribed on 2 cores.
 DispatchBenchOptions small_dispatch(const std::string& routing) {

@@ -25,9 +25,7 @@ using nlohmann::json;
 using testing::fixture;
 using testing::LoadedModel;
 
-Communicator& world() {
-  return testing::world();
-}
+using testing::world;
 
 std::string slurp(const fs::path& p) {
   std::ifstream in(p);

@@ -10,9 +10,7 @@
 namespace qwen3moe {
 namespace {
 
-Communicator& world() {
-  return testing::world();
-}
+using testing::world;
 
 // The value rank `src` puts at index i of what it sends to rank `dst`.
 float payload(int src, int dst, size_t i) {

@@ -16,9 +16,7 @@
 namespace qwen3moe {
 namespace {
 
-Communicator& world() {
-  return testing::world();
-}
+using testing::world;
 
 using testing::dp_sizes;
 

@@ -12,9 +12,7 @@
 namespace qwen3moe {
 namespace {
 
-Communicator& world() {
-  return testing::world();
-}
+using testing::world;
 
 // serve's settings on a graph backend (graph padding, graphs, the fixed a2a capacity derived
 // from the batch) or the eager counted path.

@@ -25,9 +25,7 @@ namespace {
 
 constexpr int64_t kHidden = 16, kTopK = 3;
 
-Communicator& world() {
-  return testing::world();
-}
+using testing::world;
 
 float payload(int rank, int64_t token, int64_t col) {
   return float(rank * 100000 + token * 100 + col);

@@ -15,9 +15,7 @@
 namespace qwen3moe {
 namespace {
 
-Communicator& world() {
-  return testing::world();
-}
+using testing::world;
 
 using testing::fixture;
 using testing::LoadedModel;

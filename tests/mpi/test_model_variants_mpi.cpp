@@ -18,9 +18,7 @@
 namespace qwen3moe {
 namespace {
 
-Communicator& world() {
-  return testing::world();
-}
+using testing::world;
 
 constexpr const char* kConfig = R"({
   "architectures": ["Qwen3MoeForCausalLM"], "model_type": "qwen3_moe",
