@@ -67,6 +67,13 @@ bool Quantization::quantizes(const std::string& module) const {
   return true;
 }
 
+DType Quantization::stored_dtype(const std::string& name) const {
+  const std::string suffix = ".weight";
+  return name.ends_with(suffix) && quantizes(name.substr(0, name.size() - suffix.size()))
+             ? DType::F8E4M3
+             : DType::BF16;
+}
+
 bool ModelConfig::is_moe_layer(int64_t layer) const {
   if (num_experts <= 0) return false;
   if (std::find(mlp_only_layers.begin(), mlp_only_layers.end(), layer) != mlp_only_layers.end())

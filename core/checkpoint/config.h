@@ -7,6 +7,8 @@
 #include <string>
 #include <vector>
 
+#include "kernels/common/dtype.h"
+
 namespace qwen3moe {
 
 // config.json's rope_scaling: absent or "default" (plain RoPE), or YaRN as transformers'
@@ -33,6 +35,13 @@ struct Quantization {
   // linear projection (*_proj) that modules_to_not_convert does not name, whole, as its last
   // components (e.g. "lm_head") or as a prefix. The router, embeddings and norms stay bf16.
   bool quantizes(const std::string& module) const;
+  // The dtype a checkpoint of this config stores tensor `name` in when nothing else says:
+  // F8_E4M3 for "X.weight" of a module X it quantizes, else BF16.
+  DType stored_dtype(const std::string& name) const;
+  // Block scales of an fp8 [rows, cols] matrix: ceil(rows / block_rows) * ceil(cols / block_cols).
+  int64_t scale_blocks(int64_t rows, int64_t cols) const {
+    return (rows + block_rows - 1) / block_rows * ((cols + block_cols - 1) / block_cols);
+  }
 };
 
 struct ModelConfig {

@@ -11,18 +11,11 @@ RankPlan plan_rank(const ModelConfig& c, const Topology& topo, const WeightStore
   for (const TensorSpec& s : checkpoint_layout(c)) {
     // Without a checkpoint, the dtypes the config implies: BF16, and FP8 for the projections
     // of a config with an fp8 quantization_config (as Qwen's -FP8 releases store them).
-    DType dt = DType::BF16;
-    if (store) {
-      dt = store->expect(s.name, s.shape).dtype;
-    } else if (s.name.ends_with(".weight") &&
-               q.quantizes(s.name.substr(0, s.name.size() - std::string(".weight").size()))) {
-      dt = DType::F8E4M3;
-    }
+    const DType dt = store ? store->expect(s.name, s.shape).dtype : q.stored_dtype(s.name);
     const double n = double(s.numel());
     double b = n * double(dtype_size(dt));
     if (dt == DType::F8E4M3 && s.shape.size() == 2 && q.fp8())  // its f32 block scales
-      b += 4.0 * double((s.shape[0] + q.block_rows - 1) / q.block_rows) *
-           double((s.shape[1] + q.block_cols - 1) / q.block_cols);
+      b += 4.0 * double(q.scale_blocks(s.shape[0], s.shape[1]));
     plan.bytes_by_dtype[dtype_name(dt)] += b;
     plan.params_total += n;
     const bool is_attn =

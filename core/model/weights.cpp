@@ -55,15 +55,9 @@ void ModelWeights::attach_scales(Weight& w, const TensorView& t, int64_t row_beg
   w.scale_ld = bc;
 }
 
-DType ModelWeights::random_dtype(const std::string& name) const {
-  const std::string module = name.substr(0, name.size() - std::string(".weight").size());
-  return config_.quantization.quantizes(module) ? DType::F8E4M3 : DType::BF16;
-}
-
 size_t ModelWeights::random_scale_bytes(DType dtype, int64_t rows, int64_t cols) const {
   if (dtype != DType::F8E4M3) return 0;
-  const Quantization& q = config_.quantization;
-  return size_t(ceil_div(rows, q.block_rows) * ceil_div(cols, q.block_cols)) * sizeof(float);
+  return size_t(config_.quantization.scale_blocks(rows, cols)) * sizeof(float);
 }
 
 // fp8: codes spread over e4m3's whole range (uniform in [-448, 448)) and every block's scale
@@ -92,7 +86,7 @@ void ModelWeights::fill_random_matrix(Weight& w, float* scales, uint64_t seed,
 Weight ModelWeights::slice(const std::string& name, const std::vector<int64_t>& shape,
                            int64_t row_begin, int64_t rows, int64_t col_begin, int64_t cols) {
   if (!store_) {
-    Weight w{nullptr, random_dtype(name), rows, cols, cols};
+    Weight w{nullptr, config_.quantization.stored_dtype(name), rows, cols, cols};
     // The matrix, then (fp8) its block scales on a 256-byte boundary: one allocation.
     const size_t data = (size_t(rows * cols) * dtype_size(w.dtype) + 255) / 256 * 256;
     char* p = static_cast<char*>(backend_.alloc(data + random_scale_bytes(w.dtype, rows, cols)));
@@ -178,7 +172,7 @@ std::vector<Weight> ModelWeights::random_experts(int64_t l, const char* proj, in
   // 2 MiB pages, and a 3 MiB expert (30B-A3B) alone would take 4.
   // Each expert is its matrix and then (fp8) its block scales, on 256-byte boundaries.
   const int64_t n = topo_.experts_per_rank();
-  const DType dtype = random_dtype(expert_name(l, topo_.expert_begin(), proj));
+  const DType dtype = config_.quantization.stored_dtype(expert_name(l, topo_.expert_begin(), proj));
   const size_t data = (size_t(rows * cols) * dtype_size(dtype) + 255) / 256 * 256;
   const size_t each = data + (random_scale_bytes(dtype, rows, cols) + 255) / 256 * 256;
   char* base = static_cast<char*>(backend_.alloc(each * size_t(n)));

@@ -64,10 +64,8 @@ class ModelWeights {
   ExpertWeights expert_table(const std::vector<Weight>& experts);
   void attach_scales(Weight& w, const TensorView& t, int64_t row_begin, int64_t col_begin);
   std::vector<Weight> random_experts(int64_t layer, const char* proj, int64_t rows, int64_t cols);
-  // Random weights: the dtype a checkpoint of this config stores `name` in (F8_E4M3 where the
-  // quantization_config quantizes its module, else BF16), and the matrix w (rows, cols, dtype
-  // and data set) filled, its fp8 block scales at `scales` (scale_blocks() floats).
-  DType random_dtype(const std::string& name) const;
+  // Random weights (in the dtype Quantization::stored_dtype gives): the matrix w (rows, cols,
+  // dtype and data set) filled, its fp8 block scales at `scales` (scale_blocks() floats).
   void fill_random_matrix(Weight& w, float* scales, uint64_t seed, const RandomInit& init);
   size_t random_scale_bytes(DType dtype, int64_t rows, int64_t cols) const;
 
